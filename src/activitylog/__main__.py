@@ -1,0 +1,3 @@
+from activitylog.cli.main import app
+
+app()

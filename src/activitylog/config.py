@@ -1,0 +1,31 @@
+"""Typed settings, read from the environment with the ``ACTIVITYLOG_`` prefix."""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import cached_property
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ACTIVITYLOG_", extra="ignore")
+
+    database_url: str = "sqlite:///activitylog.db"
+    """``sqlite:///path.db`` (embedded default) or ``postgresql://...`` (psycopg 3)."""
+
+    trusted_proxies: str = ""
+    """Comma-separated IPs/CIDRs whose ``X-Forwarded-For`` header is believed."""
+
+    session_ttl_hours: int = 12
+    """How long a dashboard session lives without being used."""
+
+    secure_cookies: bool = False
+    """Mark the session cookie ``Secure`` (set it when served over HTTPS)."""
+
+    @cached_property
+    def trusted_proxy_networks(self) -> tuple[IPNetwork, ...]:
+        parts = [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
+        return tuple(ipaddress.ip_network(p, strict=False) for p in parts)

@@ -1,0 +1,284 @@
+"""The tables. Every key is led by ``account_id`` so tenant isolation is a WHERE clause you cannot forget
+and the tables can later be distributed by tenant or partitioned without a redesign.
+
+Models that inherit :class:`Audited` are watched by the unit of work: any insert, update or delete of one
+must be covered by an activity entry in the same transaction, or the commit is refused (see ``log/guard.py``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from activitylog.db.base import Base, UTCDateTime
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Audited:
+    """Mixin for tables whose every change must be logged.
+
+    ``__audit_type__`` is the resource type in the log; ``__audit_secret__`` fields appear only as
+    ``"[redacted]"``; ``__audit_ignore__`` fields are bookkeeping that is not a change worth showing.
+    """
+
+    __audit_type__: ClassVar[str]
+    __audit_secret__: ClassVar[frozenset[str]] = frozenset()
+    __audit_ignore__: ClassVar[frozenset[str]] = frozenset({"id", "account_id", "created_at", "updated_at"})
+
+    @property
+    def audit_id(self) -> str:
+        return str(getattr(self, "id"))  # noqa: B009
+
+    @property
+    def audit_name(self) -> str | None:
+        return getattr(self, "name", None)
+
+
+class Account(Audited, Base):
+    __tablename__ = "accounts"
+    __audit_type__ = "account"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class User(Audited, Base):
+    __tablename__ = "users"
+    __audit_type__ = "user"
+    __audit_secret__ = frozenset({"password_hash"})
+    __audit_ignore__ = Audited.__audit_ignore__ | {"last_login_at"}
+    __table_args__ = (UniqueConstraint("account_id", "id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def audit_name(self) -> str | None:
+        return self.email
+
+
+class ApiKey(Audited, Base):
+    __tablename__ = "api_keys"
+    __audit_type__ = "api_key"
+    __audit_secret__ = frozenset({"secret_hash"})
+    __audit_ignore__ = Audited.__audit_ignore__ | {"last_used_at", "last_used_ip"}
+    __table_args__ = (Index(None, "account_id", "id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_ip: Mapped[str | None] = mapped_column(String(45))
+
+
+class AuthSession(Base):
+    """A dashboard session. Not audited as a row: sign-in and sign-out are logged as user actions."""
+
+    __tablename__ = "auth_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class MailingList(Audited, Base):
+    __tablename__ = "lists"
+    __audit_type__ = "list"
+    __table_args__ = (Index(None, "account_id", "id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Contact(Audited, Base):
+    __tablename__ = "contacts"
+    __audit_type__ = "contact"
+    __table_args__ = (
+        UniqueConstraint("account_id", "list_id", "email"),
+        Index(None, "account_id", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    list_id: Mapped[str] = mapped_column(ForeignKey("lists.id"))
+    email: Mapped[str] = mapped_column(String(320))
+    first_name: Mapped[str | None] = mapped_column(String(200))
+    last_name: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), default="subscribed")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @property
+    def audit_name(self) -> str | None:
+        return self.email
+
+
+class Segment(Audited, Base):
+    __tablename__ = "segments"
+    __audit_type__ = "segment"
+    __table_args__ = (Index(None, "account_id", "id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    list_id: Mapped[str] = mapped_column(ForeignKey("lists.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    conditions: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Broadcast(Audited, Base):
+    __tablename__ = "broadcasts"
+    __audit_type__ = "broadcast"
+    __audit_ignore__ = Audited.__audit_ignore__ | {"scheduled_by"}
+    __table_args__ = (Index(None, "account_id", "id"), Index(None, "status", "send_at"))
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    subject: Mapped[str] = mapped_column(String(998))
+    from_email: Mapped[str] = mapped_column(String(320))
+    list_id: Mapped[str | None] = mapped_column(ForeignKey("lists.id"))
+    segment_id: Mapped[str | None] = mapped_column(ForeignKey("segments.id"))
+    html: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), default="draft")
+    send_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    scheduled_by: Mapped[str | None] = mapped_column(String(60))
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Suppression(Audited, Base):
+    __tablename__ = "suppressions"
+    __audit_type__ = "address"
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), primary_key=True)
+    reason: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @property
+    def audit_id(self) -> str:
+        return self.email
+
+    @property
+    def audit_name(self) -> str | None:
+        return self.email
+
+
+class SendingDomain(Audited, Base):
+    __tablename__ = "sending_domains"
+    __audit_type__ = "sending_domain"
+    __audit_secret__ = frozenset({"dkim_private_key"})
+    __table_args__ = (UniqueConstraint("account_id", "domain"), Index(None, "account_id", "id"))
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    domain: Mapped[str] = mapped_column(String(253))
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    dkim_selector: Mapped[str] = mapped_column(String(63), default="activitylog")
+    dkim_private_key: Mapped[str | None] = mapped_column(Text)
+    return_path: Mapped[str | None] = mapped_column(String(253))
+    tracking_domain: Mapped[str | None] = mapped_column(String(253))
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @property
+    def audit_name(self) -> str | None:
+        return self.domain
+
+    @property
+    def has_dkim_private_key(self) -> bool:
+        return self.dkim_private_key is not None
+
+
+class ReputationRule(Audited, Base):
+    __tablename__ = "reputation_rules"
+    __audit_type__ = "reputation_rule"
+    __table_args__ = (Index(None, "account_id", "id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    condition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    action: Mapped[dict[str, Any]] = mapped_column(JSON)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ChainHead(Base):
+    """The last seq and hash of an account's log: the row appends lock to serialise per account."""
+
+    __tablename__ = "activity_heads"
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    hash: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ActivityEntry(Base):
+    """One activity entry. Append-only; ``changes`` is stored as its canonical JSON text."""
+
+    __tablename__ = "activity_entries"
+    __table_args__ = (
+        ForeignKeyConstraint(["account_id"], ["accounts.id"]),
+        Index(None, "account_id", "actor_id", "seq"),
+        Index(None, "account_id", "actor_type", "seq"),
+        Index(None, "account_id", "action", "seq"),
+        Index(None, "account_id", "resource_type", "resource_id", "seq"),
+        Index(None, "account_id", "ip_key", "seq"),
+        Index(None, "account_id", "occurred_at", "seq"),
+    )
+
+    account_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor_type: Mapped[str] = mapped_column(String(20))
+    actor_id: Mapped[str] = mapped_column(String(60))
+    actor_name: Mapped[str | None] = mapped_column(String(320))
+    on_behalf_of: Mapped[str | None] = mapped_column(String(80))
+    ip: Mapped[str | None] = mapped_column(String(45))
+    ip_key: Mapped[str | None] = mapped_column(String(32))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    action: Mapped[str] = mapped_column(String(60))
+    resource_type: Mapped[str] = mapped_column(String(40))
+    resource_id: Mapped[str] = mapped_column(String(320))
+    resource_name: Mapped[str | None] = mapped_column(String(998))
+    summary: Mapped[str] = mapped_column(Text)
+    changes: Mapped[str] = mapped_column(Text)
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))

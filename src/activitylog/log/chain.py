@@ -1,0 +1,48 @@
+"""The hash chain, exactly as the contract defines it; standard library only, so anyone can re-check it.
+
+``hash = sha256_hex(prev_hash + "\\n" + canonical)`` where ``canonical`` is the compact, key-sorted JSON of
+the entry's fields (``CHAINED_FIELDS``); the first entry's ``prev_hash`` is 64 zeros.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+GENESIS = "0" * 64
+
+CHAINED_FIELDS = (
+    "account_id",
+    "seq",
+    "occurred_at",
+    "actor_type",
+    "actor_id",
+    "actor_name",
+    "on_behalf_of",
+    "ip",
+    "user_agent",
+    "action",
+    "resource_type",
+    "resource_id",
+    "resource_name",
+    "changes",
+    "request_id",
+)
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def format_instant(instant: datetime) -> str:
+    """UTC, microseconds, ``Z``: the one string form of ``occurred_at``."""
+    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def entry_hash(prev_hash: str, fields: dict[str, Any]) -> str:
+    """Hash of one entry given its chained fields (``changes`` as an object, not text)."""
+    obj = {name: fields[name] for name in CHAINED_FIELDS}
+    payload = prev_hash + "\n" + canonical_json(obj)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()

@@ -1,0 +1,35 @@
+"""The API shape of an activity entry, from a stored row."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import Row
+
+from activitylog.log.chain import format_instant
+
+
+def entry_to_api(row: Any) -> dict[str, Any]:
+    """Turn an ``activity_entries`` row (ORM object or Core row) into the contract's entry object."""
+    if isinstance(row, Row):
+        row = row._mapping
+        get = row.__getitem__
+    else:
+        get = row.__getattribute__
+    return {
+        "account_id": get("account_id"),
+        "seq": get("seq"),
+        "occurred_at": format_instant(get("occurred_at")),
+        "actor": {"type": get("actor_type"), "id": get("actor_id"), "name": get("actor_name")},
+        "on_behalf_of": get("on_behalf_of"),
+        "ip": get("ip"),
+        "user_agent": get("user_agent"),
+        "action": get("action"),
+        "resource": {"type": get("resource_type"), "id": get("resource_id"), "name": get("resource_name")},
+        "summary": get("summary"),
+        "changes": json.loads(get("changes")),
+        "request_id": get("request_id"),
+        "prev_hash": get("prev_hash"),
+        "hash": get("hash"),
+    }

@@ -1,0 +1,113 @@
+"""The choke point's enforcement: no audited row changes without an activity entry in the same transaction.
+
+Every flush collects the field-level changes of :class:`~activitylog.db.models.Audited` rows into the
+session; ``record()`` claims them for an entry; a commit with unclaimed changes is refused. ORM bulk
+statements on audited tables are refused outright because they bypass per-row change tracking. So a new code
+path that forgets to log cannot commit, whoever wrote it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import event, inspect
+from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
+
+from activitylog.db.models import Audited
+from activitylog.log.chain import format_instant
+
+REDACTED = "[redacted]"
+_UNLOGGED = "activitylog.unlogged"
+
+
+class UnloggedChangeError(RuntimeError):
+    """A transaction tried to commit a change to an audited table without an activity entry."""
+
+
+@dataclass
+class RowChange:
+    obj: Audited
+    kind: str  # "create" | "update" | "delete"
+    fields: dict[str, dict[str, Any]]
+
+
+def json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return format_instant(value)
+    return value
+
+
+def _audited_columns(obj: Audited) -> list[str]:
+    skip = type(obj).__audit_ignore__
+    return [attr.key for attr in inspect(type(obj)).column_attrs if attr.key not in skip]
+
+
+def _shown(obj: Audited, key: str, value: Any) -> Any:
+    if value is not None and key in type(obj).__audit_secret__:
+        return REDACTED
+    return json_value(value)
+
+
+def _row_change(session: Session, obj: Audited) -> RowChange | None:
+    state = inspect(obj)
+    keys = _audited_columns(obj)
+    if obj in session.new:
+        fields = {k: {"from": None, "to": _shown(obj, k, getattr(obj, k))} for k in keys}
+        return RowChange(obj, "create", {k: v for k, v in fields.items() if v["to"] is not None})
+    if obj in session.deleted:
+        fields = {k: {"from": _shown(obj, k, state.dict.get(k)), "to": None} for k in keys}
+        return RowChange(obj, "delete", {k: v for k, v in fields.items() if v["from"] is not None})
+    fields = {}
+    for key in keys:
+        history = state.attrs[key].history
+        if not history.has_changes():
+            continue
+        old = history.deleted[0] if history.deleted else None
+        new = history.added[0] if history.added else None
+        if old == new:
+            continue
+        fields[key] = {"from": _shown(obj, key, old), "to": _shown(obj, key, new)}
+    return RowChange(obj, "update", fields) if fields else None
+
+
+@event.listens_for(Session, "after_flush")
+def _collect(session: Session, _ctx: UOWTransaction) -> None:
+    pending = session.info.setdefault(_UNLOGGED, [])
+    for obj in [*session.new, *session.dirty, *session.deleted]:
+        if isinstance(obj, Audited):
+            change = _row_change(session, obj)
+            if change is not None:
+                pending.append(change)
+
+
+@event.listens_for(Session, "before_commit")
+def _refuse_unlogged(session: Session) -> None:
+    session.flush()
+    pending: list[RowChange] = session.info.get(_UNLOGGED) or []
+    if pending:
+        kinds = ", ".join(f"{c.kind} {type(c.obj).__audit_type__} {c.obj.audit_id}" for c in pending[:5])
+        raise UnloggedChangeError(f"refusing to commit changes with no activity entry: {kinds}")
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget(session: Session, _previous: Any) -> None:
+    session.info.pop(_UNLOGGED, None)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _refuse_bulk(state: ORMExecuteState) -> None:
+    if not (state.is_insert or state.is_update or state.is_delete):
+        return
+    mapper = state.bind_mapper
+    if mapper is not None and issubclass(mapper.class_, Audited):
+        raise UnloggedChangeError(
+            f"bulk {type(state.statement).__name__} on audited {mapper.class_.__name__} bypasses the log"
+        )
+
+
+def claim_changes(session: Session) -> list[RowChange]:
+    """Flush, then take every not-yet-logged row change of this transaction (the caller logs them)."""
+    session.flush()
+    return session.info.pop(_UNLOGGED, [])

@@ -1,0 +1,198 @@
+"""One query for the log, used by the JSON API, the dashboard, exports and the CLI.
+
+Filters combine with AND; a comma inside one means OR. Keyset pagination on ``(account_id, seq)`` makes a
+page cost the same at any depth; every filter has an index led by ``account_id`` and ended by ``seq``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+
+from activitylog.db.models import ActivityEntry
+from activitylog.errors import InvalidInput
+from activitylog.log.actions import ACTOR_TYPES, RESOURCE_TYPES, actions_for
+from activitylog.log.record import ip_key
+
+MAX_LIMIT = 1000
+DEFAULT_LIMIT = 50
+_E = ActivityEntry
+
+
+@dataclass(frozen=True)
+class ActivityFilter:
+    actor: tuple[str, ...] = ()
+    actor_type: tuple[str, ...] = ()
+    actions: tuple[str, ...] = ()
+    resource_type: tuple[str, ...] = ()
+    resource_id: tuple[str, ...] = ()
+    ip_ranges: tuple[tuple[str, str], ...] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+    q: str | None = None
+    raw: dict[str, str] = field(default_factory=dict)
+    """The filter as given, for audit entries and file names."""
+
+
+def _split(value: str | None) -> tuple[str, ...]:
+    if not value:
+        return ()
+    return tuple(dict.fromkeys(p.strip() for p in value.split(",") if p.strip()))
+
+
+def parse_instant(name: str, value: str | None) -> datetime | None:
+    if value is None or value == "":
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidInput(name, f"not an ISO 8601 date-time: {value!r}") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _ip_range(token: str) -> tuple[str, str]:
+    try:
+        net = ipaddress.ip_network(token, strict=False)
+    except ValueError:
+        raise InvalidInput("ip", f"not an IP address or CIDR block: {token!r}") from None
+    low, high = ip_key(str(net.network_address)), ip_key(str(net.broadcast_address))
+    assert low is not None and high is not None
+    return low, high
+
+
+def parse_filter(
+    *,
+    actor: str | None = None,
+    actor_type: str | None = None,
+    action: str | None = None,
+    resource_type: str | None = None,
+    resource_id: str | None = None,
+    ip: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    q: str | None = None,
+) -> ActivityFilter:
+    """Validate the contract's query parameters; every error names its parameter."""
+    raw = {
+        k: v
+        for k, v in dict(
+            actor=actor,
+            actor_type=actor_type,
+            action=action,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            ip=ip,
+            since=since,
+            until=until,
+            q=q,
+        ).items()
+        if v not in (None, "")
+    }
+    for name, value in raw.items():
+        if len(value) > 4000:
+            raise InvalidInput(name, "too long (at most 4000 characters)")
+    actor_types = _split(actor_type)
+    for t in actor_types:
+        if t not in ACTOR_TYPES:
+            raise InvalidInput("actor_type", f"unknown actor type {t!r}; one of {', '.join(ACTOR_TYPES)}")
+    actions: set[str] = set()
+    for token in _split(action):
+        expanded = actions_for(token)
+        if expanded is None:
+            raise InvalidInput("action", f"unknown action, verb or wildcard {token!r}")
+        actions |= expanded
+    rtypes = _split(resource_type)
+    for t in rtypes:
+        if t not in RESOURCE_TYPES:
+            raise InvalidInput("resource_type", f"unknown resource type {t!r}")
+    start, end = parse_instant("since", since), parse_instant("until", until)
+    if start and end and start > end:
+        raise InvalidInput("since", "must not be after until")
+    text = q.strip() if q else None
+    return ActivityFilter(
+        actor=_split(actor),
+        actor_type=actor_types,
+        actions=tuple(sorted(actions)),
+        resource_type=rtypes,
+        resource_id=_split(resource_id),
+        ip_ranges=tuple(_ip_range(t) for t in _split(ip)),
+        since=start,
+        until=end,
+        q=text or None,
+        raw=raw,
+    )
+
+
+def _like_pattern(text: str) -> str:
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def conditions(account_id: str, f: ActivityFilter) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = [_E.account_id == account_id]
+    if f.actor:
+        where.append(_E.actor_id.in_(f.actor))
+    if f.actor_type:
+        where.append(_E.actor_type.in_(f.actor_type))
+    if f.actions:
+        where.append(_E.action.in_(f.actions))
+    if f.resource_type:
+        where.append(_E.resource_type.in_(f.resource_type))
+    if f.resource_id:
+        where.append(_E.resource_id.in_(f.resource_id))
+    if f.ip_ranges:
+        where.append(or_(*(and_(_E.ip_key >= lo, _E.ip_key <= hi) for lo, hi in f.ip_ranges)))
+    if f.since:
+        where.append(_E.occurred_at >= f.since)
+    if f.until:
+        where.append(_E.occurred_at < f.until)
+    if f.q:
+        pattern = _like_pattern(f.q)
+        where.append(
+            or_(
+                func.lower(_E.summary).like(pattern, escape="\\"),
+                func.lower(_E.resource_name).like(pattern, escape="\\"),
+                func.lower(_E.actor_name).like(pattern, escape="\\"),
+            )
+        )
+    return where
+
+
+def encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"seq": seq}).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    if not cursor:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        seq = json.loads(base64.urlsafe_b64decode(padded.encode()))["seq"]
+    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise InvalidInput("cursor", "not a cursor this API issued") from None
+    if not isinstance(seq, int) or seq < 1:
+        raise InvalidInput("cursor", "not a cursor this API issued")
+    return seq
+
+
+def page_statement(account_id: str, f: ActivityFilter, *, before_seq: int | None, limit: int) -> Select[Any]:
+    """Newest first, one more row than asked so the caller knows whether there is a next page."""
+    where = conditions(account_id, f)
+    if before_seq is not None:
+        where.append(_E.seq < before_seq)
+    return select(_E.__table__).where(*where).order_by(_E.seq.desc()).limit(limit + 1)
+
+
+def export_statement(account_id: str, f: ActivityFilter, *, after_seq: int = 0) -> Select[Any]:
+    """Oldest first, for exports that stream the whole slice."""
+    where = conditions(account_id, f)
+    if after_seq:
+        where.append(_E.seq > after_seq)
+    return select(_E.__table__).where(*where).order_by(_E.seq.asc())

@@ -1,0 +1,181 @@
+"""Appending to an account's chain inside the caller's transaction.
+
+Appends are serialised per account, never globally: PostgreSQL locks the account's row in
+``activity_heads`` (created on the first append, so there is always a row to lock); SQLite write
+transactions already hold the database's write lock from ``BEGIN IMMEDIATE``. The timestamp is taken under
+that lock, so ``occurred_at`` never decreases along ``seq``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from activitylog.db.models import ActivityEntry, Audited, ChainHead
+from activitylog.log.actions import ALL_ACTIONS, EVENT_ACTIONS, summarize
+from activitylog.log.chain import GENESIS, canonical_json, entry_hash, format_instant
+from activitylog.log.guard import REDACTED, RowChange, claim_changes
+
+_entries = ActivityEntry.__table__
+_heads = ChainHead.__table__
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did it: a signed-in user, an API key, a reputation rule, or the system."""
+
+    type: str  # session | api_key | rule | system
+    id: str
+    name: str | None = None
+    on_behalf_of: str | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.type}:{self.id}"
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """Where it came from."""
+
+    ip: str | None = None
+    user_agent: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ResourceRef:
+    """A log target that is not (or no longer) a row, e.g. the activity log itself."""
+
+    type: str
+    id: str
+    name: str | None = None
+
+
+Resource = Audited | ResourceRef
+
+
+def ip_key(ip: str | None) -> str | None:
+    """A fixed-width hex form (IPv4 mapped into IPv6) so CIDR filters are index range scans on both engines."""
+    if ip is None:
+        return None
+    addr = ipaddress.ip_address(ip)
+    if isinstance(addr, ipaddress.IPv4Address):
+        addr = ipaddress.IPv6Address(b"\0" * 10 + b"\xff\xff" + addr.packed)
+    return addr.packed.hex()
+
+
+def _resource_parts(resource: Resource) -> tuple[str, str, str | None]:
+    if isinstance(resource, ResourceRef):
+        return resource.type, resource.id, resource.name
+    return type(resource).__audit_type__, resource.audit_id, resource.audit_name
+
+
+def _lock_head(session: Session, account_id: str) -> tuple[int, str, datetime | None]:
+    dialect = session.get_bind().dialect.name
+    ins = postgresql.insert(_heads) if dialect == "postgresql" else sqlite.insert(_heads)
+    session.execute(
+        ins.values(account_id=account_id, seq=0, hash=GENESIS).on_conflict_do_nothing(
+            index_elements=["account_id"]
+        )
+    )
+    row = session.execute(
+        select(_heads.c.seq, _heads.c.hash, _heads.c.occurred_at)
+        .where(_heads.c.account_id == account_id)
+        .with_for_update()
+    ).one()
+    return row.seq, row.hash, row.occurred_at
+
+
+def _changes_for(resource: Resource, claimed: list[RowChange]) -> dict[str, Any]:
+    merged: dict[str, dict[str, Any]] = {}
+    for change in claimed:
+        if change.obj is resource:
+            for key, diff in change.fields.items():
+                if key in merged:
+                    merged[key] = {"from": merged[key]["from"], "to": diff["to"]}
+                else:
+                    merged[key] = dict(diff)
+    return {k: v for k, v in merged.items() if v["from"] != v["to"] or v["to"] == REDACTED}
+
+
+def record(
+    session: Session,
+    *,
+    account_id: str,
+    actor: Actor,
+    context: RequestContext,
+    action: str,
+    resource: Resource,
+    changes: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any] | None:
+    """Write one entry for ``action`` on ``resource`` covering every row change since the last entry.
+
+    ``changes`` defaults to the field diff of ``resource``'s row; ``extra`` adds to it (e.g. the figures a
+    rule acted on, or the rows that went with a delete). Returns the entry as the API shows it,
+    or None when nothing changed (an update to the same values is not a change, so it is not logged).
+    """
+    if action not in ALL_ACTIONS:
+        raise ValueError(f"unknown action {action!r}")
+    claimed = claim_changes(session)
+    for change in claimed:
+        owner = getattr(change.obj, "account_id", None) or change.obj.audit_id
+        if owner != account_id:
+            raise PermissionError(f"change to another account's {change.obj.__audit_type__} in this entry")
+    if changes is None:
+        changes = _changes_for(resource, claimed)
+    if extra:
+        changes = {**changes, **extra}
+    if not changes and not claimed and action not in EVENT_ACTIONS:
+        return None
+
+    resource_type, resource_id, resource_name = _resource_parts(resource)
+    head_seq, prev_hash, last_at = _lock_head(session, account_id)
+    now = now or datetime.now(UTC)
+    occurred_at = max(now, last_at) if last_at else now
+    fields: dict[str, Any] = {
+        "account_id": account_id,
+        "seq": head_seq + 1,
+        "occurred_at": format_instant(occurred_at),
+        "actor_type": actor.type,
+        "actor_id": actor.id,
+        "actor_name": actor.name,
+        "on_behalf_of": actor.on_behalf_of,
+        "ip": context.ip,
+        "user_agent": context.user_agent,
+        "action": action,
+        "resource_type": resource_type,
+        "resource_id": resource_id,
+        "resource_name": resource_name,
+        "changes": changes,
+        "request_id": context.request_id,
+    }
+    digest = entry_hash(prev_hash, fields)
+    summary = summarize(action, resource_name)
+    session.execute(
+        insert(_entries).values(
+            {
+                **fields,
+                "occurred_at": occurred_at,
+                "changes": canonical_json(changes),
+                "ip_key": ip_key(context.ip),
+                "summary": summary,
+                "prev_hash": prev_hash,
+                "hash": digest,
+            }
+        )
+    )
+    session.execute(
+        update(_heads)
+        .where(_heads.c.account_id == account_id)
+        .values(seq=head_seq + 1, hash=digest, occurred_at=occurred_at)
+    )
+    return {**fields, "summary": summary, "prev_hash": prev_hash, "hash": digest}

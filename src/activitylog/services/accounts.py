@@ -1,0 +1,57 @@
+"""Accounts and their owners: created by the CLI (or sign-up), logged as the account's first entries."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from activitylog.db.base import Database
+from activitylog.db.models import Account, User
+from activitylog.ids import new_id
+from activitylog.log.record import Actor, RequestContext
+from activitylog.services import credentials
+from activitylog.services.uow import UnitOfWork, assign
+
+
+@dataclass(frozen=True)
+class NewAccount:
+    account: Account
+    owner: User
+
+
+def create_account(
+    db: Database,
+    *,
+    name: str,
+    owner_email: str,
+    password: str,
+    actor: Actor,
+    context: RequestContext,
+    clock: Callable[[], datetime] | None = None,
+) -> NewAccount:
+    account = Account(id=new_id("acc"), name=name)
+    with UnitOfWork(db, account_id=account.id, actor=actor, context=context, clock=clock) as uow:
+        account.created_at = uow.clock()
+        uow.add(account)
+        uow.record("account.create", account)
+        owner = User(
+            id=new_id("usr"),
+            account_id=account.id,
+            email=owner_email.strip().lower(),
+            password_hash=credentials.hash_password(password),
+            role="owner",
+        )
+        uow.add(owner)
+        uow.record("user.create", owner)
+        uow.commit()
+    return NewAccount(account=account, owner=owner)
+
+
+def update_account(uow: UnitOfWork, *, name: str) -> Account:
+    with uow:
+        account = uow.get(Account, uow.account_id, what="account")
+        assign(account, {"name": name})
+        uow.record("account.update", account)
+        uow.commit()
+    return account

@@ -1,0 +1,154 @@
+"""Who is calling, and what they may do: dashboard sessions and API keys resolved to a principal.
+
+Sign-ins, sign-outs and failed sign-ins are logged like any other action, through the unit of work.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, select
+
+from activitylog.db.base import Database
+from activitylog.db.models import ApiKey, AuthSession, User
+from activitylog.errors import Forbidden, Unauthorized
+from activitylog.log.record import Actor, RequestContext
+from activitylog.services import credentials
+from activitylog.services.uow import UnitOfWork
+
+ROLES = ("owner", "admin", "member")
+SCOPES = ("full", "read", "write", "activity:read")
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+# What each permission needs: session roles allowed, API key scopes allowed (empty = keys never may).
+_PERMISSIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "resources:read": (frozenset(ROLES), frozenset({"full", "read", "write"})),
+    "resources:write": (frozenset(ROLES), frozenset({"full", "write"})),
+    "activity:read": (frozenset({"owner", "admin"}), frozenset({"full", "activity:read"})),
+    "api_keys:manage": (frozenset({"owner", "admin"}), frozenset()),
+    "users:manage": (frozenset({"owner"}), frozenset()),
+    "account:manage": (frozenset({"owner"}), frozenset()),
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    account_id: str
+    actor: Actor
+    role: str | None = None  # for sessions
+    scopes: frozenset[str] = field(default_factory=frozenset)  # for API keys
+    csrf_token: str | None = None  # for sessions
+
+    @property
+    def is_session(self) -> bool:
+        return self.actor.type == "session"
+
+    def can(self, permission: str) -> bool:
+        roles, scopes = _PERMISSIONS[permission]
+        if self.is_session:
+            return self.role in roles
+        return bool(self.scopes & scopes)
+
+    def require(self, permission: str) -> None:
+        if not self.can(permission):
+            who = f"role {self.role}" if self.is_session else "this API key"
+            raise Forbidden(f"{who} may not do this (needs {permission})")
+
+
+def authenticate_api_key(db: Database, key: str, ip: str | None) -> Principal:
+    if not credentials.api_key_well_formed(key):
+        raise Unauthorized("invalid API key")
+    digest = credentials.sha256_hex(key)
+    with db.reader() as session:
+        row = session.execute(select(ApiKey).where(ApiKey.secret_hash == digest)).scalar_one_or_none()
+    if row is None or not hmac.compare_digest(row.secret_hash, digest):
+        raise Unauthorized("invalid API key")
+    if row.revoked_at is not None:
+        raise Unauthorized("this API key has been revoked")
+    now = datetime.now(UTC)
+    if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION or row.last_used_ip != ip:
+        _touch_key(db, row.id, now, ip)
+    return Principal(
+        account_id=row.account_id,
+        actor=Actor(type="api_key", id=row.id, name=row.name),
+        scopes=frozenset(row.scopes),
+    )
+
+
+def _touch_key(db: Database, key_id: str, now: datetime, ip: str | None) -> None:
+    """Bookkeeping only (``last_used_*`` are not audited fields, so no entry is needed)."""
+    with db.writer() as session:
+        key = session.get(ApiKey, key_id)
+        if key is not None:
+            key.last_used_at = now
+            key.last_used_ip = ip
+            session.commit()
+
+
+def authenticate_session(db: Database, token: str) -> Principal:
+    digest = credentials.sha256_hex(token)
+    with db.reader() as session:
+        row = session.execute(
+            select(AuthSession, User)
+            .join(User, User.id == AuthSession.user_id)
+            .where(AuthSession.token_hash == digest)
+        ).one_or_none()
+    if row is None or row.AuthSession.expires_at <= datetime.now(UTC):
+        raise Unauthorized("not signed in")
+    user = row.User
+    return Principal(
+        account_id=user.account_id,
+        actor=Actor(type="session", id=user.id, name=user.email),
+        role=user.role,
+        csrf_token=row.AuthSession.csrf_token,
+    )
+
+
+@dataclass(frozen=True)
+class SignIn:
+    token: str
+    csrf_token: str
+    user: User
+
+
+def sign_in(db: Database, email: str, password: str, context: RequestContext, ttl: timedelta) -> SignIn:
+    """Start a session, or log the failed attempt against the account the address belongs to."""
+    email = email.strip().lower()
+    with db.reader() as session:
+        user = session.execute(select(User).where(User.email == email)).scalar_one_or_none()
+    ok = credentials.verify_password(user.password_hash if user else None, password)
+    if user is None:
+        raise Unauthorized("wrong email or password")
+    if not ok:
+        anonymous = Actor(type="session", id="anonymous", name=email)
+        with UnitOfWork(db, account_id=user.account_id, actor=anonymous, context=context) as uow:
+            uow.record("user.login_failed", user, {})
+            uow.commit()
+        raise Unauthorized("wrong email or password")
+    token, csrf = credentials.new_token(), credentials.new_token()
+    actor = Actor(type="session", id=user.id, name=user.email)
+    with UnitOfWork(db, account_id=user.account_id, actor=actor, context=context) as uow:
+        now = datetime.now(UTC)
+        uow.add(
+            AuthSession(
+                token_hash=credentials.sha256_hex(token),
+                account_id=user.account_id,
+                user_id=user.id,
+                csrf_token=csrf,
+                expires_at=now + ttl,
+            )
+        )
+        fresh = uow.get(User, user.id)
+        fresh.last_login_at = now
+        uow.record("user.login", fresh, {})
+        uow.commit()
+    return SignIn(token=token, csrf_token=csrf, user=fresh)
+
+
+def sign_out(db: Database, principal: Principal, token: str, context: RequestContext) -> None:
+    with UnitOfWork(db, account_id=principal.account_id, actor=principal.actor, context=context) as uow:
+        uow.session.execute(delete(AuthSession).where(AuthSession.token_hash == credentials.sha256_hex(token)))
+        uow.record("user.logout", uow.get(User, principal.actor.id), {})
+        uow.commit()

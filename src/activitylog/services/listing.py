@@ -1,0 +1,63 @@
+"""Keyset pages over an account's resources, ordered by id (ULIDs, so creation order)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, select
+from sqlalchemy.orm import InstrumentedAttribute
+
+from activitylog.db.base import Database
+from activitylog.errors import InvalidInput, NotFound
+
+
+def encode_after(key: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"after": key}).encode()).decode().rstrip("=")
+
+
+def decode_after(cursor: str | None) -> str | None:
+    if not cursor:
+        return None
+    try:
+        value = json.loads(base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()))["after"]
+    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise InvalidInput("cursor", "not a cursor this API issued") from None
+    if not isinstance(value, str):
+        raise InvalidInput("cursor", "not a cursor this API issued")
+    return value
+
+
+def page(
+    db: Database,
+    model: type[Any],
+    account_id: str,
+    *,
+    limit: int,
+    cursor: str | None,
+    key: InstrumentedAttribute[Any] | None = None,
+    where: Sequence[ColumnElement[bool]] = (),
+) -> tuple[list[Any], str | None]:
+    key = key if key is not None else model.id
+    after = decode_after(cursor)
+    stmt = select(model).where(model.account_id == account_id, *where)
+    if after is not None:
+        stmt = stmt.where(key > after)
+    with db.reader() as session:
+        rows = list(session.scalars(stmt.order_by(key).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, encode_after(getattr(rows[-1], key.key)) if more else None
+
+
+def one(db: Database, model: type[Any], account_id: str, id_: str, what: str) -> Any:
+    with db.reader() as session:
+        row = session.execute(
+            select(model).where(model.id == id_, model.account_id == account_id)
+        ).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"{what} {id_} not found")
+    return row

@@ -1,0 +1,147 @@
+"""The unit of work: one transaction, one actor, one account — the only way the application changes state.
+
+Services open it, change rows, call :meth:`UnitOfWork.record` for the action, and :meth:`commit`. The entry
+is written in the same transaction as the change, so both commit or neither does; the guard in
+``log/guard.py`` refuses a commit whose changes no entry covers.
+
+Units of work nest: a service called inside an open unit of work joins its transaction, and only the
+outermost ``commit`` commits. That lets several actions form one atomic batch (an automated rule that
+suppresses and pauses, a seeded history) without any service knowing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from activitylog.db.base import Database
+from activitylog.errors import Conflict, NotFound
+from activitylog.log.record import Actor, RequestContext, Resource, record
+
+T = TypeVar("T")
+
+SYSTEM_CLI = Actor(type="system", id="cli", name="activitylog CLI")
+
+
+class UnitOfWork:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        account_id: str,
+        actor: Actor,
+        context: RequestContext,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.db = db
+        self.account_id = account_id
+        self.actor = actor
+        self.context = context
+        self.clock = clock or _utcnow
+        self.entries: list[dict[str, Any]] = []
+        self._session: Session | None = None
+        self._depth = 0
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            raise RuntimeError("unit of work used outside its 'with' block")
+        return self._session
+
+    def __enter__(self) -> UnitOfWork:
+        if self._depth == 0:
+            self._session = self.db.writer()
+            self.entries = []
+        self._depth += 1
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._depth -= 1
+        if self._depth:
+            return  # the outer unit of work decides
+        session = self.session
+        try:
+            session.rollback()  # a no-op after commit; undoes everything otherwise
+        finally:
+            session.close()
+            self._session = None
+
+    def get(self, model: type[T], id_: str, *, what: str | None = None) -> T:
+        """Load a row of this account for change (row-locked on PostgreSQL); 404 if it is not ours."""
+        key = model.id  # type: ignore[attr-defined]
+        tenant = getattr(model, "account_id", key)  # an Account is its own tenant
+        row = self.session.execute(
+            select(model).where(key == id_, tenant == self.account_id).with_for_update()
+        ).scalar_one_or_none()
+        if row is None:
+            raise NotFound(f"{what or model.__name__.lower()} {id_} not found")
+        return row
+
+    def add(self, obj: Any) -> None:
+        self.session.add(obj)
+
+    def delete(self, obj: Any) -> None:
+        self.session.delete(obj)
+
+    def record(
+        self,
+        action: str,
+        resource: Resource,
+        changes: dict[str, Any] | None = None,
+        *,
+        extra: dict[str, Any] | None = None,
+        actor: Actor | None = None,
+    ) -> dict[str, Any] | None:
+        """Log ``action`` on ``resource``, covering every change made since the previous entry."""
+        try:
+            entry = record(
+                self.session,
+                account_id=self.account_id,
+                actor=actor or self.actor,
+                context=self.context,
+                action=action,
+                resource=resource,
+                changes=changes,
+                extra=extra,
+                now=self.clock(),
+            )
+        except IntegrityError as exc:
+            raise Conflict(_conflict_message(exc)) from None
+        if entry is not None:
+            self.entries.append(entry)
+        return entry
+
+    def commit(self) -> None:
+        if self._depth > 1:
+            return
+        try:
+            self.session.commit()
+        except IntegrityError as exc:
+            raise Conflict(_conflict_message(exc)) from None
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def assign(obj: Any, values: dict[str, Any]) -> None:
+    """Set the given fields; the guard turns whatever really changed into the entry's diff."""
+    for key, value in values.items():
+        setattr(obj, key, value)
+
+
+def _conflict_message(exc: IntegrityError) -> str:
+    text = str(exc.orig).lower()
+    if "unique" in text or "duplicate" in text:
+        return "a resource with these values already exists"
+    if "foreign key" in text:
+        return "the resource is still referenced by another resource"
+    return "the change conflicts with the current state"

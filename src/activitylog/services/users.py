@@ -1,0 +1,66 @@
+"""Users of an account (owner only): invite, change role or password, remove."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+
+from activitylog.db.models import User
+from activitylog.errors import Conflict
+from activitylog.ids import new_id
+from activitylog.services import credentials
+from activitylog.services.uow import UnitOfWork, assign
+
+
+def create_user(uow: UnitOfWork, *, email: str, password: str, role: str) -> User:
+    with uow:
+        email = email.strip().lower()
+        if uow.session.execute(select(User.id).where(User.email == email)).first():
+            raise Conflict("a user with this email already exists")
+        user = User(
+            id=new_id("usr"),
+            account_id=uow.account_id,
+            email=email,
+            password_hash=credentials.hash_password(password),
+            role=role,
+        )
+        uow.add(user)
+        uow.record("user.create", user)
+        uow.commit()
+    return user
+
+
+def update_user(uow: UnitOfWork, user_id: str, values: dict[str, Any]) -> User:
+    with uow:
+        user = uow.get(User, user_id, what="user")
+        if "password" in values:
+            values = {**values, "password_hash": credentials.hash_password(values.pop("password"))}
+        if "email" in values:
+            values["email"] = values["email"].strip().lower()
+        if values.get("role", "owner") != "owner" and user.role == "owner":
+            _keep_an_owner(uow, user)
+        assign(user, values)
+        uow.record("user.update", user)
+        uow.commit()
+    return user
+
+
+def delete_user(uow: UnitOfWork, user_id: str) -> None:
+    with uow:
+        user = uow.get(User, user_id, what="user")
+        if user.id == uow.actor.id:
+            raise Conflict("you cannot delete yourself")
+        if user.role == "owner":
+            _keep_an_owner(uow, user)
+        uow.delete(user)
+        uow.record("user.delete", user)
+        uow.commit()
+
+
+def _keep_an_owner(uow: UnitOfWork, user: User) -> None:
+    owners = uow.session.execute(
+        select(func.count()).where(User.account_id == uow.account_id, User.role == "owner")
+    ).scalar_one()
+    if owners <= 1:
+        raise Conflict("an account must keep at least one owner")

@@ -1,0 +1,73 @@
+"""The ASGI application: REST API (and, later, the dashboard) over one store."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from activitylog import __version__
+from activitylog.config import Settings
+from activitylog.db.base import Database, connect
+from activitylog.web import errors
+from activitylog.web.api import (
+    account,
+    activity,
+    api_keys,
+    broadcasts,
+    lists,
+    reputation_rules,
+    segments,
+    sending_domains,
+    session,
+    suppressions,
+)
+from activitylog.web.context import request_id
+
+
+class RequestIdMiddleware:
+    """Give every request an id (the caller's ``X-Request-ID`` if sane) and echo it in the response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = request_id(Request(scope))
+        scope.setdefault("state", {})["request_id"] = rid
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).append((b"x-request-id", rid.encode()))
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
+    settings = settings or Settings()
+    app = FastAPI(
+        title="activitylog",
+        version=__version__,
+        description="An email-marketing account whose every mutation is recorded in a tamper-evident log.",
+    )
+    app.state.settings = settings
+    app.state.db = db or connect(settings.database_url)
+    errors.install(app)
+    for module in (
+        session,
+        account,
+        api_keys,
+        lists,
+        segments,
+        broadcasts,
+        suppressions,
+        sending_domains,
+        reputation_rules,
+        activity,
+    ):
+        app.include_router(module.router)
+    app.add_middleware(RequestIdMiddleware)
+    return app

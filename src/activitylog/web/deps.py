@@ -1,0 +1,94 @@
+"""Request dependencies: the store, the caller (session or API key, with CSRF), and a unit of work for them.
+
+Routes declare what they need with the ``Annotated`` aliases at the bottom; a route that writes can only
+get a :class:`UnitOfWork` bound to the caller's account and actor, so attribution is never the route's job.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from activitylog.config import Settings
+from activitylog.db.base import Database
+from activitylog.errors import Forbidden, Unauthorized
+from activitylog.log.record import RequestContext
+from activitylog.services.auth import Principal, authenticate_api_key, authenticate_session
+from activitylog.services.uow import UnitOfWork
+from activitylog.web.context import request_context
+
+SESSION_COOKIE = "activitylog_session"
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_context(request: Request) -> RequestContext:
+    return request_context(request, get_settings(request).trusted_proxy_networks)
+
+
+def get_principal(request: Request) -> Principal:
+    cached: Principal | None = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached
+    db = get_db(request)
+    authorization = request.headers.get("authorization")
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("use 'Authorization: Bearer <API key>'")
+        principal = authenticate_api_key(db, token.strip(), get_context(request).ip)
+    else:
+        token = request.cookies.get(SESSION_COOKIE)
+        if not token:
+            raise Unauthorized("sign in or send an API key")
+        principal = authenticate_session(db, token)
+        if request.method not in SAFE_METHODS:
+            sent = request.headers.get(CSRF_HEADER, "")
+            if not principal.csrf_token or not hmac.compare_digest(sent, principal.csrf_token):
+                raise Forbidden("missing or wrong X-CSRF-Token header")
+    request.state.principal = principal
+    return principal
+
+
+def allowed(permission: str) -> Callable[[Request], Principal]:
+    def dependency(request: Request) -> Principal:
+        principal = get_principal(request)
+        principal.require(permission)
+        return principal
+
+    return dependency
+
+
+def uow_for(permission: str) -> Callable[[Request], UnitOfWork]:
+    def dependency(request: Request) -> UnitOfWork:
+        principal = allowed(permission)(request)
+        return UnitOfWork(
+            get_db(request), account_id=principal.account_id, actor=principal.actor, context=get_context(request)
+        )
+
+    return dependency
+
+
+Db = Annotated[Database, Depends(get_db)]
+Context = Annotated[RequestContext, Depends(get_context)]
+Caller = Annotated[Principal, Depends(get_principal)]
+Reader = Annotated[Principal, Depends(allowed("resources:read"))]
+LogReader = Annotated[Principal, Depends(allowed("activity:read"))]
+WriteUow = Annotated[UnitOfWork, Depends(uow_for("resources:write"))]
+KeysUow = Annotated[UnitOfWork, Depends(uow_for("api_keys:manage"))]
+KeysReader = Annotated[Principal, Depends(allowed("api_keys:manage"))]
+UsersUow = Annotated[UnitOfWork, Depends(uow_for("users:manage"))]
+AccountUow = Annotated[UnitOfWork, Depends(uow_for("account:manage"))]

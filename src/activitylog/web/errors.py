@@ -1,0 +1,60 @@
+"""Every error as ``{"error": {"code", "message"}}``; bad input names its field and is never a 500."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from activitylog.errors import DomainError
+
+log = logging.getLogger("activitylog")
+_LEADING_FIELD = re.compile(r"^([a-z_][a-z0-9_.]*): ")
+_STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+                 405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type"}
+
+
+def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if field:
+        error["field"] = field
+    return {"error": error}
+
+
+def _validation_message(err: dict[str, Any]) -> tuple[str | None, str]:
+    loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
+    loc = [p for p in loc if not p.startswith("function-") and p not in ("EventCondition", "RateCondition")]
+    msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+    field = ".".join(loc) or None
+    if field is None and (m := _LEADING_FIELD.match(msg)):
+        return m.group(1), msg
+    return field, f"{field}: {msg}" if field else msg
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def _domain(_request: Request, exc: DomainError) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, exc.message, exc.field), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        field, message = _validation_message(errors[0]) if errors else (None, "invalid request")
+        if errors and errors[0].get("type") == "json_invalid":
+            field, message = "body", "body: not valid JSON"
+        return JSONResponse(error_body("invalid", message, field), status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(exc.status_code, "error")
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(error_body("internal", "internal error; it has been logged"), status_code=500)

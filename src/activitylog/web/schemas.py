@@ -1,0 +1,369 @@
+"""Request and response bodies of the REST API (they are also its OpenAPI schema)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, model_validator
+
+from activitylog.services.auth import ROLES, SCOPES
+
+T = TypeVar("T")
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))+$")
+
+
+def _hostname(value: str) -> str:
+    value = value.strip().lower().rstrip(".")
+    if not _HOSTNAME.match(value):
+        raise ValueError("not a valid domain name")
+    return value
+
+
+def _no_control(value: str) -> str:
+    if any(not ch.isprintable() for ch in value):
+        raise ValueError("must not contain control characters")
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value.strip()
+
+
+Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_control)]
+Hostname = Annotated[str, Field(min_length=1, max_length=253), AfterValidator(_hostname)]
+Password = Annotated[str, Field(min_length=8, max_length=200)]
+Role = Literal["owner", "admin", "member"]
+Scope = Literal["full", "read", "write", "activity:read"]
+assert set(ROLES) == set(Role.__args__) and set(SCOPES) == set(Scope.__args__)  # type: ignore[attr-defined]
+
+
+class Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    def changes(self, nullable: frozenset[str] = frozenset()) -> dict[str, Any]:
+        """The fields a PATCH set; null clears a field only where the field may be empty."""
+        values = self.model_dump(exclude_unset=True, mode="python")
+        return {k: v for k, v in values.items() if v is not None or k in nullable}
+
+
+class Page(BaseModel, Generic[T]):
+    data: list[T]
+    next_cursor: str | None
+
+
+# ---- session ----
+class SignInIn(Input):
+    email: str = Field(min_length=1, max_length=320)
+    password: str = Field(min_length=1, max_length=200)
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    email: str
+    role: str
+    created_at: datetime
+    last_login_at: datetime | None
+
+
+class SessionOut(BaseModel):
+    user: UserOut
+    csrf_token: str
+
+
+# ---- account and users ----
+class AccountOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    name: str
+    created_at: datetime
+
+
+class AccountPatch(Input):
+    name: Name
+
+
+class UserIn(Input):
+    email: EmailStr
+    password: Password
+    role: Role = "member"
+
+
+class UserPatch(Input):
+    email: EmailStr | None = None
+    password: Password | None = None
+    role: Role | None = None
+
+
+# ---- API keys ----
+class ApiKeyIn(Input):
+    name: Name
+    scopes: list[Scope] = Field(default_factory=lambda: ["full"], min_length=1, max_length=4)
+
+
+class ApiKeyOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    name: str
+    scopes: list[str]
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+    last_used_ip: str | None
+
+
+class ApiKeyIssued(ApiKeyOut):
+    key: str = Field(description="The secret. Shown only in this response; store it now.")
+
+
+# ---- lists and contacts ----
+class ListIn(Input):
+    name: Name
+
+
+class ListOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    name: str
+    created_at: datetime
+
+
+class ContactIn(Input):
+    email: EmailStr
+    first_name: Annotated[str, Field(max_length=200)] | None = None
+    last_name: Annotated[str, Field(max_length=200)] | None = None
+
+
+class ContactPatch(Input):
+    email: EmailStr | None = None
+    first_name: Annotated[str, Field(max_length=200)] | None = None
+    last_name: Annotated[str, Field(max_length=200)] | None = None
+    status: Literal["subscribed", "unsubscribed"] | None = None
+
+
+class ContactOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    list_id: str
+    email: str
+    first_name: str | None
+    last_name: str | None
+    status: str
+    created_at: datetime
+
+
+class ImportResult(BaseModel):
+    imported: int
+    skipped: int
+    contact_ids: list[str]
+
+
+# ---- segments ----
+class Condition(Input):
+    field: Literal["email", "first_name", "last_name", "status", "engaged_within_days"]
+    op: Literal["equals", "not_equals", "contains", "ends_with", "within"]
+    value: Annotated[str, Field(max_length=320)] | int
+
+    @model_validator(mode="after")
+    def _fits(self) -> Condition:
+        if (self.field == "engaged_within_days") != (self.op == "within"):
+            raise ValueError("op 'within' goes with field 'engaged_within_days' only")
+        if self.op == "within" and (not isinstance(self.value, int) or not 1 <= self.value <= 3650):
+            raise ValueError("value: days must be an integer from 1 to 3650")
+        return self
+
+
+class SegmentIn(Input):
+    name: Name
+    list_id: str = Field(min_length=1, max_length=40)
+    conditions: list[Condition] = Field(default_factory=list, max_length=20)
+
+
+class SegmentPatch(Input):
+    name: Name | None = None
+    list_id: str | None = Field(default=None, min_length=1, max_length=40)
+    conditions: list[Condition] | None = Field(default=None, max_length=20)
+
+
+class SegmentOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    name: str
+    list_id: str
+    conditions: list[dict[str, Any]]
+    created_at: datetime
+
+
+# ---- broadcasts ----
+class BroadcastIn(Input):
+    name: Name
+    subject: Annotated[str, Field(min_length=1, max_length=998), AfterValidator(_no_control)]
+    from_email: EmailStr
+    list_id: str | None = Field(default=None, max_length=40)
+    segment_id: str | None = Field(default=None, max_length=40)
+    html: str | None = Field(default=None, max_length=1_000_000)
+    text: str | None = Field(default=None, max_length=1_000_000)
+
+    @model_validator(mode="after")
+    def _one_audience(self) -> BroadcastIn:
+        if bool(self.list_id) == bool(self.segment_id):
+            raise ValueError("list_id: give exactly one of list_id or segment_id")
+        return self
+
+
+class BroadcastPatch(Input):
+    name: Name | None = None
+    subject: Annotated[str, Field(min_length=1, max_length=998), AfterValidator(_no_control)] | None = None
+    from_email: EmailStr | None = None
+    list_id: str | None = Field(default=None, max_length=40)
+    segment_id: str | None = Field(default=None, max_length=40)
+    html: str | None = Field(default=None, max_length=1_000_000)
+    text: str | None = Field(default=None, max_length=1_000_000)
+
+    @model_validator(mode="after")
+    def _one_audience(self) -> BroadcastPatch:
+        if self.list_id and self.segment_id:
+            raise ValueError("list_id: give list_id or segment_id, not both")
+        return self
+
+
+class ScheduleIn(Input):
+    send_at: datetime
+
+    @model_validator(mode="after")
+    def _aware(self) -> ScheduleIn:
+        if self.send_at.tzinfo is None:
+            raise ValueError("send_at: give a time zone (Z or an offset)")
+        return self
+
+
+class BroadcastOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    name: str
+    subject: str
+    from_email: str
+    list_id: str | None
+    segment_id: str | None
+    html: str | None
+    text: str | None
+    status: str
+    send_at: datetime | None
+    sent_at: datetime | None
+    created_at: datetime
+
+
+# ---- suppressions ----
+class SuppressionIn(Input):
+    email: EmailStr
+    reason: Annotated[str, Field(max_length=200)] | None = None
+
+
+class SuppressionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    email: str
+    reason: str | None
+    created_at: datetime
+
+
+# ---- sending domains ----
+class DomainIn(Input):
+    domain: Hostname
+
+
+class DomainPatch(Input):
+    dkim_selector: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")] | None = None
+    dkim_private_key: Annotated[str, Field(min_length=1, max_length=10_000)] | None = None
+    return_path: Hostname | None = None
+    tracking_domain: Hostname | None = None
+
+
+class DomainOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    domain: str
+    status: str
+    dkim_selector: str
+    has_dkim_private_key: bool
+    return_path: str | None
+    tracking_domain: str | None
+    verified_at: datetime | None
+    created_at: datetime
+
+
+# ---- reputation rules ----
+class EventCondition(Input):
+    event: Literal["complaint", "hard_bounce"]
+
+
+class RateCondition(Input):
+    metric: Literal["bounce_rate", "complaint_rate"]
+    threshold: float = Field(gt=0, le=1)
+    window_minutes: int = Field(ge=1, le=10_080)
+    min_sends: int = Field(ge=1, le=10_000_000)
+
+
+class RuleAction(Input):
+    type: Literal["suppress_address", "pause_broadcast", "pause_sending"]
+
+
+class RuleIn(Input):
+    name: Name
+    condition: EventCondition | RateCondition
+    action: RuleAction
+
+
+class RulePatch(Input):
+    name: Name | None = None
+    condition: EventCondition | RateCondition | None = None
+    action: RuleAction | None = None
+
+
+class RuleOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    name: str
+    condition: dict[str, Any]
+    action: dict[str, Any]
+    enabled: bool
+    created_at: datetime
+
+
+# ---- the activity log ----
+class ActorOut(BaseModel):
+    type: str
+    id: str
+    name: str | None
+
+
+class ResourceOut(BaseModel):
+    type: str
+    id: str
+    name: str | None
+
+
+class EntryOut(BaseModel):
+    account_id: str
+    seq: int
+    occurred_at: str
+    actor: ActorOut
+    on_behalf_of: str | None
+    ip: str | None
+    user_agent: str | None
+    action: str
+    resource: ResourceOut
+    summary: str
+    changes: dict[str, Any]
+    request_id: str | None
+    prev_hash: str
+    hash: str
+
+
+class VerifyOut(BaseModel):
+    ok: bool
+    checked: int | None = None
+    head: dict[str, Any] | None = None
+    first_bad_seq: int | None = None
+    reason: str | None = None

@@ -1,0 +1,159 @@
+"""Fixtures: every storage test runs on a real SQLite file and, when ``ACTIVITYLOG_TEST_DATABASE_URL`` names
+a server, on real PostgreSQL — each built by the migrations, each served by a real uvicorn on loopback.
+
+Tests isolate by tenant, not by truncation: each test makes its own account(s), which is also how the
+product isolates its customers.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from activitylog.config import Settings
+from activitylog.db.base import Database, connect, normalize_url
+from activitylog.db.migrate import upgrade
+from activitylog.log.record import RequestContext
+from activitylog.services import accounts, api_keys
+from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
+from activitylog.web.app import create_app
+
+PG_ENV = "ACTIVITYLOG_TEST_DATABASE_URL"
+TRUSTED_PROXY = "127.0.0.1"  # the test client's address; clients bound to 127.0.0.2 are untrusted
+PASSWORD = "correct horse battery"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    url = os.environ.get(PG_ENV)
+    if url:
+        return f"storage tests: SQLite and PostgreSQL ({make_url(url).render_as_string(hide_password=True)})"
+    return f"storage tests: SQLite only; PostgreSQL SKIPPED (set {PG_ENV} to run them)"
+
+
+def _fresh_postgres_database(server_url: str) -> Iterator[str]:
+    """A throw-away database on the given server, dropped afterwards."""
+    name = f"activitylog_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(normalize_url(server_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(normalize_url(server_url)).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'activitylog.db'}"
+        return
+    server = os.environ.get(PG_ENV)
+    if not server:
+        pytest.skip(f"PostgreSQL tests skipped: set {PG_ENV}")
+    yield from _fresh_postgres_database(server)
+
+
+@pytest.fixture(scope="session")
+def db(database_url: str) -> Iterator[Database]:
+    database = connect(database_url)
+    upgrade(database)
+    yield database
+    database.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    db: Database
+
+
+@pytest.fixture(scope="session")
+def server(db: Database) -> Iterator[Server]:
+    """A real uvicorn on loopback, trusting X-Forwarded-For from 127.0.0.1 only."""
+    settings = Settings(database_url=db.url, trusted_proxies=TRUSTED_PROXY)
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(settings, db), host="127.0.0.1", port=port, log_level="warning", proxy_headers=False
+    )
+    uv = uvicorn.Server(config)
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not uv.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("test server did not start")
+        time.sleep(0.02)
+    yield Server(url=f"http://127.0.0.1:{port}", db=db)
+    uv.should_exit = True
+    thread.join(timeout=10)
+
+
+@dataclass
+class Tenant:
+    """An account with its owner and a full-scope API key, and clients for both."""
+
+    account_id: str
+    owner_id: str
+    owner_email: str
+    key_id: str
+    key: str
+    server: Server
+
+    def key_client(self, key: str | None = None, **kwargs: Any) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {key or self.key}", "User-Agent": "tests-key/1.0"}
+        return httpx.Client(base_url=self.server.url, headers=headers, timeout=30, **kwargs)
+
+    def session_client(self, email: str | None = None, password: str = PASSWORD) -> httpx.Client:
+        client = httpx.Client(base_url=self.server.url, headers={"User-Agent": "tests-browser/1.0"}, timeout=30)
+        response = client.post("/api/v1/session", json={"email": email or self.owner_email, "password": password})
+        assert response.status_code == 200, response.text
+        client.headers["X-CSRF-Token"] = response.json()["csrf_token"]
+        return client
+
+
+def make_tenant(server: Server, name: str = "Tenant") -> Tenant:
+    email = f"owner-{uuid.uuid4().hex[:10]}@example.com"
+    created = accounts.create_account(
+        server.db, name=name, owner_email=email, password=PASSWORD, actor=SYSTEM_CLI, context=RequestContext()
+    )
+    uow = UnitOfWork(server.db, account_id=created.account.id, actor=SYSTEM_CLI, context=RequestContext())
+    issued = api_keys.create_api_key(uow, name="Test key", scopes=["full"])
+    return Tenant(
+        account_id=created.account.id,
+        owner_id=created.owner.id,
+        owner_email=email,
+        key_id=issued.key.id,
+        key=issued.secret,
+        server=server,
+    )
+
+
+@pytest.fixture
+def tenant(server: Server) -> Tenant:
+    return make_tenant(server)
+
+
+@pytest.fixture
+def root() -> Path:
+    return Path(__file__).resolve().parent.parent
