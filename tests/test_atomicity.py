@@ -1,0 +1,149 @@
+"""The entry and the change commit together or not at all, and no change commits without an entry."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select, text, update
+
+from activitylog.db.base import Database
+from activitylog.db.models import ActivityEntry, ChainHead, MailingList
+from activitylog.errors import Conflict
+from activitylog.log.guard import UnloggedChangeError
+from activitylog.log.record import RequestContext
+from activitylog.log.verify import verify_account
+from activitylog.services import lists
+from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
+from conftest import Tenant
+
+
+def _uow(db: Database, tenant: Tenant) -> UnitOfWork:
+    return UnitOfWork(db, account_id=tenant.account_id, actor=SYSTEM_CLI, context=RequestContext())
+
+
+def _state(db: Database, tenant: Tenant) -> tuple[int, int, int]:
+    with db.reader() as s:
+        entries = s.scalar(select(func.count()).where(ActivityEntry.account_id == tenant.account_id))
+        rows = s.scalar(select(func.count()).where(MailingList.account_id == tenant.account_id))
+        head = s.get(ChainHead, tenant.account_id)
+        return int(entries or 0), int(rows or 0), head.seq if head else 0
+
+
+def test_failure_after_the_entry_rolls_back_both(db: Database, tenant: Tenant) -> None:
+    before = _state(db, tenant)
+    with pytest.raises(RuntimeError, match="boom"), _uow(db, tenant) as uow:
+        lst = MailingList(id="lst_doomed", account_id=tenant.account_id, name="Doomed")
+        uow.add(lst)
+        assert uow.record("list.create", lst) is not None
+        raise RuntimeError("boom")
+    assert _state(db, tenant) == before
+    with db.reader() as s:
+        assert s.get(MailingList, "lst_doomed") is None
+        assert verify_account(s, tenant.account_id).ok
+
+
+def test_a_failing_commit_leaves_no_entry(db: Database, tenant: Tenant) -> None:
+    """A constraint that fails at commit time (duplicate primary key) takes the entry down with it."""
+    existing = lists.create_list(_uow(db, tenant), "Taken")
+    before = _state(db, tenant)
+    with pytest.raises(Exception), _uow(db, tenant) as uow:  # noqa: B017 (driver-specific error)
+        twin = MailingList(id=existing.id, account_id=tenant.account_id, name="Twin")
+        uow.add(twin)
+        uow.record("list.create", twin)
+        uow.commit()
+    assert _state(db, tenant) == before
+
+
+def test_commit_without_an_entry_is_refused(db: Database, tenant: Tenant) -> None:
+    existing = lists.create_list(_uow(db, tenant), "Original")
+    before = _state(db, tenant)
+    with pytest.raises(UnloggedChangeError), _uow(db, tenant) as uow:
+        row = uow.get(MailingList, existing.id)
+        row.name = "Sneaky rename"
+        uow.commit()
+    assert _state(db, tenant) == before
+    with db.reader() as s:
+        assert s.get(MailingList, existing.id).name == "Original"  # type: ignore[union-attr]
+
+
+def test_a_plain_session_cannot_commit_audited_changes_either(db: Database, tenant: Tenant) -> None:
+    existing = lists.create_list(_uow(db, tenant), "Original")
+    with db.writer() as session, pytest.raises(UnloggedChangeError):
+        session.get(MailingList, existing.id).name = "Around the unit of work"  # type: ignore[union-attr]
+        session.commit()
+    with db.reader() as s:
+        assert s.get(MailingList, existing.id).name == "Original"  # type: ignore[union-attr]
+
+
+def test_a_change_after_the_last_entry_is_refused(db: Database, tenant: Tenant) -> None:
+    before = _state(db, tenant)
+    with pytest.raises(UnloggedChangeError), _uow(db, tenant) as uow:
+        first = MailingList(id="lst_logged", account_id=tenant.account_id, name="Logged")
+        uow.add(first)
+        uow.record("list.create", first)
+        uow.add(MailingList(id="lst_unlogged", account_id=tenant.account_id, name="Unlogged"))
+        uow.commit()
+    assert _state(db, tenant) == before
+
+
+def test_orm_bulk_statements_on_audited_tables_are_refused(db: Database, tenant: Tenant) -> None:
+    with pytest.raises(UnloggedChangeError), _uow(db, tenant) as uow:
+        uow.session.execute(update(MailingList).where(MailingList.account_id == tenant.account_id).values(name="x"))
+
+
+def test_an_entry_for_another_account_cannot_cover_a_change(db: Database, tenant: Tenant) -> None:
+    other = lists.create_list(_uow(db, tenant), "Theirs")
+    with pytest.raises(PermissionError), UnitOfWork(
+        db, account_id="acc_someone_else", actor=SYSTEM_CLI, context=RequestContext()
+    ) as uow:
+        row = uow.session.get(MailingList, other.id)
+        assert row is not None
+        row.name = "Cross-tenant"
+        uow.record("list.update", row)
+
+
+def test_a_change_that_changes_nothing_is_not_logged(db: Database, tenant: Tenant) -> None:
+    existing = lists.create_list(_uow(db, tenant), "Same")
+    before = _state(db, tenant)
+    lists.update_list(_uow(db, tenant), existing.id, {"name": "Same"})
+    assert _state(db, tenant) == before
+
+
+def test_the_log_is_append_only_in_the_database(db: Database, tenant: Tenant) -> None:
+    lists.create_list(_uow(db, tenant), "Anything")
+    for statement in (
+        "UPDATE activity_entries SET action = 'list.delete' WHERE account_id = :a",
+        "DELETE FROM activity_entries WHERE account_id = :a",
+    ):
+        with db.engine.connect() as conn, pytest.raises(Exception, match="append-only"):
+            conn.execute(text(statement), {"a": tenant.account_id})
+    with db.reader() as s:
+        assert verify_account(s, tenant.account_id).ok
+
+
+def test_http_conflict_leaves_no_entry_and_no_change(tenant: Tenant) -> None:
+    with tenant.key_client() as client:
+        assert client.post("/api/v1/sending-domains", json={"domain": "mail.example.com"}).status_code == 201
+        head = client.get("/api/v1/activity", params={"limit": 1}).json()["data"][0]["seq"]
+        again = client.post("/api/v1/sending-domains", json={"domain": "mail.example.com"})
+        assert again.status_code == 409
+        assert again.json()["error"]["code"] == "conflict"
+        bid = client.post(
+            "/api/v1/broadcasts",
+            json={"name": "B", "subject": "S", "from_email": "a@example.com", "list_id": client.post(
+                "/api/v1/lists", json={"name": "L"}).json()["id"]},
+        ).json()["id"]
+        head = client.get("/api/v1/activity", params={"limit": 1}).json()["data"][0]["seq"]
+        paused = client.post(f"/api/v1/broadcasts/{bid}/pause")  # a draft cannot be paused
+        assert paused.status_code == 409
+        assert client.get("/api/v1/activity", params={"limit": 1}).json()["data"][0]["seq"] == head
+        assert client.get(f"/api/v1/broadcasts/{bid}").json()["status"] == "draft"
+        assert len(client.get("/api/v1/sending-domains").json()["data"]) == 1
+
+
+def test_service_conflicts_raise_before_any_change(db: Database, tenant: Tenant) -> None:
+    lst = lists.create_list(_uow(db, tenant), "L")
+    lists.create_contact(_uow(db, tenant), lst.id, {"email": "x@example.com"})
+    before = _state(db, tenant)
+    with pytest.raises(Conflict):
+        lists.create_contact(_uow(db, tenant), lst.id, {"email": "X@example.com"})
+    assert _state(db, tenant) == before

@@ -1,0 +1,152 @@
+"""Attribution and permissions: who the log says did it, where from, and who may do what."""
+
+from __future__ import annotations
+
+import hashlib
+
+import httpx
+from sqlalchemy import select
+
+from activitylog.db.models import ApiKey
+from conftest import PASSWORD, Tenant
+
+
+def _latest(tenant: Tenant) -> dict:  # type: ignore[type-arg]
+    with tenant.key_client() as client:
+        return client.get("/api/v1/activity", params={"limit": 1}).json()["data"][0]  # type: ignore[no-any-return]
+
+
+def test_forwarded_for_is_ignored_from_an_untrusted_peer(tenant: Tenant) -> None:
+    transport = httpx.HTTPTransport(local_address="127.0.0.2")
+    with tenant.key_client(transport=transport) as client:
+        r = client.post("/api/v1/lists", json={"name": "Spoof"}, headers={"X-Forwarded-For": "203.0.113.66"})
+        assert r.status_code == 201
+    assert _latest(tenant)["ip"] == "127.0.0.2"
+
+
+def test_forwarded_for_from_a_trusted_proxy_takes_the_right_most_untrusted_hop(tenant: Tenant) -> None:
+    with tenant.key_client() as client:
+        headers = {"X-Forwarded-For": "10.9.9.9, 198.51.100.4, 127.0.0.1"}
+        assert client.post("/api/v1/lists", json={"name": "Proxied"}, headers=headers).status_code == 201
+    assert _latest(tenant)["ip"] == "198.51.100.4"
+    with tenant.key_client() as client:
+        headers = {"X-Forwarded-For": "not-an-ip"}
+        assert client.post("/api/v1/lists", json={"name": "Garbled"}, headers=headers).status_code == 201
+    assert _latest(tenant)["ip"] == "127.0.0.1"
+
+
+def test_absent_request_facts_are_null_not_empty(tenant: Tenant) -> None:
+    with httpx.Client(base_url=tenant.server.url, headers={"Authorization": f"Bearer {tenant.key}"}) as client:
+        del client.headers["User-Agent"]
+        assert client.post("/api/v1/lists", json={"name": "Bare"}).status_code == 201
+    entry = _latest(tenant)
+    assert entry["user_agent"] is None
+    assert entry["on_behalf_of"] is None
+    assert entry["request_id"]  # always generated when the caller sends none
+
+
+def test_session_mutation_needs_the_csrf_token(tenant: Tenant) -> None:
+    client = tenant.session_client()
+    head = _latest(tenant)["seq"]
+    token = client.headers.pop("X-CSRF-Token")
+    assert client.post("/api/v1/lists", json={"name": "Forged"}).status_code == 403
+    forged = client.post("/api/v1/lists", json={"name": "Forged"}, headers={"X-CSRF-Token": "wrong"})
+    assert forged.status_code == 403
+    assert _latest(tenant)["seq"] == head
+    ok = client.post("/api/v1/lists", json={"name": "Real"}, headers={"X-CSRF-Token": token})
+    assert ok.status_code == 201
+    assert _latest(tenant)["actor"] == {"type": "session", "id": tenant.owner_id, "name": tenant.owner_email}
+
+
+def test_a_key_cannot_manage_keys_or_users(tenant: Tenant) -> None:
+    with tenant.key_client() as client:
+        assert client.post("/api/v1/api-keys", json={"name": "Escalate"}).status_code == 403
+        assert client.get("/api/v1/api-keys").status_code == 403
+        body = {"email": "x@example.com", "password": PASSWORD, "role": "owner"}
+        assert client.post("/api/v1/users", json=body).status_code == 403
+
+
+def test_revoked_and_rotated_keys(tenant: Tenant) -> None:
+    session = tenant.session_client()
+    issued = session.post("/api/v1/api-keys", json={"name": "Temp"}).json()
+    secret = issued["key"]
+    with tenant.key_client(secret) as client:
+        assert client.get("/api/v1/lists").status_code == 200
+    rotated = session.post(f"/api/v1/api-keys/{issued['id']}/rotate").json()
+    with tenant.key_client(secret) as client:
+        assert client.get("/api/v1/lists").status_code == 401
+    with tenant.key_client(rotated["key"]) as client:
+        assert client.post("/api/v1/lists", json={"name": "Via rotated"}).status_code == 201
+    assert _latest(tenant)["actor"]["id"] == issued["id"]
+    assert session.post(f"/api/v1/api-keys/{issued['id']}/revoke").status_code == 200
+    with tenant.key_client(rotated["key"]) as client:
+        r = client.get("/api/v1/lists")
+        assert r.status_code == 401
+        assert r.json()["error"]["code"] == "unauthorized"
+
+
+def test_keys_are_stored_hashed_and_listed_without_secret(tenant: Tenant) -> None:
+    db = tenant.server.db
+    with db.reader() as s:
+        row = s.execute(select(ApiKey).where(ApiKey.id == tenant.key_id)).scalar_one()
+    assert row.secret_hash == hashlib.sha256(tenant.key.encode()).hexdigest()
+    assert tenant.key not in str(vars(row))
+    listed = tenant.session_client().get("/api/v1/api-keys").json()["data"]
+    assert all("key" not in k for k in listed)
+    assert tenant.key[:10] in {k["prefix"] for k in listed}
+
+
+def test_malformed_keys_are_rejected(tenant: Tenant) -> None:
+    typo = tenant.key[:-1] + ("A" if tenant.key[-1] != "A" else "B")
+    for header in ("Bearer", "Bearer alk_short", f"Bearer {typo}", "Basic abc", f"Bearer {tenant.key}x"):
+        with httpx.Client(base_url=tenant.server.url) as client:
+            r = client.get("/api/v1/lists", headers={"Authorization": header})
+            assert r.status_code == 401, header
+
+
+def test_who_may_read_the_log(tenant: Tenant) -> None:
+    owner = tenant.session_client()
+    for role in ("admin", "member"):
+        email = f"{role}-{tenant.account_id[-6:].lower()}@example.com"
+        assert owner.post("/api/v1/users", json={"email": email, "password": PASSWORD, "role": role}).status_code == 201
+        client = tenant.session_client(email)
+        assert client.get("/api/v1/activity").status_code == (200 if role == "admin" else 403)
+        assert client.post("/api/v1/lists", json={"name": f"By {role}"}).status_code == 201
+        assert client.post("/api/v1/users", json={"email": "z@example.com", "password": PASSWORD}).status_code == 403
+    scoped = {s: owner.post("/api/v1/api-keys", json={"name": s, "scopes": [s]}).json()["key"] for s in
+              ("activity:read", "read", "write")}
+    with tenant.key_client(scoped["activity:read"]) as c:
+        assert c.get("/api/v1/activity").status_code == 200
+        assert c.get("/api/v1/lists").status_code == 403
+        assert c.post("/api/v1/lists", json={"name": "No"}).status_code == 403
+    with tenant.key_client(scoped["read"]) as c:
+        assert c.get("/api/v1/lists").status_code == 200
+        assert c.get("/api/v1/activity").status_code == 403
+        assert c.post("/api/v1/lists", json={"name": "No"}).status_code == 403
+    with tenant.key_client(scoped["write"]) as c:
+        assert c.post("/api/v1/lists", json={"name": "Yes"}).status_code == 201
+        assert c.get("/api/v1/activity").status_code == 403
+
+
+def test_sign_in_failures_and_sign_out_are_logged(tenant: Tenant) -> None:
+    with httpx.Client(base_url=tenant.server.url) as anon:
+        r = anon.post("/api/v1/session", json={"email": tenant.owner_email, "password": "wrong password"},
+                      headers={"X-Forwarded-For": "203.0.113.99"})
+        assert r.status_code == 401
+        assert r.json()["error"]["message"] == "wrong email or password"
+    failed = _latest(tenant)
+    assert failed["action"] == "user.login_failed"
+    assert failed["actor"] == {"type": "session", "id": "anonymous", "name": tenant.owner_email}
+    assert failed["resource"]["id"] == tenant.owner_id
+    assert failed["ip"] == "203.0.113.99"
+    assert "wrong password" not in str(failed)
+    with httpx.Client(base_url=tenant.server.url) as anon:
+        r = anon.post("/api/v1/session", json={"email": "nobody@example.com", "password": "whatever1"})
+        assert r.status_code == 401
+        assert r.json()["error"]["message"] == "wrong email or password"
+    client = tenant.session_client()
+    assert _latest(tenant)["action"] == "user.login"
+    assert client.get("/api/v1/session").json()["user"]["id"] == tenant.owner_id
+    assert client.delete("/api/v1/session").status_code == 204
+    assert _latest(tenant)["action"] == "user.logout"
+    assert client.get("/api/v1/lists").status_code == 401
