@@ -35,6 +35,14 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def require_account(db: Database, account_id: str) -> None:
+    from activitylog.db.models import Account  # noqa: PLC0415
+
+    with db.reader() as session:
+        if session.get(Account, account_id) is None:
+            fail(f"--account: no account {account_id}")
+
+
 def cli_uow(db: Database, account_id: str) -> UnitOfWork:
     return UnitOfWork(db, account_id=account_id, actor=SYSTEM_CLI, context=CLI_CONTEXT)
 
@@ -99,14 +107,12 @@ def api_key_create(
     unknown = [s for s in scope if s not in SCOPES]
     if unknown:
         fail(f"--scope: unknown {', '.join(unknown)}; one of {', '.join(SCOPES)}")
+    db = database()
+    require_account(db, account)
     try:
-        issued = api_keys.create_api_key(cli_uow(database(), account), name=name, scopes=scope)
+        issued = api_keys.create_api_key(cli_uow(db, account), name=name, scopes=scope)
     except DomainError as exc:
         fail(exc.message)
-    except Exception as exc:
-        if "foreign key" in str(exc).lower():
-            fail(f"--account: no account {account}")
-        raise
     print(json.dumps({"id": issued.key.id, "key": issued.secret}))
 
 
@@ -119,6 +125,8 @@ def verify(account: str = typer.Option(None, help="Only this account (acc_...)."
     from activitylog.log.verify import verify_account  # noqa: PLC0415
 
     db = database()
+    if account:
+        require_account(db, account)
     bad = 0
     with db.reader() as session:
         ids = [account] if account else list(session.scalars(select(Account.id).order_by(Account.id)))

@@ -15,7 +15,7 @@ VERBS = (
 ACTIONS: dict[str, tuple[str, ...]] = {
     "account": ("create", "update"),
     "user": ("create", "update", "delete", "login", "logout", "login_failed"),
-    "api_key": ("create", "update", "revoke", "rotate"),
+    "api_key": ("create", "revoke", "rotate"),
     "list": ("create", "update", "delete", "import"),
     "contact": ("create", "update", "delete"),
     "segment": ("create", "update", "delete"),

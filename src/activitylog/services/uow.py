@@ -143,5 +143,5 @@ def _conflict_message(exc: IntegrityError) -> str:
     if "unique" in text or "duplicate" in text:
         return "a resource with these values already exists"
     if "foreign key" in text:
-        return "the resource is still referenced by another resource"
+        return "the change refers to a missing resource, or one still in use"
     return "the change conflicts with the current state"

@@ -1,0 +1,86 @@
+"""The hash chain is exactly the contract's, and re-computes from the API output with the stdlib alone."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from activitylog.log.chain import CHAINED_FIELDS, GENESIS, canonical_json, entry_hash
+from conftest import Tenant
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(), children, max_size=3),
+    max_leaves=10,
+)
+
+
+@given(st.dictionaries(st.text(), json_values, max_size=5))
+def test_canonical_json_is_compact_sorted_and_round_trips(value: dict) -> None:  # type: ignore[type-arg]
+    text = canonical_json(value)
+    assert json.loads(text) == value
+    assert text == json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert canonical_json(json.loads(text)) == text
+
+
+def test_hash_follows_the_contract_by_hand() -> None:
+    fields = dict.fromkeys(CHAINED_FIELDS)
+    fields.update(account_id="acc_1", seq=1, occurred_at="2026-03-14T09:26:53.589793Z", actor_type="system",
+                  actor_id="cli", action="list.create", resource_type="list", resource_id="lst_1",
+                  changes={"name": {"from": None, "to": "Zürich ✓"}})
+    canonical = (
+        '{"account_id":"acc_1","action":"list.create","actor_id":"cli","actor_name":null,"actor_type":"system",'
+        '"changes":{"name":{"from":null,"to":"Zürich ✓"}},"ip":null,"occurred_at":"2026-03-14T09:26:53.589793Z",'
+        '"on_behalf_of":null,"request_id":null,"resource_id":"lst_1","resource_name":null,'
+        '"resource_type":"list","seq":1,"user_agent":null}'
+    )
+    expected = hashlib.sha256(("0" * 64 + "\n" + canonical).encode()).hexdigest()
+    assert entry_hash(GENESIS, fields) == expected
+
+
+def _run_stdlib_verifier(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    # -I -S: no site-packages, no environment — the Python standard library alone
+    return subprocess.run(
+        [sys.executable, "-I", "-S", str(root / "tools" / "verify_chain.py"), *args],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+
+
+def test_chain_recomputes_from_api_output_with_stdlib_alone(tenant: Tenant, root: Path, tmp_path: Path) -> None:
+    with tenant.key_client() as client:
+        for i in range(12):
+            lst = client.post("/api/v1/lists", json={"name": f"Liste née {i} \"quoted\""}).json()
+            client.patch(f"/api/v1/lists/{lst['id']}", json={"name": f"Renamed {i} ✓"})
+        result = _run_stdlib_verifier(root, "--url", tenant.server.url, "--key", tenant.key)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "OK: 27 entries" in result.stdout  # account, owner, key + 24
+
+        entries = sorted(client.get("/api/v1/activity", params={"limit": 1000}).json()["data"], key=lambda e: e["seq"])
+    saved = tmp_path / "entries.jsonl"
+    saved.write_text("\n".join(json.dumps(e, ensure_ascii=False) for e in entries), encoding="utf-8")
+    assert _run_stdlib_verifier(root, str(saved)).returncode == 0
+
+    tampered = [dict(e) for e in entries]
+    tampered[5] = {**tampered[5], "ip": "203.0.113.1"}
+    saved.write_text("\n".join(json.dumps(e) for e in tampered), encoding="utf-8")
+    result = _run_stdlib_verifier(root, str(saved))
+    assert result.returncode == 1
+    assert f"seq {entries[5]['seq']}: hash does not match" in result.stdout
+
+    saved.write_text("\n".join(json.dumps(e) for e in entries[:3] + entries[4:]), encoding="utf-8")
+    result = _run_stdlib_verifier(root, str(saved))
+    assert result.returncode == 1 and "seq 4: missing" in result.stdout
+
+
+def test_verify_endpoint(tenant: Tenant) -> None:
+    with tenant.key_client() as client:
+        client.post("/api/v1/lists", json={"name": "One"})
+        verdict = client.get("/api/v1/activity/verify").json()
+        head = client.get("/api/v1/activity", params={"limit": 1}).json()["data"][0]
+    assert verdict == {"ok": True, "checked": head["seq"], "head": {"seq": head["seq"], "hash": head["hash"]}}
