@@ -125,8 +125,12 @@ class Tenant:
         return httpx.Client(base_url=self.server.url, headers=headers, timeout=30, **kwargs)
 
     def session_client(self, email: str | None = None, password: str = PASSWORD) -> httpx.Client:
-        client = httpx.Client(base_url=self.server.url, headers={"User-Agent": "tests-browser/1.0"}, timeout=30)
-        response = client.post("/api/v1/session", json={"email": email or self.owner_email, "password": password})
+        client = httpx.Client(
+            base_url=self.server.url, headers={"User-Agent": "tests-browser/1.0"}, timeout=30
+        )
+        response = client.post(
+            "/api/v1/session", json={"email": email or self.owner_email, "password": password}
+        )
         assert response.status_code == 200, response.text
         client.headers["X-CSRF-Token"] = response.json()["csrf_token"]
         return client

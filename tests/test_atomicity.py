@@ -45,7 +45,7 @@ def test_a_failing_commit_leaves_no_entry(db: Database, tenant: Tenant) -> None:
     """A constraint that fails at commit time (duplicate primary key) takes the entry down with it."""
     existing = lists.create_list(_uow(db, tenant), "Taken")
     before = _state(db, tenant)
-    with pytest.raises(Exception), _uow(db, tenant) as uow:  # noqa: B017 (driver-specific error)
+    with pytest.raises(Exception), _uow(db, tenant) as uow:
         twin = MailingList(id=existing.id, account_id=tenant.account_id, name="Twin")
         uow.add(twin)
         uow.record("list.create", twin)
@@ -87,14 +87,17 @@ def test_a_change_after_the_last_entry_is_refused(db: Database, tenant: Tenant) 
 
 def test_orm_bulk_statements_on_audited_tables_are_refused(db: Database, tenant: Tenant) -> None:
     with pytest.raises(UnloggedChangeError), _uow(db, tenant) as uow:
-        uow.session.execute(update(MailingList).where(MailingList.account_id == tenant.account_id).values(name="x"))
+        uow.session.execute(
+            update(MailingList).where(MailingList.account_id == tenant.account_id).values(name="x")
+        )
 
 
 def test_an_entry_for_another_account_cannot_cover_a_change(db: Database, tenant: Tenant) -> None:
     other = lists.create_list(_uow(db, tenant), "Theirs")
-    with pytest.raises(PermissionError), UnitOfWork(
-        db, account_id="acc_someone_else", actor=SYSTEM_CLI, context=RequestContext()
-    ) as uow:
+    with (
+        pytest.raises(PermissionError),
+        UnitOfWork(db, account_id="acc_someone_else", actor=SYSTEM_CLI, context=RequestContext()) as uow,
+    ):
         row = uow.session.get(MailingList, other.id)
         assert row is not None
         row.name = "Cross-tenant"
@@ -129,8 +132,12 @@ def test_http_conflict_leaves_no_entry_and_no_change(tenant: Tenant) -> None:
         assert again.json()["error"]["code"] == "conflict"
         bid = client.post(
             "/api/v1/broadcasts",
-            json={"name": "B", "subject": "S", "from_email": "a@example.com", "list_id": client.post(
-                "/api/v1/lists", json={"name": "L"}).json()["id"]},
+            json={
+                "name": "B",
+                "subject": "S",
+                "from_email": "a@example.com",
+                "list_id": client.post("/api/v1/lists", json={"name": "L"}).json()["id"],
+            },
         ).json()["id"]
         head = client.get("/api/v1/activity", params={"limit": 1}).json()["data"][0]["seq"]
         paused = client.post(f"/api/v1/broadcasts/{bid}/pause")  # a draft cannot be paused

@@ -36,7 +36,9 @@ def test_forwarded_for_from_a_trusted_proxy_takes_the_right_most_untrusted_hop(t
 
 
 def test_absent_request_facts_are_null_not_empty(tenant: Tenant) -> None:
-    with httpx.Client(base_url=tenant.server.url, headers={"Authorization": f"Bearer {tenant.key}"}) as client:
+    with httpx.Client(
+        base_url=tenant.server.url, headers={"Authorization": f"Bearer {tenant.key}"}
+    ) as client:
         del client.headers["User-Agent"]
         assert client.post("/api/v1/lists", json={"name": "Bare"}).status_code == 201
     entry = _latest(tenant)
@@ -108,13 +110,21 @@ def test_who_may_read_the_log(tenant: Tenant) -> None:
     owner = tenant.session_client()
     for role in ("admin", "member"):
         email = f"{role}-{tenant.account_id[-6:].lower()}@example.com"
-        assert owner.post("/api/v1/users", json={"email": email, "password": PASSWORD, "role": role}).status_code == 201
+        assert (
+            owner.post("/api/v1/users", json={"email": email, "password": PASSWORD, "role": role}).status_code
+            == 201
+        )
         client = tenant.session_client(email)
         assert client.get("/api/v1/activity").status_code == (200 if role == "admin" else 403)
         assert client.post("/api/v1/lists", json={"name": f"By {role}"}).status_code == 201
-        assert client.post("/api/v1/users", json={"email": "z@example.com", "password": PASSWORD}).status_code == 403
-    scoped = {s: owner.post("/api/v1/api-keys", json={"name": s, "scopes": [s]}).json()["key"] for s in
-              ("activity:read", "read", "write")}
+        assert (
+            client.post("/api/v1/users", json={"email": "z@example.com", "password": PASSWORD}).status_code
+            == 403
+        )
+    scoped = {
+        s: owner.post("/api/v1/api-keys", json={"name": s, "scopes": [s]}).json()["key"]
+        for s in ("activity:read", "read", "write")
+    }
     with tenant.key_client(scoped["activity:read"]) as c:
         assert c.get("/api/v1/activity").status_code == 200
         assert c.get("/api/v1/lists").status_code == 403
@@ -130,8 +140,11 @@ def test_who_may_read_the_log(tenant: Tenant) -> None:
 
 def test_sign_in_failures_and_sign_out_are_logged(tenant: Tenant) -> None:
     with httpx.Client(base_url=tenant.server.url) as anon:
-        r = anon.post("/api/v1/session", json={"email": tenant.owner_email, "password": "wrong password"},
-                      headers={"X-Forwarded-For": "203.0.113.99"})
+        r = anon.post(
+            "/api/v1/session",
+            json={"email": tenant.owner_email, "password": "wrong password"},
+            headers={"X-Forwarded-For": "203.0.113.99"},
+        )
         assert r.status_code == 401
         assert r.json()["error"]["message"] == "wrong email or password"
     failed = _latest(tenant)

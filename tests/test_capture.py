@@ -58,7 +58,12 @@ class Ctx:
         return self.post("/api/v1/segments", {"name": "Seg", "list_id": self.list_id()})["id"]
 
     def broadcast_id(self, *then: str) -> str:
-        body = {"name": "Spring picks", "subject": "Hi", "from_email": "news@example.com", "list_id": self.list_id()}
+        body = {
+            "name": "Spring picks",
+            "subject": "Hi",
+            "from_email": "news@example.com",
+            "list_id": self.list_id(),
+        }
         bid = self.post("/api/v1/broadcasts", body)["id"]
         for step in then:
             payload = {"send_at": _future()} if step == "schedule" else None
@@ -71,7 +76,11 @@ class Ctx:
     def rule_id(self, enabled: bool = True) -> str:
         rid = self.post(
             "/api/v1/reputation-rules",
-            {"name": "Hard bounces", "condition": {"event": "hard_bounce"}, "action": {"type": "suppress_address"}},
+            {
+                "name": "Hard bounces",
+                "condition": {"event": "hard_bounce"},
+                "action": {"type": "suppress_address"},
+            },
         )["id"]
         if not enabled:
             self.post(f"/api/v1/reputation-rules/{rid}/disable")
@@ -101,73 +110,122 @@ def _scenarios() -> dict[tuple[str, str], Callable[[Ctx], Call]]:
     v1 = "/api/v1"
     return {
         ("POST", f"{v1}/session"): lambda c: Call(
-            "POST", f"{v1}/session", "user.login", ("user", c.tenant.owner_id),
-            json={"email": c.tenant.owner_email, "password": PASSWORD}, as_session=True,
+            "POST",
+            f"{v1}/session",
+            "user.login",
+            ("user", c.tenant.owner_id),
+            json={"email": c.tenant.owner_email, "password": PASSWORD},
+            as_session=True,
         ),
         ("DELETE", f"{v1}/session"): lambda c: Call(
             "DELETE", f"{v1}/session", "user.logout", ("user", c.tenant.owner_id), as_session=True
         ),
         ("PATCH", f"{v1}/account"): lambda c: Call(
-            "PATCH", f"{v1}/account", "account.update", ("account", c.tenant.account_id),
-            json={"name": "Renamed"}, as_session=True, changes={"name": _c("Renamed", "Tenant")},
+            "PATCH",
+            f"{v1}/account",
+            "account.update",
+            ("account", c.tenant.account_id),
+            json={"name": "Renamed"},
+            as_session=True,
+            changes={"name": _c("Renamed", "Tenant")},
         ),
         ("POST", f"{v1}/users"): lambda c: Call(
-            "POST", f"{v1}/users", "user.create", ("user", None), as_session=True,
+            "POST",
+            f"{v1}/users",
+            "user.create",
+            ("user", None),
+            as_session=True,
             json={"email": "new.user@example.com", "password": PASSWORD, "role": "admin"},
             changes={"email": _c("new.user@example.com"), "role": _c("admin"), "password_hash": _c(REDACTED)},
         ),
         ("PATCH", f"{v1}/users/{{user_id}}"): lambda c: (
             lambda uid: Call(
-                "PATCH", f"{v1}/users/{uid}", "user.update", ("user", uid), as_session=True,
+                "PATCH",
+                f"{v1}/users/{uid}",
+                "user.update",
+                ("user", uid),
+                as_session=True,
                 json={"role": "admin", "password": "another long password"},
                 changes={"role": _c("admin", "member"), "password_hash": _c(REDACTED, REDACTED)},
             )
         )(c.user_id()),
         ("DELETE", f"{v1}/users/{{user_id}}"): lambda c: (
             lambda uid: Call(
-                "DELETE", f"{v1}/users/{uid}", "user.delete", ("user", uid), as_session=True,
+                "DELETE",
+                f"{v1}/users/{uid}",
+                "user.delete",
+                ("user", uid),
+                as_session=True,
                 changes={"role": _c(None, "member")},
             )
         )(c.user_id()),
         ("POST", f"{v1}/api-keys"): lambda c: Call(
-            "POST", f"{v1}/api-keys", "api_key.create", ("api_key", None), as_session=True,
+            "POST",
+            f"{v1}/api-keys",
+            "api_key.create",
+            ("api_key", None),
+            as_session=True,
             json={"name": "Zapier sync", "scopes": ["activity:read"]},
             changes={"name": _c("Zapier sync"), "scopes": _c(["activity:read"]), "secret_hash": _c(REDACTED)},
         ),
         ("POST", f"{v1}/api-keys/{{key_id}}/rotate"): lambda c: (
             lambda kid: Call(
-                "POST", f"{v1}/api-keys/{kid}/rotate", "api_key.rotate", ("api_key", kid), as_session=True,
+                "POST",
+                f"{v1}/api-keys/{kid}/rotate",
+                "api_key.rotate",
+                ("api_key", kid),
+                as_session=True,
                 changes={"secret_hash": _c(REDACTED, REDACTED)},
             )
         )(c.key_id()),
         ("POST", f"{v1}/api-keys/{{key_id}}/revoke"): lambda c: (
-            lambda kid: Call("POST", f"{v1}/api-keys/{kid}/revoke", "api_key.revoke", ("api_key", kid), as_session=True)
+            lambda kid: Call(
+                "POST", f"{v1}/api-keys/{kid}/revoke", "api_key.revoke", ("api_key", kid), as_session=True
+            )
         )(c.key_id()),
         ("POST", f"{v1}/lists"): lambda c: Call(
-            "POST", f"{v1}/lists", "list.create", ("list", None), json={"name": "VIPs"}, changes={"name": _c("VIPs")}
+            "POST",
+            f"{v1}/lists",
+            "list.create",
+            ("list", None),
+            json={"name": "VIPs"},
+            changes={"name": _c("VIPs")},
         ),
         ("PATCH", f"{v1}/lists/{{list_id}}"): lambda c: (
             lambda lid: Call(
-                "PATCH", f"{v1}/lists/{lid}", "list.update", ("list", lid), json={"name": "Renamed"},
+                "PATCH",
+                f"{v1}/lists/{lid}",
+                "list.update",
+                ("list", lid),
+                json={"name": "Renamed"},
                 changes={"name": _c("Renamed", "Prereq list")},
             )
         )(c.list_id()),
         ("DELETE", f"{v1}/lists/{{list_id}}"): lambda c: (
             lambda lid: Call(
-                "DELETE", f"{v1}/lists/{lid}", "list.delete", ("list", lid),
+                "DELETE",
+                f"{v1}/lists/{lid}",
+                "list.delete",
+                ("list", lid),
                 changes={"name": _c(None, "Prereq list"), "contacts_deleted": _c(None, 0)},
             )
         )(c.list_id()),
         ("POST", f"{v1}/lists/{{list_id}}/contacts"): lambda c: (
             lambda lid: Call(
-                "POST", f"{v1}/lists/{lid}/contacts", "contact.create", ("contact", None),
+                "POST",
+                f"{v1}/lists/{lid}/contacts",
+                "contact.create",
+                ("contact", None),
                 json={"email": "Ada@Example.com", "first_name": "Ada"},
                 changes={"email": _c("ada@example.com"), "first_name": _c("Ada"), "list_id": _c(lid)},
             )
         )(c.list_id()),
         ("POST", f"{v1}/lists/{{list_id}}/contacts/import"): lambda c: (
             lambda lid: Call(
-                "POST", f"{v1}/lists/{lid}/contacts/import", "list.import", ("list", lid),
+                "POST",
+                f"{v1}/lists/{lid}/contacts/import",
+                "list.import",
+                ("list", lid),
                 content=b"email,first_name\na@example.com,A\nb@example.com,B\na@example.com,dup\n",
                 headers={"Content-Type": "text/csv"},
                 changes={"imported": _c(2), "skipped": _c(1)},
@@ -175,137 +233,253 @@ def _scenarios() -> dict[tuple[str, str], Callable[[Ctx], Call]]:
         )(c.list_id()),
         ("PATCH", f"{v1}/contacts/{{contact_id}}"): lambda c: (
             lambda cid: Call(
-                "PATCH", f"{v1}/contacts/{cid}", "contact.update", ("contact", cid),
-                json={"status": "unsubscribed"}, changes={"status": _c("unsubscribed", "subscribed")},
+                "PATCH",
+                f"{v1}/contacts/{cid}",
+                "contact.update",
+                ("contact", cid),
+                json={"status": "unsubscribed"},
+                changes={"status": _c("unsubscribed", "subscribed")},
             )
         )(c.contact_id()),
         ("DELETE", f"{v1}/contacts/{{contact_id}}"): lambda c: (
             lambda cid: Call(
-                "DELETE", f"{v1}/contacts/{cid}", "contact.delete", ("contact", cid),
+                "DELETE",
+                f"{v1}/contacts/{cid}",
+                "contact.delete",
+                ("contact", cid),
                 changes={"email": _c(None, "c@example.com")},
             )
         )(c.contact_id()),
         ("POST", f"{v1}/segments"): lambda c: (
             lambda lid: Call(
-                "POST", f"{v1}/segments", "segment.create", ("segment", None),
-                json={"name": "Engaged", "list_id": lid,
-                      "conditions": [{"field": "engaged_within_days", "op": "within", "value": 30}]},
-                changes={"name": _c("Engaged"),
-                         "conditions": _c([{"field": "engaged_within_days", "op": "within", "value": 30}])},
+                "POST",
+                f"{v1}/segments",
+                "segment.create",
+                ("segment", None),
+                json={
+                    "name": "Engaged",
+                    "list_id": lid,
+                    "conditions": [{"field": "engaged_within_days", "op": "within", "value": 30}],
+                },
+                changes={
+                    "name": _c("Engaged"),
+                    "conditions": _c([{"field": "engaged_within_days", "op": "within", "value": 30}]),
+                },
             )
         )(c.list_id()),
         ("PATCH", f"{v1}/segments/{{segment_id}}"): lambda c: (
             lambda sid: Call(
-                "PATCH", f"{v1}/segments/{sid}", "segment.update", ("segment", sid),
-                json={"name": "Lapsed"}, changes={"name": _c("Lapsed", "Seg")},
+                "PATCH",
+                f"{v1}/segments/{sid}",
+                "segment.update",
+                ("segment", sid),
+                json={"name": "Lapsed"},
+                changes={"name": _c("Lapsed", "Seg")},
             )
         )(c.segment_id()),
         ("DELETE", f"{v1}/segments/{{segment_id}}"): lambda c: (
-            lambda sid: Call("DELETE", f"{v1}/segments/{sid}", "segment.delete", ("segment", sid),
-                             changes={"name": _c(None, "Seg")})
+            lambda sid: Call(
+                "DELETE",
+                f"{v1}/segments/{sid}",
+                "segment.delete",
+                ("segment", sid),
+                changes={"name": _c(None, "Seg")},
+            )
         )(c.segment_id()),
         ("POST", f"{v1}/broadcasts"): lambda c: (
             lambda lid: Call(
-                "POST", f"{v1}/broadcasts", "broadcast.create", ("broadcast", None),
-                json={"name": "Summer sale", "subject": "50% off", "from_email": "news@example.com", "list_id": lid},
+                "POST",
+                f"{v1}/broadcasts",
+                "broadcast.create",
+                ("broadcast", None),
+                json={
+                    "name": "Summer sale",
+                    "subject": "50% off",
+                    "from_email": "news@example.com",
+                    "list_id": lid,
+                },
                 changes={"name": _c("Summer sale"), "status": _c("draft"), "list_id": _c(lid)},
             )
         )(c.list_id()),
         ("PATCH", f"{v1}/broadcasts/{{broadcast_id}}"): lambda c: (
             lambda bid: Call(
-                "PATCH", f"{v1}/broadcasts/{bid}", "broadcast.update", ("broadcast", bid),
-                json={"subject": "New subject"}, changes={"subject": _c("New subject", "Hi")},
+                "PATCH",
+                f"{v1}/broadcasts/{bid}",
+                "broadcast.update",
+                ("broadcast", bid),
+                json={"subject": "New subject"},
+                changes={"subject": _c("New subject", "Hi")},
             )
         )(c.broadcast_id()),
         ("DELETE", f"{v1}/broadcasts/{{broadcast_id}}"): lambda c: (
-            lambda bid: Call("DELETE", f"{v1}/broadcasts/{bid}", "broadcast.delete", ("broadcast", bid),
-                             changes={"status": _c(None, "draft")})
+            lambda bid: Call(
+                "DELETE",
+                f"{v1}/broadcasts/{bid}",
+                "broadcast.delete",
+                ("broadcast", bid),
+                changes={"status": _c(None, "draft")},
+            )
         )(c.broadcast_id()),
         ("POST", f"{v1}/broadcasts/{{broadcast_id}}/schedule"): lambda c: (
             lambda bid: Call(
-                "POST", f"{v1}/broadcasts/{bid}/schedule", "broadcast.schedule", ("broadcast", bid),
-                json={"send_at": _future()}, changes={"status": _c("scheduled", "draft")},
+                "POST",
+                f"{v1}/broadcasts/{bid}/schedule",
+                "broadcast.schedule",
+                ("broadcast", bid),
+                json={"send_at": _future()},
+                changes={"status": _c("scheduled", "draft")},
             )
         )(c.broadcast_id()),
         ("POST", f"{v1}/broadcasts/{{broadcast_id}}/unschedule"): lambda c: (
             lambda bid: Call(
-                "POST", f"{v1}/broadcasts/{bid}/unschedule", "broadcast.unschedule", ("broadcast", bid),
+                "POST",
+                f"{v1}/broadcasts/{bid}/unschedule",
+                "broadcast.unschedule",
+                ("broadcast", bid),
                 changes={"status": _c("draft", "scheduled")},
             )
         )(c.broadcast_id("schedule")),
         ("POST", f"{v1}/broadcasts/{{broadcast_id}}/send"): lambda c: (
             lambda bid: Call(
-                "POST", f"{v1}/broadcasts/{bid}/send", "broadcast.send", ("broadcast", bid),
+                "POST",
+                f"{v1}/broadcasts/{bid}/send",
+                "broadcast.send",
+                ("broadcast", bid),
                 changes={"status": _c("sending", "draft")},
             )
         )(c.broadcast_id()),
         ("POST", f"{v1}/broadcasts/{{broadcast_id}}/pause"): lambda c: (
             lambda bid: Call(
-                "POST", f"{v1}/broadcasts/{bid}/pause", "broadcast.pause", ("broadcast", bid),
+                "POST",
+                f"{v1}/broadcasts/{bid}/pause",
+                "broadcast.pause",
+                ("broadcast", bid),
                 changes={"status": _c("paused", "sending")},
             )
         )(c.broadcast_id("send")),
         ("POST", f"{v1}/broadcasts/{{broadcast_id}}/resume"): lambda c: (
             lambda bid: Call(
-                "POST", f"{v1}/broadcasts/{bid}/resume", "broadcast.resume", ("broadcast", bid),
+                "POST",
+                f"{v1}/broadcasts/{bid}/resume",
+                "broadcast.resume",
+                ("broadcast", bid),
                 changes={"status": _c("sending", "paused")},
             )
         )(c.broadcast_id("send", "pause")),
         ("POST", f"{v1}/suppressions"): lambda c: Call(
-            "POST", f"{v1}/suppressions", "address.suppress", ("address", "grace@example.com"),
+            "POST",
+            f"{v1}/suppressions",
+            "address.suppress",
+            ("address", "grace@example.com"),
             json={"email": "Grace@Example.com", "reason": "asked"},
             changes={"email": _c("grace@example.com"), "reason": _c("asked")},
         ),
         ("DELETE", f"{v1}/suppressions/{{email}}"): lambda c: (
             c.post("/api/v1/suppressions", {"email": "linus@example.com"}),
-            Call("DELETE", f"{v1}/suppressions/linus@example.com", "address.unsuppress",
-                 ("address", "linus@example.com"), changes={"email": _c(None, "linus@example.com")}),
+            Call(
+                "DELETE",
+                f"{v1}/suppressions/linus@example.com",
+                "address.unsuppress",
+                ("address", "linus@example.com"),
+                changes={"email": _c(None, "linus@example.com")},
+            ),
         )[1],
         ("POST", f"{v1}/sending-domains"): lambda c: Call(
-            "POST", f"{v1}/sending-domains", "sending_domain.create", ("sending_domain", None),
-            json={"domain": "Mail.Example.com"}, changes={"domain": _c("mail.example.com"), "status": _c("pending")},
+            "POST",
+            f"{v1}/sending-domains",
+            "sending_domain.create",
+            ("sending_domain", None),
+            json={"domain": "Mail.Example.com"},
+            changes={"domain": _c("mail.example.com"), "status": _c("pending")},
         ),
         ("PATCH", f"{v1}/sending-domains/{{domain_id}}"): lambda c: (
             lambda did: Call(
-                "PATCH", f"{v1}/sending-domains/{did}", "sending_domain.update", ("sending_domain", did),
-                json={"return_path": "bounce.example.com", "dkim_private_key": "-----BEGIN PRIVATE KEY-----x"},
+                "PATCH",
+                f"{v1}/sending-domains/{did}",
+                "sending_domain.update",
+                ("sending_domain", did),
+                json={
+                    "return_path": "bounce.example.com",
+                    "dkim_private_key": "-----BEGIN PRIVATE KEY-----x",
+                },
                 changes={"return_path": _c("bounce.example.com"), "dkim_private_key": _c(REDACTED)},
             )
         )(c.domain_id()),
         ("DELETE", f"{v1}/sending-domains/{{domain_id}}"): lambda c: (
-            lambda did: Call("DELETE", f"{v1}/sending-domains/{did}", "sending_domain.delete",
-                             ("sending_domain", did), changes={"status": _c(None, "pending")})
+            lambda did: Call(
+                "DELETE",
+                f"{v1}/sending-domains/{did}",
+                "sending_domain.delete",
+                ("sending_domain", did),
+                changes={"status": _c(None, "pending")},
+            )
         )(c.domain_id()),
         ("POST", f"{v1}/sending-domains/{{domain_id}}/verify"): lambda c: (
             lambda did: Call(
-                "POST", f"{v1}/sending-domains/{did}/verify", "sending_domain.verify", ("sending_domain", did),
+                "POST",
+                f"{v1}/sending-domains/{did}/verify",
+                "sending_domain.verify",
+                ("sending_domain", did),
                 changes={"status": _c("verified", "pending")},
             )
         )(c.domain_id()),
         ("POST", f"{v1}/reputation-rules"): lambda c: Call(
-            "POST", f"{v1}/reputation-rules", "reputation_rule.create", ("reputation_rule", None),
-            json={"name": "Bounce spike", "action": {"type": "pause_broadcast"},
-                  "condition": {"metric": "bounce_rate", "threshold": 0.05, "window_minutes": 60, "min_sends": 100}},
-            changes={"name": _c("Bounce spike"), "enabled": _c(True), "action": _c({"type": "pause_broadcast"})},
+            "POST",
+            f"{v1}/reputation-rules",
+            "reputation_rule.create",
+            ("reputation_rule", None),
+            json={
+                "name": "Bounce spike",
+                "action": {"type": "pause_broadcast"},
+                "condition": {
+                    "metric": "bounce_rate",
+                    "threshold": 0.05,
+                    "window_minutes": 60,
+                    "min_sends": 100,
+                },
+            },
+            changes={
+                "name": _c("Bounce spike"),
+                "enabled": _c(True),
+                "action": _c({"type": "pause_broadcast"}),
+            },
         ),
         ("PATCH", f"{v1}/reputation-rules/{{rule_id}}"): lambda c: (
             lambda rid: Call(
-                "PATCH", f"{v1}/reputation-rules/{rid}", "reputation_rule.update", ("reputation_rule", rid),
+                "PATCH",
+                f"{v1}/reputation-rules/{rid}",
+                "reputation_rule.update",
+                ("reputation_rule", rid),
                 json={"condition": {"event": "complaint"}},
                 changes={"condition": _c({"event": "complaint"}, {"event": "hard_bounce"})},
             )
         )(c.rule_id()),
         ("DELETE", f"{v1}/reputation-rules/{{rule_id}}"): lambda c: (
-            lambda rid: Call("DELETE", f"{v1}/reputation-rules/{rid}", "reputation_rule.delete",
-                             ("reputation_rule", rid), changes={"name": _c(None, "Hard bounces")})
+            lambda rid: Call(
+                "DELETE",
+                f"{v1}/reputation-rules/{rid}",
+                "reputation_rule.delete",
+                ("reputation_rule", rid),
+                changes={"name": _c(None, "Hard bounces")},
+            )
         )(c.rule_id()),
         ("POST", f"{v1}/reputation-rules/{{rule_id}}/enable"): lambda c: (
-            lambda rid: Call("POST", f"{v1}/reputation-rules/{rid}/enable", "reputation_rule.enable",
-                             ("reputation_rule", rid), changes={"enabled": _c(True, False)})
+            lambda rid: Call(
+                "POST",
+                f"{v1}/reputation-rules/{rid}/enable",
+                "reputation_rule.enable",
+                ("reputation_rule", rid),
+                changes={"enabled": _c(True, False)},
+            )
         )(c.rule_id(enabled=False)),
         ("POST", f"{v1}/reputation-rules/{{rule_id}}/disable"): lambda c: (
-            lambda rid: Call("POST", f"{v1}/reputation-rules/{rid}/disable", "reputation_rule.disable",
-                             ("reputation_rule", rid), changes={"enabled": _c(False, True)})
+            lambda rid: Call(
+                "POST",
+                f"{v1}/reputation-rules/{rid}/disable",
+                "reputation_rule.disable",
+                ("reputation_rule", rid),
+                changes={"enabled": _c(False, True)},
+            )
         )(c.rule_id()),
     }
 

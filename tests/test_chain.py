@@ -31,12 +31,21 @@ def test_canonical_json_is_compact_sorted_and_round_trips(value: dict) -> None: 
 
 def test_hash_follows_the_contract_by_hand() -> None:
     fields = dict.fromkeys(CHAINED_FIELDS)
-    fields.update(account_id="acc_1", seq=1, occurred_at="2026-03-14T09:26:53.589793Z", actor_type="system",
-                  actor_id="cli", action="list.create", resource_type="list", resource_id="lst_1",
-                  changes={"name": {"from": None, "to": "Zürich ✓"}})
+    fields.update(
+        account_id="acc_1",
+        seq=1,
+        occurred_at="2026-03-14T09:26:53.589793Z",
+        actor_type="system",
+        actor_id="cli",
+        action="list.create",
+        resource_type="list",
+        resource_id="lst_1",
+        changes={"name": {"from": None, "to": "Zürich ✓"}},
+    )
     canonical = (
         '{"account_id":"acc_1","action":"list.create","actor_id":"cli","actor_name":null,"actor_type":"system",'
-        '"changes":{"name":{"from":null,"to":"Zürich ✓"}},"ip":null,"occurred_at":"2026-03-14T09:26:53.589793Z",'
+        '"changes":{"name":{"from":null,"to":"Zürich ✓"}},"ip":null,'
+        '"occurred_at":"2026-03-14T09:26:53.589793Z",'
         '"on_behalf_of":null,"request_id":null,"resource_id":"lst_1","resource_name":null,'
         '"resource_type":"list","seq":1,"user_agent":null}'
     )
@@ -48,20 +57,27 @@ def _run_stdlib_verifier(root: Path, *args: str) -> subprocess.CompletedProcess[
     # -I -S: no site-packages, no environment — the Python standard library alone
     return subprocess.run(
         [sys.executable, "-I", "-S", str(root / "tools" / "verify_chain.py"), *args],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
-def test_chain_recomputes_from_api_output_with_stdlib_alone(tenant: Tenant, root: Path, tmp_path: Path) -> None:
+def test_chain_recomputes_from_api_output_with_stdlib_alone(
+    tenant: Tenant, root: Path, tmp_path: Path
+) -> None:
     with tenant.key_client() as client:
         for i in range(12):
-            lst = client.post("/api/v1/lists", json={"name": f"Liste née {i} \"quoted\""}).json()
+            lst = client.post("/api/v1/lists", json={"name": f'Liste née {i} "quoted"'}).json()
             client.patch(f"/api/v1/lists/{lst['id']}", json={"name": f"Renamed {i} ✓"})
         result = _run_stdlib_verifier(root, "--url", tenant.server.url, "--key", tenant.key)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "OK: 27 entries" in result.stdout  # account, owner, key + 24
 
-        entries = sorted(client.get("/api/v1/activity", params={"limit": 1000}).json()["data"], key=lambda e: e["seq"])
+        entries = sorted(
+            client.get("/api/v1/activity", params={"limit": 1000}).json()["data"], key=lambda e: e["seq"]
+        )
     saved = tmp_path / "entries.jsonl"
     saved.write_text("\n".join(json.dumps(e, ensure_ascii=False) for e in entries), encoding="utf-8")
     assert _run_stdlib_verifier(root, str(saved)).returncode == 0

@@ -1,7 +1,8 @@
-"""The CLI end to end, as a user runs it: real processes against both engines; its mutations log as system:cli."""
+"""The CLI end to end, as a user runs it: real processes on both engines; it logs as system:cli."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -18,13 +19,24 @@ from activitylog.log.actions import ALL_ACTIONS
 def cli(db: Database, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "ACTIVITYLOG_DATABASE_URL": db.url}
     return subprocess.run(
-        [sys.executable, "-m", "activitylog", *args], capture_output=True, text=True, env=env, timeout=300, check=False
+        [sys.executable, "-m", "activitylog", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
     )
 
 
 def _entries(db: Database, account_id: str) -> list[ActivityEntry]:
     with db.reader() as s:
-        return list(s.scalars(select(ActivityEntry).where(ActivityEntry.account_id == account_id).order_by(ActivityEntry.seq)))
+        return list(
+            s.scalars(
+                select(ActivityEntry)
+                .where(ActivityEntry.account_id == account_id)
+                .order_by(ActivityEntry.seq)
+            )
+        )
 
 
 def test_account_and_key_creation_are_logged_as_the_cli(db: Database) -> None:
@@ -33,7 +45,17 @@ def test_account_and_key_creation_are_logged_as_the_cli(db: Database) -> None:
     made = cli(db, "account", "create", "--name", "Acme", "--owner-email", email, "--password", "long enough")
     assert made.returncode == 0, made.stderr
     account = json.loads(made.stdout)
-    key = cli(db, "api-key", "create", "--account", account["account_id"], "--name", "Deploy bot", "--scope", "write")
+    key = cli(
+        db,
+        "api-key",
+        "create",
+        "--account",
+        account["account_id"],
+        "--name",
+        "Deploy bot",
+        "--scope",
+        "write",
+    )
     assert key.returncode == 0, key.stderr
     issued = json.loads(key.stdout)
     assert issued["id"].startswith("key_") and issued["key"].startswith("alk_")
@@ -43,7 +65,9 @@ def test_account_and_key_creation_are_logged_as_the_cli(db: Database) -> None:
     assert entries[1].resource_id == account["user_id"]
     assert issued["key"] not in str([vars(e) for e in entries])
 
-    duplicate = cli(db, "account", "create", "--name", "Again", "--owner-email", email, "--password", "long enough")
+    duplicate = cli(
+        db, "account", "create", "--name", "Again", "--owner-email", email, "--password", "long enough"
+    )
     assert duplicate.returncode == 2 and "already" in duplicate.stderr
     short = cli(db, "account", "create", "--name", "X", "--owner-email", "a@b.example", "--password", "short")
     assert short.returncode == 2 and "--password" in short.stderr
@@ -67,7 +91,7 @@ def test_demo_seeds_every_kind_of_action_and_verifies(db: Database) -> None:
     assert len({e.ip for e in entries}) >= 5
     span = entries[-1].occurred_at - entries[0].occurred_at
     assert span.days >= 14
-    assert all(a.occurred_at <= b.occurred_at for a, b in zip(entries, entries[1:], strict=False))
+    assert all(a.occurred_at <= b.occurred_at for a, b in itertools.pairwise(entries))
 
     again = cli(db, "demo", "--reuse")
     assert again.returncode == 0, again.stderr

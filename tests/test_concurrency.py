@@ -27,7 +27,9 @@ def _write_lists(url: str, account_id: str, writer: int, count: int) -> list[str
     db = connect(url)
     made = []
     for i in range(count):
-        uow = UnitOfWork(db, account_id=account_id, actor=SYSTEM_CLI, context=RequestContext(request_id=f"w{writer}-{i}"))
+        uow = UnitOfWork(
+            db, account_id=account_id, actor=SYSTEM_CLI, context=RequestContext(request_id=f"w{writer}-{i}")
+        )
         made.append(lists.create_list(uow, f"writer {writer} list {i}").id)
     db.dispose()
     return made
@@ -91,7 +93,9 @@ def test_threads_through_http_on_two_accounts(db: Database, tenant: Tenant) -> N
                 if r.status_code != 201:
                     errors.append(r.text)
 
-    threads = [threading.Thread(target=hammer, args=(t, 15)) for t in (tenant, other) for _ in range(WRITERS // 2)]
+    threads = [
+        threading.Thread(target=hammer, args=(t, 15)) for t in (tenant, other) for _ in range(WRITERS // 2)
+    ]
     for th in threads:
         th.start()
     for th in threads:

@@ -26,9 +26,9 @@ def test_every_activity_filter_has_an_index_led_by_account_and_ended_by_seq(db: 
 
 
 def test_downgrade_and_upgrade_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from alembic import command  # noqa: PLC0415
+    from alembic import command
 
-    from activitylog.db.migrate import alembic_config  # noqa: PLC0415
+    from activitylog.db.migrate import alembic_config
 
     fresh = connect(f"sqlite:///{tmp_path / 'roundtrip.db'}")
     upgrade(fresh)

@@ -36,7 +36,7 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def require_account(db: Database, account_id: str) -> None:
-    from activitylog.db.models import Account  # noqa: PLC0415
+    from activitylog.db.models import Account
 
     with db.reader() as session:
         if session.get(Account, account_id) is None:
@@ -62,7 +62,7 @@ def serve(
     no_migrate: bool = typer.Option(False, "--no-migrate", help="Do not apply migrations first."),
 ) -> None:
     """Serve the API and dashboard."""
-    from activitylog.web.app import create_app  # noqa: PLC0415  (the CLI's other commands need no web stack)
+    from activitylog.web.app import create_app
 
     settings = Settings()
     db = connect(settings.database_url)
@@ -84,7 +84,12 @@ def account_create(
         fail("--owner-email: not an email address")
     try:
         created = accounts.create_account(
-            database(), name=name, owner_email=owner_email, password=password, actor=SYSTEM_CLI, context=CLI_CONTEXT
+            database(),
+            name=name,
+            owner_email=owner_email,
+            password=password,
+            actor=SYSTEM_CLI,
+            context=CLI_CONTEXT,
         )
     except DomainError as exc:
         fail(exc.message)
@@ -102,7 +107,7 @@ def api_key_create(
     scope: list[str] = typer.Option(["full"], help="Scopes: full, read, write, activity:read (repeatable)."),
 ) -> None:
     """Create an API key; prints JSON {id, key} — the key is shown only once."""
-    from activitylog.services.auth import SCOPES  # noqa: PLC0415
+    from activitylog.services.auth import SCOPES
 
     unknown = [s for s in scope if s not in SCOPES]
     if unknown:
@@ -119,10 +124,10 @@ def api_key_create(
 @app.command()
 def verify(account: str = typer.Option(None, help="Only this account (acc_...).")) -> None:
     """Re-compute every hash chain; exit 0 if intact, 1 naming the first bad seq."""
-    from sqlalchemy import select  # noqa: PLC0415
+    from sqlalchemy import select
 
-    from activitylog.db.models import Account  # noqa: PLC0415
-    from activitylog.log.verify import verify_account  # noqa: PLC0415
+    from activitylog.db.models import Account
+    from activitylog.log.verify import verify_account
 
     db = database()
     if account:

@@ -77,7 +77,7 @@ def _configure_sqlite(engine: Engine) -> None:
 
 @dataclass(frozen=True)
 class Database:
-    """One store: a session factory for writes and one for reads (which on SQLite do not take the write lock)."""
+    """One store: a session factory for writes, and one for reads that on SQLite take no write lock."""
 
     url: str
     engine: Engine
@@ -98,7 +98,7 @@ def connect(url: str, **engine_kwargs: Any) -> Database:
         engine_kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})
         engine = create_engine(url, **engine_kwargs)
         _configure_sqlite(engine)
-        read_engine = engine.execution_options(sqlite_begin="DEFERRED")
+        read_engine: Engine = engine.execution_options(sqlite_begin="DEFERRED")
     else:
         engine_kwargs.setdefault("pool_size", 10)
         engine_kwargs.setdefault("max_overflow", 20)

@@ -8,9 +8,10 @@ can never reach the log. The verb filter (``action=send``) expands through this 
 from __future__ import annotations
 
 VERBS = (
-    "create update delete schedule unschedule send pause resume suppress unsuppress enable disable "
-    "revoke rotate verify import export login logout login_failed"
-).split()
+    "create", "update", "delete", "schedule", "unschedule", "send", "pause", "resume", "suppress",
+    "unsuppress", "enable", "disable", "revoke", "rotate", "verify", "import", "export",
+    "login", "logout", "login_failed",
+)  # fmt: skip
 
 ACTIONS: dict[str, tuple[str, ...]] = {
     "account": ("create", "update"),

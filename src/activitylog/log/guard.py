@@ -110,4 +110,5 @@ def _refuse_bulk(state: ORMExecuteState) -> None:
 def claim_changes(session: Session) -> list[RowChange]:
     """Flush, then take every not-yet-logged row change of this transaction (the caller logs them)."""
     session.flush()
-    return session.info.pop(_UNLOGGED, [])
+    claimed: list[RowChange] = session.info.pop(_UNLOGGED, [])
+    return claimed

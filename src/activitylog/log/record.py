@@ -11,9 +11,9 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -22,8 +22,8 @@ from activitylog.log.actions import ALL_ACTIONS, EVENT_ACTIONS, summarize
 from activitylog.log.chain import GENESIS, canonical_json, entry_hash, format_instant
 from activitylog.log.guard import REDACTED, RowChange, claim_changes
 
-_entries = ActivityEntry.__table__
-_heads = ChainHead.__table__
+_entries = cast(Table, ActivityEntry.__table__)
+_heads = cast(Table, ChainHead.__table__)
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ Resource = Audited | ResourceRef
 
 
 def ip_key(ip: str | None) -> str | None:
-    """A fixed-width hex form (IPv4 mapped into IPv6) so CIDR filters are index range scans on both engines."""
+    """Fixed-width hex (IPv4 mapped into IPv6), so a CIDR filter is an index range scan on both engines."""
     if ip is None:
         return None
     addr = ipaddress.ip_address(ip)

@@ -33,21 +33,26 @@ def verify_account(session: Session, account_id: str, batch: int = 5000) -> Verd
     table = ActivityEntry.__table__
     expected_seq, prev_hash = 1, GENESIS
     rows = session.execute(
-        select(table).where(table.c.account_id == account_id).order_by(table.c.seq).execution_options(
-            yield_per=batch
-        )
+        select(table)
+        .where(table.c.account_id == account_id)
+        .order_by(table.c.seq)
+        .execution_options(yield_per=batch)
     )
     for row in rows:
         entry = row._mapping
         if entry["seq"] != expected_seq:
             return Verdict(False, expected_seq - 1, first_bad_seq=expected_seq, reason="entry missing (gap)")
         if entry["prev_hash"] != prev_hash:
-            return Verdict(False, expected_seq - 1, first_bad_seq=entry["seq"], reason="prev_hash does not link")
+            return Verdict(
+                False, expected_seq - 1, first_bad_seq=entry["seq"], reason="prev_hash does not link"
+            )
         fields = {name: entry[name] for name in CHAINED_FIELDS}
         fields["occurred_at"] = format_instant(entry["occurred_at"])
         fields["changes"] = json.loads(entry["changes"])
         if entry_hash(prev_hash, fields) != entry["hash"]:
-            return Verdict(False, expected_seq - 1, first_bad_seq=entry["seq"], reason="hash does not match content")
+            return Verdict(
+                False, expected_seq - 1, first_bad_seq=entry["seq"], reason="hash does not match content"
+            )
         prev_hash = entry["hash"]
         expected_seq += 1
     checked = expected_seq - 1

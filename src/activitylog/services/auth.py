@@ -149,6 +149,8 @@ def sign_in(db: Database, email: str, password: str, context: RequestContext, tt
 
 def sign_out(db: Database, principal: Principal, token: str, context: RequestContext) -> None:
     with UnitOfWork(db, account_id=principal.account_id, actor=principal.actor, context=context) as uow:
-        uow.session.execute(delete(AuthSession).where(AuthSession.token_hash == credentials.sha256_hex(token)))
+        uow.session.execute(
+            delete(AuthSession).where(AuthSession.token_hash == credentials.sha256_hex(token))
+        )
         uow.record("user.logout", uow.get(User, principal.actor.id), {})
         uow.commit()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from activitylog.db.models import Audited
 from activitylog.ids import new_id
@@ -12,7 +12,7 @@ M = TypeVar("M", bound=Audited)
 
 
 def create(uow: UnitOfWork, model: type[M], prefix: str, values: dict[str, Any]) -> M:
-    obj = model(id=new_id(prefix), account_id=uow.account_id, created_at=uow.clock(), **values)
+    obj: M = cast(Any, model)(id=new_id(prefix), account_id=uow.account_id, created_at=uow.clock(), **values)
     uow.add(obj)
     uow.record(f"{model.__audit_type__}.create", obj)
     return obj

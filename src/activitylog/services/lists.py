@@ -127,5 +127,3 @@ def import_contacts(uow: UnitOfWork, list_id: str, rows: list[dict[str, Any]]) -
             )
         uow.commit()
     return result
-
-

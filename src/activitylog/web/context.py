@@ -55,4 +55,6 @@ def request_context(request: Request, proxies: tuple[IPNetwork, ...]) -> Request
     agent = request.headers.get("user-agent") or None
     if agent is not None:
         agent = "".join(ch if ch.isprintable() else "?" for ch in agent)[:MAX_USER_AGENT] or None
-    return RequestContext(ip=client_ip(request, proxies), user_agent=agent, request_id=request.state.request_id)
+    return RequestContext(
+        ip=client_ip(request, proxies), user_agent=agent, request_id=request.state.request_id
+    )

@@ -51,10 +51,10 @@ def get_principal(request: Request) -> Principal:
             raise Unauthorized("use 'Authorization: Bearer <API key>'")
         principal = authenticate_api_key(db, token.strip(), get_context(request).ip)
     else:
-        token = request.cookies.get(SESSION_COOKIE)
-        if not token:
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if not cookie:
             raise Unauthorized("sign in or send an API key")
-        principal = authenticate_session(db, token)
+        principal = authenticate_session(db, cookie)
         if request.method not in SAFE_METHODS:
             sent = request.headers.get(CSRF_HEADER, "")
             if not principal.csrf_token or not hmac.compare_digest(sent, principal.csrf_token):
@@ -76,7 +76,10 @@ def uow_for(permission: str) -> Callable[[Request], UnitOfWork]:
     def dependency(request: Request) -> UnitOfWork:
         principal = allowed(permission)(request)
         return UnitOfWork(
-            get_db(request), account_id=principal.account_id, actor=principal.actor, context=get_context(request)
+            get_db(request),
+            account_id=principal.account_id,
+            actor=principal.actor,
+            context=get_context(request),
         )
 
     return dependency

@@ -38,6 +38,10 @@ Scope = Literal["full", "read", "write", "activity:read"]
 assert set(ROLES) == set(Role.__args__) and set(SCOPES) == set(Scope.__args__)  # type: ignore[attr-defined]
 
 
+def _full_scope() -> list[Scope]:
+    return ["full"]
+
+
 class Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -99,7 +103,7 @@ class UserPatch(Input):
 # ---- API keys ----
 class ApiKeyIn(Input):
     name: Name
-    scopes: list[Scope] = Field(default_factory=lambda: ["full"], min_length=1, max_length=4)
+    scopes: list[Scope] = Field(default_factory=_full_scope, min_length=1, max_length=4)
 
 
 class ApiKeyOut(BaseModel):

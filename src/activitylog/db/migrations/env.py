@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from activitylog.db.models import Base
+import activitylog.db.models  # noqa: F401  (registers the tables)
+from activitylog.db.base import Base
 
 connection = context.config.attributes["connection"]
 context.configure(

@@ -49,7 +49,9 @@ Filter = Annotated[ActivityFilter, Depends(activity_filter)]
 
 
 @router.get("", response_model=Page[EntryOut])
-def list_activity(caller: LogReader, db: Db, f: Filter, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
+def list_activity(
+    caller: LogReader, db: Db, f: Filter, limit: Limit = 50, cursor: Cursor = None
+) -> dict[str, Any]:
     before = decode_cursor(cursor)
     with db.reader() as session:
         rows = session.execute(page_statement(caller.account_id, f, before_seq=before, limit=limit)).all()

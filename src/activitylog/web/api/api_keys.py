@@ -17,7 +17,9 @@ router = APIRouter(prefix="/api/v1/api-keys", tags=["api keys"])
 
 
 def _issued(issued: api_keys.IssuedKey) -> ApiKeyIssued:
-    return ApiKeyIssued.model_validate({**ApiKeyOut.model_validate(issued.key).model_dump(), "key": issued.secret})
+    return ApiKeyIssued.model_validate(
+        {**ApiKeyOut.model_validate(issued.key).model_dump(), "key": issued.secret}
+    )
 
 
 @router.get("", response_model=Page[ApiKeyOut])

@@ -72,9 +72,15 @@ _IMPORT_BODY = {
         "required": True,
         "content": {
             "application/json": {
-                "schema": {"type": "array", "maxItems": MAX_IMPORT_ROWS, "items": ContactIn.model_json_schema()}
+                "schema": {
+                    "type": "array",
+                    "maxItems": MAX_IMPORT_ROWS,
+                    "items": ContactIn.model_json_schema(),
+                }
             },
-            "text/csv": {"schema": {"type": "string", "description": "header row: email,first_name,last_name"}},
+            "text/csv": {
+                "schema": {"type": "string", "description": "header row: email,first_name,last_name"}
+            },
         },
     }
 }
