@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -70,4 +71,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     ):
         app.include_router(module.router)
     app.add_middleware(RequestIdMiddleware)
+
+    @app.get("/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        return RedirectResponse("/docs")
+
     return app
