@@ -1,38 +1,46 @@
 """``activitylog demo``: an account with a realistic history, made through the real services.
 
-Every entry is produced by the same code paths as the API, with actors (users' sessions, API keys,
-the CLI), source IPs and user agents varied, and a clock that walks forward over the last weeks. Actions are
-batched into transactions of a few hundred so a million entries take minutes, not hours.
+Every entry is produced by the same code paths as the API — the services inside one nesting unit of work, so
+each entry passes the real choke point (``log/record.py``) and guard — with actors (the team's sessions, API
+keys, reputation rules, the scheduler and dispatcher), source IPs and user agents varied, over six weeks that
+end now and follow office hours and weekends.
+
+Why it is shaped like this: ``--entries 1000000`` must take minutes, not hours, so
+
+* the history remembers what it made (:class:`Pool` of ids, broadcasts by status, ...) instead of asking the
+  database before each step, and only ever picks an action the current state allows: no step fails, so no
+  savepoint per step is needed (a failure is a bug here and aborts the batch);
+* passwords are hashed (argon2, ~0.1 s each) only for the handful of users ever invited;
+* entries are committed in large batches and counted from the unit of work, not with ``COUNT(*)``.
+
+The first simulated hour is an onboarding script that performs every kind of action once, so even a short
+history has them all; after that, actions are drawn by weight (mostly contacts, sign-ins and suppressions).
 """
 
 from __future__ import annotations
 
+import heapq
 import json
 import random
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from itertools import accumulate, count
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from activitylog.config import Settings
 from activitylog.db.base import Database, connect
-from activitylog.db.models import (
-    ActivityEntry,
-    Broadcast,
-    Contact,
-    MailingList,
-    ReputationRule,
-    SendingDomain,
-    User,
-)
-from activitylog.errors import DomainError
+from activitylog.db.models import Broadcast, User
 from activitylog.log.record import Actor, RequestContext
 from activitylog.services import (
     accounts,
     api_keys,
     broadcasts,
+    crud,
     lists,
     reputation_rules,
     segments,
@@ -44,59 +52,269 @@ from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
 
 DEMO_EMAIL = "demo@example.com"
 DEMO_PASSWORD = "demo-password"  # noqa: S105  (a published demo login, not a secret)
-BATCH = 250
-AGENTS = (
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 Safari/605.1.15",
+BATCH = 2000  # entries per transaction
+HISTORY = timedelta(days=42)
+HOUR = timedelta(hours=1)
+MAX_INVITES = 6  # argon2 makes each invited user cost ~0.1 s
+MAX_KEYS, MAX_DOMAINS, MAX_RULES = 6, 5, 8
+CLI_CONTEXT = RequestContext(user_agent="activitylog-cli")
+SCHEDULER = "system", "scheduler", "activitylog scheduler"
+DISPATCHER = "system", "dispatcher", "activitylog dispatcher"
+
+BROWSERS = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 Version/17.5 Safari/605.1.15",
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/126.0 Safari/537.36",
     "Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Edg/126.0 Safari/537.36",
 )
-KEY_AGENTS = ("python-httpx/0.28", "Zapier/1.0", "curl/8.5.0", "node-fetch/3.3")
-FIRST = "ada alan grace linus margaret ken barbara dennis frances john radia edsger".split()
-LAST = "lovelace turing hopper torvalds hamilton thompson liskov ritchie allen backus perlman dijkstra".split()
-TOPICS = "Spring picks|Summer sale|Weekly digest|Product update|Webinar invite|Holiday hours|New arrivals".split("|")
+CLIENTS = ("python-httpx/0.28", "Zapier/1.0", "curl/8.5.0", "node-fetch/3.3", "HubSpot-Webhooks/2.1")
+FIRST = ("ada", "alan", "grace", "linus", "margaret", "ken", "barbara", "dennis", "frances", "john", "radia")
+LAST = ("lovelace", "turing", "hopper", "torvalds", "hamilton", "thompson", "liskov", "ritchie", "allen")
+MAILBOXES = ("example.com", "example.org", "example.net")
+TOPICS = ("Spring picks", "Summer sale", "Weekly digest", "Product update", "Webinar invite", "New arrivals")
+LIST_NAMES = ("VIP", "Leads", "Customers", "Beta", "Wholesale", "Event signups")
+KEY_NAMES = ("Shopify sync", "Segment", "Staging", "Webhook relay", "BI export")
+RULES = (
+    ("Suppress hard bounces", {"event": "hard_bounce"}, "suppress_address"),
+    ("Suppress complainers", {"event": "complaint"}, "suppress_address"),
+    (
+        "Pause on bounce spike",
+        {"metric": "bounce_rate", "threshold": 0.05, "window_minutes": 60, "min_sends": 100},
+        "pause_broadcast",
+    ),
+    (
+        "Pause on complaints",
+        {"metric": "complaint_rate", "threshold": 0.003, "window_minutes": 1440, "min_sends": 500},
+        "pause_sending",
+    ),
+)
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+class Pool:
+    """Ids with O(1) add, remove and uniform random pick: the demo's memory of what exists."""
+
+    def __init__(self) -> None:
+        self._items: list[str] = []
+        self._where: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._where
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._items))
+
+    def add(self, item: str) -> None:
+        if item not in self._where:
+            self._where[item] = len(self._items)
+            self._items.append(item)
+
+    def discard(self, item: str) -> None:
+        index = self._where.pop(item, None)
+        if index is None:
+            return
+        last = self._items.pop()
+        if index < len(self._items):
+            self._items[index] = last
+            self._where[last] = index
+
+    def pick(self, rng: random.Random) -> str | None:
+        return rng.choice(self._items) if self._items else None
+
+
+def _activity(at: datetime) -> float:
+    """How busy the account is at ``at`` (UTC): a team across Europe and the US, quiet nights and weekends."""
+    hour = 1.0 if 8 <= at.hour < 18 else 0.4 if 6 <= at.hour < 23 else 0.08
+    return hour * (1.0 if at.weekday() < 5 else 0.25)
+
+
+class Timeline:
+    """Spreads entries ``first``..``last`` over ``start``..``end``, busier when :func:`_activity` says so."""
+
+    def __init__(self, start: datetime, end: datetime, first: int, last: int) -> None:
+        self.start, self.end, self.first, self.span = start, end, first, max(1, last - first)
+        hours = max(1, int((end - start) / HOUR))
+        self.cumulative = list(accumulate(_activity(start + i * HOUR) for i in range(hours)))
+
+    def at(self, entry: float) -> datetime:
+        """When entry number ``entry`` (fractional: jitter) happens."""
+        target = min(1.0, (entry - self.first) / self.span) * self.cumulative[-1]
+        i = bisect_left(self.cumulative, target)
+        if i >= len(self.cumulative):
+            return self.end
+        before = self.cumulative[i - 1] if i else 0.0
+        fraction = (target - before) / (self.cumulative[i] - before)
+        return min(self.start + (i + fraction) * HOUR, self.end)
 
 
 class History:
-    """Drives the services as a team of people and integrations would, over simulated weeks."""
+    """The account's state as the demo made it, and who acts: drives the services over simulated weeks."""
 
-    def __init__(self, db: Database, account_id: str, rng: random.Random, start: datetime, step: timedelta):
-        self.db, self.account_id, self.rng = db, account_id, rng
-        self.now, self.step = start, step
-        self.people: list[Actor] = []
-        self.keys: list[Actor] = []
+    def __init__(self, db: Database, account_id: str, rng: random.Random, start: datetime) -> None:
+        self.db, self.account_id, self.rng, self.now = db, account_id, rng, start
+        self.uow = UnitOfWork(
+            db, account_id=account_id, actor=SYSTEM_CLI, context=CLI_CONTEXT, clock=self.clock
+        )
+        self.committed = 0
+        self.serial = count(1)
+        # who acts
+        self.actors: dict[str, Actor] = {}
+        self.roles: dict[str, str] = {}
         self.ips: dict[str, list[str]] = {}
-        self.uow = UnitOfWork(db, account_id=account_id, actor=SYSTEM_CLI, context=RequestContext(), clock=self.clock)
+        self.people, self.admins, self.guests, self.keys = Pool(), Pool(), Pool(), Pool()
+        self.invites = 0
+        # what exists
+        self.lists, self.contacts, self.segments, self.suppressed = Pool(), Pool(), Pool(), Pool()
+        self.list_of: dict[str, str] = {}  # contact or segment id -> its list
+        self.members: dict[str, set[str]] = {}  # list id -> contact ids
+        self.users_of: Counter[str] = Counter()  # list or segment id -> broadcasts and segments using it
+        self.status: dict[str, str] = {}  # broadcast id -> status
+        self.by_status: dict[str, Pool] = {
+            s: Pool() for s in ("draft", "scheduled", "sending", "paused", "sent")
+        }
+        self.audience: dict[str, str] = {}  # broadcast id -> list or segment id
+        self.sender: dict[str, str] = {}  # broadcast id -> ref of whoever scheduled or sent it
+        self.due: dict[str, datetime] = {}  # broadcast id -> when the scheduler or dispatcher acts next
+        self.events: list[tuple[datetime, str]] = []  # heap of (due, broadcast id)
+        self.domains: dict[str, tuple[str, str]] = {}  # id -> (domain, status)
+        self.rules: dict[str, tuple[str, str, bool]] = {}  # id -> (name, action type, enabled)
+
+    # -- time and entries ------------------------------------------------------------------------------------
 
     def clock(self) -> datetime:
         return self.now
 
-    def tick(self) -> None:
-        self.now += timedelta(seconds=self.rng.expovariate(1 / self.step.total_seconds()))
+    @property
+    def done(self) -> int:
+        return self.committed + len(self.uow.entries)
+
+    def batch_done(self) -> None:
+        self.committed += len(self.uow.entries)
+        self.uow.entries = []
+
+    def request_id(self) -> str:
+        """A ULID at the simulated time, as the web layer stamps its requests."""
+        value = (int(self.now.timestamp() * 1000) << 80) | self.rng.getrandbits(80)
+        return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
+
+    # -- actors ----------------------------------------------------------------------------------------------
+
+    def join(self, actor: Actor, role: str | None = None, guest: bool = False) -> None:
+        self.actors[actor.id] = actor
+        self.ips[actor.id] = _ip_pool(self.rng, 3 if role else 2)
+        if role is None:
+            self.keys.add(actor.id)
+            return
+        self.people.add(actor.id)
+        self.roles[actor.id] = role
+        if role in ("owner", "admin"):
+            self.admins.add(actor.id)
+        if guest:
+            self.guests.add(actor.id)
+
+    def leave(self, actor_id: str) -> None:
+        for pool in (self.people, self.admins, self.guests, self.keys):
+            pool.discard(actor_id)
 
     def act_as(self, actor: Actor) -> UnitOfWork:
-        session = actor.type == "session"
-        ip = self.rng.choice(self.ips[actor.id])
-        agent = self.rng.choice(AGENTS if session else KEY_AGENTS)
+        """Point the unit of work at ``actor``, from one of its usual addresses and clients."""
         self.uow.actor = actor
-        self.uow.context = RequestContext(ip=ip, user_agent=agent, request_id=f"demo-{self.rng.getrandbits(64):016x}")
+        if actor.type in ("session", "api_key"):
+            agents = BROWSERS if actor.type == "session" else CLIENTS
+            ip, agent = self.rng.choice(self.ips[actor.id]), self.rng.choice(agents)
+            self.uow.context = RequestContext(ip=ip, user_agent=agent, request_id=self.request_id())
+        else:
+            self.uow.context = RequestContext()
         return self.uow
 
-    def someone(self) -> UnitOfWork:
-        return self.act_as(self.rng.choice(self.people + self.keys))
+    def actor(self, pool: Pool) -> Actor:
+        actor_id = pool.pick(self.rng)
+        assert actor_id is not None, "the demo team is never empty"
+        return self.actors[actor_id]
 
-    def add_actor(self, actor: Actor, ips: list[str]) -> None:
-        (self.people if actor.type == "session" else self.keys).append(actor)
-        self.ips[actor.id] = ips
+    def someone(self, keys: float = 0.35) -> UnitOfWork:
+        """A team member in the dashboard or, with probability ``keys``, an integration's API key."""
+        return self.act_as(self.actor(self.keys if self.rng.random() < keys else self.people))
 
-    def ids(self, model: type[Any], **where: Any) -> list[str]:
-        stmt = select(model.id).where(model.account_id == self.account_id)
-        for key, value in where.items():
-            stmt = stmt.where(getattr(model, key) == value)
-        return list(self.uow.session.scalars(stmt))
+    def admin(self) -> UnitOfWork:
+        return self.act_as(self.actor(self.admins))
 
-    def pick(self, model: type[Any], **where: Any) -> str | None:
-        found = self.ids(model, **where)
-        return self.rng.choice(found) if found else None
+    def owner(self) -> UnitOfWork:
+        return self.act_as(self.owner_actor)
+
+    @property
+    def owner_actor(self) -> Actor:
+        return next(self.actors[i] for i, role in self.roles.items() if role == "owner")
+
+    def system(self, who: tuple[str, str, str], on_behalf_of: str | None) -> UnitOfWork:
+        return self.act_as(Actor(*who, on_behalf_of=on_behalf_of))
+
+    # -- made-up data ----------------------------------------------------------------------------------------
+
+    def email(self) -> str:
+        first, last = self.rng.choice(FIRST), self.rng.choice(LAST)
+        return f"{first}.{last}.{next(self.serial)}@{self.rng.choice(MAILBOXES)}"
+
+    def person(self) -> dict[str, str]:
+        first, last = self.rng.choice(FIRST), self.rng.choice(LAST)
+        return {
+            "email": f"{first}.{last}.{next(self.serial)}@{self.rng.choice(MAILBOXES)}",
+            "first_name": first.title(),
+            "last_name": last.title(),
+        }
+
+    # -- bookkeeping of what exists -----------------------------------------------------------------------
+
+    def add_contacts(self, list_id: str, contact_ids: list[str]) -> None:
+        for contact_id in contact_ids:
+            self.contacts.add(contact_id)
+            self.list_of[contact_id] = list_id
+            self.members[list_id].add(contact_id)
+
+    def drop_contact(self, contact_id: str) -> None:
+        self.contacts.discard(contact_id)
+        self.members[self.list_of.pop(contact_id)].discard(contact_id)
+
+    def unused(self, pool: Pool, tries: int = 8) -> str | None:
+        """A list or segment nothing refers to (deleting it is allowed), if a few random picks find one."""
+        for _ in range(tries):
+            found = pool.pick(self.rng)
+            if found is not None and not self.users_of[found]:
+                return found
+        return None
+
+    def set_status(self, broadcast_id: str, status: str | None) -> None:
+        old = self.status.pop(broadcast_id, None)
+        if old is not None:
+            self.by_status[old].discard(broadcast_id)
+        self.due.pop(broadcast_id, None)
+        if status is not None:
+            self.status[broadcast_id] = status
+            self.by_status[status].add(broadcast_id)
+
+    def expect(self, broadcast_id: str, at: datetime) -> None:
+        """The scheduler (for a scheduled broadcast) or the dispatcher (for a sending one) acts at ``at``."""
+        self.due[broadcast_id] = at
+        heapq.heappush(self.events, (at, broadcast_id))
+
+    def broadcast_pick(self, *statuses: str) -> str | None:
+        sizes = [len(self.by_status[s]) for s in statuses]
+        if not sum(sizes):
+            return None
+        status = self.rng.choices(statuses, weights=sizes)[0]
+        return self.by_status[status].pick(self.rng)
+
+    def rule(self, action_type: str) -> Actor | None:
+        """An enabled rule with this action, as the actor of what it does."""
+        found = [(i, name) for i, (name, kind, on) in self.rules.items() if on and kind == action_type]
+        if not found:
+            return None
+        rule_id, name = self.rng.choice(found)
+        return Actor("rule", rule_id, name)
 
 
 def _ip_pool(rng: random.Random, n: int) -> list[str]:
@@ -107,136 +325,548 @@ def _ip_pool(rng: random.Random, n: int) -> list[str]:
     return pool
 
 
-def _person(rng: random.Random) -> tuple[str, str]:
-    return rng.choice(FIRST), rng.choice(LAST)
+# -- moves: one service call each, returning False when the current state does not allow it --------------
+
+Move = Callable[[History], bool]
 
 
-def _setup(h: History) -> None:
-    """The team, its keys, domains and rules: every kind of actor appears early in the history."""
-    rng, owner = h.rng, h.people[0]
-    with h.act_as(owner) as uow:
-        accounts.update_account(uow, name="Demo Outfitters")
-        for email, role in (("alice@example.com", "admin"), ("bob@example.com", "member")):
-            user = users.create_user(uow, email=email, password=DEMO_PASSWORD, role=role)
-            h.add_actor(Actor("session", user.id, user.email), _ip_pool(rng, 3))
-        for name, scopes in (("Zapier sync", ["full"]), ("CRM import", ["write"]), ("Reporting", ["activity:read"])):
-            issued = api_keys.create_api_key(h.act_as(owner), name=name, scopes=scopes)
+def _add_list(h: History) -> bool:
+    name = f"{h.rng.choice(LIST_NAMES)} {h.rng.randint(1, 99)}"
+    lst = lists.create_list(h.someone(keys=0.1), name)
+    h.lists.add(lst.id)
+    h.members[lst.id] = set()
+    return True
+
+
+def _rename_list(h: History) -> bool:
+    list_id = h.lists.pick(h.rng)
+    if list_id is None:
+        return False
+    lists.update_list(h.someone(keys=0.1), list_id, {"name": f"{h.rng.choice(TOPICS)} subscribers"})
+    return True
+
+
+def _remove_list(h: History) -> bool:
+    list_id = h.unused(h.lists)
+    if list_id is None or len(h.lists) < 2:
+        return False
+    lists.delete_list(h.someone(keys=0.1), list_id)
+    h.lists.discard(list_id)
+    for contact_id in list(h.members[list_id]):
+        h.drop_contact(contact_id)
+    del h.members[list_id]
+    return True
+
+
+def _add_contact(h: History) -> bool:
+    list_id = h.lists.pick(h.rng)
+    if list_id is None:
+        return False
+    contact = lists.create_contact(h.someone(keys=0.6), list_id, h.person())
+    h.add_contacts(list_id, [contact.id])
+    return True
+
+
+def _edit_contact(h: History) -> bool:
+    contact_id = h.contacts.pick(h.rng)
+    if contact_id is None:
+        return False
+    first, last = h.rng.choice(FIRST).title(), h.rng.choice(LAST).title()
+    change = h.rng.choice(
+        ({"status": "unsubscribed"}, {"status": "subscribed"}, {"first_name": first}, {"last_name": last})
+    )
+    lists.update_contact(h.someone(keys=0.6), contact_id, change)
+    return True
+
+
+def _remove_contact(h: History) -> bool:
+    contact_id = h.contacts.pick(h.rng)
+    if contact_id is None:
+        return False
+    lists.delete_contact(h.someone(), contact_id)
+    h.drop_contact(contact_id)
+    return True
+
+
+def _import(h: History) -> bool:
+    """A CSV upload or a CRM sync; a few rows repeat, and the service skips them."""
+    list_id = h.lists.pick(h.rng)
+    if list_id is None:
+        return False
+    rows = [h.person() for _ in range(h.rng.randint(5, 40))]
+    rows += h.rng.sample(rows, h.rng.randint(0, 3))
+    result = lists.import_contacts(h.someone(keys=0.8), list_id, rows)
+    h.add_contacts(list_id, result["contact_ids"])
+    return True
+
+
+def _add_segment(h: History) -> bool:
+    list_id = h.lists.pick(h.rng)
+    if list_id is None:
+        return False
+    days = h.rng.choice([7, 30, 90])
+    values = {
+        "name": f"Engaged in {days} days #{h.rng.randint(1, 999)}",
+        "list_id": list_id,
+        "conditions": [{"field": "engaged_within_days", "op": "within", "value": days}],
+    }
+    segment = segments.create_segment(h.someone(keys=0.1), values)
+    h.segments.add(segment.id)
+    h.list_of[segment.id] = list_id
+    h.users_of[list_id] += 1
+    return True
+
+
+def _edit_segment(h: History) -> bool:
+    segment_id = h.segments.pick(h.rng)
+    if segment_id is None:
+        return False
+    days = h.rng.choice([7, 14, 30, 60, 90])
+    conditions = [{"field": "engaged_within_days", "op": "within", "value": days}]
+    segments.update_segment(h.someone(keys=0.1), segment_id, {"conditions": conditions})
+    return True
+
+
+def _remove_segment(h: History) -> bool:
+    segment_id = h.unused(h.segments)
+    if segment_id is None:
+        return False
+    segments.delete_segment(h.someone(keys=0.1), segment_id)
+    h.segments.discard(segment_id)
+    h.users_of[h.list_of.pop(segment_id)] -= 1
+    return True
+
+
+def _add_broadcast(h: History) -> bool:
+    target = h.segments if h.segments and h.rng.random() < 0.3 else h.lists
+    audience = target.pick(h.rng)
+    if audience is None or not h.domains:
+        return False
+    topic, (domain, _) = h.rng.choice(TOPICS), h.rng.choice(list(h.domains.values()))
+    values = {
+        "name": f"{topic} #{h.rng.randint(1, 999)}",
+        "subject": topic,
+        "from_email": f"news@{domain}",
+        "text": f"{topic} — read on.",
+    }
+    values["segment_id" if target is h.segments else "list_id"] = audience
+    broadcast = broadcasts.create_broadcast(h.someone(), values)
+    h.set_status(broadcast.id, "draft")
+    h.audience[broadcast.id] = audience
+    h.users_of[audience] += 1
+    return True
+
+
+def _edit_broadcast(h: History) -> bool:
+    broadcast_id = h.broadcast_pick("draft", "scheduled", "paused")
+    if broadcast_id is None:
+        return False
+    subject = f"{h.rng.choice(TOPICS)}: {h.rng.randint(10, 60)}% off"
+    broadcasts.update_broadcast(h.someone(), broadcast_id, {"subject": subject})
+    return True
+
+
+def _schedule(h: History) -> bool:
+    broadcast_id = h.broadcast_pick("draft", "scheduled")
+    if broadcast_id is None:
+        return False
+    uow = h.someone()
+    send_at = h.now + timedelta(minutes=h.rng.randint(60, 4 * 24 * 60))
+    broadcasts.schedule(uow, broadcast_id, send_at)
+    h.set_status(broadcast_id, "scheduled")
+    h.sender[broadcast_id] = uow.actor.ref
+    h.expect(broadcast_id, send_at)
+    return True
+
+
+def _unschedule(h: History) -> bool:
+    broadcast_id = h.broadcast_pick("scheduled")
+    if broadcast_id is None:
+        return False
+    broadcasts.unschedule(h.someone(), broadcast_id)
+    h.set_status(broadcast_id, "draft")
+    return True
+
+
+def _sending(h: History, broadcast_id: str) -> None:
+    """Delivery to a real list is throttled: the dispatcher finishes hours later."""
+    h.set_status(broadcast_id, "sending")
+    h.expect(broadcast_id, h.now + timedelta(minutes=h.rng.randint(90, 12 * 60)))
+
+
+def _send_now(h: History) -> bool:
+    broadcast_id = h.broadcast_pick("draft", "scheduled")
+    if broadcast_id is None:
+        return False
+    uow = h.someone(keys=0.2)
+    broadcasts.send(uow, broadcast_id)
+    h.sender[broadcast_id] = uow.actor.ref
+    _sending(h, broadcast_id)
+    return True
+
+
+def _pause(h: History, uow: UnitOfWork | None = None) -> bool:
+    broadcast_id = h.broadcast_pick("sending")
+    if broadcast_id is None:
+        return False
+    broadcasts.pause(uow or h.someone(keys=0.1), broadcast_id)
+    h.set_status(broadcast_id, "paused")
+    return True
+
+
+def _resume(h: History) -> bool:
+    broadcast_id = h.broadcast_pick("paused")
+    if broadcast_id is None:
+        return False
+    broadcasts.resume(h.someone(keys=0.1), broadcast_id)
+    _sending(h, broadcast_id)
+    return True
+
+
+def _remove_broadcast(h: History) -> bool:
+    broadcast_id = h.broadcast_pick("draft", "sent", "sent", "paused")
+    if broadcast_id is None:
+        return False
+    broadcasts.delete_broadcast(h.someone(keys=0.1), broadcast_id)
+    h.set_status(broadcast_id, None)
+    h.users_of[h.audience.pop(broadcast_id)] -= 1
+    h.sender.pop(broadcast_id, None)
+    return True
+
+
+def _due(h: History, broadcast_id: str) -> None:
+    """The scheduler sends a scheduled broadcast, or the dispatcher marks a sending one sent.
+
+    There is no service for "delivery finished" yet, so the dispatcher's step is the shared ``crud.update``.
+    """
+    on_behalf_of = h.sender.get(broadcast_id)
+    if h.status[broadcast_id] == "scheduled":
+        broadcasts.send(h.system(SCHEDULER, on_behalf_of), broadcast_id)
+        _sending(h, broadcast_id)
+        return
+    uow = h.system(DISPATCHER, on_behalf_of)
+    crud.update(uow, uow.get(Broadcast, broadcast_id, what="broadcast"), {"status": "sent"})
+    h.set_status(broadcast_id, "sent")
+
+
+def _suppress(h: History) -> bool:
+    reason = h.rng.choice(["requested by recipient", "spam complaint", "hard bounce", None])
+    row = suppressions.suppress(h.someone(keys=0.5), h.email(), reason)
+    h.suppressed.add(row.email)
+    return True
+
+
+def _unsuppress(h: History) -> bool:
+    email = h.suppressed.pick(h.rng)
+    if email is None:
+        return False
+    suppressions.unsuppress(h.someone(keys=0.2), email)
+    h.suppressed.discard(email)
+    return True
+
+
+def _rule_suppresses(h: History) -> bool:
+    """A hard bounce or complaint during a send: a suppression rule adds the address."""
+    rule = h.rule("suppress_address")
+    if rule is None or not h.by_status["sending"]:
+        return False
+    reason = "hard bounce" if "bounce" in (rule.name or "") else "spam complaint"
+    row = suppressions.suppress(h.act_as(rule), h.email(), reason)
+    h.suppressed.add(row.email)
+    return True
+
+
+def _rule_pauses(h: History) -> bool:
+    rule = h.rule("pause_broadcast")
+    return rule is not None and _pause(h, h.act_as(rule))
+
+
+def _add_domain(h: History) -> bool:
+    if len(h.domains) >= MAX_DOMAINS:
+        return False
+    name = f"{h.rng.choice(['mail', 'news', 'promo', 'hello'])}{next(h.serial)}.demo-outfitters.example"
+    row = sending_domains.create_domain(h.admin(), name)
+    h.domains[row.id] = (row.domain, "pending")
+    return True
+
+
+def _edit_domain(h: History) -> bool:
+    if not h.domains:
+        return False
+    domain_id = h.rng.choice(list(h.domains))
+    change = h.rng.choice(
+        (
+            {"return_path": f"bounce{h.rng.randint(1, 9)}.demo-outfitters.example"},
+            {"dkim_selector": f"s{h.rng.randint(1, 99)}"},
+            {"tracking_domain": f"t{h.rng.randint(1, 9)}.demo-outfitters.example"},
+        )
+    )
+    row = sending_domains.update_domain(h.admin(), domain_id, change)
+    h.domains[domain_id] = (row.domain, row.status)
+    return True
+
+
+def _verify_domain(h: History) -> bool:
+    pending = [i for i, (_, status) in h.domains.items() if status == "pending"]
+    if not pending:
+        return False
+    domain_id = h.rng.choice(pending)
+    row = sending_domains.verify_domain(h.admin(), domain_id)
+    h.domains[domain_id] = (row.domain, row.status)
+    return True
+
+
+def _remove_domain(h: History) -> bool:
+    if len(h.domains) < 3:
+        return False
+    domain_id = h.rng.choice(list(h.domains))
+    sending_domains.delete_domain(h.admin(), domain_id)
+    del h.domains[domain_id]
+    return True
+
+
+def _add_rule(h: History) -> bool:
+    if len(h.rules) >= MAX_RULES:
+        return False
+    name, condition, action = h.rng.choice(RULES)
+    values = {"name": name, "condition": condition, "action": {"type": action}}
+    rule = reputation_rules.create_rule(h.admin(), values)
+    h.rules[rule.id] = (rule.name, action, True)
+    return True
+
+
+def _edit_rule(h: History) -> bool:
+    rates = [i for i, (_, action, _) in h.rules.items() if action != "suppress_address"]
+    if not rates:
+        return False
+    rule_id = h.rng.choice(rates)
+    metric = h.rng.choice(["bounce_rate", "complaint_rate"])
+    threshold = (
+        h.rng.choice([0.02, 0.03, 0.05, 0.08]) if metric == "bounce_rate" else 0.001 * h.rng.randint(1, 5)
+    )
+    condition = {
+        "metric": metric,
+        "threshold": threshold,
+        "window_minutes": h.rng.choice([30, 60, 1440]),
+        "min_sends": h.rng.choice([100, 500]),
+    }
+    reputation_rules.update_rule(h.admin(), rule_id, {"condition": condition})
+    return True
+
+
+def _toggle_rule(h: History) -> bool:
+    if not h.rules:
+        return False
+    rule_id = h.rng.choice(list(h.rules))
+    name, action, enabled = h.rules[rule_id]
+    reputation_rules.set_enabled(h.admin(), rule_id, not enabled)
+    h.rules[rule_id] = (name, action, not enabled)
+    return True
+
+
+def _remove_rule(h: History) -> bool:
+    if len(h.rules) < 4:
+        return False
+    rule_id = h.rng.choice(list(h.rules))
+    reputation_rules.delete_rule(h.admin(), rule_id)
+    del h.rules[rule_id]
+    return True
+
+
+def _signed(h: History, action: str) -> bool:
+    """A sign-in or sign-out, logged as ``services.auth`` does (without its argon2 check, ~0.1 s each)."""
+    person = h.actor(h.people)
+    uow = h.act_as(person)
+    user = uow.session.get(User, person.id)
+    assert user is not None, f"{person.id} is still a member of the team"
+    if action == "user.login_failed":
+        uow.record(action, user, {}, actor=Actor("session", "anonymous", user.email))
+        return True
+    if action == "user.login":
+        user.last_login_at = h.now
+    uow.record(action, user, {})
+    return True
+
+
+def _sign_in(h: History) -> bool:
+    return _signed(h, "user.login")
+
+
+def _sign_out(h: History) -> bool:
+    return _signed(h, "user.logout")
+
+
+def _failed_sign_in(h: History) -> bool:
+    return _signed(h, "user.login_failed")
+
+
+def _invite(h: History, email: str, role: str, guest: bool = True) -> None:
+    user = users.create_user(h.owner(), email=email, password=DEMO_PASSWORD, role=role)
+    h.join(Actor("session", user.id, user.email), role, guest=guest)
+
+
+def _invite_user(h: History) -> bool:
+    if h.invites >= MAX_INVITES:
+        return False
+    h.invites += 1
+    name = f"{h.rng.choice(FIRST)}.{next(h.serial)}"
+    _invite(h, f"{name}@agency.example", h.rng.choice(["member", "member", "admin"]))
+    return True
+
+
+def _change_role(h: History) -> bool:
+    user_id = next((i for i in h.people if h.roles[i] != "owner" and h.rng.random() < 0.5), None)
+    if user_id is None:
+        return False
+    role = "member" if h.roles[user_id] == "admin" else "admin"
+    users.update_user(h.owner(), user_id, {"role": role})
+    h.roles[user_id] = role
+    (h.admins.add if role == "admin" else h.admins.discard)(user_id)
+    return True
+
+
+def _remove_user(h: History) -> bool:
+    user_id = h.guests.pick(h.rng)
+    if user_id is None:
+        return False
+    users.delete_user(h.owner(), user_id)
+    h.leave(user_id)
+    return True
+
+
+def _create_key(h: History) -> bool:
+    if len(h.keys) >= MAX_KEYS:
+        return False
+    name = h.rng.choice(KEY_NAMES)
+    issued = api_keys.create_api_key(h.admin(), name=name, scopes=[h.rng.choice(["full", "write"])])
+    h.join(Actor("api_key", issued.key.id, name))
+    return True
+
+
+def _rotate_key(h: History) -> bool:
+    key_id = h.keys.pick(h.rng)
+    if key_id is None:
+        return False
+    api_keys.rotate_api_key(h.admin(), key_id)
+    return True
+
+
+def _revoke_key(h: History) -> bool:
+    key_id = h.keys.pick(h.rng)
+    if key_id is None or len(h.keys) < 3:
+        return False
+    api_keys.revoke_api_key(h.admin(), key_id)
+    h.leave(key_id)
+    return True
+
+
+def _rename_account(h: History) -> bool:
+    accounts.update_account(
+        h.owner(), name=h.rng.choice(["Demo Outfitters", "Demo Outfitters Ltd", "Demo Outfitters EU"])
+    )
+    return True
+
+
+# The weights (per mille, roughly) of the everyday mix.
+MOVES: tuple[tuple[Move, int], ...] = (
+    (_add_contact, 200), (_edit_contact, 80), (_remove_contact, 25), (_import, 25),
+    (_add_list, 5), (_rename_list, 5), (_remove_list, 3),
+    (_add_segment, 10), (_edit_segment, 8), (_remove_segment, 4),
+    (_add_broadcast, 30), (_edit_broadcast, 20), (_schedule, 15), (_unschedule, 5), (_send_now, 12),
+    (_pause, 5), (_resume, 6), (_remove_broadcast, 6),
+    (_suppress, 80), (_unsuppress, 20), (_rule_suppresses, 25), (_rule_pauses, 2),
+    (_add_domain, 1), (_edit_domain, 6), (_verify_domain, 6), (_remove_domain, 1),
+    (_add_rule, 1), (_edit_rule, 3), (_toggle_rule, 5), (_remove_rule, 1),
+    (_sign_in, 110), (_sign_out, 60), (_failed_sign_in, 12),
+    (_invite_user, 1), (_change_role, 2), (_remove_user, 1),
+    (_create_key, 1), (_rotate_key, 3), (_revoke_key, 1),
+    (_rename_account, 1),
+)  # fmt: skip
+_MOVE_FUNCS = [move for move, _ in MOVES]
+_MOVE_CUMULATIVE = list(accumulate(weight for _, weight in MOVES))
+
+# The first hour: the team sets the account up and tries every feature once.
+ONBOARDING: tuple[Move, ...] = (
+    _rename_account, _create_key,
+    _add_domain, _add_domain, _add_domain, _edit_domain, _verify_domain, _remove_domain,
+    _add_rule, _add_rule, _add_rule, _add_rule, _edit_rule, _toggle_rule, _remove_rule,
+    _add_list, _add_contact, _add_contact, _add_contact, _edit_contact, _remove_contact, _import,
+    _rename_list,
+    _add_segment, _edit_segment, _add_broadcast, _add_broadcast, _add_broadcast, _edit_broadcast,
+    _schedule, _unschedule, _send_now, _pause, _resume, _remove_broadcast,
+    _add_segment, _remove_segment, _add_list, _remove_list,
+    _suppress, _unsuppress, _rule_suppresses, _sign_in, _failed_sign_in, _sign_in, _sign_out,
+    _invite_user, _change_role, _remove_user, _create_key, _rotate_key, _revoke_key,
+)  # fmt: skip
+
+
+def _setup(h: History, created: accounts.NewAccount) -> None:
+    """The owner invites the team and connects two integrations; then the onboarding script runs."""
+    h.join(Actor("session", created.owner.id, created.owner.email), "owner")
+    with h.uow:
+        _invite(h, "alice@example.com", "admin", guest=False)
+        _invite(h, "bob@example.com", "member", guest=False)
+        for name, scopes in (
+            ("Zapier sync", ["full"]),
+            ("CRM import", ["write"]),
+            ("Reporting", ["activity:read"]),
+        ):
+            issued = api_keys.create_api_key(h.owner(), name=name, scopes=scopes)
             if "activity:read" not in scopes:
-                h.add_actor(Actor("api_key", issued.key.id, name), _ip_pool(rng, 2))
-        for domain in ("mail.demo-outfitters.example", "news.demo-outfitters.example"):
-            sending_domains.create_domain(h.act_as(owner), domain)
-        rules = (
-            ("Suppress hard bounces", {"event": "hard_bounce"}, "suppress_address"),
-            ("Suppress complainers", {"event": "complaint"}, "suppress_address"),
-            (
-                "Pause on bounce spike",
-                {"metric": "bounce_rate", "threshold": 0.05, "window_minutes": 60, "min_sends": 100},
-                "pause_broadcast",
-            ),
-        )
-        for name, condition, action in rules:
-            reputation_rules.create_rule(h.act_as(owner), {"name": name, "condition": condition, "action": {"type": action}})
-        lists.create_list(h.someone(), "Newsletter")
-        uow.commit()
+                h.join(Actor("api_key", issued.key.id, name))
+        for move in ONBOARDING:
+            h.now += timedelta(seconds=h.rng.randint(20, 90))
+            if not move(h):
+                raise RuntimeError(f"demo onboarding could not {move.__name__}")
+        h.uow.commit()
+    h.batch_done()
 
 
-def _email(rng: random.Random) -> str:
-    first, last = _person(rng)
-    return f"{first}.{last}{rng.randint(1, 9999)}@{rng.choice(['example.com', 'example.org', 'example.net'])}"
+def _advance(h: History, timeline: Timeline) -> None:
+    """One entry's worth of history: a due scheduler/dispatcher step, or a weighted move by the team."""
+    when = timeline.at(h.done + h.rng.random())
+    if h.events and h.events[0][0] <= when:
+        at, broadcast_id = heapq.heappop(h.events)
+        if h.due.get(broadcast_id) == at:  # else unscheduled, paused or deleted since
+            h.now = max(h.now, at)
+            _due(h, broadcast_id)
+        return
+    h.now = max(h.now, when)
+    while not h.rng.choices(_MOVE_FUNCS, cum_weights=_MOVE_CUMULATIVE)[0](h):
+        pass
 
 
-def _step(h: History) -> None:
-    """One plausible action, chosen by weight; impossible ones (e.g. pausing a draft) are skipped."""
-    rng = h.rng
-    kind = rng.choices(
-        "contact import list segment broadcast suppress domain rule login key user".split(),
-        weights=(30, 3, 3, 5, 25, 10, 4, 3, 12, 1, 1),
-    )[0]
-    list_id = h.pick(MailingList)
-    if kind == "contact" and list_id:
-        contact_id = h.pick(Contact)
-        roll = rng.random()
-        if contact_id and roll < 0.25:
-            lists.update_contact(h.someone(), contact_id, {"first_name": _person(rng)[0], "status": rng.choice(["subscribed", "unsubscribed"])})
-        elif contact_id and roll < 0.3:
-            lists.delete_contact(h.someone(), contact_id)
-        else:
-            first, last = _person(rng)
-            lists.create_contact(h.someone(), list_id, {"email": _email(rng), "first_name": first.title(), "last_name": last.title()})
-    elif kind == "import" and list_id:
-        rows = [{"email": _email(rng)} for _ in range(rng.randint(5, 40))]
-        lists.import_contacts(h.act_as(rng.choice(h.keys)), list_id, rows)
-    elif kind == "list":
-        if list_id and rng.random() < 0.3:
-            lists.update_list(h.someone(), list_id, {"name": f"{rng.choice(TOPICS)} subscribers"})
-        else:
-            lists.create_list(h.someone(), f"{rng.choice(['VIP', 'Leads', 'Customers', 'Beta'])} {rng.randint(1, 99)}")
-    elif kind == "segment" and list_id:
-        conditions = [{"field": "engaged_within_days", "op": "within", "value": rng.choice([7, 30, 90])}]
-        segments.create_segment(h.someone(), {"name": f"Engaged {rng.randint(1, 999)}", "list_id": list_id, "conditions": conditions})
-    elif kind == "broadcast":
-        _broadcast_step(h, list_id)
-    elif kind == "suppress":
-        email = _email(rng)
-        suppressions.suppress(h.someone(), email, rng.choice(["requested by recipient", "hard bounce", None]))
-        if rng.random() < 0.15:
-            suppressions.unsuppress(h.someone(), email)
-    elif kind == "domain":
-        domain_id = h.pick(SendingDomain)
-        if domain_id and rng.random() < 0.5:
-            sending_domains.update_domain(h.someone(), domain_id, {"return_path": f"bounce{rng.randint(1, 9)}.demo-outfitters.example"})
-        elif domain_id:
-            try:
-                sending_domains.verify_domain(h.someone(), domain_id)
-            except DomainError:
-                sending_domains.update_domain(h.someone(), domain_id, {"dkim_selector": f"s{rng.randint(1, 99)}"})
-    elif kind == "rule":
-        rule_id = h.pick(ReputationRule)
-        if rule_id:
-            reputation_rules.set_enabled(h.someone(), rule_id, rng.random() < 0.5)
-    elif kind == "login":
-        person = rng.choice(h.people)
-        uow = h.act_as(person)
-        user = uow.session.get(User, person.id)
-        if user is not None and rng.random() < 0.1:
-            uow.record("user.login_failed", user, {}, actor=Actor("session", "anonymous", user.email))
-        elif user is not None:
-            uow.record("user.login" if rng.random() < 0.7 else "user.logout", user, {})
-    elif kind == "key":
-        key = rng.choice(h.keys)
-        api_keys.rotate_api_key(h.act_as(h.people[0]), key.id)
-    elif kind == "user":
-        user = users.create_user(h.act_as(h.people[0]), email=f"temp{rng.getrandbits(32)}@example.com", password=DEMO_PASSWORD, role="member")
-        users.update_user(h.act_as(h.people[0]), user.id, {"role": "admin"})
-        users.delete_user(h.act_as(h.people[0]), user.id)
+def seed(db: Database, entries: int, seed_value: int = 7, show_progress: bool = False) -> dict[str, str]:
+    rng = random.Random(seed_value)  # noqa: S311  (made-up data, reproducible by design)
+    end = datetime.now(UTC) - timedelta(minutes=1)
+    start = end - HISTORY
+    created = accounts.create_account(
+        db, name="Demo Co", owner_email=DEMO_EMAIL, password=DEMO_PASSWORD, actor=SYSTEM_CLI,
+        context=CLI_CONTEXT, clock=lambda: start,
+    )  # fmt: skip
+    h = History(db, created.account.id, rng, start)
+    h.committed = 2  # account.create, user.create
+    _setup(h, created)
+    target = entries - 1  # the demo key below is the last entry
+    timeline = Timeline(h.now, end, h.done, target)
+    columns = (TextColumn("seeding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, disable=not show_progress) as progress:
+        task = progress.add_task("seed", total=entries)
+        while h.done < target:
+            with h.uow:
+                stop = min(target, h.done + BATCH)
+                while h.done < stop:
+                    _advance(h, timeline)
+                h.uow.commit()
+            h.batch_done()
+            progress.update(task, completed=h.done)
+    issued = _new_key(db, h.account_id, "Demo key")
+    return {"account_id": h.account_id, "email": DEMO_EMAIL, "password": DEMO_PASSWORD, "api_key": issued}
 
 
-def _broadcast_step(h: History, list_id: str | None) -> None:
-    rng = h.rng
-    roll = rng.random()
-    drafts, sending, paused = (h.ids(Broadcast, status=s) for s in ("draft", "sending", "paused"))
-    scheduled = h.ids(Broadcast, status="scheduled")
-    if paused and roll < 0.1:
-        broadcasts.resume(h.someone(), rng.choice(paused))
-    elif sending and roll < 0.25:
-        broadcasts.pause(h.someone(), rng.choice(sending))
-    elif scheduled and roll < 0.35:
-        broadcasts.unschedule(h.someone(), rng.choice(scheduled))
-    elif drafts and roll < 0.5:
-        uow = h.someone()
-        broadcasts.schedule(uow, rng.choice(drafts), h.now + timedelta(days=rng.randint(1, 5)))
-    elif (drafts or scheduled) and roll < 0.7:
-        broadcasts.send(h.someone(), rng.choice(drafts + scheduled))
-    elif drafts and roll < 0.8:
-        broadcasts.update_broadcast(h.someone(), rng.choice(drafts), {"subject": f"{rng.choice(TOPICS)}: {rng.randint(10, 60)}% off"})
-    elif drafts and roll < 0.83:
-        broadcasts.delete_broadcast(h.someone(), rng.choice(drafts))
-    elif list_id:
-        topic = rng.choice(TOPICS)
-        broadcasts.create_broadcast(
-            h.someone(),
-            {"name": f"{topic} #{rng.randint(1, 999)}", "subject": topic, "from_email": "news@demo-outfitters.example", "list_id": list_id, "text": f"{topic} — read on."},
-        )
+def _new_key(db: Database, account_id: str, name: str) -> str:
+    uow = UnitOfWork(db, account_id=account_id, actor=SYSTEM_CLI, context=CLI_CONTEXT)
+    return api_keys.create_api_key(uow, name=name, scopes=["full"]).secret
 
 
 def _existing(db: Database) -> str | None:
@@ -244,71 +874,26 @@ def _existing(db: Database) -> str | None:
         return session.execute(select(User.account_id).where(User.email == DEMO_EMAIL)).scalar_one_or_none()
 
 
-def _count(db: Database, account_id: str) -> int:
-    with db.reader() as session:
-        return session.execute(
-            select(func.count()).select_from(ActivityEntry).where(ActivityEntry.account_id == account_id)
-        ).scalar_one()
-
-
-def seed(db: Database, entries: int, seed_value: int = 7, show_progress: bool = False) -> dict[str, str]:
-    rng = random.Random(seed_value)
-    real_now = datetime.now(UTC)
-    start = real_now - timedelta(days=42)
-    step = timedelta(days=41) / max(entries, 1)
-    created = accounts.create_account(
-        db, name="Demo Co", owner_email=DEMO_EMAIL, password=DEMO_PASSWORD, actor=SYSTEM_CLI,
-        context=RequestContext(user_agent="activitylog-cli"), clock=lambda: start,
-    )
-    account_id = created.account.id
-    h = History(db, account_id, rng, start, step)
-    h.add_actor(Actor("session", created.owner.id, created.owner.email), _ip_pool(rng, 3))
-    _setup(h)
-    with Progress(
-        TextColumn("seeding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), disable=not show_progress
-    ) as progress:
-        task = progress.add_task("seed", total=entries)
-        done = _count(db, account_id)
-        while done < entries:
-            with h.uow:
-                for _ in range(min(BATCH, entries - done)):
-                    try:
-                        h.tick()
-                        with h.uow.session.begin_nested():
-                            _step(h)
-                    except DomainError:
-                        continue
-                h.uow.commit()
-            done = _count(db, account_id)
-            progress.update(task, completed=min(done, entries))
-    issued = api_keys.create_api_key(
-        UnitOfWork(db, account_id=account_id, actor=SYSTEM_CLI, context=RequestContext(user_agent="activitylog-cli")),
-        name="Demo key",
-        scopes=["full"],
-    )
-    return {"account_id": account_id, "email": DEMO_EMAIL, "password": DEMO_PASSWORD, "api_key": issued.secret}
-
-
 def demo(
     entries: int = typer.Option(3000, min=10, help="How many log entries to generate."),
-    reuse: bool = typer.Option(False, "--reuse", help="If the demo account exists, only mint a fresh API key."),
+    reuse: bool = typer.Option(
+        False, "--reuse", help="If the demo account exists, only mint a fresh API key."
+    ),
     seed_value: int = typer.Option(7, "--seed", help="Random seed, for a reproducible history."),
 ) -> None:
     """Seed a demo account with a realistic history; the last line is JSON with its login and an API key."""
     db = connect(Settings().database_url)
-    account_id = _existing(db) if reuse else None
-    if account_id is not None:
-        issued = api_keys.create_api_key(
-            UnitOfWork(db, account_id=account_id, actor=SYSTEM_CLI, context=RequestContext(user_agent="activitylog-cli")),
-            name=f"make run {datetime.now(UTC):%Y-%m-%d %H:%M}",
-            scopes=["full"],
-        )
-        result = {"account_id": account_id, "email": DEMO_EMAIL, "password": DEMO_PASSWORD, "api_key": issued.secret}
-    elif _existing(db) is not None:
+    account_id = _existing(db)
+    if account_id is not None and reuse:
+        key = _new_key(db, account_id, f"make run {datetime.now(UTC):%Y-%m-%d %H:%M}")
+        result = {"account_id": account_id, "email": DEMO_EMAIL, "password": DEMO_PASSWORD, "api_key": key}
+    elif account_id is not None:
         typer.echo(f"error: {DEMO_EMAIL} already exists; use --reuse or another database", err=True)
         raise typer.Exit(2)
     else:
         result = seed(db, entries, seed_value, show_progress=True)
-    typer.echo("Demo account ready. Sign in at http://127.0.0.1:8000 with "
-               f"{result['email']} / {result['password']}; API key: {result['api_key']}")
+    typer.echo(
+        "Demo account ready. Sign in at http://127.0.0.1:8000 with "
+        f"{result['email']} / {result['password']}; API key: {result['api_key']}"
+    )
     typer.echo(json.dumps(result))

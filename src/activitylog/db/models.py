@@ -271,7 +271,7 @@ class ActivityEntry(Base):
     actor_name: Mapped[str | None] = mapped_column(String(320))
     on_behalf_of: Mapped[str | None] = mapped_column(String(80))
     ip: Mapped[str | None] = mapped_column(String(45))
-    ip_key: Mapped[str | None] = mapped_column(String(32))
+    ip_key: Mapped[str | None] = mapped_column(String(33))
     user_agent: Mapped[str | None] = mapped_column(String(512))
     action: Mapped[str] = mapped_column(String(60))
     resource_type: Mapped[str] = mapped_column(String(40))

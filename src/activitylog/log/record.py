@@ -62,13 +62,12 @@ Resource = Audited | ResourceRef
 
 
 def ip_key(ip: str | None) -> str | None:
-    """Fixed-width hex (IPv4 mapped into IPv6), so a CIDR filter is an index range scan on both engines."""
+    """The address as its family digit plus fixed-width hex, so a CIDR block is one index range scan on
+    both engines, and an IPv6 block never matches an IPv4 address (``4c0000201`` vs ``62001…``)."""
     if ip is None:
         return None
     addr = ipaddress.ip_address(ip)
-    if isinstance(addr, ipaddress.IPv4Address):
-        addr = ipaddress.IPv6Address(b"\0" * 10 + b"\xff\xff" + addr.packed)
-    return addr.packed.hex()
+    return f"{addr.version}{addr.packed.hex()}"
 
 
 def _resource_parts(resource: Resource) -> tuple[str, str, str | None]:

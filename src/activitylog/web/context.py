@@ -16,10 +16,14 @@ MAX_USER_AGENT = 512
 
 
 def _parse_ip(value: str) -> str | None:
+    """Canonical text of an address; an IPv4-mapped IPv6 address is the IPv4 address it carries."""
     try:
-        return str(ipaddress.ip_address(value.strip()))
+        addr = ipaddress.ip_address(value.strip())
     except ValueError:
         return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return str(addr.ipv4_mapped)
+    return str(addr)
 
 
 def _trusted(ip: str, proxies: tuple[IPNetwork, ...]) -> bool:

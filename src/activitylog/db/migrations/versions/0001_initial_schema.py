@@ -37,7 +37,7 @@ def upgrade() -> None:
         sa.Column("actor_name", sa.String(length=320), nullable=True),
         sa.Column("on_behalf_of", sa.String(length=80), nullable=True),
         sa.Column("ip", sa.String(length=45), nullable=True),
-        sa.Column("ip_key", sa.String(length=32), nullable=True),
+        sa.Column("ip_key", sa.String(length=33), nullable=True),
         sa.Column("user_agent", sa.String(length=512), nullable=True),
         sa.Column("action", sa.String(length=60), nullable=False),
         sa.Column("resource_type", sa.String(length=40), nullable=False),
