@@ -56,7 +56,7 @@ def test_hash_follows_the_contract_by_hand() -> None:
 def _run_stdlib_verifier(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     # -I -S: no site-packages, no environment — the Python standard library alone
     return subprocess.run(
-        [sys.executable, "-I", "-S", str(root / "tools" / "verify_chain.py"), *args],
+        [sys.executable, "-I", "-S", str(root / "tools" / "verify_export.py"), *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -73,7 +73,7 @@ def test_chain_recomputes_from_api_output_with_stdlib_alone(
             client.patch(f"/api/v1/lists/{lst['id']}", json={"name": f"Renamed {i} ✓"})
         result = _run_stdlib_verifier(root, "--url", tenant.server.url, "--key", tenant.key)
         assert result.returncode == 0, result.stdout + result.stderr
-        assert "OK: 27 entries" in result.stdout  # account, owner, key + 24
+        assert "OK: 27 rows verified, seq 1..27" in result.stdout  # account, owner, key + 24
 
         entries = sorted(
             client.get("/api/v1/activity", params={"limit": 1000}).json()["data"], key=lambda e: e["seq"]
@@ -87,11 +87,12 @@ def test_chain_recomputes_from_api_output_with_stdlib_alone(
     saved.write_text("\n".join(json.dumps(e) for e in tampered), encoding="utf-8")
     result = _run_stdlib_verifier(root, str(saved))
     assert result.returncode == 1
-    assert f"seq {entries[5]['seq']}: hash does not match" in result.stdout
+    assert f"TAMPERED: seq {entries[5]['seq']}: hash does not match" in result.stdout
 
-    saved.write_text("\n".join(json.dumps(e) for e in entries[:3] + entries[4:]), encoding="utf-8")
+    swapped = [*entries[:3], entries[4], entries[3], *entries[5:]]
+    saved.write_text("\n".join(json.dumps(e) for e in swapped), encoding="utf-8")
     result = _run_stdlib_verifier(root, str(saved))
-    assert result.returncode == 1 and "seq 4: missing" in result.stdout
+    assert result.returncode == 1 and "TAMPERED: seq 4: out of order" in result.stdout
 
 
 def test_verify_endpoint(tenant: Tenant) -> None:

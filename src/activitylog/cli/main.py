@@ -3,48 +3,28 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import typer
 import uvicorn
-from rich.console import Console
+from sqlalchemy import select
 
+from activitylog.cli import demo, log_commands
+from activitylog.cli.common import CLI_CONTEXT, cli_uow, database, err, fail, require_account
 from activitylog.config import Settings
-from activitylog.db.base import Database, connect
+from activitylog.db.base import connect
 from activitylog.db.migrate import upgrade
+from activitylog.db.models import Account
 from activitylog.errors import DomainError
-from activitylog.log.record import RequestContext
+from activitylog.log.verify import verify_account
 from activitylog.services import accounts, api_keys
-from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
+from activitylog.services.auth import SCOPES
+from activitylog.services.uow import SYSTEM_CLI
 
 app = typer.Typer(no_args_is_help=True, help="An email-marketing account with a tamper-evident activity log.")
 account_app = typer.Typer(no_args_is_help=True, help="Manage accounts.")
 key_app = typer.Typer(no_args_is_help=True, help="Manage API keys.")
 app.add_typer(account_app, name="account")
 app.add_typer(key_app, name="api-key")
-err = Console(stderr=True)
-CLI_CONTEXT = RequestContext(ip=None, user_agent=f"activitylog-cli ({sys.platform})", request_id=None)
-
-
-def database() -> Database:
-    return connect(Settings().database_url)
-
-
-def fail(message: str, code: int = 2) -> None:
-    err.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code)
-
-
-def require_account(db: Database, account_id: str) -> None:
-    from activitylog.db.models import Account
-
-    with db.reader() as session:
-        if session.get(Account, account_id) is None:
-            fail(f"--account: no account {account_id}")
-
-
-def cli_uow(db: Database, account_id: str) -> UnitOfWork:
-    return UnitOfWork(db, account_id=account_id, actor=SYSTEM_CLI, context=CLI_CONTEXT)
 
 
 @app.command()
@@ -62,7 +42,7 @@ def serve(
     no_migrate: bool = typer.Option(False, "--no-migrate", help="Do not apply migrations first."),
 ) -> None:
     """Serve the API and dashboard."""
-    from activitylog.web.app import create_app
+    from activitylog.web.app import create_app  # noqa: PLC0415  (other commands need no web stack)
 
     settings = Settings()
     db = connect(settings.database_url)
@@ -107,8 +87,6 @@ def api_key_create(
     scope: list[str] = typer.Option(["full"], help="Scopes: full, read, write, activity:read (repeatable)."),
 ) -> None:
     """Create an API key; prints JSON {id, key} — the key is shown only once."""
-    from activitylog.services.auth import SCOPES
-
     unknown = [s for s in scope if s not in SCOPES]
     if unknown:
         fail(f"--scope: unknown {', '.join(unknown)}; one of {', '.join(SCOPES)}")
@@ -124,11 +102,6 @@ def api_key_create(
 @app.command()
 def verify(account: str = typer.Option(None, help="Only this account (acc_...).")) -> None:
     """Re-compute every hash chain; exit 0 if intact, 1 naming the first bad seq."""
-    from sqlalchemy import select
-
-    from activitylog.db.models import Account
-    from activitylog.log.verify import verify_account
-
     db = database()
     if account:
         require_account(db, account)
@@ -145,6 +118,6 @@ def verify(account: str = typer.Option(None, help="Only this account (acc_...)."
     raise typer.Exit(1 if bad else 0)
 
 
-from activitylog.cli import demo as _demo  # noqa: E402  (registers the demo command)
-
-app.command(name="demo")(_demo.demo)
+app.command(name="demo")(demo.demo)
+app.command(name="log")(log_commands.log)
+app.command(name="verify-export")(log_commands.verify_export)

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
 from activitylog.db.models import ActivityEntry
 from activitylog.errors import NotFound
 from activitylog.log.entry import entry_to_api
+from activitylog.log.export import filename as export_filename
+from activitylog.log.export import stream
 from activitylog.log.query import ActivityFilter, decode_cursor, encode_cursor, page_statement, parse_filter
 from activitylog.log.verify import verify_account
+from activitylog.services.exports import log_export
+from activitylog.services.uow import UnitOfWork
 from activitylog.web.api import Cursor, Limit
-from activitylog.web.deps import Db, LogReader
+from activitylog.web.deps import Db, LogReader, get_context
 from activitylog.web.schemas import EntryOut, Page, VerifyOut
 
 router = APIRouter(prefix="/api/v1/activity", tags=["activity log"])
@@ -58,6 +63,30 @@ def list_activity(
     more = len(rows) > limit
     data = [entry_to_api(r) for r in rows[:limit]]
     return {"data": data, "next_cursor": encode_cursor(data[-1]["seq"]) if more else None}
+
+
+@router.get(
+    "/export",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}, "application/x-ndjson": {}}}},
+)
+def export(
+    caller: LogReader,
+    request: Request,
+    db: Db,
+    f: Filter,
+    format: Annotated[Literal["csv", "jsonl"], Query(description="csv (default) or jsonl")] = "csv",
+) -> StreamingResponse:
+    """The whole filtered slice, oldest first, streamed; the export itself is logged first."""
+    uow = UnitOfWork(db, account_id=caller.account_id, actor=caller.actor, context=get_context(request))
+    log_export(uow, f, format)
+    media = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"
+    name = export_filename(caller.account_id, f, format)
+    return StreamingResponse(
+        stream(db, caller.account_id, f, format),
+        media_type=media,
+        headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"},
+    )
 
 
 @router.get("/verify", response_model=VerifyOut, response_model_exclude_none=True)

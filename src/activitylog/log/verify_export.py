@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""Check an activity-log export on its own, with the Python standard library alone.
+
+    python3 verify_export.py activity-acc_….csv        # an export (CSV or JSON Lines)
+    python3 verify_export.py --url URL --key KEY        # or every entry of a key's account, from the API
+
+An auditor need not trust the service: this single file is all it takes (it is also the code behind
+``activitylog verify-export``). Each entry's ``hash = sha256_hex(prev_hash + "\\n" + canonical)``, where
+``canonical`` is the compact, key-sorted JSON of the chained fields (API.md, "Integrity"). Every row's hash
+must match its content; consecutive seqs must link (prev_hash = the previous row's hash); seq 1 must link to
+64 zeros. A filtered slice skips seqs: a gap is reported as a gap, not as tampering. Exit 0 when every row
+holds, 1 when one does not (naming its seq), 2 when the file cannot be read as an export.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import sys
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+GENESIS = "0" * 64
+CHAINED = (
+    "account_id", "seq", "occurred_at", "actor_type", "actor_id", "actor_name", "on_behalf_of", "ip",
+    "user_agent", "action", "resource_type", "resource_id", "resource_name", "changes", "request_id",
+)  # fmt: skip
+CSV_HEADER = (
+    "account_id", "seq", "occurred_at", "actor_type", "actor_id", "actor_name", "on_behalf_of", "ip",
+    "user_agent", "action", "resource_type", "resource_id", "resource_name", "summary", "changes",
+    "request_id", "prev_hash", "hash",
+)  # fmt: skip
+
+
+class UnreadableExport(ValueError):
+    """The input is not an export this tool understands."""
+
+
+def entry_hash(prev_hash: str, fields: dict[str, Any]) -> str:
+    obj = {name: fields[name] for name in CHAINED}
+    canonical = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256((prev_hash + "\n" + canonical).encode("utf-8")).hexdigest()
+
+
+def unescape(cell: str) -> str | None:
+    """Undo the CSV's formula safety (one leading ``'``); an empty cell is null."""
+    if cell == "":
+        return None
+    return cell[1:] if cell.startswith("'") else cell
+
+
+def rows_from_csv(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    reader = csv.reader(lines)
+    header = next(reader, None)
+    if header is None or tuple(header) != CSV_HEADER:
+        raise UnreadableExport("not an activity-log CSV: the header row differs from the contract's")
+    for number, cells in enumerate(reader, start=2):
+        if len(cells) != len(CSV_HEADER):
+            raise UnreadableExport(f"line {number}: {len(cells)} cells, expected {len(CSV_HEADER)}")
+        row: dict[str, Any] = {name: unescape(cell) for name, cell in zip(CSV_HEADER, cells, strict=True)}
+        try:
+            row["seq"] = int(row["seq"] or "")
+            row["changes"] = json.loads(row["changes"] or "")
+        except ValueError:
+            raise UnreadableExport(f"line {number}: seq or changes cannot be read") from None
+        yield row
+
+
+def flatten(entry: dict[str, Any]) -> dict[str, Any]:
+    """The API's (and JSON Lines export's) nested entry as the flat row the chain covers."""
+    return {
+        **entry,
+        "actor_type": entry["actor"]["type"],
+        "actor_id": entry["actor"]["id"],
+        "actor_name": entry["actor"]["name"],
+        "resource_type": entry["resource"]["type"],
+        "resource_id": entry["resource"]["id"],
+        "resource_name": entry["resource"]["name"],
+    }
+
+
+def rows_from_jsonl(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            try:
+                yield flatten(json.loads(line))
+            except (ValueError, KeyError, TypeError):
+                raise UnreadableExport(f"line {number}: not an activity entry") from None
+
+
+@dataclass
+class Report:
+    rows: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    head_hash: str | None = None
+    gaps: list[tuple[int, int]] = field(default_factory=list)  # (first missing, last missing)
+    problem: str | None = None
+    bad_seq: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+def verify_rows(rows: Iterable[dict[str, Any]]) -> Report:
+    """Oldest first, as exported. Stops at the first row that does not hold."""
+    report = Report()
+    previous: dict[str, Any] | None = None
+    for row in rows:
+        seq = row["seq"]
+        if previous is not None:
+            if row["account_id"] != previous["account_id"]:
+                report.problem, report.bad_seq = "rows of two accounts in one export", seq
+                return report
+            if seq <= previous["seq"]:
+                report.problem, report.bad_seq = (
+                    f"out of order or repeated (after seq {previous['seq']})",
+                    seq,
+                )
+                return report
+            if seq == previous["seq"] + 1 and row["prev_hash"] != previous["hash"]:
+                report.problem, report.bad_seq = f"prev_hash does not link to seq {previous['seq']}", seq
+                return report
+            if seq > previous["seq"] + 1:
+                report.gaps.append((previous["seq"] + 1, seq - 1))
+        elif seq == 1 and row["prev_hash"] != GENESIS:
+            report.problem, report.bad_seq = "seq 1 does not link to the genesis hash", seq
+            return report
+        if entry_hash(row["prev_hash"], row) != row["hash"]:
+            report.problem, report.bad_seq = "hash does not match the row's content", seq
+            return report
+        report.rows += 1
+        report.first_seq = report.first_seq or seq
+        report.last_seq, report.head_hash = seq, row["hash"]
+        previous = row
+    return report
+
+
+def rows_from_file(path: str) -> Iterator[dict[str, Any]]:
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        first = f.readline()
+        f.seek(0)
+        if first.lstrip().startswith("{"):
+            yield from rows_from_jsonl(f)
+        else:
+            yield from rows_from_csv(f)
+
+
+def rows_from_api(url: str, key: str, page_size: int = 1000) -> list[dict[str, Any]]:
+    """Every entry of the key's account (the API pages newest first), returned oldest first."""
+    entries: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        query = {"limit": str(page_size), **({"cursor": cursor} if cursor else {})}
+        request = urllib.request.Request(  # noqa: S310 (the auditor chooses the URL)
+            f"{url.rstrip('/')}/api/v1/activity?{urllib.parse.urlencode(query)}",
+            headers={"Authorization": f"Bearer {key}", "User-Agent": "verify_export.py"},
+        )
+        with urllib.request.urlopen(request) as response:  # noqa: S310
+            page = json.load(response)
+        entries.extend(flatten(e) for e in page["data"])
+        cursor = page["next_cursor"]
+        if not cursor:
+            return sorted(entries, key=lambda e: e["seq"])
+
+
+def describe(report: Report) -> str:
+    if not report.ok:
+        return f"TAMPERED: seq {report.bad_seq}: {report.problem} ({report.rows} rows before it hold)"
+    if not report.rows:
+        return "OK: the export holds no rows"
+    span = f"seq {report.first_seq}..{report.last_seq}"
+    gaps = ""
+    if report.gaps:
+        shown = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in report.gaps[:10])
+        more = f" and {len(report.gaps) - 10} more" if len(report.gaps) > 10 else ""
+        gaps = f"; {len(report.gaps)} gaps (not in the slice: {shown}{more})"
+    return f"OK: {report.rows} rows verified, {span}{gaps}; last hash {report.head_hash}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Verify an activity-log export with the standard library alone."
+    )
+    parser.add_argument("file", nargs="?", help="an export: CSV or JSON Lines")
+    parser.add_argument("--url", help="instead of a file: the service's base URL")
+    parser.add_argument("--key", help="with --url: an API key that may read the log")
+    args = parser.parse_args(argv)
+    if bool(args.file) == bool(args.url) or (args.url and not args.key):
+        parser.error("give an export FILE, or --url with --key")
+    try:
+        rows = rows_from_file(args.file) if args.file else iter(rows_from_api(args.url, args.key))
+        report = verify_rows(rows)
+    except (OSError, UnreadableExport, UnicodeDecodeError, csv.Error) as exc:
+        print(f"UNREADABLE: {exc}")
+        return 2
+    print(describe(report))
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
