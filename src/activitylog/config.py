@@ -25,6 +25,15 @@ class Settings(BaseSettings):
     secure_cookies: bool = False
     """Mark the session cookie ``Secure`` (set it when served over HTTPS)."""
 
+    signing_key: str = ""
+    """Base64 of a 32-byte Ed25519 seed that signs checkpoints; else the key file below is used."""
+
+    signing_key_file: str = ""
+    """Where the signing key lives (default: beside the SQLite file, or ./activitylog-signing.key)."""
+
+    checkpoint_interval_seconds: int = 300
+    """How often ``serve`` signs a checkpoint of every account whose log moved (0 turns it off)."""
+
     @cached_property
     def trusted_proxy_networks(self) -> tuple[IPNetwork, ...]:
         parts = [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]

@@ -15,6 +15,8 @@ from activitylog.db.base import connect
 from activitylog.db.migrate import upgrade
 from activitylog.db.models import Account
 from activitylog.errors import DomainError
+from activitylog.log.checkpoints import checkpoint_account, checkpoint_all, checkpoint_to_api, register_key
+from activitylog.log.signing import SigningKeyError, load_signer, public_pem, rotate_key_file
 from activitylog.log.verify import verify_account
 from activitylog.services import accounts, api_keys
 from activitylog.services.auth import SCOPES
@@ -25,6 +27,8 @@ account_app = typer.Typer(no_args_is_help=True, help="Manage accounts.")
 key_app = typer.Typer(no_args_is_help=True, help="Manage API keys.")
 app.add_typer(account_app, name="account")
 app.add_typer(key_app, name="api-key")
+signing_app = typer.Typer(no_args_is_help=True, help="The key that signs checkpoints.")
+app.add_typer(signing_app, name="signing-key")
 
 
 @app.command()
@@ -43,12 +47,18 @@ def serve(
 ) -> None:
     """Serve the API and dashboard."""
     from activitylog.web.app import create_app  # noqa: PLC0415  (other commands need no web stack)
+    from activitylog.workers import Checkpointer  # noqa: PLC0415
 
     settings = Settings()
     db = connect(settings.database_url)
     if not no_migrate:
         upgrade(db)
-    uvicorn.run(create_app(settings, db), host=host, port=port, proxy_headers=False, log_level="info")
+    checkpointer = Checkpointer(db, settings)
+    checkpointer.start()
+    try:
+        uvicorn.run(create_app(settings, db), host=host, port=port, proxy_headers=False, log_level="info")
+    finally:
+        checkpointer.stop()
 
 
 @account_app.command("create")
@@ -116,6 +126,42 @@ def verify(account: str = typer.Option(None, help="Only this account (acc_...)."
                 bad += 1
                 print(f"{account_id}: BROKEN at seq {verdict.first_bad_seq}: {verdict.reason}")
     raise typer.Exit(1 if bad else 0)
+
+
+@app.command()
+def checkpoint(account: str = typer.Option(None, help="Only this account (acc_...).")) -> None:
+    """Sign a checkpoint of each account's chain head that moved since its last one."""
+    settings = Settings()
+    db, signer = connect(settings.database_url), load_signer(settings)
+    if account:
+        require_account(db, account)
+        row = checkpoint_account(db, account, signer)
+        print(json.dumps(checkpoint_to_api(row) if row else None))
+        return
+    err.print(f"signed {checkpoint_all(db, signer)} checkpoints with {signer.key_id}")
+
+
+@signing_app.command("rotate")
+def signing_key_rotate() -> None:
+    """Start signing with a new key; the old public key stays published so old checkpoints still verify."""
+    settings = Settings()
+    try:
+        path = rotate_key_file(settings)
+    except SigningKeyError as exc:
+        fail(str(exc))
+    signer = load_signer(settings)
+    db = connect(settings.database_url)
+    with db.writer() as session:
+        register_key(session, signer)
+        session.commit()
+    err.print(f"now signing with {signer.key_id} (key file {path})")
+
+
+@signing_app.command("show")
+def signing_key_show() -> None:
+    """Print the current public key (PEM) and its id, to publish or pin."""
+    signer = load_signer(Settings())
+    print(f"# {signer.key_id}\n{public_pem(signer.public_b64)}", end="")
 
 
 app.command(name="demo")(demo.demo)

@@ -249,6 +249,35 @@ class ChainHead(Base):
     occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class SigningKey(Base):
+    """A public key that signed checkpoints. Only public halves live in the database."""
+
+    __tablename__ = "signing_keys"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    public_key: Mapped[str] = mapped_column(String(64))  # base64 of the raw 32-byte Ed25519 key
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Checkpoint(Base):
+    """A signed statement of an account's chain head: seq N has hash H, as of this time.
+
+    Each checkpoint signs the previous one's signature too, so checkpoints form a chain of their own; an
+    auditor holding any checkpoint can prove that no entry up to its seq was later removed or rewritten.
+    """
+
+    __tablename__ = "activity_checkpoints"
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    hash: Mapped[str] = mapped_column(String(64))
+    signed_at: Mapped[str] = mapped_column(String(32))  # the exact string that was signed
+    key_id: Mapped[str] = mapped_column(ForeignKey("signing_keys.id"))
+    previous_signature: Mapped[str | None] = mapped_column(String(100))
+    signature: Mapped[str] = mapped_column(String(100))
+
+
 class ActivityEntry(Base):
     """One activity entry. Append-only; ``changes`` is stored as its canonical JSON text."""
 

@@ -16,30 +16,15 @@ from typing import Any
 from sqlalchemy import Row
 
 from activitylog.db.base import Database
-from activitylog.log.chain import format_instant
+from activitylog.db.models import ActivityEntry
+from activitylog.log.chain import CHAINED_FIELDS, format_instant
+from activitylog.log.checkpoints import checkpoint_account, checkpoint_to_api, sign_manifest, slice_digest
 from activitylog.log.entry import entry_to_api
 from activitylog.log.query import ActivityFilter, export_statement
+from activitylog.log.signing import Signer
 
-CSV_COLUMNS = (
-    "account_id",
-    "seq",
-    "occurred_at",
-    "actor_type",
-    "actor_id",
-    "actor_name",
-    "on_behalf_of",
-    "ip",
-    "user_agent",
-    "action",
-    "resource_type",
-    "resource_id",
-    "resource_name",
-    "summary",
-    "changes",
-    "request_id",
-    "prev_hash",
-    "hash",
-)
+# The contract's header: the chained fields, with the summary before the changes, then the two hashes.
+CSV_COLUMNS = (*CHAINED_FIELDS[:-2], "summary", "changes", "request_id", "prev_hash", "hash")
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n", "'")
 BATCH_ROWS = 2000
 FORMATS = ("csv", "jsonl")
@@ -60,19 +45,17 @@ def csv_row(row: Row[Any]) -> list[str]:
     ]
 
 
-def _rows(db: Database, account_id: str, f: ActivityFilter) -> Iterator[Row[Any]]:
+def _rows(db: Database, account_id: str, f: ActivityFilter, as_of: int | None) -> Iterator[Row[Any]]:
+    statement = export_statement(account_id, f, through_seq=as_of)
     with db.reader() as session:
-        result = session.execute(
-            export_statement(account_id, f).execution_options(yield_per=BATCH_ROWS, stream_results=True)
-        )
-        yield from result
+        yield from session.execute(statement.execution_options(yield_per=BATCH_ROWS, stream_results=True))
 
 
-def stream_csv(db: Database, account_id: str, f: ActivityFilter) -> Iterator[bytes]:
+def stream_csv(db: Database, account_id: str, f: ActivityFilter, as_of: int | None = None) -> Iterator[bytes]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
-    for n, row in enumerate(_rows(db, account_id, f), start=1):
+    for n, row in enumerate(_rows(db, account_id, f, as_of), start=1):
         writer.writerow(csv_row(row))
         if n % BATCH_ROWS == 0:
             yield buffer.getvalue().encode("utf-8")
@@ -81,9 +64,11 @@ def stream_csv(db: Database, account_id: str, f: ActivityFilter) -> Iterator[byt
     yield buffer.getvalue().encode("utf-8")
 
 
-def stream_jsonl(db: Database, account_id: str, f: ActivityFilter) -> Iterator[bytes]:
+def stream_jsonl(
+    db: Database, account_id: str, f: ActivityFilter, as_of: int | None = None
+) -> Iterator[bytes]:
     lines: list[str] = []
-    for row in _rows(db, account_id, f):
+    for row in _rows(db, account_id, f, as_of):
         lines.append(json.dumps(entry_to_api(row), ensure_ascii=False, separators=(",", ":")))
         if len(lines) >= BATCH_ROWS:
             yield ("\n".join(lines) + "\n").encode("utf-8")
@@ -92,8 +77,36 @@ def stream_jsonl(db: Database, account_id: str, f: ActivityFilter) -> Iterator[b
         yield ("\n".join(lines) + "\n").encode("utf-8")
 
 
-def stream(db: Database, account_id: str, f: ActivityFilter, fmt: str) -> Iterator[bytes]:
-    return stream_csv(db, account_id, f) if fmt == "csv" else stream_jsonl(db, account_id, f)
+def stream(
+    db: Database, account_id: str, f: ActivityFilter, fmt: str, as_of: int | None = None
+) -> Iterator[bytes]:
+    """The slice as it stood at seq ``as_of`` (entries appended while streaming are not part of it)."""
+    return stream_csv(db, account_id, f, as_of) if fmt == "csv" else stream_jsonl(db, account_id, f, as_of)
+
+
+def manifest(
+    db: Database, signer: Signer, account_id: str, f: ActivityFilter, fmt: str, as_of: int
+) -> dict[str, Any]:
+    """A signed statement of exactly which rows the export of this slice at ``as_of`` holds, with a fresh
+    checkpoint of the account's head: with it, a removed or added row is provable, not only a changed one."""
+    statement = export_statement(account_id, f, through_seq=as_of).with_only_columns(
+        ActivityEntry.seq, ActivityEntry.hash
+    )
+    with db.reader() as session:
+        pairs = [(seq, digest) for seq, digest in session.execute(statement)]
+    checkpoint = checkpoint_account(db, account_id, signer)
+    body = {
+        "account_id": account_id,
+        "filter": dict(sorted(f.raw.items())),
+        "format": fmt,
+        "as_of_seq": as_of,
+        "rows": len(pairs),
+        "first_seq": pairs[0][0] if pairs else None,
+        "last_seq": pairs[-1][0] if pairs else None,
+        "slice_digest": slice_digest(pairs),
+        "checkpoint": checkpoint_to_api(checkpoint) if checkpoint else None,
+    }
+    return sign_manifest(body, signer)
 
 
 def filename(account_id: str, f: ActivityFilter, fmt: str) -> str:

@@ -22,6 +22,7 @@ from activitylog.log.actions import ACTOR_TYPES, RESOURCE_TYPES, actions_for
 from activitylog.log.record import ip_key
 
 MAX_LIMIT = 1000
+MAX_SEQ = 2**63 - 1  # BIGINT
 DEFAULT_LIMIT = 50
 _E = ActivityEntry
 
@@ -52,9 +53,9 @@ def parse_instant(name: str, value: str | None) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise InvalidInput(name, f"not an ISO 8601 date-time: {value!r}") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise InvalidInput(name, f"not an ISO 8601 date-time in years 1-9999 UTC: {value!r}") from None
 
 
 def _ip_range(token: str) -> tuple[str, str]:
@@ -177,7 +178,7 @@ def decode_cursor(cursor: str | None) -> int | None:
         seq = json.loads(base64.urlsafe_b64decode(padded.encode()))["seq"]
     except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
         raise InvalidInput("cursor", "not a cursor this API issued") from None
-    if not isinstance(seq, int) or seq < 1:
+    if type(seq) is not int or not 1 <= seq <= MAX_SEQ:
         raise InvalidInput("cursor", "not a cursor this API issued")
     return seq
 
@@ -190,9 +191,13 @@ def page_statement(account_id: str, f: ActivityFilter, *, before_seq: int | None
     return select(_E.__table__).where(*where).order_by(_E.seq.desc()).limit(limit + 1)
 
 
-def export_statement(account_id: str, f: ActivityFilter, *, after_seq: int = 0) -> Select[Any]:
-    """Oldest first, for exports that stream the whole slice."""
+def export_statement(
+    account_id: str, f: ActivityFilter, *, after_seq: int = 0, through_seq: int | None = None
+) -> Select[Any]:
+    """Oldest first, for exports that stream the whole slice (as of ``through_seq``, when given)."""
     where = conditions(account_id, f)
     if after_seq:
         where.append(_E.seq > after_seq)
+    if through_seq is not None:
+        where.append(_E.seq <= through_seq)
     return select(_E.__table__).where(*where).order_by(_E.seq.asc())

@@ -1,4 +1,5 @@
-"""Re-compute an account's chain from the stored entries and name the first entry that does not hold."""
+"""Re-compute an account's chain from the stored entries, check it against the signed checkpoints, and
+name the first entry that does not hold."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from activitylog.db.models import ActivityEntry, ChainHead
+from activitylog.db.models import ActivityEntry, ChainHead, Checkpoint
 from activitylog.log.chain import CHAINED_FIELDS, GENESIS, entry_hash, format_instant
+from activitylog.log.checkpoints import checkpoint_to_api, public_keys, signature_ok
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,32 @@ class Verdict:
         return {"ok": False, "first_bad_seq": self.first_bad_seq, "reason": self.reason}
 
 
+def _checkpoint_problem(session: Session, account_id: str) -> tuple[dict[int, Checkpoint], Verdict | None]:
+    """The account's checkpoints, after checking their signatures and their own chain of signatures."""
+    rows = list(
+        session.scalars(
+            select(Checkpoint).where(Checkpoint.account_id == account_id).order_by(Checkpoint.seq)
+        )
+    )
+    keys = public_keys(session)
+    previous: str | None = None
+    for row in rows:
+        fields = checkpoint_to_api(row)
+        if not signature_ok(fields, keys):
+            return {}, Verdict(False, 0, first_bad_seq=row.seq, reason="checkpoint signature does not verify")
+        if row.previous_signature != previous:
+            return {}, Verdict(
+                False, 0, first_bad_seq=row.seq, reason="checkpoint does not link to the one before"
+            )
+        previous = row.signature
+    return {row.seq: row for row in rows}, None
+
+
 def verify_account(session: Session, account_id: str, batch: int = 5000) -> Verdict:
+    """Walk the chain from seq 1; check every signed checkpoint against it; name the first bad seq."""
+    checkpoints, problem = _checkpoint_problem(session, account_id)
+    if problem is not None:
+        return problem
     table = ActivityEntry.__table__
     expected_seq, prev_hash = 1, GENESIS
     rows = session.execute(
@@ -56,6 +83,14 @@ def verify_account(session: Session, account_id: str, batch: int = 5000) -> Verd
         prev_hash = entry["hash"]
         expected_seq += 1
     checked = expected_seq - 1
+    beyond = [seq for seq in checkpoints if seq > checked]
+    if beyond:
+        return Verdict(
+            False,
+            checked,
+            first_bad_seq=checked + 1,
+            reason=f"entries missing: a signed checkpoint vouches for seq {max(beyond)}",
+        )
     head = session.get(ChainHead, account_id)
     if head is not None and (head.seq != checked or head.hash != prev_hash):
         return Verdict(False, checked, first_bad_seq=checked + 1, reason="entries missing after the last one")

@@ -7,12 +7,15 @@ from activitylog.log.record import ResourceRef
 from activitylog.services.uow import UnitOfWork
 
 
-def log_export(uow: UnitOfWork, f: ActivityFilter, fmt: str) -> None:
+def log_export(uow: UnitOfWork, f: ActivityFilter, fmt: str) -> int:
+    """Log the export; its seq is the slice's ``as_of``, so the export and its manifest agree exactly."""
     with uow:
         target = ResourceRef(type="activity_log", id=uow.account_id, name="Activity log")
         changes = {
             "filter": {"from": None, "to": dict(sorted(f.raw.items()))},
             "format": {"from": None, "to": fmt},
         }
-        uow.record("activity_log.export", target, changes)
+        entry = uow.record("activity_log.export", target, changes)
         uow.commit()
+    assert entry is not None
+    return int(entry["seq"])

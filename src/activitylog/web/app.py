@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-from fastapi.responses import RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -47,6 +47,25 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
+class RejectNulMiddleware:
+    """NUL in a path or query string is never meaningful here, and PostgreSQL text cannot hold it: a 422."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            where = "path" if "\x00" in scope["path"] else None
+            query = scope.get("query_string", b"")
+            if b"%00" in query or b"\x00" in query:
+                where = "query"
+            if where:
+                body = errors.error_body("invalid", f"{where}: must not contain NUL characters", where)
+                await JSONResponse(body, status_code=422)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
     settings = settings or Settings()
     app = FastAPI(
@@ -70,6 +89,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         activity,
     ):
         app.include_router(module.router)
+    app.add_middleware(RejectNulMiddleware)
     app.add_middleware(RequestIdMiddleware)
 
     @app.get("/", include_in_schema=False)

@@ -16,6 +16,7 @@ from activitylog.config import Settings
 from activitylog.db.base import Database
 from activitylog.errors import Forbidden, Unauthorized
 from activitylog.log.record import RequestContext
+from activitylog.log.signing import Signer, load_signer
 from activitylog.services.auth import Principal, authenticate_api_key, authenticate_session
 from activitylog.services.uow import UnitOfWork
 from activitylog.web.context import request_context
@@ -33,6 +34,14 @@ def get_db(request: Request) -> Database:
 def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
+
+
+def get_signer(request: Request) -> Signer:
+    """The checkpoint signer, loaded (and on first run created) when first needed."""
+    signer: Signer | None = getattr(request.app.state, "signer", None)
+    if signer is None:
+        signer = request.app.state.signer = load_signer(get_settings(request))
+    return signer
 
 
 def get_context(request: Request) -> RequestContext:

@@ -34,13 +34,27 @@ def error_body(code: str, message: str, field: str | None = None) -> dict[str, A
     return {"error": error}
 
 
-def _validation_message(err: dict[str, Any]) -> tuple[str | None, str]:
-    loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
-    loc = [p for p in loc if not p.startswith("function-") and p not in ("EventCondition", "RateCondition")]
+_UNION_TAGS = {"condition": ("event", "rate")}  # a discriminated union's tag is no part of the field name
+
+
+def _field_path(loc: tuple[Any, ...]) -> list[str]:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    parts = [p for p in parts if not p.startswith("function-")]
+    for i in range(len(parts) - 2, -1, -1):
+        if parts[i + 1] in _UNION_TAGS.get(parts[i], ()) and i + 2 < len(parts):
+            del parts[i + 1]
+    return parts
+
+
+def validation_error(err: Any) -> tuple[str | None, str]:
+    """The field a pydantic error is about, and a message that starts with it."""
+    loc = _field_path(tuple(err.get("loc", ())))
     msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
     field = ".".join(loc) or None
     if field is None and (m := _LEADING_FIELD.match(msg)):
         return m.group(1), msg
+    if field is None and err.get("loc", ("body",))[:1] == ("body",):
+        field = "body"  # the body as a whole: absent, or not the JSON object the endpoint takes
     return field, f"{field}: {msg}" if field else msg
 
 
@@ -52,7 +66,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = list(exc.errors())
-        field, message = _validation_message(errors[0]) if errors else (None, "invalid request")
+        field, message = validation_error(errors[0]) if errors else (None, "invalid request")
         if errors and errors[0].get("type") == "json_invalid":
             field, message = "body", "body: not valid JSON"
         return JSONResponse(error_body("invalid", message, field), status_code=422)

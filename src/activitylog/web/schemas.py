@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    EmailStr,
+    Field,
+    Tag,
+    model_validator,
+)
 
 from activitylog.services.auth import ROLES, SCOPES
 
@@ -42,8 +51,28 @@ def _full_scope() -> list[Scope]:
     return ["full"]
 
 
+def _nul_path(value: Any, path: str = "") -> str | None:
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _nul_path(item, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
+
+
 class Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        """NUL cannot be stored in PostgreSQL text, and is never meaningful in this API's fields."""
+        where = _nul_path(data)
+        if where is not None:
+            raise ValueError(f"{where}: must not contain NUL characters")
+        return data
 
     def changes(self, nullable: frozenset[str] = frozenset()) -> dict[str, Any]:
         """The fields a PATCH set; null clears a field only where the field may be empty."""
@@ -240,6 +269,10 @@ class ScheduleIn(Input):
     def _aware(self) -> ScheduleIn:
         if self.send_at.tzinfo is None:
             raise ValueError("send_at: give a time zone (Z or an offset)")
+        try:
+            self.send_at = self.send_at.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("send_at: outside years 1-9999 in UTC") from None
         return self
 
 
@@ -313,15 +346,29 @@ class RuleAction(Input):
     type: Literal["suppress_address", "pause_broadcast", "pause_sending"]
 
 
+def _condition_kind(value: Any) -> str:
+    """A condition naming an ``event`` is per event; anything else is read as a rate, so that errors name
+    the rate's fields rather than a missing ``event``."""
+    if isinstance(value, dict):
+        return "event" if "event" in value else "rate"
+    return "event" if isinstance(value, EventCondition) else "rate"
+
+
+RuleCondition = Annotated[
+    Annotated[EventCondition, Tag("event")] | Annotated[RateCondition, Tag("rate")],
+    Discriminator(_condition_kind),
+]
+
+
 class RuleIn(Input):
     name: Name
-    condition: EventCondition | RateCondition
+    condition: RuleCondition
     action: RuleAction
 
 
 class RulePatch(Input):
     name: Name | None = None
-    condition: EventCondition | RateCondition | None = None
+    condition: RuleCondition | None = None
     action: RuleAction | None = None
 
 
@@ -363,6 +410,44 @@ class EntryOut(BaseModel):
     request_id: str | None
     prev_hash: str
     hash: str
+
+
+class CheckpointOut(BaseModel):
+    account_id: str
+    seq: int
+    hash: str
+    time: str
+    previous_signature: str | None
+    key_id: str
+    signature: str
+
+
+class ManifestOut(BaseModel):
+    account_id: str
+    filter: dict[str, str]
+    format: str
+    as_of_seq: int
+    rows: int
+    first_seq: int | None
+    last_seq: int | None
+    slice_digest: str
+    checkpoint: CheckpointOut | None
+    key_id: str
+    signature: str
+
+
+class PublicKeyOut(BaseModel):
+    id: str
+    algorithm: str
+    public_key: str
+    pem: str
+    created_at: datetime
+    retired_at: datetime | None
+
+
+class PublicKeysOut(BaseModel):
+    current: str
+    keys: list[PublicKeyOut]
 
 
 class VerifyOut(BaseModel):

@@ -17,6 +17,7 @@ from activitylog.services import lists
 from activitylog.services.listing import one, page
 from activitylog.web.api import Cursor, Limit
 from activitylog.web.deps import Db, Reader, WriteUow
+from activitylog.web.errors import validation_error
 from activitylog.web.schemas import ContactIn, ContactOut, ContactPatch, ImportResult, ListIn, ListOut, Page
 
 router = APIRouter(prefix="/api/v1", tags=["lists and contacts"])
@@ -86,6 +87,29 @@ _IMPORT_BODY = {
 }
 
 
+def _csv_rows(text: str) -> list[Any]:
+    reader = csv.DictReader(io.StringIO(text))
+    try:
+        header = list(reader.fieldnames or [])
+    except csv.Error as exc:
+        raise InvalidInput("body", f"CSV header not readable: {exc}") from None
+    if "email" not in header:
+        raise InvalidInput("body", "CSV needs a header row with an 'email' column")
+    twice = sorted({name for name in header if header.count(name) > 1})
+    if twice:
+        raise InvalidInput("body", f"CSV header names a column twice: {', '.join(twice)}")
+    unknown = set(header) - {"email", "first_name", "last_name"}
+    if unknown:
+        raise InvalidInput("body", f"unknown CSV columns: {', '.join(sorted(unknown))}")
+    rows = []
+    try:
+        for row in reader:
+            rows.append({k: (v or None) for k, v in row.items()})
+    except csv.Error as exc:
+        raise InvalidInput(f"[{len(rows)}]", f"not readable as CSV: {exc}") from None
+    return rows
+
+
 def _import_rows(content_type: str, raw: bytes) -> list[Any]:
     if len(raw) > MAX_IMPORT_BYTES:
         raise InvalidInput("body", f"larger than {MAX_IMPORT_BYTES} bytes; split the import")
@@ -94,13 +118,7 @@ def _import_rows(content_type: str, raw: bytes) -> list[Any]:
     except UnicodeDecodeError:
         raise InvalidInput("body", "not UTF-8") from None
     if content_type.startswith("text/csv"):
-        reader = csv.DictReader(io.StringIO(text))
-        if not reader.fieldnames or "email" not in reader.fieldnames:
-            raise InvalidInput("body", "CSV needs a header row with an 'email' column")
-        unknown = set(reader.fieldnames) - {"email", "first_name", "last_name"}
-        if unknown:
-            raise InvalidInput("body", f"unknown CSV columns: {', '.join(sorted(unknown))}")
-        return [{k: (v or None) for k, v in row.items()} for row in reader]
+        return _csv_rows(text)
     if content_type.startswith("application/json"):
         try:
             rows = json.loads(text)
@@ -124,9 +142,9 @@ async def import_contacts(list_id: str, request: Request, uow: WriteUow) -> dict
         try:
             valid.append(ContactIn.model_validate(row).model_dump(mode="python"))
         except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"]) or "row"
-            raise InvalidInput(f"[{index}].{where}", err["msg"]) from None
+            field, message = validation_error(exc.errors()[0])
+            where = f"[{index}].{field}" if field else f"[{index}]"
+            raise InvalidInput(where, message.removeprefix(f"{field}: ")) from None
     result: dict[str, Any] = await run_in_threadpool(lists.import_contacts, uow, list_id, valid)
     return result
 
