@@ -150,10 +150,12 @@ def conditions(account_id: str, f: ActivityFilter) -> list[ColumnElement[bool]]:
         where.append(_E.resource_id.in_(f.resource_id))
     if f.ip_ranges:
         where.append(or_(*(and_(_E.ip_key >= lo, _E.ip_key <= hi) for lo, hi in f.ip_ranges)))
+    # occurred_at never decreases along seq, so a time window is a seq range: two index probes, and then
+    # every other filter keeps its (account_id, <column>, seq) index instead of sorting a window's rows.
     if f.since:
-        where.append(_E.occurred_at >= f.since)
+        where.append(_E.seq >= _first_seq_at_or_after(account_id, f.since))
     if f.until:
-        where.append(_E.occurred_at < f.until)
+        where.append(_E.seq < _first_seq_at_or_after(account_id, f.until))
     if f.q:
         pattern = _like_pattern(f.q)
         where.append(
@@ -164,6 +166,17 @@ def conditions(account_id: str, f: ActivityFilter) -> list[ColumnElement[bool]]:
             )
         )
     return where
+
+
+def _first_seq_at_or_after(account_id: str, instant: datetime) -> ColumnElement[Any]:
+    first = (
+        select(_E.seq)
+        .where(_E.account_id == account_id, _E.occurred_at >= instant)
+        .order_by(_E.occurred_at, _E.seq)
+        .limit(1)
+        .scalar_subquery()
+    )
+    return func.coalesce(first, MAX_SEQ)
 
 
 def encode_cursor(seq: int) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -76,19 +76,34 @@ def _resource_parts(resource: Resource) -> tuple[str, str, str | None]:
     return type(resource).__audit_type__, resource.audit_id, resource.audit_name
 
 
+# Built once: the append path runs under the account's lock, so statement construction is kept off it.
+_SELECT_HEAD = (
+    select(_heads.c.seq, _heads.c.hash, _heads.c.occurred_at)
+    .where(_heads.c.account_id == bindparam("account"))
+    .with_for_update()
+)
+_CREATE_HEAD = {
+    name: dialect.insert(_heads)
+    .values(account_id=bindparam("account"), seq=0, hash=GENESIS)
+    .on_conflict_do_nothing(index_elements=["account_id"])
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+_INSERT_ENTRY = insert(_entries)
+_ADVANCE_HEAD = (
+    update(_heads)
+    .where(_heads.c.account_id == bindparam("account"))
+    .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"), occurred_at=bindparam("new_at"))
+)
+
+
 def _lock_head(session: Session, account_id: str) -> tuple[int, str, datetime | None]:
-    dialect = session.get_bind().dialect.name
-    ins = postgresql.insert(_heads) if dialect == "postgresql" else sqlite.insert(_heads)
-    session.execute(
-        ins.values(account_id=account_id, seq=0, hash=GENESIS).on_conflict_do_nothing(
-            index_elements=["account_id"]
-        )
-    )
-    row = session.execute(
-        select(_heads.c.seq, _heads.c.hash, _heads.c.occurred_at)
-        .where(_heads.c.account_id == account_id)
-        .with_for_update()
-    ).one()
+    """Lock the account's head row; the first append of an account creates it (racing creators are
+    harmless: ON CONFLICT DO NOTHING, then everyone locks the one row)."""
+    params = {"account": account_id}
+    row = session.execute(_SELECT_HEAD, params).one_or_none()
+    if row is None:
+        session.execute(_CREATE_HEAD[session.get_bind().dialect.name], params)
+        row = session.execute(_SELECT_HEAD, params).one()
     return row.seq, row.hash, row.occurred_at
 
 
@@ -159,22 +174,18 @@ def record(
     }
     digest = entry_hash(prev_hash, fields)
     summary = summarize(action, resource_name)
+    row = {
+        **fields,
+        "occurred_at": occurred_at,
+        "changes": canonical_json(changes),
+        "ip_key": ip_key(context.ip),
+        "summary": summary,
+        "prev_hash": prev_hash,
+        "hash": digest,
+    }
+    session.execute(_INSERT_ENTRY, row)
     session.execute(
-        insert(_entries).values(
-            {
-                **fields,
-                "occurred_at": occurred_at,
-                "changes": canonical_json(changes),
-                "ip_key": ip_key(context.ip),
-                "summary": summary,
-                "prev_hash": prev_hash,
-                "hash": digest,
-            }
-        )
-    )
-    session.execute(
-        update(_heads)
-        .where(_heads.c.account_id == account_id)
-        .values(seq=head_seq + 1, hash=digest, occurred_at=occurred_at)
+        _ADVANCE_HEAD,
+        {"account": account_id, "new_seq": head_seq + 1, "new_hash": digest, "new_at": occurred_at},
     )
     return {**fields, "summary": summary, "prev_hash": prev_hash, "hash": digest}
