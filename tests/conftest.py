@@ -43,7 +43,7 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"storage tests: SQLite only; PostgreSQL SKIPPED (set {PG_ENV} to run them)"
 
 
-def _fresh_postgres_database(server_url: str) -> Iterator[str]:
+def fresh_postgres_database(server_url: str) -> Iterator[str]:
     """A throw-away database on the given server, dropped afterwards."""
     name = f"activitylog_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(normalize_url(server_url), isolation_level="AUTOCOMMIT")
@@ -57,6 +57,19 @@ def _fresh_postgres_database(server_url: str) -> Iterator[str]:
         admin.dispose()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def signing_key_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One checkpoint-signing key for the test server and the CLI processes the tests start."""
+    path = tmp_path_factory.mktemp("keys") / "signing.key"
+    previous = os.environ.get("ACTIVITYLOG_SIGNING_KEY_FILE")
+    os.environ["ACTIVITYLOG_SIGNING_KEY_FILE"] = str(path)
+    yield path
+    if previous is None:
+        del os.environ["ACTIVITYLOG_SIGNING_KEY_FILE"]
+    else:
+        os.environ["ACTIVITYLOG_SIGNING_KEY_FILE"] = previous
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if request.param == "sqlite":
@@ -65,7 +78,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     server = os.environ.get(PG_ENV)
     if not server:
         pytest.skip(f"PostgreSQL tests skipped: set {PG_ENV}")
-    yield from _fresh_postgres_database(server)
+    yield from fresh_postgres_database(server)
 
 
 @pytest.fixture(scope="session")

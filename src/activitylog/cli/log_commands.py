@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -14,12 +15,14 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from activitylog.cli.common import cli_uow, database, err, fail, require_account
+from activitylog.config import Settings
 from activitylog.db.base import Database
 from activitylog.errors import DomainError
 from activitylog.log import verify_export as export_check
 from activitylog.log.entry import entry_to_api
-from activitylog.log.export import stream
+from activitylog.log.export import manifest, stream
 from activitylog.log.query import ActivityFilter, conditions, page_statement, parse_filter
+from activitylog.log.signing import load_signer
 from activitylog.services.exports import log_export
 
 
@@ -102,15 +105,18 @@ def log(
     if fmt == "table":
         _table(db, account, f, limit)
         return
-    log_export(cli_uow(db, account), f, fmt)
+    as_of = log_export(cli_uow(db, account), f, fmt)
     total = _count(db, account, f)
-    chunks = stream(db, account, f, fmt)
+    chunks = stream(db, account, f, fmt, as_of)
     if output is None:
         _write(chunks, sys.stdout.buffer, total, show=False, fmt=fmt)
         return
     with output.open("wb") as out:
         _write(chunks, out, total, show=total > 0, fmt=fmt)
-    err.print(f"wrote {total} entries to {output}")
+    signed = manifest(db, load_signer(Settings()), account, f, fmt, as_of)
+    manifest_path = output.with_name(output.name + ".manifest.json")
+    manifest_path.write_text(json.dumps(signed, indent=2) + "\n", encoding="utf-8")
+    err.print(f"wrote {signed['rows']} entries to {output} and its signed manifest to {manifest_path}")
 
 
 def verify_export(file: Path = typer.Argument(..., help="An exported CSV or JSON Lines file.")) -> None:

@@ -14,6 +14,7 @@ from activitylog.config import Settings
 from activitylog.db.base import connect
 from activitylog.db.migrate import upgrade
 from activitylog.db.models import Account
+from activitylog.db.roles import grant_app_role
 from activitylog.errors import DomainError
 from activitylog.log.checkpoints import checkpoint_account, checkpoint_all, checkpoint_to_api, register_key
 from activitylog.log.signing import SigningKeyError, load_signer, public_pem, rotate_key_file
@@ -32,11 +33,21 @@ app.add_typer(signing_app, name="signing-key")
 
 
 @app.command()
-def migrate() -> None:
-    """Apply database migrations."""
+def migrate(
+    app_role: str = typer.Option(
+        None, help="PostgreSQL: grant this role what the app needs, and only SELECT/INSERT on the log."
+    ),
+) -> None:
+    """Apply database migrations (as the tables' owner)."""
     db = database()
     upgrade(db)
     err.print(f"migrated {db.url.split('@')[-1]}")
+    if app_role:
+        try:
+            grant_app_role(db, app_role)
+        except ValueError as exc:
+            fail(f"--app-role: {exc}")
+        err.print(f"granted {app_role} read/append-only access to the log")
 
 
 @app.command()

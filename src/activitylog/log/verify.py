@@ -11,8 +11,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from activitylog.db.models import ActivityEntry, ChainHead, Checkpoint
+from activitylog.log.actions import summarize
 from activitylog.log.chain import CHAINED_FIELDS, GENESIS, entry_hash, format_instant
 from activitylog.log.checkpoints import checkpoint_to_api, public_keys, signature_ok
+from activitylog.log.record import ip_key
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,11 @@ def _checkpoint_problem(session: Session, account_id: str) -> tuple[dict[int, Ch
     return {row.seq: row for row in rows}, None
 
 
+def _broken(at: int, reason: str) -> Verdict:
+    """Entries before ``at`` hold; ``at`` does not."""
+    return Verdict(False, at - 1, first_bad_seq=at, reason=reason)
+
+
 def verify_account(session: Session, account_id: str, batch: int = 5000) -> Verdict:
     """Walk the chain from seq 1; check every signed checkpoint against it; name the first bad seq."""
     checkpoints, problem = _checkpoint_problem(session, account_id)
@@ -67,19 +74,30 @@ def verify_account(session: Session, account_id: str, batch: int = 5000) -> Verd
     )
     for row in rows:
         entry = row._mapping
-        if entry["seq"] != expected_seq:
-            return Verdict(False, expected_seq - 1, first_bad_seq=expected_seq, reason="entry missing (gap)")
-        if entry["prev_hash"] != prev_hash:
-            return Verdict(
-                False, expected_seq - 1, first_bad_seq=entry["seq"], reason="prev_hash does not link"
-            )
+        seq = entry["seq"]
+
+        if seq != expected_seq:
+            return _broken(expected_seq, "entry missing (a gap in seq)")
         fields = {name: entry[name] for name in CHAINED_FIELDS}
         fields["occurred_at"] = format_instant(entry["occurred_at"])
-        fields["changes"] = json.loads(entry["changes"])
-        if entry_hash(prev_hash, fields) != entry["hash"]:
-            return Verdict(
-                False, expected_seq - 1, first_bad_seq=entry["seq"], reason="hash does not match content"
-            )
+        try:
+            fields["changes"] = json.loads(entry["changes"])
+        except ValueError:
+            return _broken(seq, "changes is not valid JSON")
+        self_consistent = entry_hash(entry["prev_hash"], fields) == entry["hash"]
+        if entry["prev_hash"] != prev_hash:
+            if self_consistent and seq > 1:  # this entry is intact, so the one before it is not
+                return _broken(seq - 1, f"replaced: seq {seq} does not link to it")
+            return _broken(seq, "prev_hash does not link to the entry before")
+        if not self_consistent:
+            return _broken(seq, "hash does not match the entry's content")
+        if entry["summary"] != summarize(entry["action"], entry["resource_name"]):
+            return _broken(seq, "summary does not match the action and resource")
+        if entry["ip_key"] != ip_key(entry["ip"]):
+            return _broken(seq, "ip_key does not match ip (the IP filter would miss this entry)")
+        held = checkpoints.get(seq)
+        if held is not None and held.hash != entry["hash"]:
+            return _broken(seq, "hash differs from the signed checkpoint of this seq")
         prev_hash = entry["hash"]
         expected_seq += 1
     checked = expected_seq - 1
@@ -92,6 +110,10 @@ def verify_account(session: Session, account_id: str, batch: int = 5000) -> Verd
             reason=f"entries missing: a signed checkpoint vouches for seq {max(beyond)}",
         )
     head = session.get(ChainHead, account_id)
+    if head is not None and checked > head.seq:
+        return Verdict(
+            False, head.seq, first_bad_seq=head.seq + 1, reason="entry beyond the chain head (forged)"
+        )
     if head is not None and (head.seq != checked or head.hash != prev_hash):
         return Verdict(False, checked, first_bad_seq=checked + 1, reason="entries missing after the last one")
     return Verdict(True, checked, head_seq=checked or None, head_hash=prev_hash if checked else None)

@@ -2,19 +2,25 @@
 """Check an activity-log export on its own, with the Python standard library alone.
 
     python3 verify_export.py activity-acc_….csv        # an export (CSV or JSON Lines)
+    python3 verify_export.py export.csv --manifest export.csv.manifest.json --public-key signing.pem
     python3 verify_export.py --url URL --key KEY        # or every entry of a key's account, from the API
 
 An auditor need not trust the service: this single file is all it takes (it is also the code behind
 ``activitylog verify-export``). Each entry's ``hash = sha256_hex(prev_hash + "\\n" + canonical)``, where
 ``canonical`` is the compact, key-sorted JSON of the chained fields (API.md, "Integrity"). Every row's hash
 must match its content; consecutive seqs must link (prev_hash = the previous row's hash); seq 1 must link to
-64 zeros. A filtered slice skips seqs: a gap is reported as a gap, not as tampering. Exit 0 when every row
-holds, 1 when one does not (naming its seq), 2 when the file cannot be read as an export.
+64 zeros. A filtered slice skips seqs: a gap is reported as a gap, not as tampering.
+
+With the export's signed manifest (and the service's published public key), it also proves that no row
+was removed from or added to the slice, and checks the signed checkpoint of the account's head: this part
+needs the ``cryptography`` package as well. Exit 0 when everything holds, 1 when something does not
+(naming the seq), 2 when the input cannot be read.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import csv
 import hashlib
 import json
@@ -102,6 +108,7 @@ class Report:
     gaps: list[tuple[int, int]] = field(default_factory=list)  # (first missing, last missing)
     problem: str | None = None
     bad_seq: int | None = None
+    digest: Any = field(default_factory=hashlib.sha256)  # over "seq:hash\n" of every row, as manifests sign
 
     @property
     def ok(self) -> bool:
@@ -136,6 +143,7 @@ def verify_rows(rows: Iterable[dict[str, Any]]) -> Report:
             report.problem, report.bad_seq = "hash does not match the row's content", seq
             return report
         report.rows += 1
+        report.digest.update(f"{seq}:{row['hash']}\n".encode())
         report.first_seq = report.first_seq or seq
         report.last_seq, report.head_hash = seq, row["hash"]
         previous = row
@@ -170,6 +178,53 @@ def rows_from_api(url: str, key: str, page_size: int = 1000) -> list[dict[str, A
             return sorted(entries, key=lambda e: e["seq"])
 
 
+def _canonical(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def load_public_key(path: str) -> Any:
+    """A PEM file, or the raw key in base64 (as /api/v1/activity/checkpoints/public-key lists it)."""
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415  (only manifests need it)
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey  # noqa: PLC0415
+
+    with open(path, "rb") as f:
+        data = f.read().strip()
+    if data.startswith(b"-----BEGIN"):
+        return serialization.load_pem_public_key(data)
+    return Ed25519PublicKey.from_public_bytes(base64.b64decode(data))
+
+
+def _signed_by(key: Any, body: dict[str, Any], signature: str) -> bool:
+    from cryptography.exceptions import InvalidSignature  # noqa: PLC0415
+
+    try:
+        key.verify(base64.b64decode(signature), _canonical(body))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+CHECKPOINT_SIGNED = ("account_id", "seq", "hash", "time", "previous_signature", "key_id")
+
+
+def check_manifest(report: Report, manifest: dict[str, Any], key: Any) -> str | None:
+    """Why the rows do not match the signed manifest, or None when they do."""
+    body = {k: v for k, v in manifest.items() if k != "signature"}
+    if not _signed_by(key, body, manifest.get("signature", "")):
+        return "the manifest's signature does not verify with this public key"
+    checkpoint = manifest.get("checkpoint")
+    if checkpoint is not None:
+        signed = {name: checkpoint[name] for name in CHECKPOINT_SIGNED}
+        if not _signed_by(key, signed, checkpoint["signature"]):
+            return "the checkpoint's signature does not verify with this public key"
+    if report.rows != manifest["rows"]:
+        listed = manifest["rows"]
+        return f"the manifest lists {listed} rows, the file has {report.rows}: rows were removed or added"
+    if report.digest.hexdigest() != manifest["slice_digest"]:
+        return "the rows' seqs and hashes differ from the ones the manifest signed: rows were replaced"
+    return None
+
+
 def describe(report: Report) -> str:
     if not report.ok:
         return f"TAMPERED: seq {report.bad_seq}: {report.problem} ({report.rows} rows before it hold)"
@@ -191,17 +246,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("file", nargs="?", help="an export: CSV or JSON Lines")
     parser.add_argument("--url", help="instead of a file: the service's base URL")
     parser.add_argument("--key", help="with --url: an API key that may read the log")
+    parser.add_argument("--manifest", help="the export's signed manifest (.manifest.json)")
+    parser.add_argument("--public-key", help="with --manifest: the service's public key (PEM or base64)")
     args = parser.parse_args(argv)
     if bool(args.file) == bool(args.url) or (args.url and not args.key):
         parser.error("give an export FILE, or --url with --key")
+    if args.manifest and not args.public_key:
+        parser.error("--manifest needs --public-key (GET /api/v1/activity/checkpoints/public-key; pin it)")
     try:
         rows = rows_from_file(args.file) if args.file else iter(rows_from_api(args.url, args.key))
         report = verify_rows(rows)
-    except (OSError, UnreadableExport, UnicodeDecodeError, csv.Error) as exc:
+        manifest = key = None
+        if args.manifest:
+            with open(args.manifest, encoding="utf-8") as f:
+                manifest = json.load(f)
+            key = load_public_key(args.public_key)
+    except (OSError, UnreadableExport, UnicodeDecodeError, csv.Error, ValueError) as exc:
         print(f"UNREADABLE: {exc}")
         return 2
     print(describe(report))
-    return 0 if report.ok else 1
+    if not report.ok:
+        return 1
+    if manifest is not None:
+        problem = check_manifest(report, manifest, key)
+        if problem:
+            print(f"TAMPERED: {problem}")
+            return 1
+        head = manifest.get("checkpoint") or {}
+        print(
+            f"MANIFEST OK: all {manifest['rows']} rows of the slice as of seq {manifest['as_of_seq']} are "
+            "present and unaltered; signed head: "
+            f"seq {head.get('seq')} hash {head.get('hash')} at {head.get('time')}"
+        )
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,40 @@
+"""The PostgreSQL application role: it may change the account's tables but only read and append the log.
+
+Run migrations as the owner, then ``activitylog migrate --app-role NAME`` (again after each upgrade), and
+serve as NAME: even with the application's own credentials, an UPDATE, DELETE or TRUNCATE of the log is
+refused by privileges before the append-only triggers are reached — and only the owner could drop those.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import text
+
+import activitylog.db.models  # noqa: F401  (registers every table on Base.metadata)
+from activitylog.db.base import Base, Database
+
+APPEND_ONLY = ("activity_entries", "activity_checkpoints")
+APPEND_AND_ADVANCE = ("activity_heads", "signing_keys")
+_ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def grant_app_role(db: Database, role: str) -> None:
+    if db.dialect != "postgresql":
+        raise ValueError("application roles are a PostgreSQL feature; SQLite relies on its triggers")
+    if not _ROLE.match(role):
+        raise ValueError(f"role name {role!r}: lower-case letters, digits and _ only")
+    special = set(APPEND_ONLY) | set(APPEND_AND_ADVANCE)
+    domain = sorted(name for name in Base.metadata.tables if name not in special)
+    statements = [
+        f"REVOKE ALL ON {', '.join(APPEND_ONLY)} FROM PUBLIC, {role}",
+        f"REVOKE ALL ON {', '.join(APPEND_AND_ADVANCE)} FROM {role}",
+        f"GRANT USAGE ON SCHEMA public TO {role}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON {', '.join(domain)} TO {role}",
+        f"GRANT SELECT, INSERT, UPDATE ON {', '.join(APPEND_AND_ADVANCE)} TO {role}",
+        f"GRANT SELECT, INSERT ON {', '.join(APPEND_ONLY)} TO {role}",
+        f"GRANT SELECT ON alembic_version TO {role}",
+    ]
+    with db.engine.begin() as conn:
+        for statement in statements:
+            conn.execute(text(statement))
