@@ -48,7 +48,6 @@ def case(id_: str, *args: Any, **kwargs: Any) -> Any:
     return pytest.param(Case(*args, **kwargs), id=id_)
 
 
-
 BODY_CASES = [
     # ---- lists ----
     case("list-missing-name", "POST", "/api/v1/lists", "name", json={}),
