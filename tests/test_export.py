@@ -186,4 +186,4 @@ def test_export_of_an_empty_slice(tenant: Tenant, fmt: str) -> None:
     with tenant.key_client() as client:
         r = client.get("/api/v1/activity/export", params={"format": fmt, "actor": "usr_nobody"})
     assert r.status_code == 200
-    assert r.text == (",".join(CSV_COLUMNS) + "\r\n" if fmt == "csv" else "")
+    assert r.text == (",".join(CSV_COLUMNS) + "\n" if fmt == "csv" else "")

@@ -55,7 +55,7 @@ def _write(chunks: Iterable[bytes], out: IO[bytes], total: int, show: bool, fmt:
         TaskProgressColumn(),
         TextColumn("{task.fields[rate]} rows/s"),
     )
-    newline = b"\r\n" if fmt == "csv" else b"\n"
+    newline = b"\n"
     with Progress(*columns, console=err, disable=not show) as progress:
         task = progress.add_task("export", total=total, rate="-")
         done = -1 if fmt == "csv" else 0  # the CSV header is a line too
