@@ -49,6 +49,7 @@ PROTECTIONS = {
         "sqlite": {"activity_entries_no_update", "activity_entries_no_delete"},
         "postgresql": {"activity_entries_no_change", "activity_entries_no_truncate"},
     },
+    "0003": {"sqlite": set(), "postgresql": set()},  # the text-search index adds none
     "0002": {
         "sqlite": {"activity_checkpoints_no_update", "activity_checkpoints_no_delete"},
         "postgresql": {"activity_checkpoints_no_change", "activity_checkpoints_no_truncate"},

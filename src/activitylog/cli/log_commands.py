@@ -28,12 +28,16 @@ from activitylog.services.exports import log_export
 
 def _count(db: Database, account_id: str, f: ActivityFilter) -> int:
     with db.reader() as session:
-        return int(session.execute(select(func.count()).where(*conditions(account_id, f))).scalar_one())
+        return int(
+            session.execute(select(func.count()).where(*conditions(account_id, f, db.dialect))).scalar_one()
+        )
 
 
 def _table(db: Database, account_id: str, f: ActivityFilter, limit: int) -> None:
     with db.reader() as session:
-        rows = session.execute(page_statement(account_id, f, before_seq=None, limit=limit)).all()[:limit]
+        rows = session.execute(
+            page_statement(account_id, f, dialect=db.dialect, before_seq=None, limit=limit)
+        ).all()[:limit]
     table = Table(box=None, header_style="bold")
     for column in ("seq", "occurred_at", "actor", "ip", "action"):
         table.add_column(column, no_wrap=True)

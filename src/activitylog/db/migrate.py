@@ -11,6 +11,15 @@ from activitylog.db.base import Database
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
+# Engine-specific objects that only migrations know: the text-search index (FTS5 tables on SQLite, a
+# trigram GIN index on PostgreSQL). Schema comparisons skip them.
+MIGRATION_ONLY_PREFIXES = ("activity_search", "ix_activity_entries_account_id_search")
+
+
+def known_to_models(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+    """Alembic ``include_object`` hook: leave the migration-only objects out of comparisons."""
+    return not (name or "").startswith(MIGRATION_ONLY_PREFIXES)
+
 
 def alembic_config(db: Database) -> Config:
     config = Config()

@@ -45,7 +45,7 @@ def csv_row(row: Row[Any]) -> list[str]:
 
 
 def _rows(db: Database, account_id: str, f: ActivityFilter, as_of: int | None) -> Iterator[Row[Any]]:
-    statement = export_statement(account_id, f, through_seq=as_of)
+    statement = export_statement(account_id, f, dialect=db.dialect, through_seq=as_of)
     with db.reader() as session:
         yield from session.execute(statement.execution_options(yield_per=BATCH_ROWS, stream_results=True))
 
@@ -53,7 +53,7 @@ def _rows(db: Database, account_id: str, f: ActivityFilter, as_of: int | None) -
 def stream_csv(db: Database, account_id: str, f: ActivityFilter, as_of: int | None = None) -> Iterator[bytes]:
     """The header, then rows formatted by the database (see ``csv_sql``)."""
     yield (",".join(CSV_COLUMNS) + "\n").encode()
-    statement = export_statement(account_id, f, through_seq=as_of)
+    statement = export_statement(account_id, f, dialect=db.dialect, through_seq=as_of)
     if db.dialect == "postgresql":
         yield from csv_sql.stream_postgres(db, statement, CSV_COLUMNS)
     else:
@@ -110,7 +110,7 @@ def manifest(
 ) -> dict[str, Any]:
     """A signed statement of exactly which rows the export of this slice at ``as_of`` holds, with a fresh
     checkpoint of the account's head: with it, a removed or added row is provable, not only a changed one."""
-    statement = export_statement(account_id, f, through_seq=as_of).with_only_columns(
+    statement = export_statement(account_id, f, dialect=db.dialect, through_seq=as_of).with_only_columns(
         ActivityEntry.seq, ActivityEntry.hash
     )
     with db.reader() as session:

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, literal_column, or_, select
+from sqlalchemy import text as text_clause
 
 from activitylog.db.models import ActivityEntry
 from activitylog.errors import InvalidInput
@@ -136,7 +137,33 @@ def _like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
-def conditions(account_id: str, f: ActivityFilter) -> list[ColumnElement[bool]]:
+# The expression PostgreSQL's trigram index covers (migration 0003); fields joined by a separator that no
+# search text contains, so the index never matches across two fields.
+SEARCH_TEXT = func.lower(
+    _E.summary
+    + func.chr(31)
+    + func.coalesce(_E.resource_name, "")
+    + func.chr(31)
+    + func.coalesce(_E.actor_name, "")
+)
+_ROWID: ColumnElement[int] = literal_column("activity_entries.rowid")
+MIN_INDEXED_TEXT = 3  # trigrams: shorter text cannot use the index and is matched by a scan
+
+
+def _search_index_hint(text: str, pattern: str, dialect: str) -> list[ColumnElement[bool]]:
+    """A condition the text index can answer, implied by the exact match that follows it."""
+    if len(text) < MIN_INDEXED_TEXT or "\x1f" in text:
+        return []
+    if dialect == "postgresql":
+        return [SEARCH_TEXT.like(pattern, escape="\\")]
+    if dialect == "sqlite":
+        phrase = '"' + text.replace('"', '""') + '"'
+        matches = text_clause("SELECT rowid FROM activity_search WHERE activity_search MATCH :phrase")
+        return [_ROWID.in_(matches.bindparams(phrase=phrase).columns(literal_column("rowid")))]
+    return []
+
+
+def conditions(account_id: str, f: ActivityFilter, dialect: str = "") -> list[ColumnElement[bool]]:
     where: list[ColumnElement[bool]] = [_E.account_id == account_id]
     if f.actor:
         where.append(_E.actor_id.in_(f.actor))
@@ -158,13 +185,13 @@ def conditions(account_id: str, f: ActivityFilter) -> list[ColumnElement[bool]]:
         where.append(_E.seq < _first_seq_at_or_after(account_id, f.until))
     if f.q:
         pattern = _like_pattern(f.q)
-        where.append(
-            or_(
-                func.lower(_E.summary).like(pattern, escape="\\"),
-                func.lower(_E.resource_name).like(pattern, escape="\\"),
-                func.lower(_E.actor_name).like(pattern, escape="\\"),
-            )
+        exact = or_(
+            func.lower(_E.summary).like(pattern, escape="\\"),
+            func.lower(_E.resource_name).like(pattern, escape="\\"),
+            func.lower(_E.actor_name).like(pattern, escape="\\"),
         )
+        where.extend(_search_index_hint(f.q, pattern, dialect))
+        where.append(exact)
     return where
 
 
@@ -196,19 +223,21 @@ def decode_cursor(cursor: str | None) -> int | None:
     return seq
 
 
-def page_statement(account_id: str, f: ActivityFilter, *, before_seq: int | None, limit: int) -> Select[Any]:
+def page_statement(
+    account_id: str, f: ActivityFilter, *, dialect: str, before_seq: int | None, limit: int
+) -> Select[Any]:
     """Newest first, one more row than asked so the caller knows whether there is a next page."""
-    where = conditions(account_id, f)
+    where = conditions(account_id, f, dialect)
     if before_seq is not None:
         where.append(_E.seq < before_seq)
     return select(_E.__table__).where(*where).order_by(_E.seq.desc()).limit(limit + 1)
 
 
 def export_statement(
-    account_id: str, f: ActivityFilter, *, after_seq: int = 0, through_seq: int | None = None
+    account_id: str, f: ActivityFilter, *, dialect: str, after_seq: int = 0, through_seq: int | None = None
 ) -> Select[Any]:
     """Oldest first, for exports that stream the whole slice (as of ``through_seq``, when given)."""
-    where = conditions(account_id, f)
+    where = conditions(account_id, f, dialect)
     if after_seq:
         where.append(_E.seq > after_seq)
     if through_seq is not None:

@@ -6,6 +6,7 @@ from alembic import context
 
 import activitylog.db.models  # noqa: F401  (registers the tables)
 from activitylog.db.base import Base
+from activitylog.db.migrate import known_to_models
 
 connection = context.config.attributes["connection"]
 context.configure(
@@ -13,6 +14,7 @@ context.configure(
     target_metadata=Base.metadata,
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
+    include_object=known_to_models,
 )
 with context.begin_transaction():
     context.run_migrations()

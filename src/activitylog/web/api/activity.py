@@ -69,7 +69,9 @@ def list_activity(
 ) -> dict[str, Any]:
     before = decode_cursor(cursor)
     with db.reader() as session:
-        rows = session.execute(page_statement(caller.account_id, f, before_seq=before, limit=limit)).all()
+        rows = session.execute(
+            page_statement(caller.account_id, f, dialect=db.dialect, before_seq=before, limit=limit)
+        ).all()
     more = len(rows) > limit
     data = [entry_to_api(r) for r in rows[:limit]]
     return {"data": data, "next_cursor": encode_cursor(data[-1]["seq"]) if more else None}
