@@ -17,7 +17,7 @@ run: $(STAMP)
 	$(BIN)/activitylog serve --no-migrate
 
 test: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench tools
