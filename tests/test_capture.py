@@ -486,6 +486,11 @@ def _scenarios() -> dict[tuple[str, str], Callable[[Ctx], Call]]:
 
 SCENARIOS = _scenarios()
 MUTATING = ("post", "put", "patch", "delete")
+# Unsafe methods that change no account state of their own. Each needs its reason, and its own proof.
+NOT_ACCOUNT_STATE = {
+    ("POST", "/api/v1/delivery-events"): "stores MTA feedback (metrics); the state changes its reputation "
+    "rules make are logged with the rule as actor: tests/test_delivery.py",
+}
 
 
 def mutating_operations() -> list[tuple[str, str]]:
@@ -499,7 +504,7 @@ def mutating_operations() -> list[tuple[str, str]]:
 
 
 def test_every_mutating_endpoint_has_a_capture_scenario() -> None:
-    missing = [op for op in mutating_operations() if op not in SCENARIOS]
+    missing = [op for op in mutating_operations() if op not in SCENARIOS and op not in NOT_ACCOUNT_STATE]
     assert not missing, f"mutating endpoints with no proof that they log: {missing}"
     stale = [op for op in SCENARIOS if op not in mutating_operations()]
     assert not stale, f"scenarios for endpoints that no longer exist: {stale}"
@@ -516,7 +521,9 @@ def _subset(expected: dict[str, Any], actual: dict[str, Any]) -> None:
         assert actual[key] == value, f"changes[{key!r}] = {actual[key]!r}, expected {value!r}"
 
 
-@pytest.mark.parametrize("operation", mutating_operations(), ids=lambda op: f"{op[0]} {op[1]}")
+@pytest.mark.parametrize(
+    "operation", [op for op in mutating_operations() if op in SCENARIOS], ids=lambda op: f"{op[0]} {op[1]}"
+)
 def test_mutation_leaves_exactly_one_entry(tenant: Tenant, operation: tuple[str, str]) -> None:
     ctx = Ctx(tenant)
     call = SCENARIOS[operation](ctx)

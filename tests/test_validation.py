@@ -392,6 +392,36 @@ BODY_CASES = [
         json={"send_at": "9999-12-31T23:59:59-01:00"},
     ),
     # ---- suppressions ----
+    # ---- delivery events ----
+    case(
+        "event-bounce-without-type",
+        "POST",
+        "/api/v1/delivery-events",
+        "0.bounce_type",
+        json=[{"id": "e1", "type": "bounce", "email": "a@example.com"}],
+    ),
+    case(
+        "event-unknown-type",
+        "POST",
+        "/api/v1/delivery-events",
+        "0.type",
+        json=[{"id": "e1", "type": "opened", "email": "a@example.com"}],
+    ),
+    case(
+        "event-bad-email",
+        "POST",
+        "/api/v1/delivery-events",
+        "0.email",
+        json=[{"id": "e1", "type": "delivered", "email": "nope"}],
+    ),
+    case("event-empty-batch", "POST", "/api/v1/delivery-events", "body", json=[]),
+    case(
+        "event-id-with-space",
+        "POST",
+        "/api/v1/delivery-events",
+        "0.id",
+        json=[{"id": "e 1", "type": "delivered", "email": "a@example.com"}],
+    ),
     case("suppression-missing-email", "POST", "/api/v1/suppressions", "email", json={"reason": "r"}),
     case("suppression-bad-email", "POST", "/api/v1/suppressions", "email", json={"email": "bad"}),
     case(

@@ -34,6 +34,13 @@ class Settings(BaseSettings):
     checkpoint_interval_seconds: int = 300
     """How often ``serve`` signs a checkpoint of every account whose log moved (0 turns it off)."""
 
+    smtp_url: str = ""
+    """``smtp://[user:password@]host:port`` (``smtps://`` for TLS) to deliver broadcasts; unset: .eml files
+    under ``outbox/`` beside the database."""
+
+    worker_interval_seconds: float = 1.0
+    """How often the scheduler/dispatcher looks for due and sending broadcasts."""
+
     @cached_property
     def trusted_proxy_networks(self) -> tuple[IPNetwork, ...]:
         parts = [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]

@@ -1,43 +1,86 @@
-"""Background work that ``serve`` runs beside the web server."""
+"""Background work that ``serve`` runs beside the web server (and ``worker`` runs on its own)."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from datetime import UTC, datetime
 
 from activitylog.config import Settings
 from activitylog.db.base import Database
 from activitylog.log.checkpoints import checkpoint_all
 from activitylog.log.signing import load_signer
+from activitylog.services import dispatcher, scheduler
+from activitylog.services.mailer import open_mailer
 
-log = logging.getLogger("activitylog.checkpoints")
+log = logging.getLogger("activitylog.workers")
 
 
-class Checkpointer:
-    """Signs a checkpoint of every account whose log moved, every ``checkpoint_interval_seconds``."""
+class Periodic:
+    """Runs ``run_once`` every ``interval`` seconds on a daemon thread until stopped."""
 
-    def __init__(self, db: Database, settings: Settings) -> None:
-        self.db, self.settings = db, settings
+    name = "periodic"
+
+    def __init__(self, db: Database, settings: Settings, interval: float) -> None:
+        self.db, self.settings, self.interval = db, settings, interval
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="checkpointer", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
 
     def start(self) -> None:
-        if self.settings.checkpoint_interval_seconds > 0:
+        if self.interval > 0:
             self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=30)
+
+    def run_once(self) -> int:
+        raise NotImplementedError
+
+    def run_forever(self) -> None:
+        self._run()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                done = self.run_once()
+                if done:
+                    log.info("%s: %d done", self.name, done)
+            except Exception:  # keep going through a transient database or relay error
+                log.exception("%s failed; retrying next interval", self.name)
+            if self._stop.wait(self.interval):
+                return
+
+
+class Checkpointer(Periodic):
+    """Signs a checkpoint of every account whose log moved, every ``checkpoint_interval_seconds``."""
+
+    name = "checkpointer"
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        super().__init__(db, settings, settings.checkpoint_interval_seconds)
 
     def run_once(self) -> int:
         return checkpoint_all(self.db, load_signer(self.settings))
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.settings.checkpoint_interval_seconds):
-            try:
-                signed = self.run_once()
-                if signed:
-                    log.info("signed %d checkpoints", signed)
-            except Exception:  # keep checkpointing through a transient database error
-                log.exception("checkpointing failed; retrying next interval")
+
+class BroadcastWorker(Periodic):
+    """Starts due scheduled broadcasts and delivers sending ones, every ``worker_interval_seconds``."""
+
+    name = "broadcast-worker"
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        super().__init__(db, settings, settings.worker_interval_seconds)
+
+    def run_once(self) -> int:
+        now = datetime.now(UTC)
+        started = scheduler.start_due(self.db, now)
+        work = dispatcher.sending(self.db)
+        if not work:
+            return len(started)
+        mailer = open_mailer(self.settings)
+        try:
+            return len(started) + sum(dispatcher.dispatch(self.db, b, mailer, now) for b in work)
+        finally:
+            mailer.close()

@@ -22,6 +22,7 @@ from activitylog.log.verify import verify_account
 from activitylog.services import accounts, api_keys
 from activitylog.services.auth import SCOPES
 from activitylog.services.uow import SYSTEM_CLI
+from activitylog.workers import BroadcastWorker, Checkpointer
 
 app = typer.Typer(no_args_is_help=True, help="An email-marketing account with a tamper-evident activity log.")
 account_app = typer.Typer(no_args_is_help=True, help="Manage accounts.")
@@ -55,19 +56,39 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
     no_migrate: bool = typer.Option(False, "--no-migrate", help="Do not apply migrations first."),
+    no_workers: bool = typer.Option(
+        False, "--no-workers", help="Leave scheduling, delivery and checkpoints to 'activitylog worker'."
+    ),
 ) -> None:
     """Serve the API and dashboard."""
     from activitylog.web.app import create_app  # noqa: PLC0415  (other commands need no web stack)
-    from activitylog.workers import Checkpointer  # noqa: PLC0415
 
     settings = Settings()
     db = connect(settings.database_url)
     if not no_migrate:
         upgrade(db)
-    checkpointer = Checkpointer(db, settings)
-    checkpointer.start()
+    workers = [Checkpointer(db, settings), BroadcastWorker(db, settings)] if not no_workers else []
+    for worker in workers:
+        worker.start()
     try:
         uvicorn.run(create_app(settings, db), host=host, port=port, proxy_headers=False, log_level="info")
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
+@app.command()
+def worker() -> None:
+    """Run the scheduler, dispatcher and checkpoints alone (for deployments that split them from serve)."""
+    settings = Settings()
+    db = connect(settings.database_url)
+    checkpointer = Checkpointer(db, settings)
+    checkpointer.start()
+    err.print(f"worker: scheduling and delivering every {settings.worker_interval_seconds}s; Ctrl-C stops")
+    try:
+        BroadcastWorker(db, settings).run_forever()
+    except KeyboardInterrupt:
+        pass
     finally:
         checkpointer.stop()
 

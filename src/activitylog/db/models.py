@@ -177,6 +177,11 @@ class Broadcast(Audited, Base):
     send_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     scheduled_by: Mapped[str | None] = mapped_column(String(60))
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    recipients: Mapped[int | None] = mapped_column(Integer)
+    delivered: Mapped[int | None] = mapped_column(Integer)
+    failed: Mapped[int | None] = mapped_column(Integer)
+    suppressed: Mapped[int | None] = mapped_column(Integer)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -247,6 +252,36 @@ class ChainHead(Base):
     seq: Mapped[int] = mapped_column(BigInteger, default=0)
     hash: Mapped[str] = mapped_column(String(64))
     occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Delivery(Base):
+    """One recipient of one broadcast. Claimed (inserted) before the message goes out, so two dispatchers
+    can never both send it; bookkeeping, not an account change, so it is not audited row by row."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (Index(None, "account_id", "broadcast_id", "status", "sent_at"),)
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    broadcast_id: Mapped[str] = mapped_column(ForeignKey("broadcasts.id"), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), primary_key=True)
+    status: Mapped[str] = mapped_column(String(20))  # sending | sent | failed
+    error: Mapped[str | None] = mapped_column(String(500))
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class DeliveryEvent(Base):
+    """Feedback from the mail transfer agent, idempotent by the agent's event id."""
+
+    __tablename__ = "delivery_events"
+    __table_args__ = (Index(None, "account_id", "broadcast_id", "type", "received_at"),)
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    type: Mapped[str] = mapped_column(String(20))  # delivered | bounce | complaint
+    bounce_type: Mapped[str | None] = mapped_column(String(10))
+    email: Mapped[str] = mapped_column(String(320))
+    broadcast_id: Mapped[str | None] = mapped_column(String(40))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class SigningKey(Base):

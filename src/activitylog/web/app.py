@@ -16,6 +16,7 @@ from activitylog.web.api import (
     activity,
     api_keys,
     broadcasts,
+    delivery_events,
     lists,
     reputation_rules,
     segments,
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         suppressions,
         sending_domains,
         reputation_rules,
+        delivery_events,
         activity,
     ):
         app.include_router(module.router)

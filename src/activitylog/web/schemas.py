@@ -278,6 +278,11 @@ class ScheduleIn(Input):
 
 class BroadcastOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
+    recipients: int | None = None
+    delivered: int | None = None
+    failed: int | None = None
+    suppressed: int | None = None
+    finished_at: datetime | None = None
     id: str
     name: str
     subject: str
