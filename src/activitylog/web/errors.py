@@ -51,8 +51,8 @@ def validation_error(err: Any) -> tuple[str | None, str]:
     loc = _field_path(tuple(err.get("loc", ())))
     msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
     if m := _LEADING_FIELD.match(msg):  # a model-level check that names its own field
-        field = ".".join([*loc, m.group(1)])
-        return field, f"{field}: {msg[m.end():]}"
+        named = ".".join([*loc, m.group(1)])
+        return named, f"{named}: {msg[m.end():]}"
     field = ".".join(loc) or None
     if field is None and err.get("loc", ("body",))[:1] == ("body",):
         field = "body"  # the body as a whole: absent, or not the JSON object the endpoint takes
