@@ -273,3 +273,34 @@ def test_delivery_events_are_validated(tenant: Tenant) -> None:
             "/api/v1/delivery-events", json=[{"id": "e", "type": "opened", "email": "a@example.com"}]
         )
         assert wrong.status_code == 422 and wrong.json()["error"]["field"] == "0.type"
+
+
+def test_a_complaint_rate_over_threshold_pauses_all_sending(db: Database, tenant: Tenant) -> None:
+    with tenant.key_client() as client:
+        rule_id = _rule(
+            client,
+            "Stop everything on complaints",
+            {"metric": "complaint_rate", "threshold": 0.001, "window_minutes": 60, "min_sends": 5},
+            "pause_sending",
+        )
+        list_id = _audience(client, 6)
+        first, second = _broadcast(client, list_id, "First"), _broadcast(client, list_id, "Second")
+        for bid in (first, second):
+            client.post(f"/api/v1/broadcasts/{bid}/send")
+        with db.reader() as session:
+            broadcast = session.get(Broadcast, first)
+        assert broadcast is not None
+
+        class Quiet:  # delivers nowhere: only the sends' bookkeeping matters here
+            def send(self, message: EmailMessage) -> None: ...
+
+            def close(self) -> None: ...
+
+        dispatcher.dispatch(db, broadcast, Quiet(), datetime.now(UTC))  # first is sent: 6 deliveries
+        complaint = {"id": "c-1", "type": "complaint", "email": "reader1@example.com", "broadcast_id": first}
+        assert client.post("/api/v1/delivery-events", json=[complaint]).json()["actions"] == 1
+        statuses = {bid: client.get(f"/api/v1/broadcasts/{bid}").json()["status"] for bid in (first, second)}
+        paused = client.get("/api/v1/activity", params={"actor": rule_id}).json()["data"]
+    assert statuses == {first: "sent", second: "paused"}  # every broadcast still sending is paused
+    assert [e["resource"]["id"] for e in paused] == [second]
+    assert paused[0]["changes"]["trigger"]["to"]["metric"] == "complaint_rate"
