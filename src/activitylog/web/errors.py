@@ -52,7 +52,7 @@ def validation_error(err: Any) -> tuple[str | None, str]:
     msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
     if m := _LEADING_FIELD.match(msg):  # a model-level check that names its own field
         named = ".".join([*loc, m.group(1)])
-        return named, f"{named}: {msg[m.end():]}"
+        return named, f"{named}: {msg[m.end() :]}"
     field = ".".join(loc) or None
     if field is None and err.get("loc", ("body",))[:1] == ("body",):
         field = "body"  # the body as a whole: absent, or not the JSON object the endpoint takes
