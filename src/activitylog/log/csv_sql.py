@@ -8,7 +8,7 @@ to that reference.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, String, case, cast, func, literal
@@ -48,9 +48,25 @@ def stream_postgres(db: Database, statement: Select[Any], columns: tuple[str, ..
         raw = conn.connection.driver_connection
         assert raw is not None
         with raw.cursor() as cursor, cursor.copy(sql, compiled.params) as copy:
-            for block in copy:
-                yield bytes(block)
+            yield from _coalesce(copy)
         raw.rollback()
+
+
+CHUNK_BYTES = 256 * 1024
+
+
+def _coalesce(blocks: Iterable[memoryview]) -> Iterator[bytes]:
+    """COPY hands over one block per row; the response wants few large chunks (each costs a thread hop)."""
+    pending: list[bytes] = []
+    size = 0
+    for block in blocks:
+        pending.append(bytes(block))
+        size += len(block)
+        if size >= CHUNK_BYTES:
+            yield b"".join(pending)
+            pending, size = [], 0
+    if pending:
+        yield b"".join(pending)
 
 
 def _sqlite_cell(name: str) -> ColumnElement[Any]:

@@ -139,12 +139,15 @@ def _like_pattern(text: str) -> str:
 
 # The expression PostgreSQL's trigram index covers (migration 0003); fields joined by a separator that no
 # search text contains, so the index never matches across two fields.
+# Constants are written into the SQL, not bound, or the planner could not match the index's expression.
+_SEPARATOR = func.chr(literal_column("31"))
+_EMPTY: ColumnElement[str] = literal_column("''")
 SEARCH_TEXT = func.lower(
     _E.summary
-    + func.chr(31)
-    + func.coalesce(_E.resource_name, "")
-    + func.chr(31)
-    + func.coalesce(_E.actor_name, "")
+    + _SEPARATOR
+    + func.coalesce(_E.resource_name, _EMPTY)
+    + _SEPARATOR
+    + func.coalesce(_E.actor_name, _EMPTY)
 )
 _ROWID: ColumnElement[int] = literal_column("activity_entries.rowid")
 MIN_INDEXED_TEXT = 3  # trigrams: shorter text cannot use the index and is matched by a scan
