@@ -1,14 +1,20 @@
-"""``make bench``: append throughput and query latency on SQLite and PostgreSQL, written to bench/RESULTS.md.
+"""``make bench``: the log at scale on SQLite and PostgreSQL, each figure beside the raw engine's own.
 
 Each engine gets a throw-away database built by the real migrations (a file under bench/data/, a
-``CREATE DATABASE activitylog_bench_<random>`` on the server), measured in two parts:
+``CREATE DATABASE activitylog_bench_<random>`` on the server), then:
 
-1. appends through the recorder vs. the bare driver, with 1, 2 and 4 writer processes (``appends.py``);
-2. an account seeded with a year of realistic history, queried through a real uvicorn vs. hand-written
-   SQL (``seeding.py``, ``queries.py``).
+1. seeding: 1,000 accounts, one holding 20% of ``--entries``, 50 actors each, a year of history with
+   realistic diffs and valid hash chains, bulk-loaded (``seeding.py``, ``history.py``, ``bulk.py``);
+2. queries: the first page of every filter, a combination and a keyset page 1,000 deep, through the HTTP
+   API of a real server process vs. the same SQL on the bare driver, plus plans (``queries.py``);
+3. exports: the CSV export endpoint vs. ``COPY … TO STDOUT`` / the ``sqlite3`` shell, with the server's
+   peak RSS (``exports.py``);
+4. appends through the recorder vs. hand-written SQL, 1, 2 and 4 writers on their own accounts
+   (``appends.py``).
 
-``--quick`` (20,000 entries, one short run, fewer requests) checks the whole thing in under a minute; the
-default run takes a few minutes on a 2-core machine.
+Results: bench/RESULTS.md and bench/PLANS.md (``report.py``). ``--entries 1000000`` is the default (about
+10-20 minutes on a 2-core machine); ``--entries 10000000`` is the full-size run, by hand (about an hour);
+``--quick`` (50,000 entries, short runs) checks the whole thing in about a minute.
 """
 
 from __future__ import annotations
@@ -21,38 +27,46 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 
+import httpx
 import psycopg
 
 # isort: split
 # Sibling modules of bench/ (run.py runs as a script, so they import as top-level modules).
 import report
 from appends import WriterPool, run_appends
+from exports import run_exports
 from queries import run_queries
-from seeding import OTHER_ACCOUNTS, seed
-from stores import Store, describe, postgres_store, sqlite_store
+from seeding import seed
+from server import serve
+from stores import Store, describe, postgres_store, row_counts, sqlite_store
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="small and short: a smoke run in under a minute")
-    parser.add_argument(
-        "--entries", type=int, help="entries seeded in the account under test (default 200,000)"
-    )
+    parser.add_argument("--quick", action="store_true", help="small and short: a smoke run in about a minute")
+    parser.add_argument("--entries", type=int, help="entries over all accounts (default 1,000,000)")
+    parser.add_argument("--accounts", type=int, default=1000, help="accounts; the first holds 20%% (1000)")
     parser.add_argument("--runs", type=int, help="append runs per configuration; the median is reported (3)")
     parser.add_argument("--seconds", type=float, help="length of one append run in seconds (4)")
-    parser.add_argument("--requests", type=int, help="timed requests per query (50)")
+    parser.add_argument("--requests", type=int, help="timed requests per query (60)")
+    parser.add_argument(
+        "--budget", type=float, help="seconds a slow query may take before it stops early (30)"
+    )
     parser.add_argument("--pages", type=int, help="keyset depth: next_cursor pages to follow (1000)")
+    parser.add_argument("--export-runs", type=int, help="runs of each export, API and raw (3)")
     parser.add_argument("--engines", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql")
     parser.add_argument("--pg-url", default=DEFAULT_PG, help="PostgreSQL server to create the database on")
     parser.add_argument("--keep-data", action="store_true", help="keep bench/data/bench.db for inspection")
     args = parser.parse_args(argv)
-    quick = {"entries": 20_000, "runs": 1, "seconds": 0.5, "requests": 10, "pages": 100}
-    full = {"entries": 200_000, "runs": 3, "seconds": 4.0, "requests": 50, "pages": 1000}
+    quick = {"entries": 50_000, "runs": 1, "seconds": 0.5, "requests": 10, "budget": 3.0, "pages": 100}
+    full = {"entries": 1_000_000, "runs": 3, "seconds": 4.0, "requests": 60, "budget": 30.0, "pages": 1000}
     for name, value in (quick if args.quick else full).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
+    if args.export_runs is None:
+        args.export_runs = 1 if args.quick else 3
     return args
 
 
@@ -78,13 +92,24 @@ def _unreachable(engine: str, args: argparse.Namespace) -> str | None:
 def bench_engine(store: Store, pool: WriterPool, args: argparse.Namespace, result: report.Report) -> None:
     log = _logger(store.engine, result.load)
     result.engines[store.engine] = describe(store)
+    log(f"seeding {args.entries:,} entries over {args.accounts:,} accounts")
+    seeded = seed(store, entries=args.entries, accounts_total=args.accounts)
+    result.seeded[store.engine] = seeded
+    result.rows[store.engine] = row_counts(store, seeded.account_id)
+    log(f"seeded in {seeded.seconds:.1f} s; serving")
+    headers = {"Authorization": f"Bearer {seeded.api_key}", "User-Agent": "activitylog-bench"}
+    with (
+        serve(store.url) as server,
+        httpx.Client(base_url=server.url, headers=headers, timeout=3600) as client,
+    ):
+        log("queries")
+        result.queries.append(
+            run_queries(store, seeded, client, requests=args.requests, pages=args.pages, budget=args.budget)
+        )
+        log("exports")
+        result.exports += run_exports(store, seeded, client, server, runs=args.export_runs)
     log("appends")
     result.appends += run_appends(store, pool, runs=args.runs, seconds=args.seconds)
-    log(f"seeding {args.entries:,} entries (+{OTHER_ACCOUNTS} other accounts)")
-    seeded = seed(store, entries=args.entries)
-    result.seeding[f"seeding time, {store.engine}"] = f"{seeded.seconds:.1f} s"
-    log(f"seeded in {seeded.seconds:.1f} s; queries")
-    result.queries.append(run_queries(store, seeded, requests=args.requests, pages=args.pages))
     log("done")
 
 
@@ -94,7 +119,7 @@ def _logger(engine: str, load: list[float]) -> Callable[[str], None]:
 
     def log(message: str) -> None:
         load.append(os.getloadavg()[0])
-        print(f"[{engine} +{time.perf_counter() - began:5.1f}s] {message}", flush=True)
+        print(f"[{engine} +{time.perf_counter() - began:6.1f}s] {message}", flush=True)
 
     return log
 
@@ -105,17 +130,19 @@ def main(argv: list[str]) -> int:
     result = report.Report(
         started=datetime.now(UTC),
         finished=datetime.now(UTC),
+        load_start=os.getloadavg(),
         settings={
             "argv": " ".join(argv) or "(defaults)",
             "mode": "quick" if args.quick else "full",
-            "entries in the account under test": f"{args.entries:,}",
-            "other accounts": f"{OTHER_ACCOUNTS} of {args.entries // OTHER_ACCOUNTS:,} entries",
+            "entries (all accounts)": f"{args.entries:,}",
+            "accounts": f"{args.accounts:,}, the first holding 20% of the entries",
             "append runs": f"{args.runs} of {args.seconds:g} s each",
-            "timed requests per query": str(args.requests),
+            "timed requests per query": f"{args.requests} (fewer if a query exceeds {args.budget:g} s)",
             "keyset depth (pages of 50)": str(args.pages),
+            "export runs": str(args.export_runs),
         },
     )
-    result.load.append(os.getloadavg()[0])
+    result.load.append(result.load_start[0])
     pool = WriterPool(4)
     try:
         for engine in engines:
@@ -129,9 +156,10 @@ def main(argv: list[str]) -> int:
     finally:
         pool.close()
     result.finished = datetime.now(UTC)
-    result.load.append(os.getloadavg()[0])
-    path = report.write(result)
-    print(f"wrote {path}")
+    result.load_end = os.getloadavg()
+    result.load.append(result.load_end[0])
+    for path in report.write(result):
+        print(f"wrote {path}")
     return 0
 
 

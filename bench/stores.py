@@ -143,3 +143,38 @@ def describe(store: Store) -> dict[str, str]:
         return info
     finally:
         conn.close()
+
+
+def row_counts(store: Store, account_id: str) -> dict[str, str]:
+    """The size of what was measured: rows per table, the account under test, and bytes on disk."""
+    conn = store.raw_connect()
+    try:
+
+        def scalar(sql: str, *args: Any) -> int:
+            return int(conn.execute(store.sql(sql), args).fetchone()[0])
+
+        entries = scalar("SELECT count(*) FROM activity_entries")
+        mine = scalar("SELECT count(*) FROM activity_entries WHERE account_id = ?", account_id)
+        out = {
+            "activity_entries": f"{entries:,}",
+            "… of the account under test": f"{mine:,} ({mine / entries:.1%})",
+            "accounts": f"{scalar('SELECT count(*) FROM accounts'):,}",
+            "activity_heads": f"{scalar('SELECT count(*) FROM activity_heads'):,}",
+            "distinct actors": f"{scalar('SELECT count(DISTINCT actor_id) FROM activity_entries'):,}",
+        }
+        if store.is_sqlite:
+            size = sum(
+                Path(store.raw_target + s).stat().st_size
+                for s in ("", "-wal")
+                if Path(store.raw_target + s).exists()
+            )
+            out["database file"] = f"{size / 2**20:,.0f} MiB"
+        else:
+            table = scalar("SELECT pg_total_relation_size('activity_entries')")
+            heap = scalar("SELECT pg_relation_size('activity_entries')")
+            out["activity_entries on disk"] = (
+                f"{table / 2**20:,.0f} MiB ({heap / 2**20:,.0f} MiB heap + indexes/TOAST)"
+            )
+        return out
+    finally:
+        conn.close()
