@@ -149,11 +149,10 @@ SEARCH_TEXT = func.lower(
     + _SEPARATOR
     + func.coalesce(_E.actor_name, _EMPTY)
 )
-_ROWID: ColumnElement[int] = literal_column("activity_entries.rowid")
 MIN_INDEXED_TEXT = 3  # trigrams: shorter text cannot use the index and is matched by a scan
 
 
-def _search_index_hint(text: str, pattern: str, dialect: str) -> list[ColumnElement[bool]]:
+def _search_index_hint(account_id: str, text: str, pattern: str, dialect: str) -> list[ColumnElement[bool]]:
     """A condition the text index can answer, implied by the exact match that follows it."""
     if len(text) < MIN_INDEXED_TEXT or "\x1f" in text:
         return []
@@ -161,8 +160,11 @@ def _search_index_hint(text: str, pattern: str, dialect: str) -> list[ColumnElem
         return [SEARCH_TEXT.like(pattern, escape="\\")]
     if dialect == "sqlite":
         phrase = '"' + text.replace('"', '""') + '"'
-        matches = text_clause("SELECT rowid FROM activity_search WHERE activity_search MATCH :phrase")
-        return [_ROWID.in_(matches.bindparams(phrase=phrase).columns(literal_column("rowid")))]
+        matches = text_clause(
+            "SELECT seq FROM activity_search "
+            "WHERE activity_search MATCH :phrase AND account_id = :search_account"
+        ).bindparams(phrase=phrase, search_account=account_id)
+        return [_E.seq.in_(matches.columns(literal_column("seq")))]
     return []
 
 
@@ -193,7 +195,7 @@ def conditions(account_id: str, f: ActivityFilter, dialect: str = "") -> list[Co
             func.lower(_E.resource_name).like(pattern, escape="\\"),
             func.lower(_E.actor_name).like(pattern, escape="\\"),
         )
-        where.extend(_search_index_hint(f.q, pattern, dialect))
+        where.extend(_search_index_hint(account_id, f.q, pattern, dialect))
         where.append(exact)
     return where
 

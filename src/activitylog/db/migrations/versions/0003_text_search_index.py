@@ -22,17 +22,21 @@ PG_SEARCH_TEXT = (
 
 def upgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
-        # External content: the index stores trigrams only; the text stays in activity_entries.
+        # The index keeps its own copy keyed by (account_id, seq), not by rowid: VACUUM may renumber the
+        # rowids of a table without an INTEGER PRIMARY KEY, which would silently detach an external index.
         op.execute(
             "CREATE VIRTUAL TABLE activity_search USING fts5(summary, resource_name, actor_name, "
-            "content='activity_entries', content_rowid='rowid', tokenize='trigram')"
+            "account_id UNINDEXED, seq UNINDEXED, tokenize='trigram')"
         )
         op.execute(
             "CREATE TRIGGER activity_search_add AFTER INSERT ON activity_entries BEGIN "
-            "INSERT INTO activity_search(rowid, summary, resource_name, actor_name) "
-            "VALUES (new.rowid, new.summary, new.resource_name, new.actor_name); END"
+            "INSERT INTO activity_search(summary, resource_name, actor_name, account_id, seq) "
+            "VALUES (new.summary, new.resource_name, new.actor_name, new.account_id, new.seq); END"
         )
-        op.execute("INSERT INTO activity_search(activity_search) VALUES ('rebuild')")
+        op.execute(
+            "INSERT INTO activity_search(summary, resource_name, actor_name, account_id, seq) "
+            "SELECT summary, resource_name, actor_name, account_id, seq FROM activity_entries"
+        )
         return
     op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
     op.execute("CREATE EXTENSION IF NOT EXISTS btree_gin")
