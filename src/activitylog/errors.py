@@ -36,6 +36,11 @@ class Unauthorized(DomainError):
     code = "unauthorized"
 
 
+class TooManyRequests(DomainError):
+    status = 429
+    code = "rate_limited"
+
+
 class Forbidden(DomainError):
     status = 403
     code = "forbidden"

@@ -6,14 +6,16 @@ Sign-ins, sign-outs and failed sign-ins are logged like any other action, throug
 from __future__ import annotations
 
 import hmac
+import threading
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 
 from activitylog.db.base import Database
-from activitylog.db.models import ApiKey, AuthSession, User
-from activitylog.errors import Forbidden, Unauthorized
+from activitylog.db.models import ActivityEntry, ApiKey, AuthSession, User
+from activitylog.errors import Forbidden, TooManyRequests, Unauthorized
 from activitylog.log.record import Actor, RequestContext
 from activitylog.services import credentials
 from activitylog.services.uow import UnitOfWork
@@ -113,19 +115,78 @@ class SignIn:
     user: User
 
 
+class FailureLimiter:
+    """Failed sign-ins per source IP in a sliding window, in this process's memory: it stops one address
+    from spraying guesses (each one costs an argon2 check) across many accounts."""
+
+    def __init__(self, limit: int = 30, window: timedelta = timedelta(minutes=5)) -> None:
+        self.limit, self.window = limit, window
+        self._failures: dict[str, deque[datetime]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def _recent(self, ip: str, now: datetime) -> deque[datetime]:
+        failures = self._failures[ip]
+        while failures and now - failures[0] > self.window:
+            failures.popleft()
+        return failures
+
+    def blocked(self, ip: str | None) -> bool:
+        with self._lock:
+            return ip is not None and len(self._recent(ip, datetime.now(UTC))) >= self.limit
+
+    def failed(self, ip: str | None) -> None:
+        if ip is not None:
+            with self._lock:
+                self._recent(ip, datetime.now(UTC)).append(datetime.now(UTC))
+
+
+FAILED_SIGN_INS = FailureLimiter()
+LOCKOUT_AFTER = 10  # failed sign-ins of one user within LOCKOUT_WINDOW lock it out until they age
+LOCKOUT_WINDOW = timedelta(minutes=15)
+
+
+def _recent_failures(db: Database, user: User) -> int:
+    """Counted from the log itself: the failed sign-ins it already holds for this user."""
+    since = datetime.now(UTC) - LOCKOUT_WINDOW
+    with db.reader() as session:
+        return int(
+            session.execute(
+                select(func.count()).where(
+                    ActivityEntry.account_id == user.account_id,
+                    ActivityEntry.action == "user.login_failed",
+                    ActivityEntry.resource_id == user.id,
+                    ActivityEntry.occurred_at >= since,
+                )
+            ).scalar_one()
+        )
+
+
+def _log_failure(db: Database, user: User, email: str, context: RequestContext, locked: bool) -> None:
+    anonymous = Actor(type="session", id="anonymous", name=email)
+    with UnitOfWork(db, account_id=user.account_id, actor=anonymous, context=context) as uow:
+        uow.record("user.login_failed", user, {"locked": {"from": None, "to": True}} if locked else {})
+        uow.commit()
+
+
 def sign_in(db: Database, email: str, password: str, context: RequestContext, ttl: timedelta) -> SignIn:
-    """Start a session, or log the failed attempt against the account the address belongs to."""
+    """Start a session, or log the failed attempt against the account the address belongs to.
+
+    Too many failures from one IP are refused before any check (429); too many failures for one user lock
+    it for a while, and the refused attempts are logged too, marked ``locked``."""
+    if FAILED_SIGN_INS.blocked(context.ip):
+        raise TooManyRequests("too many failed sign-ins from this address; try again in a few minutes")
     email = email.strip().lower()
     with db.reader() as session:
         user = session.execute(select(User).where(User.email == email)).scalar_one_or_none()
     ok = credentials.verify_password(user.password_hash if user else None, password)
-    if user is None:
-        raise Unauthorized("wrong email or password")
-    if not ok:
-        anonymous = Actor(type="session", id="anonymous", name=email)
-        with UnitOfWork(db, account_id=user.account_id, actor=anonymous, context=context) as uow:
-            uow.record("user.login_failed", user, {})
-            uow.commit()
+    if user is not None and _recent_failures(db, user) >= LOCKOUT_AFTER:
+        FAILED_SIGN_INS.failed(context.ip)
+        _log_failure(db, user, email, context, locked=True)
+        raise TooManyRequests("too many failed sign-ins for this user; try again in 15 minutes")
+    if user is None or not ok:
+        FAILED_SIGN_INS.failed(context.ip)
+        if user is not None:
+            _log_failure(db, user, email, context, locked=False)
         raise Unauthorized("wrong email or password")
     token, csrf = credentials.new_token(), credentials.new_token()
     actor = Actor(type="session", id=user.id, name=user.email)

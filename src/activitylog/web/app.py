@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import RedirectResponse
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,6 +25,7 @@ from activitylog.web.api import (
     suppressions,
 )
 from activitylog.web.context import request_id
+from activitylog.web.guards import EdgeGuards
 
 
 class RequestIdMiddleware:
@@ -46,25 +47,6 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
-
-
-class RejectNulMiddleware:
-    """NUL in a path or query string is never meaningful here, and PostgreSQL text cannot hold it: a 422."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            where = "path" if "\x00" in scope["path"] else None
-            query = scope.get("query_string", b"")
-            if b"%00" in query or b"\x00" in query:
-                where = "query"
-            if where:
-                body = errors.error_body("invalid", f"{where}: must not contain NUL characters", where)
-                await JSONResponse(body, status_code=422)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
@@ -91,7 +73,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         activity,
     ):
         app.include_router(module.router)
-    app.add_middleware(RejectNulMiddleware)
+    app.add_middleware(EdgeGuards)
     app.add_middleware(RequestIdMiddleware)
 
     @app.get("/", include_in_schema=False)

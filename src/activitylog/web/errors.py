@@ -27,6 +27,18 @@ _STATUS_CODES = {
 }
 
 
+MAX_BODY_BYTES = 6 * 1024 * 1024  # a 10,000-row contact import is well under this
+
+
+class BodyTooLarge(Exception):
+    """The request body grew past MAX_BODY_BYTES while it was being read."""
+
+
+def too_large_body() -> JSONResponse:
+    message = f"body: larger than {MAX_BODY_BYTES // (1024 * 1024)} MB"
+    return JSONResponse(error_body("too_large", message, "body"), status_code=413)
+
+
 def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
     error: dict[str, Any] = {"code": code, "message": message}
     if field:
@@ -60,6 +72,10 @@ def validation_error(err: Any) -> tuple[str | None, str]:
 
 
 def install(app: FastAPI) -> None:
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(_request: Request, _exc: BodyTooLarge) -> JSONResponse:
+        return too_large_body()
+
     @app.exception_handler(DomainError)
     async def _domain(_request: Request, exc: DomainError) -> JSONResponse:
         return JSONResponse(error_body(exc.code, exc.message, exc.field), status_code=exc.status)
