@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -174,3 +176,12 @@ def tenant(server: Server) -> Tenant:
 @pytest.fixture
 def root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+def run_auditor_tool(*args: str, stdlib_only: bool = True) -> subprocess.CompletedProcess[str]:
+    """tools/verify_export.py as an auditor runs it; ``-S`` (no site-packages) proves the stdlib suffices."""
+    tool = Path(__file__).resolve().parent.parent / "tools" / "verify_export.py"
+    flags = ["-I", "-S"] if stdlib_only else ["-I"]  # manifests need the cryptography package
+    return subprocess.run(
+        [sys.executable, *flags, str(tool), *args], capture_output=True, text=True, timeout=120, check=False
+    )

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from activitylog.log.chain import CHAINED_FIELDS, GENESIS, canonical_json, entry_hash
-from conftest import Tenant
+from conftest import Tenant, run_auditor_tool
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(),
@@ -53,25 +51,12 @@ def test_hash_follows_the_contract_by_hand() -> None:
     assert entry_hash(GENESIS, fields) == expected
 
 
-def _run_stdlib_verifier(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    # -I -S: no site-packages, no environment — the Python standard library alone
-    return subprocess.run(
-        [sys.executable, "-I", "-S", str(root / "tools" / "verify_export.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def test_chain_recomputes_from_api_output_with_stdlib_alone(
-    tenant: Tenant, root: Path, tmp_path: Path
-) -> None:
+def test_chain_recomputes_from_api_output_with_stdlib_alone(tenant: Tenant, tmp_path: Path) -> None:
     with tenant.key_client() as client:
         for i in range(12):
             lst = client.post("/api/v1/lists", json={"name": f'Liste née {i} "quoted"'}).json()
             client.patch(f"/api/v1/lists/{lst['id']}", json={"name": f"Renamed {i} ✓"})
-        result = _run_stdlib_verifier(root, "--url", tenant.server.url, "--key", tenant.key)
+        result = run_auditor_tool("--url", tenant.server.url, "--key", tenant.key)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "OK: 27 rows verified, seq 1..27" in result.stdout  # account, owner, key + 24
 
@@ -80,18 +65,18 @@ def test_chain_recomputes_from_api_output_with_stdlib_alone(
         )
     saved = tmp_path / "entries.jsonl"
     saved.write_text("\n".join(json.dumps(e, ensure_ascii=False) for e in entries), encoding="utf-8")
-    assert _run_stdlib_verifier(root, str(saved)).returncode == 0
+    assert run_auditor_tool(str(saved)).returncode == 0
 
     tampered = [dict(e) for e in entries]
     tampered[5] = {**tampered[5], "ip": "203.0.113.1"}
     saved.write_text("\n".join(json.dumps(e) for e in tampered), encoding="utf-8")
-    result = _run_stdlib_verifier(root, str(saved))
+    result = run_auditor_tool(str(saved))
     assert result.returncode == 1
     assert f"TAMPERED: seq {entries[5]['seq']}: hash does not match" in result.stdout
 
     swapped = [*entries[:3], entries[4], entries[3], *entries[5:]]
     saved.write_text("\n".join(json.dumps(e) for e in swapped), encoding="utf-8")
-    result = _run_stdlib_verifier(root, str(saved))
+    result = run_auditor_tool(str(saved))
     assert result.returncode == 1 and "TAMPERED: seq 4: out of order" in result.stdout
 
 

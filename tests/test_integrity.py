@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -29,7 +27,7 @@ from activitylog.log.signing import load_signer
 from activitylog.log.verify import Verdict, verify_account
 from activitylog.services import lists
 from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
-from conftest import PG_ENV, Tenant, fresh_postgres_database, make_tenant
+from conftest import PG_ENV, Tenant, fresh_postgres_database, make_tenant, run_auditor_tool
 
 LISTS = 8  # the drills' account: seq 1-3 (account, owner, key), then 8 list creations: seq 4-11
 HEAD = 3 + LISTS
@@ -389,7 +387,7 @@ def test_a_tampered_checkpoint_is_caught(db: Database, tenant: Tenant, tmp_path:
     assert not verdict.ok and verdict.first_bad_seq == held.seq and "signature" in (verdict.reason or "")
 
 
-def test_checkpoints_chain_and_verify_through_the_api(tenant: Tenant, root: Path) -> None:
+def test_checkpoints_chain_and_verify_through_the_api(tenant: Tenant) -> None:
     with tenant.key_client() as client:
         client.post("/api/v1/lists", json={"name": "One"})
         first = client.get("/api/v1/activity/export/manifest", params={"as_of_seq": 1}).json()["checkpoint"]
@@ -416,19 +414,7 @@ def test_checkpoints_chain_and_verify_through_the_api(tenant: Tenant, root: Path
 
 
 # ---- the export, checked by the standalone verifier with its signed manifest ----
-def _verifier(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-I", str(root / "tools" / "verify_export.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def test_export_with_manifest_proves_rows_were_not_removed(
-    tenant: Tenant, root: Path, tmp_path: Path
-) -> None:
+def test_export_with_manifest_proves_rows_were_not_removed(tenant: Tenant, tmp_path: Path) -> None:
     with tenant.key_client() as client:
         for i in range(5):
             client.post("/api/v1/lists", json={"name": f"L{i}"})
@@ -451,22 +437,22 @@ def test_export_with_manifest_proves_rows_were_not_removed(
     key_path.write_text(pem)
     args = ("--manifest", str(manifest_path), "--public-key", str(key_path))
 
-    ok = _verifier(root, str(csv_path), *args)
+    ok = run_auditor_tool(str(csv_path), *args, stdlib_only=False)
     assert ok.returncode == 0 and "MANIFEST OK: all 5 rows" in ok.stdout, ok.stdout + ok.stderr
 
     lines = export.content.decode().splitlines(keepends=True)
     csv_path.write_text("".join(lines[:2] + lines[3:]))  # one row removed: the chain alone sees only a gap
-    removed = _verifier(root, str(csv_path), *args)
+    removed = run_auditor_tool(str(csv_path), *args, stdlib_only=False)
     assert removed.returncode == 1 and "rows were removed or added" in removed.stdout
 
     csv_path.write_text("".join([*lines[:2], lines[2].replace("L1", "LX", 1), *lines[3:]]))
-    altered = _verifier(root, str(csv_path), *args)
+    altered = run_auditor_tool(str(csv_path), *args, stdlib_only=False)
     seq = lines[2].split(",")[1]
     assert altered.returncode == 1 and f"TAMPERED: seq {seq}" in altered.stdout
 
     csv_path.write_bytes(export.content)
     manifest_path.write_text(json.dumps({**manifest, "rows": 4}))
-    forged = _verifier(root, str(csv_path), *args)
+    forged = run_auditor_tool(str(csv_path), *args, stdlib_only=False)
     assert forged.returncode == 1 and "manifest's signature does not verify" in forged.stdout
 
 
