@@ -14,7 +14,7 @@ Why it is shaped like this: ``--entries 1000000`` must take minutes, not hours, 
 * entries are committed in large batches and counted from the unit of work, not with ``COUNT(*)``.
 
 The first simulated hour is an onboarding script that performs every kind of action once, so even a short
-history has them all; after that, actions are drawn by weight (mostly contacts, sign-ins and suppressions).
+history has them all; after that, actions are drawn by weight (see ``VOLUME`` and ``TEAM``).
 """
 
 from __future__ import annotations
@@ -25,8 +25,10 @@ import random
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from itertools import accumulate, count
+from typing import Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -52,11 +54,12 @@ from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
 
 DEMO_EMAIL = "demo@example.com"
 DEMO_PASSWORD = "demo-password"  # noqa: S105  (a published demo login, not a secret)
-BATCH = 2000  # entries per transaction
+BATCH = 1000  # entries per transaction: one commit (fsync) per thousand
 HISTORY = timedelta(days=42)
 HOUR = timedelta(hours=1)
 MAX_INVITES = 6  # argon2 makes each invited user cost ~0.1 s
 MAX_KEYS, MAX_DOMAINS, MAX_RULES = 6, 5, 8
+REMEMBERED = 20_000  # contacts (and suppressed addresses) kept for later edits: memory stays flat at 1M
 CLI_CONTEXT = RequestContext(user_agent="activitylog-cli")
 SCHEDULER = "system", "scheduler", "activitylog scheduler"
 DISPATCHER = "system", "dispatcher", "activitylog dispatcher"
@@ -125,6 +128,10 @@ class Pool:
     def pick(self, rng: random.Random) -> str | None:
         return rng.choice(self._items) if self._items else None
 
+    def recent(self, n: int) -> list[str]:
+        """Roughly the ``n`` latest additions (removals move the last item into the gap)."""
+        return self._items[-n:]
+
 
 def _activity(at: datetime) -> float:
     """How busy the account is at ``at`` (UTC): a team across Europe and the US, quiet nights and weekends."""
@@ -161,13 +168,15 @@ class History:
         )
         self.committed = 0
         self.serial = count(1)
+        self.hands = 1.0  # how much of the work the team does by hand (see HANDS)
+        self.mix = _mix(self.hands)
         # who acts
         self.actors: dict[str, Actor] = {}
         self.roles: dict[str, str] = {}
         self.ips: dict[str, list[str]] = {}
         self.people, self.admins, self.guests, self.keys = Pool(), Pool(), Pool(), Pool()
         self.invites = 0
-        # what exists
+        # what exists (contacts and suppressions: the most recent REMEMBERED, roughly)
         self.lists, self.contacts, self.segments, self.suppressed = Pool(), Pool(), Pool(), Pool()
         self.list_of: dict[str, str] = {}  # contact or segment id -> its list
         self.members: dict[str, set[str]] = {}  # list id -> contact ids
@@ -240,6 +249,10 @@ class History:
         """A team member in the dashboard or, with probability ``keys``, an integration's API key."""
         return self.act_as(self.actor(self.keys if self.rng.random() < keys else self.people))
 
+    def integration(self, keys: float) -> UnitOfWork:
+        """Like :meth:`someone`, for bulk work: the longer the history, the more of it is done by API keys."""
+        return self.someone(keys=1 - (1 - keys) * self.hands)
+
     def admin(self) -> UnitOfWork:
         return self.act_as(self.actor(self.admins))
 
@@ -255,37 +268,39 @@ class History:
 
     # -- made-up data ----------------------------------------------------------------------------------------
 
-    def email(self) -> str:
-        first, last = self.rng.choice(FIRST), self.rng.choice(LAST)
-        return f"{first}.{last}.{next(self.serial)}@{self.rng.choice(MAILBOXES)}"
-
     def person(self) -> dict[str, str]:
         first, last = self.rng.choice(FIRST), self.rng.choice(LAST)
-        return {
-            "email": f"{first}.{last}.{next(self.serial)}@{self.rng.choice(MAILBOXES)}",
-            "first_name": first.title(),
-            "last_name": last.title(),
-        }
+        email = f"{first}.{last}.{next(self.serial)}@{self.rng.choice(MAILBOXES)}"  # unique: no conflicts
+        return {"email": email, "first_name": first.title(), "last_name": last.title()}
+
+    def email(self) -> str:
+        return self.person()["email"]
 
     # -- bookkeeping of what exists -----------------------------------------------------------------------
 
     def add_contacts(self, list_id: str, contact_ids: list[str]) -> None:
         for contact_id in contact_ids:
+            if len(self.contacts) >= REMEMBERED:  # forget one: it stays in the list, just never edited again
+                self.drop_contact(self.contacts.pick(self.rng) or contact_id)
             self.contacts.add(contact_id)
             self.list_of[contact_id] = list_id
             self.members[list_id].add(contact_id)
 
     def drop_contact(self, contact_id: str) -> None:
         self.contacts.discard(contact_id)
-        self.members[self.list_of.pop(contact_id)].discard(contact_id)
+        list_id = self.list_of.pop(contact_id, None)
+        if list_id is not None:
+            self.members[list_id].discard(contact_id)
 
-    def unused(self, pool: Pool, tries: int = 8) -> str | None:
-        """A list or segment nothing refers to (deleting it is allowed), if a few random picks find one."""
-        for _ in range(tries):
-            found = pool.pick(self.rng)
-            if found is not None and not self.users_of[found]:
-                return found
-        return None
+    def add_suppressed(self, email: str) -> None:
+        if len(self.suppressed) >= REMEMBERED:
+            self.suppressed.discard(self.suppressed.pick(self.rng) or email)
+        self.suppressed.add(email)
+
+    def unused(self, pool: Pool) -> str | None:
+        """A list or segment nothing refers to (deletable): a few random picks, then the recent ones."""
+        candidates = [pool.pick(self.rng) for _ in range(8)] + pool.recent(16)
+        return next((c for c in candidates if c is not None and not self.users_of[c]), None)
 
     def set_status(self, broadcast_id: str, status: str | None) -> None:
         old = self.status.pop(broadcast_id, None)
@@ -362,7 +377,7 @@ def _add_contact(h: History) -> bool:
     list_id = h.lists.pick(h.rng)
     if list_id is None:
         return False
-    contact = lists.create_contact(h.someone(keys=0.6), list_id, h.person())
+    contact = lists.create_contact(h.integration(keys=0.6), list_id, h.person())
     h.add_contacts(list_id, [contact.id])
     return True
 
@@ -375,7 +390,7 @@ def _edit_contact(h: History) -> bool:
     change = h.rng.choice(
         ({"status": "unsubscribed"}, {"status": "subscribed"}, {"first_name": first}, {"last_name": last})
     )
-    lists.update_contact(h.someone(keys=0.6), contact_id, change)
+    lists.update_contact(h.integration(keys=0.6), contact_id, change)
     return True
 
 
@@ -383,7 +398,7 @@ def _remove_contact(h: History) -> bool:
     contact_id = h.contacts.pick(h.rng)
     if contact_id is None:
         return False
-    lists.delete_contact(h.someone(), contact_id)
+    lists.delete_contact(h.integration(keys=0.35), contact_id)
     h.drop_contact(contact_id)
     return True
 
@@ -395,7 +410,7 @@ def _import(h: History) -> bool:
         return False
     rows = [h.person() for _ in range(h.rng.randint(5, 40))]
     rows += h.rng.sample(rows, h.rng.randint(0, 3))
-    result = lists.import_contacts(h.someone(keys=0.8), list_id, rows)
+    result = lists.import_contacts(h.integration(keys=0.8), list_id, rows)
     h.add_contacts(list_id, result["contact_ids"])
     return True
 
@@ -551,8 +566,8 @@ def _due(h: History, broadcast_id: str) -> None:
 
 def _suppress(h: History) -> bool:
     reason = h.rng.choice(["requested by recipient", "spam complaint", "hard bounce", None])
-    row = suppressions.suppress(h.someone(keys=0.5), h.email(), reason)
-    h.suppressed.add(row.email)
+    row = suppressions.suppress(h.integration(keys=0.5), h.email(), reason)
+    h.add_suppressed(row.email)
     return True
 
 
@@ -560,7 +575,7 @@ def _unsuppress(h: History) -> bool:
     email = h.suppressed.pick(h.rng)
     if email is None:
         return False
-    suppressions.unsuppress(h.someone(keys=0.2), email)
+    suppressions.unsuppress(h.integration(keys=0.2), email)
     h.suppressed.discard(email)
     return True
 
@@ -572,7 +587,7 @@ def _rule_suppresses(h: History) -> bool:
         return False
     reason = "hard bounce" if "bounce" in (rule.name or "") else "spam complaint"
     row = suppressions.suppress(h.act_as(rule), h.email(), reason)
-    h.suppressed.add(row.email)
+    h.add_suppressed(row.email)
     return True
 
 
@@ -625,10 +640,10 @@ def _remove_domain(h: History) -> bool:
     return True
 
 
-def _add_rule(h: History) -> bool:
+def _add_rule(h: History, template: tuple[str, dict[str, Any], str] | None = None) -> bool:
     if len(h.rules) >= MAX_RULES:
         return False
-    name, condition, action = h.rng.choice(RULES)
+    name, condition, action = template or h.rng.choice(RULES)
     values = {"name": name, "condition": condition, "action": {"type": action}}
     rule = reputation_rules.create_rule(h.admin(), values)
     h.rules[rule.id] = (rule.name, action, True)
@@ -654,14 +669,23 @@ def _edit_rule(h: History) -> bool:
     return True
 
 
-def _toggle_rule(h: History) -> bool:
-    if not h.rules:
+def _switch_rule(h: History, enabled: bool) -> bool:
+    switchable = [i for i, (_, _, on) in h.rules.items() if on != enabled]
+    if not switchable:
         return False
-    rule_id = h.rng.choice(list(h.rules))
-    name, action, enabled = h.rules[rule_id]
-    reputation_rules.set_enabled(h.admin(), rule_id, not enabled)
-    h.rules[rule_id] = (name, action, not enabled)
+    rule_id = h.rng.choice(switchable)
+    reputation_rules.set_enabled(h.admin(), rule_id, enabled)
+    name, action, _ = h.rules[rule_id]
+    h.rules[rule_id] = (name, action, enabled)
     return True
+
+
+def _disable_rule(h: History) -> bool:
+    return _switch_rule(h, False)
+
+
+def _enable_rule(h: History) -> bool:
+    return _switch_rule(h, True)
 
 
 def _remove_rule(h: History) -> bool:
@@ -680,6 +704,8 @@ def _signed(h: History, action: str) -> bool:
     user = uow.session.get(User, person.id)
     assert user is not None, f"{person.id} is still a member of the team"
     if action == "user.login_failed":
+        if h.rng.random() < 0.3:  # someone else trying the address
+            uow.context = replace(uow.context, ip=_ip_pool(h.rng, 1)[0], user_agent=CLIENTS[2])
         uow.record(action, user, {}, actor=Actor("session", "anonymous", user.email))
         return True
     if action == "user.login":
@@ -715,9 +741,10 @@ def _invite_user(h: History) -> bool:
 
 
 def _change_role(h: History) -> bool:
-    user_id = next((i for i in h.people if h.roles[i] != "owner" and h.rng.random() < 0.5), None)
-    if user_id is None:
+    others = [i for i in h.people if h.roles[i] != "owner"]
+    if not others:
         return False
+    user_id = h.rng.choice(others)
     role = "member" if h.roles[user_id] == "admin" else "admin"
     users.update_user(h.owner(), user_id, {"role": role})
     h.roles[user_id] = role
@@ -767,29 +794,39 @@ def _rename_account(h: History) -> bool:
     return True
 
 
-# The weights (per mille, roughly) of the everyday mix.
-MOVES: tuple[tuple[Move, int], ...] = (
+# The everyday mix, by weight. The bulk (contacts and suppressions, mostly from integrations and rules) grows
+# with --entries; what the team does by hand (sign-ins, broadcasts, settings) is paced by the calendar: past
+# HANDS entries its weights shrink, so a million entries do not mean a thousand reputation rules.
+VOLUME: tuple[tuple[Move, int], ...] = (
     (_add_contact, 200), (_edit_contact, 80), (_remove_contact, 25), (_import, 25),
+    (_suppress, 80), (_unsuppress, 20), (_rule_suppresses, 25),
+)  # fmt: skip
+TEAM: tuple[tuple[Move, int], ...] = (
     (_add_list, 5), (_rename_list, 5), (_remove_list, 3),
     (_add_segment, 10), (_edit_segment, 8), (_remove_segment, 4),
-    (_add_broadcast, 30), (_edit_broadcast, 20), (_schedule, 15), (_unschedule, 5), (_send_now, 12),
-    (_pause, 5), (_resume, 6), (_remove_broadcast, 6),
-    (_suppress, 80), (_unsuppress, 20), (_rule_suppresses, 25), (_rule_pauses, 2),
+    (_add_broadcast, 25), (_edit_broadcast, 20), (_schedule, 15), (_unschedule, 5), (_send_now, 12),
+    (_pause, 5), (_resume, 6), (_remove_broadcast, 6), (_rule_pauses, 2),
     (_add_domain, 1), (_edit_domain, 6), (_verify_domain, 6), (_remove_domain, 1),
-    (_add_rule, 1), (_edit_rule, 3), (_toggle_rule, 5), (_remove_rule, 1),
+    (_add_rule, 1), (_edit_rule, 3), (_disable_rule, 3), (_enable_rule, 3), (_remove_rule, 1),
     (_sign_in, 110), (_sign_out, 60), (_failed_sign_in, 12),
-    (_invite_user, 1), (_change_role, 2), (_remove_user, 1),
+    (_invite_user, 1), (_change_role, 1), (_remove_user, 1),
     (_create_key, 1), (_rotate_key, 3), (_revoke_key, 1),
     (_rename_account, 1),
 )  # fmt: skip
-_MOVE_FUNCS = [move for move, _ in MOVES]
-_MOVE_CUMULATIVE = list(accumulate(weight for _, weight in MOVES))
+HANDS = 10_000
+
+
+def _mix(hands: float) -> tuple[list[Move], list[float]]:
+    """The moves and cumulative weights when the team's share is scaled by ``hands`` (0 to 1)."""
+    weighted = [(move, float(w)) for move, w in VOLUME] + [(move, w * hands) for move, w in TEAM]
+    return [move for move, _ in weighted], list(accumulate(w for _, w in weighted))
+
 
 # The first hour: the team sets the account up and tries every feature once.
 ONBOARDING: tuple[Move, ...] = (
     _rename_account, _create_key,
     _add_domain, _add_domain, _add_domain, _edit_domain, _verify_domain, _remove_domain,
-    _add_rule, _add_rule, _add_rule, _add_rule, _edit_rule, _toggle_rule, _remove_rule,
+    _add_rule, _edit_rule, _disable_rule, _enable_rule, _remove_rule,
     _add_list, _add_contact, _add_contact, _add_contact, _edit_contact, _remove_contact, _import,
     _rename_list,
     _add_segment, _edit_segment, _add_broadcast, _add_broadcast, _add_broadcast, _edit_broadcast,
@@ -801,7 +838,7 @@ ONBOARDING: tuple[Move, ...] = (
 
 
 def _setup(h: History, created: accounts.NewAccount) -> None:
-    """The owner invites the team and connects two integrations; then the onboarding script runs."""
+    """The owner invites the team, connects integrations and adds rules; then the onboarding script runs."""
     h.join(Actor("session", created.owner.id, created.owner.email), "owner")
     with h.uow:
         _invite(h, "alice@example.com", "admin", guest=False)
@@ -814,12 +851,24 @@ def _setup(h: History, created: accounts.NewAccount) -> None:
             issued = api_keys.create_api_key(h.owner(), name=name, scopes=scopes)
             if "activity:read" not in scopes:
                 h.join(Actor("api_key", issued.key.id, name))
+        for template in RULES:
+            _add_rule(h, template)
         for move in ONBOARDING:
             h.now += timedelta(seconds=h.rng.randint(20, 90))
-            if not move(h):
-                raise RuntimeError(f"demo onboarding could not {move.__name__}")
+            _until_logged(h, move)
         h.uow.commit()
     h.batch_done()
+
+
+def _until_logged(h: History, move: Move, tries: int = 10) -> None:
+    """Run ``move`` until it logs an entry (an update may pick the values a row already has: no entry)."""
+    for _ in range(tries):
+        before = h.done
+        if not move(h):
+            break
+        if h.done > before:
+            return
+    raise RuntimeError(f"demo onboarding could not {move.__name__}")
 
 
 def _advance(h: History, timeline: Timeline) -> None:
@@ -832,11 +881,13 @@ def _advance(h: History, timeline: Timeline) -> None:
             _due(h, broadcast_id)
         return
     h.now = max(h.now, when)
-    while not h.rng.choices(_MOVE_FUNCS, cum_weights=_MOVE_CUMULATIVE)[0](h):
+    moves, weights = h.mix
+    while not h.rng.choices(moves, cum_weights=weights)[0](h):
         pass
 
 
 def seed(db: Database, entries: int, seed_value: int = 7, show_progress: bool = False) -> dict[str, str]:
+    """Create the demo account and ``entries`` log entries (at least the onboarding's ~60) ending now."""
     rng = random.Random(seed_value)  # noqa: S311  (made-up data, reproducible by design)
     end = datetime.now(UTC) - timedelta(minutes=1)
     start = end - HISTORY
@@ -848,6 +899,8 @@ def seed(db: Database, entries: int, seed_value: int = 7, show_progress: bool = 
     h.committed = 2  # account.create, user.create
     _setup(h, created)
     target = entries - 1  # the demo key below is the last entry
+    h.hands = min(1.0, HANDS / entries)
+    h.mix = _mix(h.hands)
     timeline = Timeline(h.now, end, h.done, target)
     columns = (TextColumn("seeding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, disable=not show_progress) as progress:
@@ -893,7 +946,7 @@ def demo(
     else:
         result = seed(db, entries, seed_value, show_progress=True)
     typer.echo(
-        "Demo account ready. Sign in at http://127.0.0.1:8000 with "
-        f"{result['email']} / {result['password']}; API key: {result['api_key']}"
+        "Demo account ready at http://127.0.0.1:8000 (API docs at /docs). Sign in with "
+        f"{result['email']} / {result['password']} (POST /api/v1/session); API key: {result['api_key']}"
     )
     typer.echo(json.dumps(result))
