@@ -13,17 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, select, text
 from sqlalchemy.engine import make_url
 
 from activitylog.config import Settings
 from activitylog.db.base import Database, connect
 from activitylog.db.migrate import alembic_config, upgrade
+from activitylog.db.models import SigningKey
 from activitylog.db.roles import grant_app_role
 from activitylog.log.chain import entry_hash, format_instant
 from activitylog.log.checkpoints import checkpoint_account
 from activitylog.log.record import RequestContext, ip_key
-from activitylog.log.signing import load_signer
+from activitylog.log.signing import load_signer, rotate_key_file
 from activitylog.log.verify import Verdict, verify_account
 from activitylog.services import lists
 from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
@@ -466,3 +467,25 @@ def test_no_false_alarms_on_a_busy_untouched_log(db: Database, tenant: Tenant, t
             checkpoint_account(db, tenant.account_id, signer)
     verdict = _verdict(db, tenant)
     assert verdict.ok and verdict.checked == 3 + 120, verdict
+
+
+def test_key_rotation_keeps_old_checkpoints_verifiable(db: Database, tenant: Tenant, tmp_path: Path) -> None:
+    settings = Settings(database_url=db.url, signing_key_file=str(tmp_path / "rotating.key"))
+    _drill_account(db, tenant)
+    old = load_signer(settings)
+    first = checkpoint_account(db, tenant.account_id, old)
+    path = rotate_key_file(settings)
+    assert path.exists() and list(tmp_path.glob(f"rotating.key.retired-{old.key_id}"))
+    new = load_signer(settings)
+    assert new.key_id != old.key_id
+    lists.create_list(
+        UnitOfWork(db, account_id=tenant.account_id, actor=SYSTEM_CLI, context=RequestContext()), "X"
+    )
+    second = checkpoint_account(db, tenant.account_id, new)
+    assert first is not None and second is not None
+    assert (first.key_id, second.key_id) == (old.key_id, new.key_id)
+    assert second.previous_signature == first.signature  # the line of checkpoints goes on across keys
+    assert _verdict(db, tenant).ok  # both keys' signatures verify
+    with db.reader() as session:
+        keys = {k.id: k for k in session.scalars(select(SigningKey))}
+    assert keys[old.key_id].retired_at is not None and keys[new.key_id].retired_at is None
