@@ -48,6 +48,7 @@ PROTECTIONS = {
         "sqlite": {"activity_entries_no_update", "activity_entries_no_delete"},
         "postgresql": {"activity_entries_no_change", "activity_entries_no_truncate"},
     },
+    "0005": {"sqlite": set(), "postgresql": set()},  # indexes only
     "0004": {"sqlite": set(), "postgresql": set()},  # deliveries and events: bookkeeping, not the log
     "0003": {"sqlite": set(), "postgresql": set()},  # the text-search index adds none
     "0002": {

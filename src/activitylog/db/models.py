@@ -148,7 +148,7 @@ class Contact(Audited, Base):
 class Segment(Audited, Base):
     __tablename__ = "segments"
     __audit_type__ = "segment"
-    __table_args__ = (Index(None, "account_id", "id"),)
+    __table_args__ = (Index(None, "account_id", "id"), Index(None, "account_id", "list_id"))
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
@@ -162,7 +162,12 @@ class Broadcast(Audited, Base):
     __tablename__ = "broadcasts"
     __audit_type__ = "broadcast"
     __audit_ignore__ = Audited.__audit_ignore__ | {"scheduled_by"}
-    __table_args__ = (Index(None, "account_id", "id"), Index(None, "status", "send_at"))
+    __table_args__ = (
+        Index(None, "account_id", "id"),
+        Index(None, "status", "send_at"),
+        Index(None, "account_id", "list_id"),
+        Index(None, "account_id", "segment_id"),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
