@@ -1,16 +1,15 @@
-"""The ASGI application: REST API (and, later, the dashboard) over one store."""
+"""The ASGI application: the REST API and the dashboard over one store."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
-from fastapi.responses import RedirectResponse
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from activitylog import __version__
 from activitylog.config import Settings
 from activitylog.db.base import Database, connect
-from activitylog.web import errors
+from activitylog.web import dashboard, errors
 from activitylog.web.api import (
     account,
     activity,
@@ -73,11 +72,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         activity,
     ):
         app.include_router(module.router)
+    dashboard.install(app)
     app.add_middleware(EdgeGuards)
     app.add_middleware(RequestIdMiddleware)
-
-    @app.get("/", include_in_schema=False)
-    def home() -> RedirectResponse:
-        return RedirectResponse("/docs")
-
     return app

@@ -13,6 +13,13 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"no-referrer"),
 ]
 API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+# Dashboard pages: only this origin's own script, styles and forms; no framing, no plugins, no <base>.
+PAGE_CSP = (
+    b"content-security-policy",
+    b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
+    b"base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+)
+DOCS_PATHS = ("/docs", "/redoc")  # the OpenAPI viewers load their assets from a CDN
 
 
 class EdgeGuards:
@@ -39,14 +46,15 @@ class EdgeGuards:
                 raise BodyTooLarge  # answered 413 by the handler in web/errors.py
             return message
 
-        is_api = scope["path"].startswith("/api/")
+        path = scope["path"]
+        csp = API_CSP if path.startswith("/api/") else None if path.startswith(DOCS_PATHS) else PAGE_CSP
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = message.setdefault("headers", [])
                 headers.extend(SECURITY_HEADERS)
-                if is_api:
-                    headers.append(API_CSP)
+                if csp is not None:
+                    headers.append(csp)
             await send(message)
 
         await self.app(scope, counted_receive, send_with_headers)

@@ -1,0 +1,169 @@
+"""Rendering pages: the template environment, the signed-in viewer, and HTML answers for errors.
+
+Dashboard routes use :class:`PageRoute`, so a domain error becomes an error page with the same status the
+API would answer, and a missing session becomes a redirect to the sign-in page, never a JSON body.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+import jinja2
+from fastapi import Depends, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.routing import APIRoute
+from pydantic import ValidationError
+from starlette.datastructures import FormData
+
+from activitylog.errors import DomainError, Forbidden, InvalidInput, Unauthorized
+from activitylog.log.chain import format_instant
+from activitylog.services.auth import Principal, authenticate_session
+from activitylog.services.uow import UnitOfWork
+from activitylog.web.deps import SESSION_COOKIE, get_context, get_db
+from activitylog.web.errors import validation_error
+
+WEB_DIR = Path(__file__).resolve().parent.parent
+STATIC_DIR = WEB_DIR / "static"
+CSRF_FIELD = "csrf_token"
+
+environment = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(WEB_DIR / "templates"),
+    autoescape=True,  # every page shows names and user agents that anyone could have typed
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def instant(value: datetime | str | None) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else format_instant(value)
+
+
+environment.filters["instant"] = instant
+environment.filters["pretty"] = lambda v: v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+environment.tests["datetime"] = lambda v: isinstance(v, datetime)
+
+
+class SignInRequired(Exception):
+    """No valid session: the page answers with a redirect to the sign-in form."""
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The signed-in user looking at a page."""
+
+    principal: Principal
+
+    @property
+    def account_id(self) -> str:
+        return self.principal.account_id
+
+    @property
+    def email(self) -> str:
+        return self.principal.actor.name or ""
+
+    @property
+    def csrf_token(self) -> str:
+        return self.principal.csrf_token or ""
+
+    def can(self, permission: str) -> bool:
+        return self.principal.can(permission)
+
+    def require(self, permission: str) -> None:
+        self.principal.require(permission)
+
+    def uow(self, request: Request) -> UnitOfWork:
+        """A unit of work acting as this session: dashboard edits are logged with the session as actor."""
+        return UnitOfWork(
+            get_db(request),
+            account_id=self.account_id,
+            actor=self.principal.actor,
+            context=get_context(request),
+        )
+
+
+def current_viewer(request: Request) -> Viewer:
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        raise SignInRequired
+    try:
+        principal = authenticate_session(get_db(request), token)
+    except Unauthorized:
+        raise SignInRequired from None
+    return Viewer(principal)
+
+
+async def posted_form(request: Request) -> dict[str, Any]:
+    """The submitted form as a dict (repeated names become lists), once its CSRF token has been checked."""
+    viewer = current_viewer(request)
+    form: FormData = await request.form()
+    sent = form.get(CSRF_FIELD)
+    if not isinstance(sent, str) or not hmac.compare_digest(sent, viewer.csrf_token):
+        raise Forbidden("this form has expired or did not come from this site; reload the page and retry")
+    values: dict[str, Any] = {}
+    for name in form:
+        if name == CSRF_FIELD:
+            continue
+        items = [v for v in form.getlist(name) if isinstance(v, str)]
+        values[name] = items if len(items) > 1 else (items[0] if items else "")
+    return values
+
+
+ViewerDep = Annotated[Viewer, Depends(current_viewer)]
+FormDep = Annotated[dict[str, Any], Depends(posted_form)]
+
+
+def page(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    viewer: Viewer | None = context.pop("viewer", None)
+    html = environment.get_template(template).render(request=request, viewer=viewer, **context)
+    return HTMLResponse(html, status_code=status_code, headers={"Cache-Control": "no-store"})
+
+
+def redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def as_invalid(exc: ValidationError) -> InvalidInput:
+    """A form's first validation problem, named by its field, like the API's 422 messages."""
+    field, message = validation_error(exc.errors()[0])
+    return InvalidInput(field or "form", message.removeprefix(f"{field}: ") if field else message)
+
+
+def error_page(request: Request, exc: DomainError) -> HTMLResponse:
+    viewer = None
+    with contextlib.suppress(SignInRequired):
+        viewer = current_viewer(request)
+    return page(request, "error.html", status_code=exc.status, viewer=viewer, error=exc)
+
+
+class PageRoute(APIRoute):
+    """An HTML route: errors render as pages; an absent or expired session redirects to sign-in."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except SignInRequired:
+                target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                return redirect(f"/sign-in?next={quote(target, safe='')}")
+            except DomainError as exc:
+                return error_page(request, exc)
+            except RequestValidationError as exc:
+                errors = list(exc.errors())
+                field, message = validation_error(errors[0]) if errors else (None, "invalid request")
+                return error_page(request, InvalidInput(field or "query", message))
+
+        return handle
