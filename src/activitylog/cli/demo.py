@@ -935,7 +935,7 @@ def demo(
     seed_value: int = typer.Option(7, "--seed", help="Random seed, for a reproducible history."),
 ) -> None:
     """Seed a demo account with a realistic history; the last line is JSON with its login and an API key."""
-    db = connect(Settings().database_url)
+    db = connect(Settings().database_url).system()
     account_id = _existing(db)
     if account_id is not None and reuse:
         key = _new_key(db, account_id, f"make run {datetime.now(UTC):%Y-%m-%d %H:%M}")

@@ -164,7 +164,7 @@ def verify(account: str = typer.Option(None, help="Only this account (acc_...)."
 def checkpoint(account: str = typer.Option(None, help="Only this account (acc_...).")) -> None:
     """Sign a checkpoint of each account's chain head that moved since its last one."""
     settings = Settings()
-    db, signer = connect(settings.database_url), load_signer(settings)
+    db, signer = database(), load_signer(settings)
     if account:
         require_account(db, account)
         row = checkpoint_account(db, account, signer)

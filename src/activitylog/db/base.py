@@ -4,17 +4,24 @@ SQLite is tuned for an audit log: WAL so readers never block the writer, ``synch
 acknowledged commit survives power loss, a busy timeout so concurrent writers queue instead of failing,
 and write transactions that take the write lock at ``BEGIN IMMEDIATE`` (a deferred BEGIN that later
 upgrades to a write can deadlock with another writer and fail with "database is locked").
+
+On PostgreSQL every transaction also says whose rows it may touch: row-level security (migration 0006)
+shows a transaction only the rows of the account named in ``activitylog.account_id``, or, for the few
+deliberate cross-account lookups, lets it read every account when ``activitylog.system`` is ``on``. A
+:class:`Database` carries that :class:`Scope`; ``for_account`` and ``system`` return views that share the
+engine. An unscoped view sees no tenant rows at all, so a forgotten scope fails closed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, TypeDecorator, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, MetaData, TypeDecorator, create_engine, event, text
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction, sessionmaker
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -81,18 +88,76 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+TENANT_SETTING = "activitylog.account_id"
+SYSTEM_SETTING = "activitylog.system"
+_SCOPE_KEY = "activitylog.scope"
+_SET_SCOPE = text(
+    f"SELECT set_config('{TENANT_SETTING}', :account, true), set_config('{SYSTEM_SETTING}', :system, true)"
+)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Whose rows a transaction may touch on PostgreSQL (SQLite has no row security and ignores it).
+
+    ``account_id`` may be a callable, resolved when each transaction begins: a request knows its caller
+    only after authentication, which runs after the request's store was handed out.
+    """
+
+    account_id: str | Callable[[], str | None] | None = None
+    system: bool = False
+
+    def settings(self) -> dict[str, str]:
+        account = self.account_id() if callable(self.account_id) else self.account_id
+        return {"account": account or "", "system": "on" if self.system else ""}
+
+
+def apply_scope(connection: Connection, scope: Scope) -> None:
+    """Name the scope for the rest of this transaction only (``set_config(..., true)``), so a pooled
+    connection never carries one request's account into the next."""
+    connection.execute(_SET_SCOPE, scope.settings())
+
+
+def _on_session_begin(session: Session, _transaction: SessionTransaction, connection: Connection) -> None:
+    apply_scope(connection, session.info.get(_SCOPE_KEY, Scope()))
+
+
 @dataclass(frozen=True)
 class Database:
     """One store: a session factory for writes, and one for reads that on SQLite take no write lock."""
 
     url: str
     engine: Engine
-    writer: sessionmaker[Session]
-    reader: sessionmaker[Session]
+    write_sessions: sessionmaker[Session]
+    read_sessions: sessionmaker[Session]
+    scope: Scope = field(default_factory=Scope)
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+    def writer(self) -> Session:
+        return self.write_sessions(info={_SCOPE_KEY: self.scope})
+
+    def reader(self) -> Session:
+        return self.read_sessions(info={_SCOPE_KEY: self.scope})
+
+    def connection(self) -> Connection:
+        """A Core connection in this view's scope, for what sessions cannot do (e.g. ``COPY``)."""
+        connection = self.engine.connect()
+        if self.dialect == "postgresql":
+            apply_scope(connection, self.scope)
+        return connection
+
+    def for_account(self, account_id: str | Callable[[], str | None]) -> Database:
+        """This store limited to one account's rows: what every request and unit of work uses."""
+        return replace(self, scope=Scope(account_id=account_id))
+
+    def system(self) -> Database:
+        """This store able to read every account: only for the lookups that find out which account a
+        credential, an email address or a piece of due work belongs to. Writes still need
+        :meth:`for_account` (the system policy grants SELECT only)."""
+        return replace(self, scope=Scope(system=True))
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -117,4 +182,7 @@ def connect(url: str, **engine_kwargs: Any) -> Database:
         read_engine = engine
     writer = sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
     reader = sessionmaker(bind=read_engine, expire_on_commit=False)
-    return Database(url=url, engine=engine, writer=writer, reader=reader)
+    if engine.dialect.name == "postgresql":
+        for factory in (writer, reader):
+            event.listen(factory, "after_begin", _on_session_begin)
+    return Database(url=url, engine=engine, write_sessions=writer, read_sessions=reader)

@@ -64,7 +64,7 @@ def checkpoint_account(db: Database, account_id: str, signer: Signer) -> Checkpo
 
     The head row is locked while signing so checkpoints of one account form a single line, never a fork.
     """
-    with db.writer() as session:
+    with db.for_account(account_id).writer() as session:
         head = session.execute(
             select(ChainHead).where(ChainHead.account_id == account_id).with_for_update()
         ).scalar_one_or_none()
@@ -98,7 +98,7 @@ def checkpoint_account(db: Database, account_id: str, signer: Signer) -> Checkpo
 
 def checkpoint_all(db: Database, signer: Signer) -> int:
     """Checkpoint every account whose log moved since its last checkpoint; returns how many were signed."""
-    with db.reader() as session:
+    with db.system().reader() as session:  # which accounts moved: a cross-account read
         heads = session.execute(select(ChainHead.account_id, ChainHead.seq)).all()
         signed = {
             a: s

@@ -44,7 +44,7 @@ def stream_postgres(db: Database, statement: Select[Any], columns: tuple[str, ..
     query = statement.with_only_columns(*_pg_cells(columns))
     compiled = query.compile(dialect=db.engine.dialect, compile_kwargs={"render_postcompile": True})
     sql = f"COPY ({compiled}) TO STDOUT WITH (FORMAT csv)"
-    with db.engine.connect() as conn:
+    with db.connection() as conn:  # in the caller's scope (row-level security)
         raw = conn.connection.driver_connection
         assert raw is not None
         with raw.cursor() as cursor, cursor.copy(sql, compiled.params) as copy:

@@ -63,7 +63,7 @@ def authenticate_api_key(db: Database, key: str, ip: str | None) -> Principal:
     if not credentials.api_key_well_formed(key):
         raise Unauthorized("invalid API key")
     digest = credentials.sha256_hex(key)
-    with db.reader() as session:
+    with db.system().reader() as session:  # the key names its account; nothing else does yet
         row = session.execute(select(ApiKey).where(ApiKey.secret_hash == digest)).scalar_one_or_none()
     if row is None or not hmac.compare_digest(row.secret_hash, digest):
         raise Unauthorized("invalid API key")
@@ -71,7 +71,7 @@ def authenticate_api_key(db: Database, key: str, ip: str | None) -> Principal:
         raise Unauthorized("this API key has been revoked")
     now = datetime.now(UTC)
     if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION or row.last_used_ip != ip:
-        _touch_key(db, row.id, now, ip)
+        _touch_key(db.for_account(row.account_id), row.id, now, ip)
     return Principal(
         account_id=row.account_id,
         actor=Actor(type="api_key", id=row.id, name=row.name),
@@ -91,7 +91,7 @@ def _touch_key(db: Database, key_id: str, now: datetime, ip: str | None) -> None
 
 def authenticate_session(db: Database, token: str) -> Principal:
     digest = credentials.sha256_hex(token)
-    with db.reader() as session:
+    with db.system().reader() as session:  # the session token names its account
         row = session.execute(
             select(AuthSession, User)
             .join(User, User.id == AuthSession.user_id)
@@ -148,7 +148,7 @@ LOCKOUT_WINDOW = timedelta(minutes=15)
 def _recent_failures(db: Database, user: User) -> int:
     """Counted from the log itself: the failed sign-ins it already holds for this user."""
     since = datetime.now(UTC) - LOCKOUT_WINDOW
-    with db.reader() as session:
+    with db.for_account(user.account_id).reader() as session:
         return int(
             session.execute(
                 select(func.count()).where(
@@ -176,7 +176,7 @@ def sign_in(db: Database, email: str, password: str, context: RequestContext, tt
     if FAILED_SIGN_INS.blocked(context.ip):
         raise TooManyRequests("too many failed sign-ins from this address; try again in a few minutes")
     email = email.strip().lower()
-    with db.reader() as session:
+    with db.system().reader() as session:  # the address names its account
         user = session.execute(select(User).where(User.email == email)).scalar_one_or_none()
     ok = credentials.verify_password(user.password_hash if user else None, password)
     if user is not None and _recent_failures(db, user) >= LOCKOUT_AFTER:

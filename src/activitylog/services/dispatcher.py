@@ -113,6 +113,7 @@ def _status(db: Database, broadcast_id: str) -> str | None:
 
 def dispatch(db: Database, broadcast: Broadcast, mailer: Mailer, now: datetime) -> int:
     """Send what is left of one broadcast; returns how many messages this call sent."""
+    db = db.for_account(broadcast.account_id)
     targets, suppressed = audience(db, broadcast, now)
     sent = 0
     for n, email in enumerate(targets):
@@ -169,5 +170,6 @@ def _finish(db: Database, account_id: str, broadcast_id: str, recipients: int, s
 
 
 def sending(db: Database) -> list[Broadcast]:
-    with db.reader() as session:
+    """Broadcasts still sending, in every account: a cross-account read; each is dispatched in its own."""
+    with db.system().reader() as session:
         return list(session.scalars(select(Broadcast).where(Broadcast.status == "sending")))

@@ -183,6 +183,7 @@ def apply_rules(db: Database, account_id: str, events: list[DeliveryEvent], now:
 
 
 def ingest(db: Database, account_id: str, events: list[dict[str, Any]]) -> Ingested:
+    db = db.for_account(account_id)
     stored = _store(db, account_id, events)
     actions = apply_rules(db, account_id, stored, datetime.now(UTC)) if stored else 0
     return Ingested(accepted=len(stored), duplicates=len(events) - len(stored), actions=actions)

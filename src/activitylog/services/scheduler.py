@@ -22,7 +22,8 @@ LATE_AFTER = timedelta(seconds=5)
 
 
 def due(db: Database, now: datetime) -> list[tuple[str, str]]:
-    with db.reader() as session:
+    """Due broadcasts of every account: a cross-account read; each start then runs in its own account."""
+    with db.system().reader() as session:
         rows = session.execute(
             select(Broadcast.account_id, Broadcast.id).where(
                 Broadcast.status == "scheduled", Broadcast.send_at <= now

@@ -7,6 +7,9 @@ is written in the same transaction as the change, so both commit or neither does
 Units of work nest: a service called inside an open unit of work joins its transaction, and only the
 outermost ``commit`` commits. That lets several actions form one atomic batch (an automated rule that
 suppresses and pauses, a seeded history) without any service knowing.
+
+A unit of work sees only its own account: whatever store it is handed (a request's, a worker's cross-account
+view), it narrows it to ``account_id``, so on PostgreSQL row-level security backs every ``WHERE account_id``.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ class UnitOfWork:
         context: RequestContext,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
-        self.db = db
+        self.db = db.for_account(account_id)
         self.account_id = account_id
         self.actor = actor
         self.context = context

@@ -2,6 +2,8 @@
 
 Routes declare what they need with the ``Annotated`` aliases at the bottom; a route that writes can only
 get a :class:`UnitOfWork` bound to the caller's account and actor, so attribution is never the route's job.
+The store a route gets is limited to the caller's account (PostgreSQL row-level security), and to no
+account at all before the caller is known.
 """
 
 from __future__ import annotations
@@ -27,8 +29,15 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def get_db(request: Request) -> Database:
+    """The store, limited to the account of the caller this request authenticated as (resolved when each
+    transaction begins, since routes may receive the store before their caller is resolved)."""
     db: Database = request.app.state.db
-    return db
+    return db.for_account(lambda: caller_account(request))
+
+
+def caller_account(request: Request) -> str | None:
+    principal: Principal | None = getattr(request.state, "principal", None)
+    return principal.account_id if principal is not None else None
 
 
 def get_settings(request: Request) -> Settings:
