@@ -35,18 +35,37 @@ HEAD = 3 + LISTS
 VICTIM = 6
 
 
-# ---- append-only, in the database itself ----
+# ---- append-only and tenant-only, in the database itself ----
 def _triggers(db: Database) -> set[str]:
+    """Triggers, and on PostgreSQL the row-level policies (``table.policy``) of tables that force them."""
     with db.engine.connect() as conn:
         if db.dialect == "sqlite":
             return set(conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'trigger'")).scalars())
-        return set(conn.execute(text("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")).scalars())
+        triggers = set(conn.execute(text("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")).scalars())
+        policies = conn.execute(
+            text(
+                "SELECT c.relname || '.' || p.polname FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid "
+                "WHERE c.relrowsecurity AND c.relforcerowsecurity"
+            )
+        ).scalars()
+        return triggers | set(policies)
+
+
+TENANT_TABLES = (
+    "accounts", "users", "api_keys", "auth_sessions", "lists", "contacts", "segments", "broadcasts",
+    "suppressions", "sending_domains", "reputation_rules", "deliveries", "delivery_events",
+    "activity_heads", "activity_entries", "activity_checkpoints",
+)  # fmt: skip
 
 
 PROTECTIONS = {
     "0001": {
         "sqlite": {"activity_entries_no_update", "activity_entries_no_delete"},
         "postgresql": {"activity_entries_no_change", "activity_entries_no_truncate"},
+    },
+    "0006": {  # row-level security: each tenant table shows a transaction only its account's rows
+        "sqlite": set(),
+        "postgresql": {f"{t}.{p}" for t in TENANT_TABLES for p in ("tenant_rows", "system_reads")},
     },
     "0005": {"sqlite": set(), "postgresql": set()},  # indexes only
     "0004": {"sqlite": set(), "postgresql": set()},  # deliveries and events: bookkeeping, not the log
@@ -132,7 +151,7 @@ def test_the_postgres_app_role_can_only_read_and_append_the_log(db: Database, te
                 pytest.raises(Exception, match=r"permission denied|must be owner"),
             ):
                 conn.execute(text(statement))
-        with app_db.reader() as session:
+        with app_db.for_account(tenant.account_id).reader() as session:
             assert verify_account(session, tenant.account_id).ok
         app_db.dispose()
     finally:

@@ -3,6 +3,10 @@
 Run migrations as the owner, then ``activitylog migrate --app-role NAME`` (again after each upgrade), and
 serve as NAME: even with the application's own credentials, an UPDATE, DELETE or TRUNCATE of the log is
 refused by privileges before the append-only triggers are reached — and only the owner could drop those.
+
+Row-level security (migration 0006) then limits every statement of that role to the account its transaction
+names. Superusers and BYPASSRLS roles skip row security whatever the policies say, so such a role is refused
+here: serving as it would quietly turn tenant isolation back into a WHERE clause.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ def grant_app_role(db: Database, role: str) -> None:
         raise ValueError("application roles are a PostgreSQL feature; SQLite relies on its triggers")
     if not _ROLE.match(role):
         raise ValueError(f"role name {role!r}: lower-case letters, digits and _ only")
+    _refuse_bypass(db, role)
     special = set(APPEND_ONLY) | set(APPEND_AND_ADVANCE)
     domain = sorted(name for name in Base.metadata.tables if name not in special)
     statements = [
@@ -38,3 +43,12 @@ def grant_app_role(db: Database, role: str) -> None:
     with db.engine.begin() as conn:
         for statement in statements:
             conn.execute(text(statement))
+
+
+def _refuse_bypass(db: Database, role: str) -> None:
+    with db.engine.connect() as conn:
+        bypass = conn.execute(
+            text("SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = :role"), {"role": role}
+        ).scalar_one_or_none()
+    if bypass:
+        raise ValueError(f"role {role} bypasses row-level security (superuser or BYPASSRLS); use another")
