@@ -1,0 +1,196 @@
+"""The dashboard in a real browser (Debian's Chromium driven by Playwright) against a real server.
+
+One story per engine: sign in, edit a sending domain, send a broadcast and suppress an address through the
+pages; then answer "who changed this" on the Activity page with a combined filter, open the diff, export the
+slice, and share the URL. Set ``ACTIVITYLOG_SCREENSHOTS_DIR`` (``make screenshots``) to keep the pictures
+shown in the README.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from conftest import PASSWORD, Server, Tenant, make_tenant
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+XSS_NAME = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
+
+pytestmark = pytest.mark.skipif(
+    shutil.which(CHROMIUM) is None, reason="Debian's chromium is not installed (.ci/run installs it)"
+)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+def sign_in(page: Page, tenant: Tenant) -> None:
+    page.fill("#email", tenant.owner_email)
+    page.fill("#password", PASSWORD)
+    page.click("main button[type=submit]")
+
+
+def shown_seqs(page: Page) -> list[int]:
+    return [int(s) for s in page.locator("#log-rows tr").evaluate_all("rows => rows.map(r => r.dataset.seq)")]
+
+
+def screenshot(page: Page, name: str, engine: str) -> None:
+    target = os.environ.get("ACTIVITYLOG_SCREENSHOTS_DIR")
+    if target and engine == "sqlite":
+        page.screenshot(path=str(Path(target) / name), full_page=True)
+
+
+def test_who_changed_this_in_the_browser(browser: Browser, server: Server, tmp_path: Path) -> None:
+    tenant = make_tenant(server, name="Outfitters")
+    engine = server.db.dialect
+    api = tenant.key_client()
+    listing = api.post("/api/v1/lists", json={"name": "Customers"}).json()
+    api.post(f"/api/v1/lists/{listing['id']}/contacts", json={"email": "ada@example.com"})
+    spring = api.post(
+        "/api/v1/broadcasts",
+        json={
+            "name": "Spring picks",
+            "subject": "Hi",
+            "from_email": "news@example.com",
+            "list_id": listing["id"],
+        },
+    ).json()
+    api.post(
+        "/api/v1/broadcasts",
+        json={"name": XSS_NAME, "subject": "x", "from_email": "news@example.com", "list_id": listing["id"]},
+    )
+    by_key = api.post("/api/v1/sending-domains", json={"domain": "keyed.example.com"}).json()
+    api.patch(f"/api/v1/sending-domains/{by_key['id']}", json={"return_path": "bounce.keyed.example.com"})
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.goto(server.url + "/activity")
+    assert "/sign-in" in page.url
+    page.fill("#email", tenant.owner_email)
+    page.fill("#password", "not the password")
+    page.click("main button[type=submit]")
+    assert page.locator("[role=alert]").inner_text() == "Wrong email or password."
+    sign_in(page, tenant)
+    page.wait_for_url("**/activity")
+
+    # Edit a sending domain through the pages.
+    page.goto(server.url + "/sending-domains")
+    page.fill("#new-domain", "mail.outfitters.example")
+    page.click("text=Create sending domain")
+    page.wait_for_url("**/sending-domains/dom_*")
+    domain_id = urlsplit(page.url).path.rsplit("/", 1)[1]
+    page.fill("#edit-return_path", "bounce.outfitters.example")
+    page.click("text=Save changes")
+    assert page.locator("[role=status]").inner_text() == "Saved."
+
+    # Send a broadcast, suppress an address.
+    page.goto(f"{server.url}/broadcasts/{spring['id']}")
+    page.click("text=Send now")
+    assert "sending" in page.locator(".facts").inner_text()
+    page.goto(server.url + "/suppressions")
+    page.fill("#new-email", "complainer@example.com")
+    page.fill("#new-reason", "asked by phone")
+    page.click("text=Create suppressed address")
+    page.wait_for_url("**/suppressions/complainer*")
+
+    # Filter by actor + action + window: exactly the two domain changes made in the browser.
+    page.goto(server.url + "/activity")
+    page.select_option("#f-actor", tenant.owner_id)
+    page.select_option("#f-action", "sending_domain.*")
+    page.select_option("#f-window", "24h")
+    page.click("text=Apply filters")
+    page.wait_for_url("**/activity?*")
+    query = parse_qs(urlsplit(page.url).query)
+    assert query == {"actor": [tenant.owner_id], "action": ["sending_domain.*"], "window": ["24h"]}
+    rows = page.locator("#log-rows tr")
+    assert rows.count() == 2
+    assert rows.nth(0).locator(".summary").inner_text() == 'Updated sending domain "mail.outfitters.example"'
+    assert rows.nth(1).locator(".summary").inner_text() == 'Created sending domain "mail.outfitters.example"'
+    assert rows.nth(0).locator(".badge").inner_text() == "User"
+    assert rows.nth(0).locator(".ip").inner_text() == "127.0.0.1"
+    title = rows.nth(0).locator("time").get_attribute("title")
+    assert title is not None and title.endswith("Z (UTC)")
+    seqs = shown_seqs(page)
+    shared_url = page.url
+    screenshot(page, "activity-filtered.png", engine)
+
+    # Export exactly that slice.
+    with page.expect_download() as download_info:
+        page.click("[data-export]")
+    download = download_info.value
+    assert download.suggested_filename.endswith(".csv")
+    saved = tmp_path / download.suggested_filename
+    download.save_as(saved)
+    exported = list(csv.DictReader(io.StringIO(saved.read_text(encoding="utf-8"))))
+    assert sorted(int(r["seq"]) for r in exported) == sorted(seqs)
+    assert {r["resource_id"] for r in exported} == {domain_id}
+    assert all(r["actor_id"] == tenant.owner_id for r in exported)
+
+    # Open the diff.
+    rows.nth(0).locator(".summary a").click()
+    page.wait_for_url(f"**/activity/{seqs[0]}")
+    diff = page.locator("table.diff tbody tr", has_text="return_path")
+    assert diff.locator(".before").inner_text() == "(empty)"
+    assert diff.locator(".after").inner_text() == "bounce.outfitters.example"
+    assert len(page.locator("[data-hash]").inner_text()) == 64
+    screenshot(page, "entry-diff.png", engine)
+
+    # The shared URL shows the same view in a fresh browser, after signing in.
+    fresh = browser.new_context(viewport={"width": 1280, "height": 900})
+    other = fresh.new_page()
+    other.goto(shared_url)
+    sign_in(other, tenant)
+    other.wait_for_url("**/activity?*")
+    assert shown_seqs(other) == seqs
+    fresh.close()
+
+    # An API-key mutation shows the key's name; a <script> in a name is only text.
+    page.goto(server.url + "/activity?actor_type=api_key&action=broadcast.create")
+    names = page.locator("#log-rows .actor-name").all_inner_texts()
+    assert names and set(names) == {"Test key"}
+    assert page.locator("#log-rows .summary", has_text="<script>").count() == 1
+    assert page.evaluate("window.__pwned") is None
+    page.goto(server.url + "/broadcasts")
+    assert page.locator("table.resources", has_text="<script>").count() == 1
+    assert page.evaluate("window.__pwned") is None
+    context.close()
+
+
+def test_load_more_and_phone_width(browser: Browser, server: Server) -> None:
+    tenant = make_tenant(server, name="Paged")
+    api = tenant.key_client()
+    for i in range(55):
+        api.post("/api/v1/lists", json={"name": f"List {i:02d}"})
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    page.goto(server.url + "/activity?action=list.create")
+    sign_in(page, tenant)
+    page.wait_for_url("**/activity?*")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    assert len(shown_seqs(page)) == 50
+    page.click("[data-load-more]")
+    # Keyboard users land on the first appended entry.
+    page.locator("#log-rows tr").nth(54).wait_for()
+    assert page.evaluate("document.activeElement.textContent") == 'Created list "List 04"'
+    seqs = shown_seqs(page)
+    assert len(seqs) == len(set(seqs)) == 55 and seqs == sorted(seqs, reverse=True)
+    assert page.locator("[data-load-more]").count() == 0
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"the page scrolls sideways by {overflow}px at phone width"
+    context.close()
