@@ -94,6 +94,10 @@ class Viewer:
 
 
 def current_viewer(request: Request) -> Viewer:
+    """The session's user; like the API's caller, it also scopes this request's store to its account."""
+    cached: Principal | None = getattr(request.state, "principal", None)
+    if cached is not None and cached.is_session:
+        return Viewer(cached)
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         raise SignInRequired
@@ -101,6 +105,7 @@ def current_viewer(request: Request) -> Viewer:
         principal = authenticate_session(get_db(request), token)
     except Unauthorized:
         raise SignInRequired from None
+    request.state.principal = principal
     return Viewer(principal)
 
 
