@@ -375,6 +375,18 @@ def _home_lists(db: Database, tenant: Tenant, clients: int) -> list[str]:
     return homes
 
 
+def _acked(workers: list[CrashClient]) -> int:
+    return sum(1 for worker in workers for attempt in list(worker.attempts) if attempt.outcome == "acked")
+
+
+def _wait_for_acks(workers: list[CrashClient], count: int, timeout: float = 120.0) -> None:
+    target, deadline = _acked(workers) + count, time.monotonic() + timeout
+    while _acked(workers) < target:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"fewer than {count} mutations acknowledged in {timeout:g} s")
+        time.sleep(0.05)
+
+
 def run_engine(
     engine: str,
     *,
@@ -382,10 +394,15 @@ def run_engine(
     kills: int,
     clients: int,
     up_seconds: tuple[float, float],
+    min_acked: int = 10,
     seed: int | None = None,
     log: Any = print,
 ) -> EngineResult:
-    """Kill the server ``kills`` times under ``clients`` writers, then check everything with it down."""
+    """Kill the server ``kills`` times under ``clients`` writers, then check everything with it down.
+
+    Each kill comes at a random moment ``up_seconds`` after the start, but never before ``min_acked``
+    more mutations were acknowledged, so a slow, shared machine still gets real work between kills.
+    """
     rng = random.Random(seed)
     result = EngineResult(engine, clients)
     began = time.monotonic()
@@ -408,6 +425,7 @@ def run_engine(
                     for worker in workers:
                         worker.start()
                     for number in range(kills):
+                        _wait_for_acks(workers, min_acked)
                         time.sleep(rng.uniform(*up_seconds))
                         up.clear()
                         server.kill()
@@ -499,6 +517,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=8, help="concurrent writing clients (8)")
     parser.add_argument("--min-up", type=float, default=0.3, help="shortest time between start and kill, s")
     parser.add_argument("--max-up", type=float, default=2.5, help="longest time between start and kill, s")
+    parser.add_argument("--min-acked", type=int, default=10, help="acknowledged mutations before a kill")
     parser.add_argument("--engines", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql")
     parser.add_argument("--pg-url", default=DEFAULT_PG, help="PostgreSQL server to create the database on")
     parser.add_argument("--seed", type=int, help="seed for the kill moments")
@@ -516,6 +535,7 @@ def main(argv: list[str]) -> int:
             kills=args.kills,
             clients=args.clients,
             up_seconds=(args.min_up, args.max_up),
+            min_acked=args.min_acked,
             seed=args.seed,
         )
         results.append(result)
