@@ -194,3 +194,30 @@ def test_load_more_and_phone_width(browser: Browser, server: Server) -> None:
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0, f"the page scrolls sideways by {overflow}px at phone width"
     context.close()
+
+
+def test_custom_range_is_read_in_the_viewers_time_zone(browser: Browser, server: Server) -> None:
+    tenant = make_tenant(server, name="Zoned")
+    with tenant.key_client() as api:
+        api.post("/api/v1/lists", json={"name": "Inside the range"})
+    context = browser.new_context(timezone_id="America/New_York", locale="en-US")
+    page = context.new_page()
+    page.goto(server.url + "/activity")
+    sign_in(page, tenant)
+    page.wait_for_url("**/activity")
+    page.select_option("#f-window", "custom")
+    assert page.locator("#f-since").is_visible()
+    # 2000-01-15 07:00 in New York is 12:00 UTC (EST, UTC-5).
+    page.fill("#f-since", "2000-01-15T07:00")
+    page.fill("#f-q", "Inside")
+    page.click("text=Apply filters")
+    page.wait_for_url("**/activity?*")
+    query = parse_qs(urlsplit(page.url).query)
+    assert query == {"since": ["2000-01-15T12:00:00Z"], "q": ["Inside"]}
+    assert page.locator("#log-rows .summary").all_inner_texts() == ['Created list "Inside the range"']
+    assert page.locator("#f-since").input_value() == "2000-01-15T07:00"  # shown back in local time
+    page.fill("#f-since", "2999-01-01T00:00")
+    page.click("text=Apply filters")
+    page.wait_for_url("**/activity?*2999*")
+    assert page.locator(".empty h2").inner_text() == "No entries match these filters"
+    context.close()
