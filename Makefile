@@ -30,6 +30,7 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+bench-pages: $(STAMP) ; $(BIN)/python bench/pages.py
 
 # The README's pictures, taken by the browser test itself.
 screenshots: $(STAMP)

@@ -1,0 +1,600 @@
+"""``make bench-pages``: every dashboard page timed at a demo account of 100,000 entries, on both engines.
+
+The dashboard must answer each page in under 300 ms at that size. For each engine this builds a throw-away
+database with the real migrations (a SQLite file under bench/data/, a ``CREATE DATABASE
+activitylog_bench_<random>`` on PostgreSQL, dropped afterwards), seeds it with ``activitylog demo --entries
+N`` (the real services, so the account has lists, contacts, broadcasts, domains, keys, rules and users as well
+as the log), starts the real server in its own process, signs in through the form and times every page kind
+with httpx: wall time until the whole body has arrived, ``--reps`` times after one warm-up. The Export CSV
+link of a filtered view is timed separately, as rows per second. Results: bench/PAGES.md.
+
+    .venv/bin/python bench/pages.py [--entries 100000] [--engine sqlite|postgresql|both] [--reps 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import html
+import io
+import ipaddress
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import httpx
+import psycopg
+
+from activitylog.db.base import connect
+from activitylog.db.migrate import upgrade
+from activitylog.log.query import decode_cursor
+from activitylog.web.deps import SESSION_COOKIE
+
+# isort: split
+# Sibling modules of bench/ (this runs as a script, so they import as top-level modules).
+from server import DATA_DIR, serve
+from stores import Store, describe, postgres_store
+
+BUDGET_MS = 300.0
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+RESULTS = Path(__file__).resolve().parent / "PAGES.md"
+RESOURCE_PAGES = (
+    "broadcasts",
+    "lists",
+    "segments",
+    "suppressions",
+    "sending-domains",
+    "reputation-rules",
+    "api-keys",
+    "users",
+)
+COMMON_WORD = "contact"  # in most summaries ("Created contact …") and resource types
+RARE_WORD = "rotated"  # only in "Rotated API key …": a handful of entries, so the search reads far
+LOAD_MORE_PAGES = 20  # 20 "Load more" clicks of 50 entries: 1,000 entries deep
+ENGINES = ("sqlite", "postgresql")
+
+
+# --- what was measured ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Timing:
+    """One page's timed requests, in milliseconds, and the size of its body."""
+
+    label: str
+    url: str
+    samples: list[float]
+    size: int
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def p95(self) -> float:
+        """Nearest rank: with 20 requests, the 19th fastest."""
+        ordered = sorted(self.samples)
+        return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+
+    @property
+    def max(self) -> float:
+        return max(self.samples)
+
+
+@dataclass
+class Export:
+    url: str
+    rows: int
+    size: int
+    seconds: list[float]
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / statistics.median(self.seconds)
+
+
+@dataclass
+class EngineRun:
+    engine: str
+    info: dict[str, str]
+    load_start: tuple[float, float, float]
+    load_end: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    seed_seconds: float = 0.0
+    counts: dict[str, int] = field(default_factory=dict)
+    fixtures: dict[str, str] = field(default_factory=dict)  # what each filter was set to, and why
+    pages: list[Timing] = field(default_factory=list)
+    export: Export | None = None
+
+
+# --- the database and the demo account ------------------------------------------------------------------
+
+
+@contextmanager
+def sqlite_store(*, keep: bool) -> Iterator[Store]:
+    """A fresh, migrated SQLite file of its own under bench/data/, so ``make bench`` can run beside it."""
+    DATA_DIR.mkdir(exist_ok=True)
+    path = DATA_DIR / "pages.db"
+    _remove_sqlite(path)
+    store = Store(engine="sqlite", url=f"sqlite:///{path}", raw_target=str(path))
+    try:
+        _migrate(store)
+        yield store
+    finally:
+        if not keep:
+            _remove_sqlite(path)
+
+
+def _remove_sqlite(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def _migrate(store: Store) -> None:
+    db = connect(store.url)
+    try:
+        upgrade(db)
+    finally:
+        db.dispose()
+
+
+def _cli() -> list[str]:
+    """The installed ``activitylog`` command of this interpreter's environment."""
+    beside = Path(sys.executable).with_name("activitylog")
+    found = str(beside) if beside.exists() else shutil.which("activitylog")
+    if not found:
+        raise SystemExit("the activitylog command is not installed (pip install -e .)")
+    return [found]
+
+
+def seed_demo(store: Store, entries: int) -> dict[str, Any]:
+    """``activitylog demo --entries N`` on the store; its last stdout line is JSON with the login."""
+    env = {
+        **os.environ,
+        "ACTIVITYLOG_DATABASE_URL": store.url,
+        "ACTIVITYLOG_SIGNING_KEY_FILE": str(DATA_DIR / "bench-signing.key"),
+    }
+    done = subprocess.run(
+        [*_cli(), "demo", "--entries", str(entries)],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+    )
+    last = done.stdout.strip().splitlines()[-1]
+    result: dict[str, Any] = json.loads(last)
+    return result
+
+
+# --- the account's data: filter values taken from what is really there ----------------------------------
+
+
+class Facts:
+    """Plain SQL on the seeded account: its size and the values that make each filter realistic."""
+
+    def __init__(self, store: Store, account_id: str) -> None:
+        self.store, self.account_id = store, account_id
+        self.conn = store.raw_connect()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def rows(self, sql: str, *args: Any) -> list[Any]:
+        return list(self.conn.execute(self.store.sql(sql), (self.account_id, *args)).fetchall())
+
+    def scalar(self, sql: str, *args: Any) -> Any:
+        return self.rows(sql, *args)[0][0]
+
+    def counts(self) -> dict[str, int]:
+        tables = ("activity_entries", "users", "api_keys", "lists", "contacts", "segments", "broadcasts")
+        tables += ("suppressions", "sending_domains", "reputation_rules")
+        return {t: int(self.scalar(f"SELECT count(*) FROM {t} WHERE account_id = ?")) for t in tables}
+
+    def head(self) -> int:
+        return int(self.scalar("SELECT max(seq) FROM activity_entries WHERE account_id = ?"))
+
+    def busiest_user(self) -> tuple[str, int]:
+        row = self.rows(
+            "SELECT actor_id, count(*) FROM activity_entries WHERE account_id = ? AND actor_type = 'session' "
+            "GROUP BY actor_id ORDER BY count(*) DESC, actor_id LIMIT 1"
+        )[0]
+        return str(row[0]), int(row[1])
+
+    def busiest_resource(self) -> tuple[str, str, int]:
+        """The account resource (not a user or the account itself) with the most entries."""
+        row = self.rows(
+            "SELECT resource_type, resource_id, count(*) FROM activity_entries WHERE account_id = ? "
+            "AND resource_type NOT IN ('user', 'account') "
+            "GROUP BY resource_type, resource_id ORDER BY count(*) DESC, resource_id LIMIT 1"
+        )[0]
+        return str(row[0]), str(row[1]), int(row[2])
+
+    def busiest_network(self) -> tuple[str, int]:
+        """The /24 (or /64) block with the most entries."""
+        blocks: Counter[str] = Counter()
+        for ip, n in self.rows(
+            "SELECT ip, count(*) FROM activity_entries WHERE account_id = ? AND ip IS NOT NULL GROUP BY ip"
+        ):
+            address = ipaddress.ip_address(ip)
+            prefix = 24 if address.version == 4 else 64
+            blocks[str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))] += int(n)
+        block, n = blocks.most_common(1)[0]
+        return block, n
+
+    def matching(self, word: str) -> int:
+        pattern = f"%{word.lower()}%"
+        return int(
+            self.scalar(
+                "SELECT count(*) FROM activity_entries WHERE account_id = ? AND (lower(summary) LIKE ? "
+                "OR lower(coalesce(resource_name, '')) LIKE ? OR lower(coalesce(actor_name, '')) LIKE ?)",
+                pattern,
+                pattern,
+                pattern,
+            )
+        )
+
+    def where_count(self, condition: str, *args: Any) -> int:
+        return int(
+            self.scalar(f"SELECT count(*) FROM activity_entries WHERE account_id = ? AND {condition}", *args)
+        )
+
+    def entry_with_diff(self) -> int:
+        """A recent broadcast edit: an entry page with a field-level diff to render."""
+        return int(
+            self.scalar(
+                "SELECT max(seq) FROM activity_entries WHERE account_id = ? AND action = 'broadcast.update'"
+            )
+        )
+
+
+# --- the pages ------------------------------------------------------------------------------------------
+
+
+def sign_in(client: httpx.Client, email: str, password: str) -> None:
+    """The form, as a browser posts it; the session cookie stays in the client."""
+    response = client.post("/sign-in", data={"email": email, "password": password, "next": "/activity"})
+    if response.status_code != 303 or SESSION_COOKIE not in client.cookies:
+        raise RuntimeError(f"sign-in failed: {response.status_code} {response.text[:200]}")
+    fetch(client, "/activity")
+
+
+def fetch(client: httpx.Client, url: str) -> httpx.Response:
+    response = client.get(url)
+    if response.status_code != 200:
+        raise RuntimeError(f"GET {url}: {response.status_code} {response.text[:300]}")
+    return response
+
+
+def attribute_href(page: str, attribute: str) -> str | None:
+    """The href of the first element carrying ``attribute`` (``data-load-more``, ``data-export``)."""
+    for tag in re.findall(r"<a\b[^>]*>", page):
+        if re.search(rf"\s{attribute}(?=[\s>=])", tag):
+            found = re.search(r'href="([^"]*)"', tag)
+            if found:
+                return html.unescape(found.group(1))
+    return None
+
+
+def first_row_link(page: str, slug: str) -> str | None:
+    """The first link into one row of a list page (``/lists/lst_…``)."""
+    found = re.search(rf'href="(/{re.escape(slug)}/[^"/?#]+)"', page)
+    return html.unescape(found.group(1)) if found else None
+
+
+def history_href(page: str) -> str | None:
+    found = re.search(r'href="(/activity\?resource_type=[^"]*resource_id=[^"]*)"', page)
+    return html.unescape(found.group(1)) if found else None
+
+
+def with_fragment(url: str) -> str:
+    return url + ("&" if "?" in url else "?") + "fragment=1"
+
+
+def activity(**params: str) -> str:
+    return "/activity?" + urlencode(params) if params else "/activity"
+
+
+def plan_pages(client: httpx.Client, facts: Facts, fixtures: dict[str, str]) -> list[tuple[str, str]]:
+    """Every page kind as (label, URL), with filter values and ids taken from the account itself."""
+    user, user_entries = facts.busiest_user()
+    rtype, rid, r_entries = facts.busiest_resource()
+    block, block_entries = facts.busiest_network()
+    common, rare = facts.matching(COMMON_WORD), facts.matching(RARE_WORD)
+    fixtures["actor"] = f"`{user}`, the busiest user ({user_entries:,} entries)"
+    updates = facts.where_count("action LIKE '%.update'")
+    sends = facts.where_count("action LIKE 'broadcast.%'")
+    contacts = facts.where_count("resource_type = 'contact'")
+    fixtures["action=update"] = f"{updates:,} entries"
+    fixtures["action=broadcast.*"] = f"{sends:,} entries"
+    fixtures["resource_type"] = f"`contact`, {contacts:,} entries"
+    fixtures["busy resource"] = f"`{rtype}` `{rid}` ({r_entries:,} entries)"
+    fixtures["ip"] = f"`{block}`, the busiest block ({block_entries:,} entries)"
+    fixtures["q"] = f"common `{COMMON_WORD}` ({common:,} entries), rare `{RARE_WORD}` ({rare:,} entries)"
+
+    pages: list[tuple[str, str]] = [
+        ("/activity", "/activity"),
+        ("/activity actor", activity(actor=user)),
+        ("/activity action verb", activity(action="update")),
+        ("/activity action wildcard", activity(action="broadcast.*")),
+        ("/activity resource_type", activity(resource_type="contact")),
+        ("/activity resource_type+resource_id", activity(resource_type=rtype, resource_id=rid)),
+        ("/activity window=24h", activity(window="24h")),
+        ("/activity window=30d", activity(window="30d")),
+        ("/activity ip /24", activity(ip=block)),
+        ("/activity q common", activity(q=COMMON_WORD)),
+        ("/activity q rare", activity(q=RARE_WORD)),
+        ("/activity actor+action+window", activity(actor=user, action="update", window="30d")),
+    ]
+    pages.append(("/activity load more, 1,000 deep", load_more_url(client, facts, fixtures)))
+    seq = facts.entry_with_diff()
+    fixtures["entry"] = f"seq {seq:,} (a `broadcast.update` with a diff)"
+    pages.append(("/activity/{seq}", f"/activity/{seq}"))
+    details: list[tuple[str, str]] = []
+    history: str | None = None
+    for slug in RESOURCE_PAGES:
+        pages.append((f"/{slug}", f"/{slug}"))
+        listing = fetch(client, f"/{slug}").text
+        link = first_row_link(listing, slug)
+        if link is None:
+            fixtures[f"/{slug}/{{id}}"] = "no row on the list page: not measured"
+            continue
+        details.append((f"/{slug}/{{id}}", link))
+        if slug == "broadcasts":
+            history = history_href(fetch(client, link).text)
+            fixtures["history"] = f"the History link of `{link}`"
+    pages += details
+    if history:
+        pages.append(("resource history (History link)", history))
+    pages.append(("/sign-in", "/sign-in"))
+    return pages
+
+
+def load_more_url(client: httpx.Client, facts: Facts, fixtures: dict[str, str]) -> str:
+    """Follow the page's ``data-load-more`` link 20 times, as the button would; the next one is measured."""
+    url = attribute_href(fetch(client, "/activity").text, "data-load-more")
+    for _ in range(LOAD_MORE_PAGES - 1):
+        if url is None:
+            break
+        url = attribute_href(fetch(client, with_fragment(url)).text, "data-load-more")
+    if url is None:
+        raise RuntimeError("the activity page has no data-load-more link 1,000 entries deep")
+    cursor = parse_qs(urlsplit(url).query).get("cursor", [""])[0]
+    before = decode_cursor(cursor)
+    head = facts.head()
+    fixtures["load more"] = (
+        f"the {LOAD_MORE_PAGES}th `data-load-more` link followed from `/activity` (entries below seq "
+        f"{before:,}, head {head:,}), timed with `fragment=1` as the button asks for it"
+    )
+    return with_fragment(url)
+
+
+def time_page(client: httpx.Client, label: str, url: str, reps: int) -> Timing:
+    """One warm-up, then ``reps`` requests, each timed until the full body has been read."""
+    size = len(fetch(client, url).content)
+    samples = []
+    for _ in range(reps):
+        began = time.perf_counter()
+        response = client.get(url)
+        body = response.content
+        samples.append((time.perf_counter() - began) * 1000)
+        if response.status_code != 200:
+            raise RuntimeError(f"GET {url}: {response.status_code}")
+        size = len(body)
+    return Timing(label, url, samples, size)
+
+
+def time_export(client: httpx.Client, url: str, runs: int) -> Export:
+    """The Export CSV link: a download, so reported as rows per second (rows counted by a CSV parser)."""
+    seconds: list[float] = []
+    rows = size = 0
+    for _ in range(runs):
+        began = time.perf_counter()
+        with client.stream("GET", url) as response:
+            if response.status_code != 200:
+                raise RuntimeError(f"GET {url}: {response.status_code}")
+            body = response.read()
+        seconds.append(time.perf_counter() - began)
+        size = len(body)
+        rows = sum(1 for _ in csv.reader(io.StringIO(body.decode()))) - 1  # minus the header
+    return Export(url, rows, size, seconds)
+
+
+# --- one engine -----------------------------------------------------------------------------------------
+
+
+def bench_engine(store: Store, args: argparse.Namespace, log: Callable[[str], None]) -> EngineRun:
+    run = EngineRun(store.engine, describe(store), os.getloadavg())
+    log(f"seeding {args.entries:,} entries with `activitylog demo`")
+    began = time.perf_counter()
+    login = seed_demo(store, args.entries)
+    run.seed_seconds = time.perf_counter() - began
+    log(f"seeded in {run.seed_seconds:.0f} s; serving")
+    facts = Facts(store, login["account_id"])
+    try:
+        run.counts = facts.counts()
+        with (
+            serve(store.url) as server,
+            httpx.Client(
+                base_url=server.url, timeout=120, headers={"User-Agent": "activitylog-bench"}
+            ) as client,
+        ):
+            sign_in(client, login["email"], login["password"])
+            pages = plan_pages(client, facts, run.fixtures)
+            for label, url in pages:
+                timing = time_page(client, label, url, args.reps)
+                run.pages.append(timing)
+                flag = "  OVER" if timing.p95 > BUDGET_MS else ""
+                log(
+                    f"{label:40} p50 {timing.p50:7.1f}  p95 {timing.p95:7.1f}  max {timing.max:7.1f} ms{flag}"
+                )
+            export = attribute_href(fetch(client, activity(window="30d")).text, "data-export")
+            if export is None:
+                raise RuntimeError("the filtered activity page has no data-export link")
+            run.fixtures["export"] = "the Export CSV link of `/activity?window=30d`"
+            run.export = time_export(client, export, args.export_runs)
+            log(f"export: {run.export.rows:,} rows, {run.export.rows_per_second:,.0f} rows/s")
+    finally:
+        facts.close()
+    run.load_end = os.getloadavg()
+    return run
+
+
+# --- the report -----------------------------------------------------------------------------------------
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _load(load: tuple[float, float, float]) -> str:
+    return " / ".join(f"{x:.2f}" for x in load)
+
+
+def _cell(timing: Timing | None) -> str:
+    if timing is None:
+        return "—"
+    figures = f"{timing.p50:.0f} / {timing.p95:.0f} / {timing.max:.0f}"
+    return f"**{figures} ✗**" if timing.p95 > BUDGET_MS else figures
+
+
+def render(runs: list[EngineRun], args: argparse.Namespace, started: datetime, load_start: Any) -> str:
+    engines = [r.engine for r in runs]
+    out = [
+        "# Dashboard pages at a demo account",
+        "",
+        "Written by `make bench-pages` (`bench/pages.py`); do not edit by hand. Every dashboard page is asked"
+        f" for by a signed-in browser session (a cookie from `POST /sign-in`), {args.reps} times after one "
+        "warm-up, one request at a time over loopback HTTP/1.1 to a real uvicorn server process; the time is"
+        " the client's wall time until the whole body has arrived. The budget is "
+        f"**{BUDGET_MS:.0f} ms per page**; a cell in bold with ✗ has its p95 over it.",
+        "",
+        "## Setup",
+        "",
+        f"- date: {started:%Y-%m-%d %H:%M} UTC; command: `bench/pages.py {' '.join(args.argv)}`",
+        f"- machine: {os.cpu_count()} CPUs (`nproc` {len(os.sched_getaffinity(0))}), {_cpu()}, Python "
+        f"{platform.python_version()}, shared with other work (see the load averages)",
+        f"- load average (1/5/15 min): {_load(load_start)} at the start, {_load(os.getloadavg())} at the end",
+        f"- seeding: `activitylog demo --entries {args.entries}` (the real services in batches of 1,000: a "
+        "six-week history with sessions, API keys, rules, the scheduler and dispatcher as actors, and the "
+        "lists, contacts, broadcasts, domains, keys, rules and users it leaves behind)",
+    ]
+    for run in runs:
+        version = run.info.get("version", run.engine)
+        counts = ", ".join(f"{n:,} {t}" for t, n in run.counts.items() if t != "activity_entries")
+        out.append(
+            f"- **{version}**: {run.counts.get('activity_entries', 0):,} log entries in the account; "
+            f"{counts}; "
+            f"seeded in {run.seed_seconds:.0f} s; load {_load(run.load_start)} → {_load(run.load_end)}"
+        )
+    out += [
+        "",
+        "## Pages",
+        "",
+        "p50 / p95 / max in milliseconds; size is the body as sent (uncompressed).",
+        "",
+    ]
+    out.append("| page | " + " | ".join(f"{e} p50 / p95 / max" for e in engines) + " | size | URL |")
+    out.append("|---|" + "---|" * len(engines) + "---:|---|")
+    labels = list(dict.fromkeys(t.label for r in runs for t in r.pages))
+    for label in labels:
+        found = [next((t for t in r.pages if t.label == label), None) for r in runs]
+        first = next(t for t in found if t is not None)
+        url = first.url if len(first.url) <= 90 else first.url[:87] + "…"
+        out.append(
+            f"| {label} | "
+            + " | ".join(_cell(t) for t in found)
+            + f" | {first.size / 1024:.0f} KiB | `{url}` |"
+        )
+    over = [(r.engine, t) for r in runs for t in r.pages if t.p95 > BUDGET_MS]
+    out += ["", f"Pages over {BUDGET_MS:.0f} ms at p95: " + (str(len(over)) if over else "none") + "."]
+    for engine, timing in over:
+        out.append(f"- {engine}: {timing.label} (p95 {timing.p95:.0f} ms)")
+    out += ["", "## Export CSV (a download, not a page)", ""]
+    out.append("| engine | rows | size | seconds (median of runs) | rows/s |")
+    out.append("|---|---:|---:|---:|---:|")
+    for run in runs:
+        if run.export:
+            e = run.export
+            out.append(
+                f"| {run.engine} | {e.rows:,} | {e.size / 2**20:.1f} MiB | "
+                f"{statistics.median(e.seconds):.2f} ({len(e.seconds)} runs) | {e.rows_per_second:,.0f} |"
+            )
+    out += ["", "## What each filter was set to", ""]
+    for run in runs:
+        out.append(f"- {run.engine}: " + "; ".join(f"{k}: {v}" for k, v in run.fixtures.items()))
+    out += ["", "## Engines", ""]
+    for run in runs:
+        out.append(f"- {run.engine}: " + ", ".join(f"{k} {v}" for k, v in run.info.items()))
+    return "\n".join(out) + "\n"
+
+
+# --- main -----------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--entries", type=int, default=100_000, help="log entries in the demo account (100000)"
+    )
+    parser.add_argument("--engine", choices=(*ENGINES, "both"), default="both", help="which store (both)")
+    parser.add_argument("--reps", type=int, default=20, help="timed requests per page after a warm-up (20)")
+    parser.add_argument("--export-runs", type=int, default=3, help="timed runs of the CSV export (3)")
+    parser.add_argument("--pg-url", default=DEFAULT_PG, help="PostgreSQL server to create the database on")
+    parser.add_argument("--keep-data", action="store_true", help="keep bench/data/pages.db for inspection")
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS, help="where to write the results (bench/PAGES.md)"
+    )
+    args = parser.parse_args(argv)
+    args.argv = argv
+    return args
+
+
+def _open(engine: str, args: argparse.Namespace) -> AbstractContextManager[Store]:
+    if engine == "sqlite":
+        return sqlite_store(keep=args.keep_data)
+    try:
+        psycopg.connect(args.pg_url, connect_timeout=5).close()
+    except psycopg.OperationalError as exc:
+        raise SystemExit(f"cannot reach {args.pg_url}: {str(exc).strip().splitlines()[0]}") from None
+    return postgres_store(args.pg_url)  # created, migrated, always dropped
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    started, load_start = datetime.now(UTC), os.getloadavg()
+    runs = []
+    for engine in ENGINES if args.engine == "both" else (args.engine,):
+        began = time.perf_counter()
+
+        def log(message: str, engine: str = engine, began: float = began) -> None:
+            print(f"[{engine} +{time.perf_counter() - began:6.1f}s] {message}", flush=True)
+
+        with _open(engine, args) as store:
+            runs.append(bench_engine(store, args, log))
+    args.out.write_text(render(runs, args, started, load_start))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
