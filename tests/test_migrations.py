@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from activitylog.db.base import Database, connect
 from activitylog.db.migrate import known_to_models, upgrade
 from activitylog.db.models import Base
+from conftest import PG_ENV, fresh_postgres_database
 
 
 def test_migrated_schema_matches_the_models(db: Database) -> None:
@@ -44,3 +48,42 @@ def test_downgrade_and_upgrade_round_trip(tmp_path) -> None:  # type: ignore[no-
     upgrade(fresh)
     assert "activity_entries" in inspect(fresh.engine).get_table_names()
     fresh.dispose()
+
+
+def test_row_level_security_comes_off_and_back_on_postgres() -> None:
+    """0006 on a real server: its downgrade removes every policy it made, and the upgrade puts them back."""
+    server = os.environ.get(PG_ENV)
+    if not server:
+        pytest.skip(f"PostgreSQL tests skipped: set {PG_ENV}")
+    for url in fresh_postgres_database(server):
+        fresh = connect(url)
+        upgrade(fresh)
+        assert _policies(fresh) and _forced(fresh)
+        _downgrade(fresh, "0005")
+        assert not _policies(fresh) and not _forced(fresh)
+        upgrade(fresh)
+        assert len(_policies(fresh)) == 2 * len(_forced(fresh))
+        fresh.dispose()
+
+
+def _downgrade(db: Database, revision: str) -> None:
+    from alembic import command
+
+    from activitylog.db.migrate import alembic_config
+
+    config = alembic_config(db)
+    with db.engine.connect() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, revision)
+        conn.commit()
+
+
+def _policies(db: Database) -> set[str]:
+    with db.engine.connect() as conn:
+        return set(conn.execute(text("SELECT tablename || '.' || policyname FROM pg_policies")).scalars())
+
+
+def _forced(db: Database) -> set[str]:
+    with db.engine.connect() as conn:
+        query = "SELECT relname FROM pg_class WHERE relrowsecurity AND relforcerowsecurity"
+        return set(conn.execute(text(query)).scalars())
