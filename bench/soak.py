@@ -352,7 +352,9 @@ def write_markdown(results: list[EngineSoak], argv: list[str], path: Path) -> No
         "",
         "Mix per client: " + ", ".join(f"{kind} {weight}%" for kind, weight in MIX.items()) + "; an activity",
         "read follows `next_cursor` for 1 or 3 more pages half the time; an export is the client's own",
-        "entries of the last two minutes. Latency is the client's wall time for the whole response.",
+        "entries of the last two minutes. Latency is the client's wall time for the whole response. No",
+        "non-2xx answer is expected in this mix (names are unique, deletes only target what exists), so",
+        "every one counts as an error, as does every connection error.",
         "",
     ]
     for result in results:
