@@ -204,6 +204,25 @@ BODY_CASES = [
         },
     ),
     case(
+        "segment-condition-long-numeric-value",  # was stored as the number 0
+        "POST",
+        "/api/v1/segments",
+        "conditions.0.value",
+        json={
+            "name": "S",
+            "list_id": "{list}",
+            "conditions": [{"field": "email", "op": "equals", "value": "0" * 321}],
+        },
+        mentions=("320 characters",),
+    ),
+    case(
+        "segment-condition-bool-value",
+        "PATCH",
+        "/api/v1/segments/{segment}",
+        "conditions.0.value",
+        json={"conditions": [{"field": "email", "op": "equals", "value": True}]},
+    ),
+    case(
         "segment-too-many-conditions",
         "POST",
         "/api/v1/segments",
@@ -762,7 +781,18 @@ BODY_CASES = [
         "body",
         content=b'{"name": "\xff"}',
         headers=JSON_CT,
-        status=None,
+        status=400,
+        mentions=("UTF-8",),
+    ),
+    case(
+        "malformed-json-latin1-declared",
+        "PATCH",
+        "/api/v1/lists/{list}",
+        "body",
+        content='{"name": "Café"}'.encode("latin-1"),
+        headers={"Content-Type": "application/json; charset=latin-1"},
+        status=400,
+        mentions=("UTF-8",),
     ),
     case(
         "malformed-json-too-deep",
@@ -771,7 +801,28 @@ BODY_CASES = [
         "body",
         content=b"[" * 100_000 + b"]" * 100_000,
         headers=JSON_CT,
-        status=None,
+        status=400,
+        mentions=("nested",),
+    ),
+    case(
+        "malformed-json-10k-nested-arrays",
+        "POST",
+        "/api/v1/segments",
+        "body",
+        content=b'{"name": "S", "conditions": ' + b"[" * 10_000 + b"]" * 10_000 + b"}",
+        headers=JSON_CT,
+        status=400,
+        mentions=("nested",),
+    ),
+    case(
+        "malformed-json-10k-nested-objects",
+        "POST",
+        "/api/v1/delivery-events",
+        "body",
+        content=b'{"a": ' * 10_000 + b"1" + b"}" * 10_000,
+        headers=JSON_CT,
+        status=400,
+        mentions=("nested",),
     ),
     case("body-absent", "POST", "/api/v1/lists", "body", content=b"", headers=JSON_CT),
     case("body-array", "POST", "/api/v1/lists", "body", json=[{"name": "a"}]),
@@ -953,6 +1004,13 @@ FILTER_CASES = [
     activity("resource-type-unknown", "resource_type", resource_type="planet"),
     activity("resource-type-one-bad", "resource_type", resource_type="list,planet"),
     activity("q-too-long", "q", q="q" * 4001),
+    activity("q-15k", "q", q="q" * 15_000),  # longer heads are refused by the HTTP server (16 KB)
+    activity("action-2000-values", "action", action=",".join(["send"] * 2_000)),
+    activity("resource-id-many-values", "resource_id", resource_id=",".join(["lst_x"] * 1_000)),
+    activity("ip-host-bits-v6", "ip", ip="2001:db8::/140"),
+    activity("ip-cidr-negative", "ip", ip="10.0.0.0/-1"),
+    activity("ip-cidr-empty-prefix", "ip", ip="10.0.0.0/"),
+    activity("ip-cidr-word-prefix", "ip", ip="10.0.0.0/abc"),
     activity("actor-too-long", "actor", actor="a" * 4001),
     activity("limit-zero", "limit", limit="0"),
     activity("limit-too-big", "limit", limit="1001"),
@@ -980,6 +1038,29 @@ FILTER_CASES = [
         "cursor-enormous-seq",
         "cursor",
         cursor=cursor_of({"seq": 10**30}),
+    ),
+    case(
+        "export-since-after-until",
+        "GET",
+        ACTIVITY + "/export",
+        "since",
+        params={"since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"},
+    ),
+    case("export-bad-cidr", "GET", ACTIVITY + "/export", "ip", params={"ip": "198.51.100.0/33"}),
+    case("export-bad-format", "GET", ACTIVITY + "/export", "format", params={"format": "xlsx"}),
+    case(
+        "manifest-as-of-seq-huge",  # was a 500: larger than BIGINT
+        "GET",
+        ACTIVITY + "/export/manifest",
+        "as_of_seq",
+        params={"as_of_seq": str(10**21)},
+    ),
+    case(
+        "manifest-as-of-seq-zero",
+        "GET",
+        ACTIVITY + "/export/manifest",
+        "as_of_seq",
+        params={"as_of_seq": "0"},
     ),
     case("entry-seq-word", "GET", ACTIVITY + "/abc", "seq"),
     case(
@@ -1225,6 +1306,23 @@ def test_nul_in_a_lookup_is_never_a_500(ctx: Ctx, c: Case) -> None:
     else:
         assert 400 <= r.status_code < 500
         assert set(r.json()["error"]) >= {"code", "message"}
+
+
+def test_a_streamed_body_over_the_limit_is_413_not_a_parse_error(ctx: Ctx) -> None:
+    """Read by the framework's JSON parser (not the import's own reader), the limit used to surface as 400."""
+    before = ctx.head()
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted while read
+        yield b'{"name": "'
+        for _ in range(70):
+            yield b"x" * 100_000
+        yield b'"}'
+
+    with ctx.client("key") as client:
+        r = client.post("/api/v1/lists", content=chunks(), headers=JSON_CT)
+    assert r.status_code == 413, r.text
+    assert r.json()["error"] == {"code": "too_large", "message": "body: larger than 6 MB", "field": "body"}
+    assert ctx.head() == before
 
 
 def test_the_table_covers_every_endpoint_that_takes_a_body(ctx: Ctx) -> None:

@@ -46,12 +46,13 @@ def error_body(code: str, message: str, field: str | None = None) -> dict[str, A
     return {"error": error}
 
 
+_UNION_MEMBER = re.compile(r"^(str|int|float|bool|constrained-\w+|\w+\[.*\])$")  # which branch of a union
 _UNION_TAGS = {"condition": ("event", "rate")}  # a discriminated union's tag is no part of the field name
 
 
 def _field_path(loc: tuple[Any, ...]) -> list[str]:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
-    parts = [p for p in parts if not p.startswith("function-")]
+    parts = [p for p in parts if not p.startswith("function-") and not _UNION_MEMBER.match(p)]
     for i in range(len(parts) - 2, -1, -1):
         if parts[i + 1] in _UNION_TAGS.get(parts[i], ()) and i + 2 < len(parts):
             del parts[i + 1]
@@ -69,6 +70,30 @@ def validation_error(err: Any) -> tuple[str | None, str]:
     if field is None and err.get("loc", ("body",))[:1] == ("body",):
         field = "body"  # the body as a whole: absent, or not the JSON object the endpoint takes
     return field, f"{field}: {msg}" if field else msg
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method the API serves at this path (from its OpenAPI paths): the router's own 405 names only
+    the methods of the first route whose path matched."""
+    methods: set[str] = set()
+    for template, operations in request.app.openapi()["paths"].items():
+        pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            methods |= {method.upper() for method in operations}
+    return ", ".join(sorted(methods))
+
+
+def _unreadable_body(cause: BaseException) -> JSONResponse:
+    """Say why a body could not be read, instead of the framework's generic 400."""
+    if isinstance(cause, BodyTooLarge):  # raised while the framework was reading a streamed body
+        return too_large_body()
+    if isinstance(cause, UnicodeDecodeError):
+        message = "body: not valid UTF-8"
+    elif isinstance(cause, RecursionError):
+        message = "body: JSON nested too deeply"
+    else:
+        message = "body: could not be read as JSON"
+    return JSONResponse(error_body("bad_request", message, "body"), status_code=400)
 
 
 def install(app: FastAPI) -> None:
@@ -89,11 +114,14 @@ def install(app: FastAPI) -> None:
         return JSONResponse(error_body("invalid", message, field), status_code=422)
 
     @app.exception_handler(HTTPException)
-    async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.__cause__ is not None:  # the framework could not read the body
+            return _unreadable_body(exc.__cause__)
         code = _STATUS_CODES.get(exc.status_code, "error")
-        return JSONResponse(
-            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
-        )
+        headers = exc.headers
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": _allowed_methods(request)}
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -13,6 +13,7 @@ from pydantic import (
     Discriminator,
     EmailStr,
     Field,
+    StrictInt,
     Tag,
     model_validator,
 )
@@ -78,6 +79,18 @@ class Input(BaseModel):
         """The fields a PATCH set; null clears a field only where the field may be empty."""
         values = self.model_dump(exclude_unset=True, mode="python")
         return {k: v for k, v in values.items() if v is not None or k in nullable}
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    field: str | None = Field(default=None, description="the offending input, when there is one")
+
+
+class ErrorOut(BaseModel):
+    """Every 4xx: ``{"error": {"code", "message", "field"?}}``."""
+
+    error: ErrorDetail
 
 
 class Page(BaseModel, Generic[T]):
@@ -197,7 +210,7 @@ class ImportResult(BaseModel):
 class Condition(Input):
     field: Literal["email", "first_name", "last_name", "status", "engaged_within_days"]
     op: Literal["equals", "not_equals", "contains", "ends_with", "within"]
-    value: Annotated[str, Field(max_length=320)] | int
+    value: Annotated[str, Field(max_length=320)] | StrictInt  # strict: "000…" over 320 is not the number 0
 
     @model_validator(mode="after")
     def _fits(self) -> Condition:

@@ -7,11 +7,11 @@ from fastapi import APIRouter, Response
 from activitylog.db.models import Account, User
 from activitylog.services import accounts, users
 from activitylog.services.listing import one, page
-from activitylog.web.api import Cursor, Limit
+from activitylog.web.api import ERROR_RESPONSES, Cursor, Limit
 from activitylog.web.deps import AccountUow, Db, Reader, UsersUow
 from activitylog.web.schemas import AccountOut, AccountPatch, Page, UserIn, UserOut, UserPatch
 
-router = APIRouter(prefix="/api/v1", tags=["account"])
+router = APIRouter(prefix="/api/v1", tags=["account"], responses=ERROR_RESPONSES)
 
 
 @router.get("/account", response_model=AccountOut)

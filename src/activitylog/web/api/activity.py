@@ -26,11 +26,11 @@ from activitylog.log.signing import public_pem
 from activitylog.log.verify import verify_account
 from activitylog.services.exports import log_export
 from activitylog.services.uow import UnitOfWork
-from activitylog.web.api import Cursor, Limit
+from activitylog.web.api import ERROR_RESPONSES, Cursor, Limit
 from activitylog.web.deps import Db, LogReader, get_context, get_signer
 from activitylog.web.schemas import CheckpointOut, EntryOut, ManifestOut, Page, PublicKeysOut, VerifyOut
 
-router = APIRouter(prefix="/api/v1/activity", tags=["activity log"])
+router = APIRouter(prefix="/api/v1/activity", tags=["activity log"], responses=ERROR_RESPONSES)
 AS_OF_HEADER = "X-Activity-As-Of-Seq"
 Text = Annotated[str | None, Query(max_length=4000)]
 
@@ -115,7 +115,7 @@ def export_manifest(
     request: Request,
     db: Db,
     f: Filter,
-    as_of_seq: Annotated[int, Query(ge=1, description=f"the export's {AS_OF_HEADER} header")],
+    as_of_seq: Annotated[int, Query(ge=1, le=MAX_SEQ, description=f"the export's {AS_OF_HEADER} header")],
     format: Annotated[Literal["csv", "jsonl"], Query()] = "csv",
 ) -> dict[str, Any]:
     """The signed manifest of an export: which rows the slice held as of ``as_of_seq``, and a checkpoint."""

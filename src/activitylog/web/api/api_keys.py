@@ -9,11 +9,11 @@ from fastapi import APIRouter
 from activitylog.db.models import ApiKey
 from activitylog.services import api_keys
 from activitylog.services.listing import one, page
-from activitylog.web.api import Cursor, Limit
+from activitylog.web.api import ERROR_RESPONSES, Cursor, Limit
 from activitylog.web.deps import Db, KeysReader, KeysUow
 from activitylog.web.schemas import ApiKeyIn, ApiKeyIssued, ApiKeyOut, Page
 
-router = APIRouter(prefix="/api/v1/api-keys", tags=["api keys"])
+router = APIRouter(prefix="/api/v1/api-keys", tags=["api keys"], responses=ERROR_RESPONSES)
 
 
 def _issued(issued: api_keys.IssuedKey) -> ApiKeyIssued:

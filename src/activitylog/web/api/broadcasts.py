@@ -9,11 +9,11 @@ from fastapi import APIRouter, Response
 from activitylog.db.models import Broadcast
 from activitylog.services import broadcasts
 from activitylog.services.listing import one, page
-from activitylog.web.api import Cursor, Limit
+from activitylog.web.api import ERROR_RESPONSES, Cursor, Limit
 from activitylog.web.deps import Db, Reader, WriteUow
 from activitylog.web.schemas import BroadcastIn, BroadcastOut, BroadcastPatch, Page, ScheduleIn
 
-router = APIRouter(prefix="/api/v1/broadcasts", tags=["broadcasts"])
+router = APIRouter(prefix="/api/v1/broadcasts", tags=["broadcasts"], responses=ERROR_RESPONSES)
 
 
 @router.get("", response_model=Page[BroadcastOut])

@@ -8,10 +8,11 @@ from fastapi import APIRouter
 from pydantic import BaseModel, EmailStr, Field, model_validator
 
 from activitylog.services.feedback import ingest
+from activitylog.web.api import ERROR_RESPONSES
 from activitylog.web.deps import Db, Writer
 from activitylog.web.schemas import Input
 
-router = APIRouter(prefix="/api/v1/delivery-events", tags=["delivery events"])
+router = APIRouter(prefix="/api/v1/delivery-events", tags=["delivery events"], responses=ERROR_RESPONSES)
 
 
 class DeliveryEventIn(Input):

@@ -15,12 +15,12 @@ from activitylog.db.models import Contact, MailingList
 from activitylog.errors import InvalidInput
 from activitylog.services import lists
 from activitylog.services.listing import one, page
-from activitylog.web.api import Cursor, Limit
+from activitylog.web.api import ERROR_RESPONSES, Cursor, Limit
 from activitylog.web.deps import Db, Reader, WriteUow
 from activitylog.web.errors import validation_error
 from activitylog.web.schemas import ContactIn, ContactOut, ContactPatch, ImportResult, ListIn, ListOut, Page
 
-router = APIRouter(prefix="/api/v1", tags=["lists and contacts"])
+router = APIRouter(prefix="/api/v1", tags=["lists and contacts"], responses=ERROR_RESPONSES)
 MAX_IMPORT_ROWS = 10_000
 MAX_IMPORT_BYTES = 5_000_000
 

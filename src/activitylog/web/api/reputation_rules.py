@@ -9,11 +9,11 @@ from fastapi import APIRouter, Response
 from activitylog.db.models import ReputationRule
 from activitylog.services import reputation_rules
 from activitylog.services.listing import one, page
-from activitylog.web.api import Cursor, Limit
+from activitylog.web.api import ERROR_RESPONSES, Cursor, Limit
 from activitylog.web.deps import Db, Reader, WriteUow
 from activitylog.web.schemas import Page, RuleIn, RuleOut, RulePatch
 
-router = APIRouter(prefix="/api/v1/reputation-rules", tags=["reputation rules"])
+router = APIRouter(prefix="/api/v1/reputation-rules", tags=["reputation rules"], responses=ERROR_RESPONSES)
 
 
 @router.get("", response_model=Page[RuleOut])

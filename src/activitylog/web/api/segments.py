@@ -9,11 +9,11 @@ from fastapi import APIRouter, Response
 from activitylog.db.models import Segment
 from activitylog.services import segments
 from activitylog.services.listing import one, page
-from activitylog.web.api import Cursor, Limit
+from activitylog.web.api import ERROR_RESPONSES, Cursor, Limit
 from activitylog.web.deps import Db, Reader, WriteUow
 from activitylog.web.schemas import Page, SegmentIn, SegmentOut, SegmentPatch
 
-router = APIRouter(prefix="/api/v1/segments", tags=["segments"])
+router = APIRouter(prefix="/api/v1/segments", tags=["segments"], responses=ERROR_RESPONSES)
 
 
 @router.get("", response_model=Page[SegmentOut])

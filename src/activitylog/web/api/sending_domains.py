@@ -9,11 +9,11 @@ from fastapi import APIRouter, Response
 from activitylog.db.models import SendingDomain
 from activitylog.services import sending_domains
 from activitylog.services.listing import one, page
-from activitylog.web.api import Cursor, Limit
+from activitylog.web.api import ERROR_RESPONSES, Cursor, Limit
 from activitylog.web.deps import Db, Reader, WriteUow
 from activitylog.web.schemas import DomainIn, DomainOut, DomainPatch, Page
 
-router = APIRouter(prefix="/api/v1/sending-domains", tags=["sending domains"])
+router = APIRouter(prefix="/api/v1/sending-domains", tags=["sending domains"], responses=ERROR_RESPONSES)
 
 
 @router.get("", response_model=Page[DomainOut])

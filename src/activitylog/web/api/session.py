@@ -10,10 +10,11 @@ from activitylog.db.models import User
 from activitylog.errors import Unauthorized
 from activitylog.services import auth
 from activitylog.services.listing import one
+from activitylog.web.api import ERROR_RESPONSES
 from activitylog.web.deps import SESSION_COOKIE, Caller, Context, Db, get_settings
 from activitylog.web.schemas import SessionOut, SignInIn, UserOut
 
-router = APIRouter(prefix="/api/v1/session", tags=["session"])
+router = APIRouter(prefix="/api/v1/session", tags=["session"], responses=ERROR_RESPONSES)
 
 
 @router.post("", response_model=SessionOut)

@@ -9,11 +9,11 @@ from fastapi import APIRouter, Path, Response
 from activitylog.db.models import Suppression
 from activitylog.services import suppressions
 from activitylog.services.listing import page
-from activitylog.web.api import Cursor, Limit
+from activitylog.web.api import ERROR_RESPONSES, Cursor, Limit
 from activitylog.web.deps import Db, Reader, WriteUow
 from activitylog.web.schemas import Page, SuppressionIn, SuppressionOut
 
-router = APIRouter(prefix="/api/v1/suppressions", tags=["suppressions"])
+router = APIRouter(prefix="/api/v1/suppressions", tags=["suppressions"], responses=ERROR_RESPONSES)
 
 
 @router.get("", response_model=Page[SuppressionOut])
