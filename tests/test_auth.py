@@ -163,3 +163,30 @@ def test_sign_in_failures_and_sign_out_are_logged(tenant: Tenant) -> None:
     assert client.delete("/api/v1/session").status_code == 204
     assert _latest(tenant)["action"] == "user.logout"
     assert client.get("/api/v1/lists").status_code == 401
+
+
+def test_a_revoked_keys_attempts_are_logged_once_a_minute_and_answered_401(tenant: Tenant) -> None:
+    session = tenant.session_client()
+    issued = session.post("/api/v1/api-keys", json={"name": "Old sync"}).json()
+    assert session.post(f"/api/v1/api-keys/{issued['id']}/revoke").status_code == 200
+    headers = {"X-Forwarded-For": "198.51.100.23", "User-Agent": "old-sync/2.1"}
+    with tenant.key_client(issued["key"]) as client:
+        for _ in range(5):  # a client still retrying with the old key
+            r = client.get("/api/v1/lists", headers=headers)
+            assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+        assert client.post("/api/v1/lists", json={"name": "No"}, headers=headers).status_code == 401
+    with tenant.key_client() as client:
+        logged = client.get("/api/v1/activity", params={"action": "api_key.login_failed"}).json()["data"]
+    assert len(logged) == 1, "at most one entry per key a minute"
+    entry = logged[0]
+    assert entry["resource"] == {"type": "api_key", "id": issued["id"], "name": "Old sync"}
+    assert entry["actor"] == {"type": "api_key", "id": issued["id"], "name": "Old sync"}
+    assert (entry["ip"], entry["user_agent"]) == ("198.51.100.23", "old-sync/2.1")
+    assert entry["summary"] == 'Refused revoked API key "Old sync"'
+    assert entry["changes"] == {}
+    assert issued["key"] not in str(entry)
+    with httpx.Client(base_url=tenant.server.url) as anon:  # a key that never existed has no account
+        unknown = tenant.key[:4] + "A" * 30 + tenant.key[-6:]
+        assert anon.get("/api/v1/lists", headers={"Authorization": f"Bearer {unknown}"}).status_code == 401
+    with tenant.key_client() as client:
+        assert len(client.get("/api/v1/activity", params={"action": "login_failed"}).json()["data"]) == 1

@@ -782,7 +782,8 @@ def _revoke_key(h: History) -> bool:
     key_id = h.keys.pick(h.rng)
     if key_id is None or len(h.keys) < 3:
         return False
-    api_keys.revoke_api_key(h.admin(), key_id)
+    revoked = api_keys.revoke_api_key(h.admin(), key_id)
+    h.act_as(h.actors[key_id]).record("api_key.login_failed", revoked, {})  # its integration tries once more
     h.leave(key_id)
     return True
 

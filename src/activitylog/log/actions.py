@@ -16,7 +16,7 @@ VERBS = (
 ACTIONS: dict[str, tuple[str, ...]] = {
     "account": ("create", "update"),
     "user": ("create", "update", "delete", "login", "logout", "login_failed"),
-    "api_key": ("create", "revoke", "rotate"),
+    "api_key": ("create", "revoke", "rotate", "login_failed"),  # login_failed: a revoked key was refused
     "list": ("create", "update", "delete", "import"),
     "contact": ("create", "update", "delete"),
     "segment": ("create", "update", "delete"),
@@ -32,7 +32,14 @@ ALL_ACTIONS = frozenset(f"{r}.{v}" for r, verbs in ACTIONS.items() for v in verb
 
 # Actions that record an event rather than a row change: they are logged even when no audited row changed.
 EVENT_ACTIONS = frozenset(
-    {"user.login", "user.logout", "user.login_failed", "activity_log.export", "broadcast.send"}
+    {
+        "user.login",
+        "user.logout",
+        "user.login_failed",
+        "api_key.login_failed",
+        "activity_log.export",
+        "broadcast.send",
+    }
 )
 
 ACTOR_TYPES = ("session", "api_key", "rule", "system")
@@ -93,6 +100,8 @@ def summarize(action: str, resource_name: str | None) -> str:
         return f"Signed in{name and ' as' + name}"
     if verb == "logout":
         return f"Signed out{name and ' as' + name}"
+    if action == "api_key.login_failed":
+        return f"Refused revoked API key{name}"
     if verb == "login_failed":
         return f"Failed sign-in{name and ' as' + name}"
     return f"{_PAST[verb]} {noun}{name}"

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
 
 from activitylog.db.base import Database
 from activitylog.db.models import ActivityEntry, ApiKey, AuthSession, User
@@ -68,7 +69,7 @@ def authenticate_api_key(db: Database, key: str, ip: str | None) -> Principal:
     if row is None or not hmac.compare_digest(row.secret_hash, digest):
         raise Unauthorized("invalid API key")
     if row.revoked_at is not None:
-        raise Unauthorized("this API key has been revoked")
+        raise RevokedApiKey(row)
     now = datetime.now(UTC)
     if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION or row.last_used_ip != ip:
         _touch_key(db.for_account(row.account_id), row.id, now, ip)
@@ -77,6 +78,50 @@ def authenticate_api_key(db: Database, key: str, ip: str | None) -> Principal:
         actor=Actor(type="api_key", id=row.id, name=row.name),
         scopes=frozenset(row.scopes),
     )
+
+
+class RevokedApiKey(Unauthorized):
+    """A revoked key was presented: answered 401 like any bad key, and logged by :func:`log_revoked_key_use`
+    where the request's IP and user agent are known."""
+
+    def __init__(self, key: ApiKey) -> None:
+        super().__init__("this API key has been revoked")
+        self.account_id = key.account_id
+        self.actor = Actor(type="api_key", id=key.id, name=key.name)
+
+
+REVOKED_KEY_LOG_INTERVAL = timedelta(minutes=1)
+
+
+def _revoked_use_logged_since(session: Session, refused: RevokedApiKey) -> bool:
+    """Counted from the log itself, like the sign-in lockout."""
+    since = datetime.now(UTC) - REVOKED_KEY_LOG_INTERVAL
+    found = session.execute(
+        select(ActivityEntry.seq)
+        .where(
+            ActivityEntry.account_id == refused.account_id,
+            ActivityEntry.action == "api_key.login_failed",
+            ActivityEntry.resource_id == refused.actor.id,
+            ActivityEntry.occurred_at >= since,
+        )
+        .limit(1)
+    ).first()
+    return found is not None
+
+
+def log_revoked_key_use(db: Database, refused: RevokedApiKey, context: RequestContext) -> None:
+    """Log a revoked key's attempt in its account as ``api_key.login_failed`` on the key, at most once per key
+    a minute, so a client retrying with an old key cannot flood the log (or the write lock)."""
+    with db.for_account(refused.account_id).reader() as session:
+        if _revoked_use_logged_since(session, refused):
+            return
+    with UnitOfWork(db, account_id=refused.account_id, actor=refused.actor, context=context) as uow:
+        # row-locked: a concurrent attempt waits here, then sees the entry this one wrote
+        key = uow.get(ApiKey, refused.actor.id)
+        if _revoked_use_logged_since(uow.session, refused):
+            return
+        uow.record("api_key.login_failed", key, {})
+        uow.commit()
 
 
 def _touch_key(db: Database, key_id: str, now: datetime, ip: str | None) -> None:

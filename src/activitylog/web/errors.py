@@ -9,9 +9,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from activitylog.errors import DomainError
+from activitylog.services.auth import RevokedApiKey, log_revoked_key_use
+from activitylog.web.deps import get_context, get_db
 
 log = logging.getLogger("activitylog")
 _LEADING_FIELD = re.compile(r"^([a-z_][a-z0-9_.]*): ")
@@ -103,6 +106,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(DomainError)
     async def _domain(_request: Request, exc: DomainError) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, exc.message, exc.field), status_code=exc.status)
+
+    @app.exception_handler(RevokedApiKey)
+    async def _revoked(request: Request, exc: RevokedApiKey) -> JSONResponse:
+        """Logged here, where the request's IP and user agent are known; still the same 401."""
+        await run_in_threadpool(log_revoked_key_use, get_db(request), exc, get_context(request))
         return JSONResponse(error_body(exc.code, exc.message, exc.field), status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
