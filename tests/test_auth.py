@@ -190,3 +190,18 @@ def test_a_revoked_keys_attempts_are_logged_once_a_minute_and_answered_401(tenan
         assert anon.get("/api/v1/lists", headers={"Authorization": f"Bearer {unknown}"}).status_code == 401
     with tenant.key_client() as client:
         assert len(client.get("/api/v1/activity", params={"action": "login_failed"}).json()["data"]) == 1
+
+
+def test_last_used_time_and_address_are_kept(tenant: Tenant) -> None:
+    session = tenant.session_client()
+    issued = session.post("/api/v1/api-keys", json={"name": "Fresh"}).json()
+    assert issued["key"].startswith("alk_") and len(issued["key"]) == 40
+    assert issued["prefix"] == issued["key"][:10] and issued["last_used_at"] is None
+    with tenant.key_client(issued["key"]) as client:
+        assert client.get("/api/v1/lists", headers={"X-Forwarded-For": "198.51.100.61"}).status_code == 200
+    used = session.get(f"/api/v1/api-keys/{issued['id']}").json()
+    assert used["last_used_ip"] == "198.51.100.61"
+    assert issued["created_at"] <= used["last_used_at"]
+    with tenant.key_client(issued["key"]) as client:  # a new address is recorded at once
+        assert client.get("/api/v1/lists", headers={"X-Forwarded-For": "2001:db8::61"}).status_code == 200
+    assert session.get(f"/api/v1/api-keys/{issued['id']}").json()["last_used_ip"] == "2001:db8::61"
