@@ -85,6 +85,7 @@ class Timing:
     url: str
     samples: list[float]
     size: int
+    cpu_ms: float  # serving-side CPU per request (server process + PostgreSQL backends)
 
     @property
     def p50(self) -> float:
@@ -215,6 +216,17 @@ class Facts:
     def __init__(self, store: Store, account_id: str) -> None:
         self.store, self.account_id = store, account_id
         self.conn = store.raw_connect()
+        if not store.is_sqlite:
+            self.conn.autocommit = True  # pg_stat_activity is a per-transaction snapshot
+
+    def backend_pids(self) -> list[int]:
+        """PostgreSQL: the server processes serving the application's connections to this database."""
+        if self.store.is_sqlite:
+            return []
+        sql = (
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return [int(r[0]) for r in self.conn.execute(sql).fetchall()]
 
     def close(self) -> None:
         self.conn.close()
@@ -408,9 +420,28 @@ def load_more_url(client: httpx.Client, facts: Facts, fixtures: dict[str, str]) 
     return with_fragment(url)
 
 
-def time_page(client: httpx.Client, label: str, url: str, reps: int) -> Timing:
-    """One warm-up, then ``reps`` requests, each timed until the full body has been read."""
+def cpu_ms(pids: list[int]) -> dict[int, float]:
+    """User + system CPU time so far of each process (from ``/proc/<pid>/stat``), in milliseconds."""
+    tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
+    out = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[pid] = (int(fields[11]) + int(fields[12])) * tick_ms  # utime, stime
+    return out
+
+
+def time_page(client: httpx.Client, label: str, url: str, reps: int, pids: Callable[[], list[int]]) -> Timing:
+    """One warm-up, then ``reps`` requests, each timed until the full body has been read.
+
+    Also the CPU the requests cost on the serving side (the server process and, on PostgreSQL, the database's
+    backends), per request: on a shared machine the wall time includes waiting for a core, the CPU does not.
+    """
     size = len(fetch(client, url).content)
+    watched = pids()
+    before = cpu_ms(watched)
     samples = []
     for _ in range(reps):
         began = time.perf_counter()
@@ -420,7 +451,9 @@ def time_page(client: httpx.Client, label: str, url: str, reps: int) -> Timing:
         if response.status_code != 200:
             raise RuntimeError(f"GET {url}: {response.status_code}")
         size = len(body)
-    return Timing(label, url, samples, size)
+    after = cpu_ms(watched)
+    spent = sum(after[p] - before[p] for p in after if p in before)
+    return Timing(label, url, samples, size, spent / reps)
 
 
 def time_export(client: httpx.Client, url: str, runs: int) -> Export:
@@ -505,11 +538,12 @@ def bench_engine(
             sign_in(client, login["email"], login["password"])
             pages = plan_pages(client, facts, run.fixtures)
             for label, url in pages:
-                timing = time_page(client, label, url, args.reps)
+                timing = time_page(client, label, url, args.reps, lambda: [server.pid, *facts.backend_pids()])
                 run.pages.append(timing)
                 flag = "  OVER" if timing.p95 > args.budget else ""
                 log(
-                    f"{label:40} p50 {timing.p50:7.1f}  p95 {timing.p95:7.1f}  max {timing.max:7.1f} ms{flag}"
+                    f"{label:38} p50 {timing.p50:6.1f}  p95 {timing.p95:6.1f}  max {timing.max:6.1f}  "
+                    f"cpu {timing.cpu_ms:5.1f} ms{flag}"
                 )
             export = attribute_href(fetch(client, activity(window="30d")).text, "data-export")
             if export is None:
@@ -586,13 +620,15 @@ def render(runs: list[EngineRun], args: argparse.Namespace, started: datetime, l
         "",
         "## Pages",
         "",
-        "p50 / p95 / max in milliseconds; size is the body as sent (uncompressed).",
+        "Wall time p50 / p95 / max in milliseconds. CPU: what the serving side spent per request (user +"
+        " system time of the server process and, on PostgreSQL, of the database's backends, from /proc, over"
+        f" the {args.reps} timed requests): on a shared machine the wall time includes waiting for a core,"
+        " the CPU does not. Size: the body as sent (uncompressed).",
         "",
     ]
-    out.append(
-        "| page | " + " | ".join(f"{e} p50 / p95 / max" for e in engines) + f" | size | URL ({engines[0]}) |"
-    )
-    out.append("|---|" + "---|" * len(engines) + "---:|---|")
+    header = " | ".join(f"{e} p50 / p95 / max | {e} CPU" for e in engines)
+    out.append(f"| page | {header} | size | URL ({engines[0]}) |")
+    out.append("|---|" + "---|---:|" * len(engines) + "---:|---|")
     labels = list(dict.fromkeys(t.label for r in runs for t in r.pages))
     for label in labels:
         found = [next((t for t in r.pages if t.label == label), None) for r in runs]
@@ -600,7 +636,7 @@ def render(runs: list[EngineRun], args: argparse.Namespace, started: datetime, l
         url = first.url if len(first.url) <= 90 else first.url[:87] + "…"
         out.append(
             f"| {label} | "
-            + " | ".join(_cell(t, args.budget) for t in found)
+            + " | ".join(f"{_cell(t, args.budget)} | {f'{t.cpu_ms:.1f}' if t else '—'}" for t in found)
             + f" | {first.size / 1024:.0f} KiB | `{url}` |"
         )
     over = [(r.engine, t) for r in runs for t in r.pages if t.p95 > args.budget]
