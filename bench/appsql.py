@@ -50,6 +50,8 @@ def _capture(db: Database, work: Callable[[Session], Any]) -> list[Statement]:
     seen: list[Statement] = []
 
     def hook(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
+        if "set_config(" in statement:
+            return  # the transaction's row-security scope (db/base.py), not the query being measured
         if statement.lstrip().upper().startswith(("SELECT", "WITH")):
             seen.append(Statement(statement, parameters))
 
