@@ -75,7 +75,7 @@ class Pools:
 
 
 class CrashClient(threading.Thread):
-    """Sends mutations until told to stop; after a failed connection it waits for the server to be back."""
+    """Sends mutations until told to stop, pausing while the server is down (``up`` clear)."""
 
     def __init__(
         self, number: int, base_url: str, key_id: str, secret: str, home_list: str, up: threading.Event
