@@ -15,6 +15,7 @@ end connect as the non-owner application role and serve the whole application th
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import uuid
@@ -37,12 +38,13 @@ from typer.testing import CliRunner
 from activitylog.cli.main import app as cli
 from activitylog.config import Settings
 from activitylog.db.base import Database, connect
+from activitylog.db.migrate import upgrade
 from activitylog.db.models import Base, Delivery
 from activitylog.db.roles import grant_app_role
 from activitylog.ids import new_id
 from activitylog.web.app import create_app
 from activitylog.workers import BroadcastWorker, Checkpointer
-from conftest import PASSWORD, Server, Tenant, free_port, make_tenant
+from conftest import PASSWORD, PG_ENV, Server, Tenant, free_port, fresh_postgres_database, make_tenant
 
 V1 = "/api/v1"
 
@@ -56,6 +58,7 @@ class Seeded:
     token: str
     ids: dict[str, str] = field(default_factory=dict)
     said: list[str] = field(default_factory=list)  # every request it sent in the matrix: its own knowledge
+    head: int = 0  # its log's last seq, as of its last survey
     key: httpx.Client = field(init=False)
     session: httpx.Client = field(init=False)
 
@@ -73,7 +76,9 @@ class Seeded:
         return response.json()  # type: ignore[no-any-return]
 
     def canaries(self) -> set[str]:
+        """Read with its own key before the matrix starts (a key in use records when it was last used)."""
         head = self.key.get(f"{V1}/activity", params={"limit": 1000}).json()["data"]
+        self.head = head[0]["seq"]
         hashes = {e["hash"] for e in head}
         checkpoints = self.key.get(f"{V1}/activity/checkpoints").json()["data"]
         return {
@@ -196,7 +201,7 @@ def _exports(fmt: str) -> Probes:
 
 
 def _manifests(me: Seeded, other: Seeded) -> list[Probe]:
-    head = other.key.get(f"{V1}/activity", params={"limit": 1}).json()["data"][0]["seq"]
+    head = other.head
     return [
         Probe("GET", f"{V1}/activity/export/manifest", params={**f(other), "as_of_seq": str(head)})
         for f in FILTERS
@@ -204,7 +209,7 @@ def _manifests(me: Seeded, other: Seeded) -> list[Probe]:
 
 
 def _entry(me: Seeded, other: Seeded) -> list[Probe]:
-    head = other.key.get(f"{V1}/activity", params={"limit": 1}).json()["data"][0]["seq"]
+    head = other.head
     return [Probe("GET", f"{V1}/activity/{seq}") for seq in (head, head + 1)]
 
 
@@ -501,20 +506,48 @@ def _tenant_tables() -> dict[str, str]:
     return tables
 
 
-@pytest.fixture
-def app_role(db: Database) -> Iterator[str]:
-    """A login role that owns nothing and bypasses nothing, granted what ``migrate --app-role`` grants."""
-    if db.dialect != "postgresql":
-        pytest.skip("row-level security and roles are PostgreSQL features; SQLite is one file per deployment")
+@contextmanager
+def app_role_on(db: Database) -> Iterator[str]:
+    """A login role that owns nothing and bypasses nothing, granted what ``migrate --app-role`` grants; yields
+    the database URL that logs in as it."""
     role = f"al_rls_{uuid.uuid4().hex[:10]}"
     with db.engine.begin() as conn:
         conn.execute(text(f"CREATE ROLE {role} LOGIN"))
-    grant_app_role(db, role)
-    yield make_url(db.url).set(username=role).render_as_string(hide_password=False)
-    with db.engine.begin() as conn:
-        conn.execute(
-            text(f"REASSIGN OWNED BY {role} TO CURRENT_USER; DROP OWNED BY {role}; DROP ROLE {role}")
-        )
+    try:
+        grant_app_role(db, role)
+        yield make_url(db.url).set(username=role).render_as_string(hide_password=False)
+    finally:
+        with db.engine.begin() as conn:
+            conn.execute(
+                text(f"REASSIGN OWNED BY {role} TO CURRENT_USER; DROP OWNED BY {role}; DROP ROLE {role}")
+            )
+
+
+def _postgres_only(db: Database) -> None:
+    if db.dialect != "postgresql":
+        pytest.skip("row-level security and roles are PostgreSQL features; SQLite is one file per deployment")
+
+
+@pytest.fixture
+def app_role(db: Database) -> Iterator[str]:
+    _postgres_only(db)
+    with app_role_on(db) as url:
+        yield url
+
+
+@pytest.fixture
+def own_app_role(db: Database) -> Iterator[str]:
+    """The app role on a database of its own: its workers then checkpoint only this test's accounts (the
+    shared test database holds accounts the tampering drills broke on purpose)."""
+    _postgres_only(db)
+    for url in fresh_postgres_database(os.environ[PG_ENV]):
+        fresh = connect(url)
+        upgrade(fresh)
+        try:
+            with app_role_on(fresh) as role_url:
+                yield role_url
+        finally:
+            fresh.dispose()
 
 
 def test_every_tenant_table_forces_row_level_security(db: Database) -> None:
@@ -620,17 +653,17 @@ def serving_as(url: str) -> Iterator[httpx.Client]:
 
 
 def test_the_whole_app_works_as_the_app_role(
-    app_role: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    own_app_role: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)  # the outbox the dispatcher writes to
-    env = {"ACTIVITYLOG_DATABASE_URL": app_role}
+    env = {"ACTIVITYLOG_DATABASE_URL": own_app_role}
     email = f"rls-{uuid.uuid4().hex[:8]}@example.com"
     created = _cli(
         env, "account", "create", "--name", "RLS Co", "--owner-email", email, "--password", PASSWORD
     )
     account = json.loads(created.stdout)["account_id"]
     key = json.loads(_cli(env, "api-key", "create", "--account", account, "--name", "rls key").stdout)["key"]
-    with serving_as(app_role) as client:
+    with serving_as(own_app_role) as client:
         client.headers["Authorization"] = f"Bearer {key}"
         list_id = client.post(f"{V1}/lists", json={"name": "Members"}).json()["id"]
         contact = client.post(f"{V1}/lists/{list_id}/contacts", json={"email": "ada@example.com"})
