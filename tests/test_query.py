@@ -24,6 +24,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from activitylog.log import query
 from conftest import PASSWORD, Server, Tenant, make_tenant
 
 # ---- the contract's vocabulary (API.md), independent of the product's own tables ----
@@ -672,6 +673,22 @@ def test_random_filter_combinations_match_the_reference(
     want = reference(data.entries, params)
     assert seqs_of(got) == seqs_of(want), params
     assert got == want
+
+
+@pytest.mark.parametrize("window", [1, 7, 60])
+def test_text_search_split_into_a_recent_scan_and_the_index_misses_nothing(
+    data: Dataset, reader: httpx.Client, monkeypatch: pytest.MonkeyPatch, window: int
+) -> None:
+    """A text search reads the newest TEXT_SCAN_WINDOW entries in order, then asks the text index for the
+    older ones; shrunk to a few entries, every page boundary falls on both sides of the split."""
+    monkeypatch.setattr(query, "TEXT_SCAN_WINDOW", window)
+    for q in ("vip", "example.com", "Signed in", "Deleted contact", "ZAPIER", "nothing like this anywhere"):
+        for limit in (1, 3, PAGE):
+            got = fetch_all(reader, {"q": q}, limit)
+            assert seqs_of(got) == seqs_of(reference(data.entries, {"q": q})), (q, limit)
+    first = data.entries[len(data.entries) // 3]["occurred_at"]
+    check(reader, data, {"q": "list", "since": first})
+    check(reader, data, {"q": "in", "action": "user.*"}, limit=2)
 
 
 # ---- one entry, and other tenants ----

@@ -21,7 +21,7 @@ from activitylog.errors import DomainError
 from activitylog.log import verify_export as export_check
 from activitylog.log.entry import entry_to_api
 from activitylog.log.export import manifest, stream
-from activitylog.log.query import ActivityFilter, conditions, page_statement, parse_filter
+from activitylog.log.query import ActivityFilter, conditions, page_rows, parse_filter
 from activitylog.log.signing import load_signer
 from activitylog.services.exports import log_export
 
@@ -35,9 +35,7 @@ def _count(db: Database, account_id: str, f: ActivityFilter) -> int:
 
 def _table(db: Database, account_id: str, f: ActivityFilter, limit: int) -> None:
     with db.reader() as session:
-        rows = session.execute(
-            page_statement(account_id, f, dialect=db.dialect, before_seq=None, limit=limit)
-        ).all()[:limit]
+        rows = page_rows(session, account_id, f, dialect=db.dialect, before_seq=None, limit=limit)[:limit]
     table = Table(box=None, header_style="bold")
     for column in ("seq", "occurred_at", "actor", "ip", "action"):
         table.add_column(column, no_wrap=True)

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, literal_column, or_, select
+from sqlalchemy import ColumnElement, Row, Select, and_, func, literal_column, or_, select
 from sqlalchemy import text as text_clause
+from sqlalchemy.orm import Session
 
 from activitylog.db.models import ActivityEntry
 from activitylog.errors import InvalidInput
@@ -229,13 +230,52 @@ def decode_cursor(cursor: str | None) -> int | None:
 
 
 def page_statement(
-    account_id: str, f: ActivityFilter, *, dialect: str, before_seq: int | None, limit: int
+    account_id: str,
+    f: ActivityFilter,
+    *,
+    dialect: str,
+    before_seq: int | None,
+    limit: int,
+    from_seq: int | None = None,
 ) -> Select[Any]:
-    """Newest first, one more row than asked so the caller knows whether there is a next page."""
+    """Newest first, one more row than asked so the caller knows whether there is a next page.
+    ``from_seq`` bounds the scan from below (inclusive)."""
     where = conditions(account_id, f, dialect)
     if before_seq is not None:
         where.append(_E.seq < before_seq)
+    if from_seq is not None:
+        where.append(_E.seq >= from_seq)
     return select(_E.__table__).where(*where).order_by(_E.seq.desc()).limit(limit + 1)
+
+
+# A text search first reads this many of the newest entries in seq order, with no text index: a common
+# word fills its page there (the index would hand back every match in the account, to be sorted); a rare
+# word costs this short scan, then the index answers for the older entries.
+TEXT_SCAN_WINDOW = 4096
+
+
+def page_rows(
+    session: Session, account_id: str, f: ActivityFilter, *, dialect: str, before_seq: int | None, limit: int
+) -> list[Row[Any]]:
+    """One page (``limit + 1`` rows at most, newest first): :func:`page_statement`, with text searches
+    split into a recent window read in order and the text index for everything older."""
+    if not f.q or len(f.q) < MIN_INDEXED_TEXT:
+        statement = page_statement(account_id, f, dialect=dialect, before_seq=before_seq, limit=limit)
+        return list(session.execute(statement).all())
+    top = before_seq
+    if top is None:
+        newest = session.execute(select(func.max(_E.seq)).where(_E.account_id == account_id)).scalar()
+        top = (newest or 0) + 1
+    floor = top - TEXT_SCAN_WINDOW
+    recent = list(
+        session.execute(
+            page_statement(account_id, f, dialect="", before_seq=top, limit=limit, from_seq=max(floor, 1))
+        ).all()
+    )
+    if len(recent) > limit or floor <= 1:
+        return recent
+    older = page_statement(account_id, f, dialect=dialect, before_seq=floor, limit=limit - len(recent))
+    return recent + list(session.execute(older).all())
 
 
 def export_statement(

@@ -19,7 +19,7 @@ from activitylog.log.query import (
     ActivityFilter,
     decode_cursor,
     encode_cursor,
-    page_statement,
+    page_rows,
     parse_filter,
 )
 from activitylog.log.signing import public_pem
@@ -69,9 +69,7 @@ def list_activity(
 ) -> dict[str, Any]:
     before = decode_cursor(cursor)
     with db.reader() as session:
-        rows = session.execute(
-            page_statement(caller.account_id, f, dialect=db.dialect, before_seq=before, limit=limit)
-        ).all()
+        rows = page_rows(session, caller.account_id, f, dialect=db.dialect, before_seq=before, limit=limit)
     more = len(rows) > limit
     data = [entry_to_api(r) for r in rows[:limit]]
     return {"data": data, "next_cursor": encode_cursor(data[-1]["seq"]) if more else None}

@@ -18,7 +18,7 @@ from activitylog.db.models import ActivityEntry, ApiKey, ReputationRule, User
 from activitylog.errors import InvalidInput, NotFound
 from activitylog.log.actions import ACTIONS, ACTOR_TYPES, RESOURCE_TYPES, VERBS
 from activitylog.log.entry import entry_to_api
-from activitylog.log.query import MAX_SEQ, decode_cursor, encode_cursor, page_statement, parse_filter
+from activitylog.log.query import MAX_SEQ, decode_cursor, encode_cursor, page_rows, parse_filter
 from activitylog.web.dashboard.links import resource_link
 from activitylog.web.dashboard.render import PageRoute, ViewerDep, page
 from activitylog.web.deps import get_db
@@ -86,11 +86,10 @@ def _rows(request: Request, viewer: ViewerDep, params: dict[str, str], cursor: s
     db = get_db(request)
     f = parse_filter(**params)
     with db.reader() as session:
-        rows = session.execute(
-            page_statement(
-                viewer.account_id, f, dialect=db.dialect, before_seq=decode_cursor(cursor), limit=PAGE_SIZE
-            )
-        ).all()
+        before = decode_cursor(cursor)
+        rows = page_rows(
+            session, viewer.account_id, f, dialect=db.dialect, before_seq=before, limit=PAGE_SIZE
+        )
     entries = [entry_to_api(r) for r in rows[:PAGE_SIZE]]
     more = len(rows) > PAGE_SIZE
     return {"entries": entries, "next_cursor": encode_cursor(entries[-1]["seq"]) if more else None}
