@@ -151,6 +151,7 @@ SEARCH_TEXT = func.lower(
     + func.coalesce(_E.actor_name, _EMPTY)
 )
 MIN_INDEXED_TEXT = 3  # trigrams: shorter text cannot use the index and is matched by a scan
+IN_SEQ_ORDER = "in-seq-order"  # a pseudo-dialect: conditions for a scan along seq, no filter index
 
 
 def _search_index_hint(account_id: str, text: str, pattern: str, dialect: str) -> list[ColumnElement[bool]]:
@@ -182,7 +183,10 @@ def conditions(account_id: str, f: ActivityFilter, dialect: str = "") -> list[Co
     if f.resource_id:
         where.append(_E.resource_id.in_(f.resource_id))
     if f.ip_ranges:
-        where.append(or_(*(and_(_E.ip_key >= lo, _E.ip_key <= hi) for lo, hi in f.ip_ranges)))
+        # In a scan along seq the range is a plain row check: an expression no index covers keeps the
+        # planner on the seq index.
+        key = func.lower(_E.ip_key) if dialect == IN_SEQ_ORDER else _E.ip_key
+        where.append(or_(*(and_(key >= lo, key <= hi) for lo, hi in f.ip_ranges)))
     # occurred_at never decreases along seq, so a time window is a seq range: two index probes, and then
     # every other filter keeps its (account_id, <column>, seq) index instead of sorting a window's rows.
     if f.since:
@@ -248,28 +252,30 @@ def page_statement(
     return select(_E.__table__).where(*where).order_by(_E.seq.desc()).limit(limit + 1)
 
 
-# A text search first reads this many of the newest entries in seq order, with no text index: a common
-# word fills its page there (the index would hand back every match in the account, to be sorted); a rare
-# word costs this short scan, then the index answers for the older entries.
-TEXT_SCAN_WINDOW = 4096
+# A text or IP-range search first reads this many of the newest entries in seq order, without their
+# index: a common word or a busy network fills its page there (the index would hand back every match in
+# the account, to be sorted); a rare one costs this short scan, then the index answers for older entries.
+RECENT_SCAN_WINDOW = 4096
 
 
 def page_rows(
     session: Session, account_id: str, f: ActivityFilter, *, dialect: str, before_seq: int | None, limit: int
 ) -> list[Row[Any]]:
-    """One page (``limit + 1`` rows at most, newest first): :func:`page_statement`, with text searches
-    split into a recent window read in order and the text index for everything older."""
-    if not f.q or len(f.q) < MIN_INDEXED_TEXT:
+    """One page (``limit + 1`` rows at most, newest first): :func:`page_statement`, with text and IP-range
+    searches split into a recent window read in seq order and their index for everything older."""
+    if not f.ip_ranges and (not f.q or len(f.q) < MIN_INDEXED_TEXT):
         statement = page_statement(account_id, f, dialect=dialect, before_seq=before_seq, limit=limit)
         return list(session.execute(statement).all())
     top = before_seq
     if top is None:
         newest = session.execute(select(func.max(_E.seq)).where(_E.account_id == account_id)).scalar()
         top = (newest or 0) + 1
-    floor = top - TEXT_SCAN_WINDOW
+    floor = top - RECENT_SCAN_WINDOW
     recent = list(
         session.execute(
-            page_statement(account_id, f, dialect="", before_seq=top, limit=limit, from_seq=max(floor, 1))
+            page_statement(
+                account_id, f, dialect=IN_SEQ_ORDER, before_seq=top, limit=limit, from_seq=max(floor, 1)
+            )
         ).all()
     )
     if len(recent) > limit or floor <= 1:
