@@ -11,6 +11,7 @@ import base64
 import contextlib
 import json
 import re
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -1322,6 +1323,22 @@ def test_a_streamed_body_over_the_limit_is_413_not_a_parse_error(ctx: Ctx) -> No
         r = client.post("/api/v1/lists", content=chunks(), headers=JSON_CT)
     assert r.status_code == 413, r.text
     assert r.json()["error"] == {"code": "too_large", "message": "body: larger than 6 MB", "field": "body"}
+    assert ctx.head() == before
+
+
+def test_a_request_head_over_16_kb_is_refused_before_the_app(ctx: Ctx) -> None:
+    """A 100 KB ``q`` (or 10,000 ``action`` values) never reaches the app: the HTTP server (uvicorn's h11,
+    16 KB per request head) answers 400 and closes. Only the first 20 KB are sent, all of which the server
+    reads, so it closes cleanly and its answer can be read; filters up to that size get the app's own 422."""
+    before = ctx.head()
+    url = httpx.URL(ctx.server.url)
+    head = f"GET {ACTIVITY}?q={'q' * 100_000} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    with socket.create_connection((url.host, url.port), timeout=30) as sock:
+        sock.sendall(head[:20_000])
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
     assert ctx.head() == before
 
 
