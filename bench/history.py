@@ -146,8 +146,8 @@ class History:
             rtype, verb = action.split(".", 1)
             if head.seq:
                 actor = self._actor(pop, action, verb)
-            if verb in ("login", "logout", "login_failed"):
-                resource = pop.own_resource[actor.id]
+            if rtype == "user" and verb in ("login", "logout", "login_failed"):
+                resource = pop.own_resource[actor.id]  # a sign-in is about the person signing in
             else:
                 cum = pop.resource_cum[rtype]
                 resource = pop.resources[rtype][bisect(cum, rnd() * cum[-1])]
