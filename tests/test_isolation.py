@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
@@ -394,9 +395,11 @@ PROBES: dict[tuple[str, str], Probes] = {
 }
 
 
-def operations() -> list[tuple[str, str]]:
+@cache
+def operations() -> tuple[tuple[str, str], ...]:
+    """Every operation of the OpenAPI schema, as (METHOD, path template)."""
     schema = create_app().openapi()
-    return sorted((method.upper(), path) for path, ops in schema["paths"].items() for method in ops)
+    return tuple(sorted((method.upper(), path) for path, ops in schema["paths"].items() for method in ops))
 
 
 def test_the_matrix_covers_every_operation_of_the_schema() -> None:
