@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Select, and_, func, literal_column, or_, select
+from sqlalchemy import ColumnElement, Row, Select, and_, column, func, literal_column, or_, select, table
 from sqlalchemy import text as text_clause
 from sqlalchemy.orm import Session
 
@@ -161,13 +161,37 @@ def _search_index_hint(account_id: str, text: str, pattern: str, dialect: str) -
     if dialect == "postgresql":
         return [SEARCH_TEXT.like(pattern, escape="\\")]
     if dialect == "sqlite":
-        phrase = '"' + text.replace('"', '""') + '"'
         matches = text_clause(
             "SELECT seq FROM activity_search "
             "WHERE activity_search MATCH :phrase AND account_id = :search_account"
-        ).bindparams(phrase=phrase, search_account=account_id)
+        ).bindparams(phrase=_fts_phrase(text), search_account=account_id)
         return [_E.seq.in_(matches.columns(literal_column("seq")))]
     return []
+
+
+def _fts_phrase(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"'
+
+
+# SQLite's text index (migration 0003), fed by a trigger as entries are appended: within one account its
+# rowids rise with seq, so reading its matches by rowid, newest first, walks the account's matches in
+# seq order and a page stops after limit + 1 of them, however common the word.
+_SEARCH = table("activity_search", column("rowid"), column("account_id"), column("seq"))
+
+
+def _sqlite_text_page(account_id: str, f: ActivityFilter, before_seq: int | None, limit: int) -> Select[Any]:
+    assert f.q is not None
+    where = conditions(account_id, f, IN_SEQ_ORDER)
+    if before_seq is not None:
+        where.append(_E.seq < before_seq)
+    match = text_clause("activity_search MATCH :phrase").bindparams(phrase=_fts_phrase(f.q))
+    return (
+        select(_E.__table__)
+        .join_from(_SEARCH, _E, and_(_E.account_id == _SEARCH.c.account_id, _E.seq == _SEARCH.c.seq))
+        .where(match, _SEARCH.c.account_id == account_id, *where)
+        .order_by(_SEARCH.c.rowid.desc())
+        .limit(limit + 1)
+    )
 
 
 def conditions(account_id: str, f: ActivityFilter, dialect: str = "") -> list[ColumnElement[bool]]:
@@ -252,18 +276,22 @@ def page_statement(
     return select(_E.__table__).where(*where).order_by(_E.seq.desc()).limit(limit + 1)
 
 
-# A text or IP-range search first reads this many of the newest entries in seq order, without their
-# index: a common word or a busy network fills its page there (the index would hand back every match in
-# the account, to be sorted); a rare one costs this short scan, then the index answers for older entries.
-RECENT_SCAN_WINDOW = 4096
+# A text (PostgreSQL) or IP-range search first reads this many of the newest entries in seq order, without
+# their index: a common word or a busy network fills its page there (the index would hand back every match
+# in the account, to be sorted); a rare one costs this short scan, then the index answers for older ones.
+RECENT_SCAN_WINDOW = 2048
 
 
 def page_rows(
     session: Session, account_id: str, f: ActivityFilter, *, dialect: str, before_seq: int | None, limit: int
 ) -> list[Row[Any]]:
-    """One page (``limit + 1`` rows at most, newest first): :func:`page_statement`, with text and IP-range
-    searches split into a recent window read in seq order and their index for everything older."""
-    if not f.ip_ranges and (not f.q or len(f.q) < MIN_INDEXED_TEXT):
+    """One page (``limit + 1`` rows at most, newest first): :func:`page_statement`, except that text and
+    IP-range searches, whose index does not keep seq order, read a recent window in seq order first and
+    their index for everything older; on SQLite a text search walks its index newest first instead."""
+    indexed_text = bool(f.q) and len(f.q or "") >= MIN_INDEXED_TEXT and "\x1f" not in (f.q or "")
+    if dialect == "sqlite" and indexed_text:
+        return list(session.execute(_sqlite_text_page(account_id, f, before_seq, limit)).all())
+    if not f.ip_ranges and not indexed_text:
         statement = page_statement(account_id, f, dialect=dialect, before_seq=before_seq, limit=limit)
         return list(session.execute(statement).all())
     top = before_seq
