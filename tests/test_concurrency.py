@@ -20,6 +20,7 @@ from conftest import Tenant, make_tenant
 
 WRITERS = 8
 PER_WRITER = 25
+POOL_TIMEOUT = 300  # seconds: a stuck child fails the test instead of stalling the run
 
 
 def _write_lists(url: str, account_id: str, writer: int, count: int) -> list[str]:
@@ -62,9 +63,9 @@ def test_processes_append_to_one_account(db: Database, tenant: Tenant) -> None:
     baseline = len(_entries(db, tenant.account_id))
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(WRITERS) as pool:
-        results = pool.starmap(
+        results = pool.starmap_async(
             _write_lists, [(db.url, tenant.account_id, w, PER_WRITER) for w in range(WRITERS)]
-        )
+        ).get(timeout=POOL_TIMEOUT)
     _assert_gapless(db, tenant.account_id, WRITERS * PER_WRITER, baseline)
     logged = {rid for _, _, rid in _entries(db, tenant.account_id)}
     assert all(list_id in logged for made in results for list_id in made), "a committed change has no entry"
@@ -77,7 +78,9 @@ def test_first_appends_of_a_new_account_race_safely(db: Database) -> None:
         conn.execute(insert(Account.__table__).values(id=account_id, name="Legacy"))
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(WRITERS) as pool:
-        pool.starmap(_write_lists, [(db.url, account_id, w, 5) for w in range(WRITERS)])
+        pool.starmap_async(_write_lists, [(db.url, account_id, w, 5) for w in range(WRITERS)]).get(
+            timeout=POOL_TIMEOUT
+        )
     _assert_gapless(db, account_id, WRITERS * 5, 0)
 
 
