@@ -589,6 +589,24 @@ def _cpu() -> str:
     return platform.processor() or platform.machine()
 
 
+def _code() -> str:
+    """The commit measured, and whether src/ had uncommitted changes (the checkout may be shared)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "src"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.split("\n")
+    except (OSError, subprocess.CalledProcessError):
+        return "not a git checkout"
+    changed = [line[3:] for line in dirty if line.strip()]
+    return f"`{head}`" + (
+        f", with uncommitted changes to {', '.join(changed)}" if changed else ", src/ clean"
+    )
+
+
 def _load(load: tuple[float, float, float]) -> str:
     return " / ".join(f"{x:.2f}" for x in load)
 
@@ -603,6 +621,7 @@ def _cell(timing: Timing | None, budget: float) -> str:
 def render(runs: list[EngineRun], args: argparse.Namespace, started: datetime, load_start: Any) -> str:
     engines = [r.engine for r in runs]
     command = " ".join(["bench/pages.py", *args.argv])
+    code = args.code
     out = [
         "# Dashboard pages at a demo account",
         "",
@@ -614,7 +633,7 @@ def render(runs: list[EngineRun], args: argparse.Namespace, started: datetime, l
         "",
         "## Setup",
         "",
-        f"- date: {started:%Y-%m-%d %H:%M} UTC; command: `{command}`",
+        f"- date: {started:%Y-%m-%d %H:%M} UTC; command: `{command}`; code: {code}",
         f"- machine: {os.cpu_count()} CPUs (`nproc` {len(os.sched_getaffinity(0))}), {_cpu()}, Python "
         f"{platform.python_version()}, shared with other work (see the load averages)",
         f"- load average (1/5/15 min): {_load(load_start)} at the start, {_load(os.getloadavg())} at the end",
@@ -778,6 +797,7 @@ def _open(engine: str, args: argparse.Namespace) -> AbstractContextManager[Store
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     started, load_start = datetime.now(UTC), os.getloadavg()
+    args.code = _code()  # at the start: what the servers import
     engines = ENGINES if args.engine == "both" else (args.engine,)
     runs = []
     with ExitStack() as stack:
