@@ -43,7 +43,7 @@ import psycopg
 
 from activitylog.db.base import connect
 from activitylog.db.migrate import upgrade
-from activitylog.log.query import decode_cursor
+from activitylog.log.query import decode_cursor, page_rows, parse_filter
 from activitylog.web.dashboard.activity import PAGE_SIZE, resolve_window
 from activitylog.web.deps import SESSION_COOKIE
 
@@ -501,19 +501,31 @@ def query_alone(
     window = dict(parse_qsl(urlsplit(url).query)).get("window")
     if window and "since" not in params:
         params["since"] = resolve_window(window, datetime.now(UTC)) or ""
+    f = parse_filter(**{k: v for k, v in params.items() if k in appsql.FILTER_PARAMS})
+    before = decode_cursor(params.get("cursor"))
     db = store.app_db()
     try:
-        statements = appsql.page(db, account_id, params, PAGE_SIZE)
+        statements = appsql._capture(  # what the dashboard's page_rows sends: one statement, or a few
+            db,
+            lambda session: page_rows(
+                session, account_id, f, dialect=db.dialect, before_seq=before, limit=PAGE_SIZE
+            ),
+        )
         matches = appsql.matching(db, account_id, params)
     finally:
         db.dispose()
     raw = Raw(store)
+
+    def run_all() -> None:
+        for statement in statements:
+            raw.conn.execute(statement.sql, statement.params).fetchall()
+
     try:
-        raw.run(statements)
+        run_all()
         samples = []
         for _ in range(5):
             began = time.perf_counter()
-            raw.run(statements)
+            run_all()
             samples.append((time.perf_counter() - began) * 1000)
         slow = explain_over is None or statistics.median(samples) > explain_over
         plan = explain.plan(raw.conn, store, statements).custom if slow else None
