@@ -127,6 +127,7 @@ class EngineRun:
     pages: list[Timing] = field(default_factory=list)
     export: Export | None = None
     queries: list[QueryAlone] = field(default_factory=list)
+    code: str = ""  # the commit the server imported (the checkout may move during a run)
 
 
 # --- the database and the demo account ------------------------------------------------------------------
@@ -546,6 +547,7 @@ def bench_engine(
         run.info["autovacuum"] = settings(store, "autovacuum")
     log(f"seeded in {run.seed_seconds:.0f} s; serving")
     facts = Facts(store, login["account_id"])
+    run.code = _code()
     try:
         run.counts = facts.counts()
         with (
@@ -645,7 +647,7 @@ def render(runs: list[EngineRun], args: argparse.Namespace, started: datetime, l
         "",
         "## Setup",
         "",
-        f"- date: {started:%Y-%m-%d %H:%M} UTC; command: `{command}`; code: {code}",
+        f"- date: {started:%Y-%m-%d %H:%M} UTC; command: `{command}`; code at the start: {code}",
         f"- machine: {os.cpu_count()} CPUs (`nproc` {len(os.sched_getaffinity(0))}), {_cpu()}, Python "
         f"{platform.python_version()}, shared with other work (see the load averages)",
         f"- load average (1/5/15 min): {_load(load_start)} at the start, {_load(os.getloadavg())} at the end",
@@ -661,7 +663,8 @@ def render(runs: list[EngineRun], args: argparse.Namespace, started: datetime, l
         out.append(
             f"- **{run.engine}** ({version}): {run.counts.get('activity_entries', 0):,} log entries in the "
             f"account; {counts}; "
-            f"seeded in {run.seed_seconds:.0f} s; load {_load(run.load_start)} → {_load(run.load_end)}"
+            f"seeded in {run.seed_seconds:.0f} s; load {_load(run.load_start)} → {_load(run.load_end)}; "
+            f"code {run.code}"
         )
     out += [
         "",
