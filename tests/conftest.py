@@ -61,15 +61,19 @@ def fresh_postgres_database(server_url: str) -> Iterator[str]:
 
 @pytest.fixture(scope="session", autouse=True)
 def signing_key_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One checkpoint-signing key for the test server and the CLI processes the tests start."""
-    path = tmp_path_factory.mktemp("keys") / "signing.key"
-    previous = os.environ.get("ACTIVITYLOG_SIGNING_KEY_FILE")
-    os.environ["ACTIVITYLOG_SIGNING_KEY_FILE"] = str(path)
+    """One checkpoint-signing key and one data key for the test server and the CLI processes the tests
+    start."""
+    keys = tmp_path_factory.mktemp("keys")
+    path = keys / "signing.key"
+    files = {"ACTIVITYLOG_SIGNING_KEY_FILE": path, "ACTIVITYLOG_DATA_KEY_FILE": keys / "data.key"}
+    previous = {name: os.environ.get(name) for name in files}
+    os.environ.update({name: str(file) for name, file in files.items()})
     yield path
-    if previous is None:
-        del os.environ["ACTIVITYLOG_SIGNING_KEY_FILE"]
-    else:
-        os.environ["ACTIVITYLOG_SIGNING_KEY_FILE"] = previous
+    for name, value in previous.items():
+        if value is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])

@@ -31,6 +31,12 @@ class Settings(BaseSettings):
     signing_key_file: str = ""
     """Where the signing key lives (default: beside the SQLite file, or ./activitylog-signing.key)."""
 
+    data_key: str = ""
+    """Base64 of a 32-byte key that seals stored secrets (DKIM private keys); else the key file below."""
+
+    data_key_file: str = ""
+    """Where the data key lives (default: beside the SQLite file, or ./activitylog-data.key)."""
+
     checkpoint_interval_seconds: int = 300
     """How often ``serve`` signs a checkpoint of every account whose log moved (0 turns it off)."""
 

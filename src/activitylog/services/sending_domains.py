@@ -9,7 +9,10 @@ from sqlalchemy import select
 from activitylog.db.models import SendingDomain
 from activitylog.errors import Conflict
 from activitylog.services import crud
+from activitylog.services.sealing import SealingError, seal, unseal
 from activitylog.services.uow import UnitOfWork
+
+DKIM_KEY = "dkim_private_key"
 
 
 def _taken(uow: UnitOfWork, domain: str) -> bool:
@@ -36,12 +39,30 @@ def update_domain(uow: UnitOfWork, domain_id: str, values: dict[str, Any]) -> Se
     """Changing DNS-facing settings sends the domain back to ``pending`` until verified again."""
     with uow:
         row = uow.get(SendingDomain, domain_id, what="sending domain")
+        values = _sealed_key(row, values)
         changes_dns = any(getattr(row, k) != v for k, v in values.items())
         if changes_dns and row.status == "verified":
             values = {**values, "status": "pending", "verified_at": None}
         crud.update(uow, row, values)
         uow.commit()
     return row
+
+
+def _sealed_key(row: SendingDomain, values: dict[str, Any]) -> dict[str, Any]:
+    """The DKIM private key is stored sealed; the same key sent again is no change."""
+    key = values.get(DKIM_KEY)
+    if key is None:
+        return values
+    if row.dkim_private_key is not None and _opens_to(row.dkim_private_key, key):
+        return {k: v for k, v in values.items() if k != DKIM_KEY}
+    return {**values, DKIM_KEY: seal(key, DKIM_KEY)}
+
+
+def _opens_to(sealed: str, key: str) -> bool:
+    try:
+        return unseal(sealed, DKIM_KEY) == key
+    except SealingError:  # sealed under a data key since replaced: the new value replaces it
+        return False
 
 
 def delete_domain(uow: UnitOfWork, domain_id: str) -> None:
