@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from functools import cached_property
+from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -51,3 +52,14 @@ class Settings(BaseSettings):
     def trusted_proxy_networks(self) -> tuple[IPNetwork, ...]:
         parts = [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
         return tuple(ipaddress.ip_network(p, strict=False) for p in parts)
+
+
+def key_file_path(settings: Settings, configured: str, suffix: str, fallback: str) -> Path:
+    """Where a key file lives: as configured, else beside the SQLite database, else in the working
+    directory — never inside the database it protects."""
+    if configured:
+        return Path(configured)
+    url = settings.database_url
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        return Path(url[len("sqlite:///") :] + suffix)
+    return Path(fallback)

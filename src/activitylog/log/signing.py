@@ -14,7 +14,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from activitylog.config import Settings
+from activitylog.config import Settings, key_file_path
 
 
 class SigningKeyError(RuntimeError):
@@ -61,13 +61,7 @@ def _seed_bytes(text: str, where: str) -> bytes:
 
 
 def key_file(settings: Settings) -> Path:
-    """The key file: as configured, else beside the SQLite database, else in the working directory."""
-    if settings.signing_key_file:
-        return Path(settings.signing_key_file)
-    url = settings.database_url
-    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-        return Path(url[len("sqlite:///") :] + ".signing-key")
-    return Path("activitylog-signing.key")
+    return key_file_path(settings, settings.signing_key_file, ".signing-key", "activitylog-signing.key")
 
 
 def new_seed_file(path: Path) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from activitylog.config import Settings
+from activitylog.config import Settings, key_file_path
 from activitylog.log.signing import new_seed_file
 
 PREFIX = "sealed:v1:"
@@ -28,13 +28,7 @@ class SealingError(Exception):
 
 
 def data_key_file(settings: Settings) -> Path:
-    """As configured, else beside the SQLite database, else in the working directory."""
-    if settings.data_key_file:
-        return Path(settings.data_key_file)
-    url = settings.database_url
-    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-        return Path(url[len("sqlite:///") :] + ".data-key")
-    return Path("activitylog-data.key")
+    return key_file_path(settings, settings.data_key_file, ".data-key", "activitylog-data.key")
 
 
 @lru_cache(maxsize=8)

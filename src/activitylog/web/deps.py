@@ -12,7 +12,7 @@ import hmac
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 
 from activitylog.config import Settings
 from activitylog.db.base import Database
@@ -43,6 +43,19 @@ def caller_account(request: Request) -> str | None:
 def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
+
+
+def set_session_cookie(response: Response, token: str, settings: Settings) -> None:
+    """The session cookie, the same for the API's sign-in and the dashboard's: HttpOnly, SameSite=Lax."""
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=settings.session_ttl_hours * 3600,
+        httponly=True,
+        samesite="lax",
+        secure=settings.secure_cookies,
+        path="/",
+    )
 
 
 def get_signer(request: Request) -> Signer:

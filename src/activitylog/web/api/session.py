@@ -11,7 +11,7 @@ from activitylog.errors import Unauthorized
 from activitylog.services import auth
 from activitylog.services.listing import one
 from activitylog.web.api import ERROR_RESPONSES
-from activitylog.web.deps import SESSION_COOKIE, Caller, Context, Db, get_settings
+from activitylog.web.deps import SESSION_COOKIE, Caller, Context, Db, get_settings, set_session_cookie
 from activitylog.web.schemas import SessionOut, SignInIn, UserOut
 
 router = APIRouter(prefix="/api/v1/session", tags=["session"], responses=ERROR_RESPONSES)
@@ -22,15 +22,7 @@ def sign_in(body: SignInIn, request: Request, response: Response, db: Db, contex
     settings = get_settings(request)
     ttl = timedelta(hours=settings.session_ttl_hours)
     result = auth.sign_in(db, body.email, body.password, context, ttl)
-    response.set_cookie(
-        SESSION_COOKIE,
-        result.token,
-        max_age=int(ttl.total_seconds()),
-        httponly=True,
-        samesite="lax",
-        secure=settings.secure_cookies,
-        path="/",
-    )
+    set_session_cookie(response, result.token, settings)
     return SessionOut(user=UserOut.model_validate(result.user), csrf_token=result.csrf_token)
 
 

@@ -294,6 +294,21 @@ RULE_ACTIONS = (
     ("pause_sending", "Pause all sending"),
 )
 
+BROADCAST_FIELDS = (
+    NAME,
+    FormField("subject", "Subject", required=True),
+    FormField("from_email", "From address", "email", required=True),
+    FormField("list_id", "List", "select", options=LIST_OPTIONS, hint="A list or a segment."),
+    FormField("segment_id", "Segment", "select", options=SEGMENT_OPTIONS),
+    FormField("text", "Plain-text body", "textarea", nullable=True),
+    FormField("html", "HTML body", "textarea", nullable=True),
+)
+RULE_FIELDS = (
+    NAME,
+    FormField("condition", "Condition", "json", required=True, hint=RULE_HINT),
+    FormField("action", "Action", "select", required=True, choices=RULE_ACTIONS),
+)
+
 KINDS: dict[str, Kind] = {
     k.slug: k
     for k in (
@@ -314,25 +329,9 @@ KINDS: dict[str, Kind] = {
                 Column("Recipients", lambda r: r.recipients),
                 Column("Delivered", lambda r: r.delivered),
             ),
-            create_fields=(
-                NAME,
-                FormField("subject", "Subject", required=True),
-                FormField("from_email", "From address", "email", required=True),
-                FormField("list_id", "List", "select", options=LIST_OPTIONS, hint="A list or a segment."),
-                FormField("segment_id", "Segment", "select", options=SEGMENT_OPTIONS),
-                FormField("text", "Plain-text body", "textarea", nullable=True),
-                FormField("html", "HTML body", "textarea", nullable=True),
-            ),
+            create_fields=BROADCAST_FIELDS,
             create=_create_broadcast,
-            edit_fields=(
-                NAME,
-                FormField("subject", "Subject", required=True),
-                FormField("from_email", "From address", "email", required=True),
-                FormField("list_id", "List", "select", options=LIST_OPTIONS),
-                FormField("segment_id", "Segment", "select", options=SEGMENT_OPTIONS),
-                FormField("text", "Plain-text body", "textarea", nullable=True),
-                FormField("html", "HTML body", "textarea", nullable=True),
-            ),
+            edit_fields=BROADCAST_FIELDS,
             update=_update_broadcast,
             delete=broadcasts.delete_broadcast,
             actions=(
@@ -478,17 +477,9 @@ KINDS: dict[str, Kind] = {
                 Column("Condition", lambda r: json.dumps(r.condition)),
                 Column("Action", lambda r: r.action.get("type", "")),
             ),
-            create_fields=(
-                NAME,
-                FormField("condition", "Condition", "json", required=True, hint=RULE_HINT),
-                FormField("action", "Action", "select", required=True, choices=RULE_ACTIONS),
-            ),
+            create_fields=RULE_FIELDS,
             create=_create_rule,
-            edit_fields=(
-                NAME,
-                FormField("condition", "Condition", "json", required=True, hint=RULE_HINT),
-                FormField("action", "Action", "select", required=True, choices=RULE_ACTIONS),
-            ),
+            edit_fields=RULE_FIELDS,
             update=_update_rule,
             delete=reputation_rules.delete_rule,
             actions=(

@@ -17,7 +17,7 @@ from activitylog.web.dashboard.render import (
     page,
     redirect,
 )
-from activitylog.web.deps import SESSION_COOKIE, get_context, get_db, get_settings
+from activitylog.web.deps import SESSION_COOKIE, get_context, get_db, get_settings, set_session_cookie
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -61,15 +61,7 @@ def sign_in(
             request, "sign_in.html", status_code=exc.status, next=local_path(next), email=email, error=exc
         )
     response = redirect(local_path(next))
-    response.set_cookie(
-        SESSION_COOKIE,
-        result.token,
-        max_age=int(ttl.total_seconds()),
-        httponly=True,
-        samesite="lax",
-        secure=settings.secure_cookies,
-        path="/",
-    )
+    set_session_cookie(response, result.token, settings)
     return response
 
 
