@@ -30,8 +30,8 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,8 +41,6 @@ from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 import httpx
 import psycopg
 
-from activitylog.db.base import connect
-from activitylog.db.migrate import upgrade
 from activitylog.log.query import decode_cursor, page_rows, parse_filter
 from activitylog.web.dashboard.activity import PAGE_SIZE, resolve_window
 from activitylog.web.deps import SESSION_COOKIE
@@ -53,7 +51,7 @@ import appsql
 import explain
 from queries import Raw
 from server import DATA_DIR, serve
-from stores import Store, describe, postgres_store
+from stores import Store, describe, postgres_store, sqlite_store
 
 BUDGET_MS = 300.0  # what every page must stay under
 SQL_SHARE = 0.1  # an activity page whose SQL alone takes over this share of the budget gets its plan shown
@@ -131,34 +129,6 @@ class EngineRun:
 
 
 # --- the database and the demo account ------------------------------------------------------------------
-
-
-@contextmanager
-def sqlite_store(*, keep: bool) -> Iterator[Store]:
-    """A fresh, migrated SQLite file of its own under bench/data/, so ``make bench`` can run beside it."""
-    DATA_DIR.mkdir(exist_ok=True)
-    path = DATA_DIR / "pages.db"
-    _remove_sqlite(path)
-    store = Store(engine="sqlite", url=f"sqlite:///{path}", raw_target=str(path))
-    try:
-        _migrate(store)
-        yield store
-    finally:
-        if not keep:
-            _remove_sqlite(path)
-
-
-def _remove_sqlite(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-
-
-def _migrate(store: Store) -> None:
-    db = connect(store.url)
-    try:
-        upgrade(db)
-    finally:
-        db.dispose()
 
 
 def _cli() -> list[str]:
@@ -816,7 +786,7 @@ def analyze(store: Store) -> None:
 
 def _open(engine: str, args: argparse.Namespace) -> AbstractContextManager[Store]:
     if engine == "sqlite":
-        return sqlite_store(keep=args.keep_data)
+        return sqlite_store(keep=args.keep_data, name="pages.db")
     try:
         psycopg.connect(args.pg_url, connect_timeout=5).close()
     except psycopg.OperationalError as exc:

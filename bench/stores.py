@@ -79,10 +79,11 @@ class Store:
 
 
 @contextmanager
-def sqlite_store(*, keep: bool = False) -> Iterator[Store]:
-    """A fresh SQLite file under bench/data/ (git-ignored), migrated; removed afterwards unless ``keep``."""
+def sqlite_store(*, keep: bool = False, name: str = "bench.db") -> Iterator[Store]:
+    """A fresh SQLite file under bench/data/ (git-ignored), migrated; removed afterwards unless ``keep``.
+    Benchmarks that may run side by side use their own ``name``."""
     DATA_DIR.mkdir(exist_ok=True)
-    path = DATA_DIR / "bench.db"
+    path = DATA_DIR / name
     _remove_sqlite(path)
     store = Store(engine="sqlite", url=f"sqlite:///{path}", raw_target=str(path))
     try:
