@@ -33,7 +33,6 @@ WINDOWS = {
 }
 FILTER_FIELDS = ("actor", "actor_type", "action", "resource_type", "resource_id", "ip", "since", "until", "q")
 SYSTEM_ACTORS = (("scheduler", "Scheduler"), ("dispatcher", "Dispatcher"), ("cli", "Command line"))
-Text = Annotated[str | None, Query(max_length=4000)]
 
 
 @dataclass(frozen=True)
@@ -99,31 +98,13 @@ def _rows(request: Request, viewer: ViewerDep, params: dict[str, str], cursor: s
 def activity_page(
     request: Request,
     viewer: ViewerDep,
-    actor: Text = None,
-    actor_type: Text = None,
-    action: Text = None,
-    resource_type: Text = None,
-    resource_id: Text = None,
-    ip: Text = None,
-    since: Text = None,
-    until: Text = None,
-    q: Text = None,
-    window: Text = None,
+    window: Annotated[str | None, Query(max_length=10)] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     fragment: Annotated[bool, Query()] = False,
 ) -> Response:
     viewer.require("activity:read")
-    given = {
-        "actor": actor,
-        "actor_type": actor_type,
-        "action": action,
-        "resource_type": resource_type,
-        "resource_id": resource_id,
-        "ip": ip,
-        "since": since,
-        "until": until,
-        "q": q,
-    }
+    # The API's filter parameters, read as given (parse_filter validates them, naming each one).
+    given = {name: request.query_params.get(name) for name in FILTER_FIELDS}
     params = {k: v.strip() for k, v in given.items() if v and v.strip()}
     if window and "since" not in params:
         params["since"] = resolve_window(window, datetime.now(UTC)) or ""
