@@ -18,9 +18,11 @@ from sqlalchemy import ColumnElement, Row, Select, and_, column, func, literal_c
 from sqlalchemy import text as text_clause
 from sqlalchemy.orm import Session
 
+from activitylog.db.base import Database
 from activitylog.db.models import ActivityEntry
-from activitylog.errors import InvalidInput
+from activitylog.errors import InvalidInput, NotFound
 from activitylog.log.actions import ACTOR_TYPES, RESOURCE_TYPES, actions_for
+from activitylog.log.entry import entry_to_api
 from activitylog.log.record import ip_key
 
 MAX_LIMIT = 1000
@@ -352,6 +354,32 @@ def page_rows(
         return recent
     older = page_statement(account_id, f, dialect=dialect, before_seq=floor, limit=limit - len(recent))
     return recent + list(session.execute(older).all())
+
+
+def entries_page(
+    db: Database, account_id: str, f: ActivityFilter, *, cursor: str | None, limit: int
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of entries as the API shows them, newest first, and the cursor of the next page (if any):
+    what the JSON API and the dashboard both answer."""
+    with db.reader() as session:
+        rows = page_rows(
+            session, account_id, f, dialect=db.dialect, before_seq=decode_cursor(cursor), limit=limit
+        )
+    data = [entry_to_api(r) for r in rows[:limit]]
+    return data, encode_cursor(data[-1]["seq"]) if len(rows) > limit else None
+
+
+def one_entry(db: Database, account_id: str, seq: int) -> dict[str, Any]:
+    """One entry of the account, as the API shows it; NotFound for any other seq."""
+    row = None
+    if 1 <= seq <= MAX_SEQ:
+        with db.reader() as session:
+            row = session.execute(
+                select(_E.__table__).where(_E.account_id == account_id, _E.seq == seq)
+            ).one_or_none()
+    if row is None:
+        raise NotFound(f"seq {seq}: no such activity entry")
+    return entry_to_api(row)
 
 
 def export_statement(

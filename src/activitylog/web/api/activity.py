@@ -8,10 +8,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
-from activitylog.db.models import ActivityEntry, Checkpoint, SigningKey
-from activitylog.errors import NotFound
+from activitylog.db.models import Checkpoint, SigningKey
 from activitylog.log.checkpoints import checkpoint_to_api, register_key
-from activitylog.log.entry import entry_to_api
 from activitylog.log.export import filename as export_filename
 from activitylog.log.export import manifest, stream
 from activitylog.log.query import (
@@ -19,7 +17,8 @@ from activitylog.log.query import (
     ActivityFilter,
     decode_cursor,
     encode_cursor,
-    page_rows,
+    entries_page,
+    one_entry,
     parse_filter,
 )
 from activitylog.log.signing import public_pem
@@ -67,12 +66,8 @@ Filter = Annotated[ActivityFilter, Depends(activity_filter)]
 def list_activity(
     caller: LogReader, db: Db, f: Filter, limit: Limit = 50, cursor: Cursor = None
 ) -> dict[str, Any]:
-    before = decode_cursor(cursor)
-    with db.reader() as session:
-        rows = page_rows(session, caller.account_id, f, dialect=db.dialect, before_seq=before, limit=limit)
-    more = len(rows) > limit
-    data = [entry_to_api(r) for r in rows[:limit]]
-    return {"data": data, "next_cursor": encode_cursor(data[-1]["seq"]) if more else None}
+    data, next_cursor = entries_page(db, caller.account_id, f, cursor=cursor, limit=limit)
+    return {"data": data, "next_cursor": next_cursor}
 
 
 @router.get(
@@ -170,13 +165,4 @@ def verify(caller: LogReader, db: Db) -> dict[str, Any]:
 
 @router.get("/{seq}", response_model=EntryOut)
 def get_entry(seq: int, caller: LogReader, db: Db) -> dict[str, Any]:
-    if not 1 <= seq <= MAX_SEQ:
-        raise NotFound(f"seq {seq}: no such activity entry")
-    table = ActivityEntry.__table__
-    with db.reader() as session:
-        row = session.execute(
-            select(table).where(table.c.account_id == caller.account_id, table.c.seq == seq)
-        ).one_or_none()
-    if row is None:
-        raise NotFound(f"seq {seq}: no such activity entry")
-    return entry_to_api(row)
+    return one_entry(db, caller.account_id, seq)

@@ -14,11 +14,10 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import select
 
-from activitylog.db.models import ActivityEntry, ApiKey, ReputationRule, User
-from activitylog.errors import InvalidInput, NotFound
+from activitylog.db.models import ApiKey, ReputationRule, User
+from activitylog.errors import InvalidInput
 from activitylog.log.actions import ACTIONS, ACTOR_TYPES, RESOURCE_TYPES, VERBS
-from activitylog.log.entry import entry_to_api
-from activitylog.log.query import MAX_SEQ, decode_cursor, encode_cursor, page_rows, parse_filter
+from activitylog.log.query import entries_page, one_entry, parse_filter
 from activitylog.web.dashboard.links import resource_link
 from activitylog.web.dashboard.render import PageRoute, ViewerDep, page
 from activitylog.web.deps import get_db
@@ -82,16 +81,10 @@ def resolve_window(window: str | None, now: datetime) -> str | None:
 
 
 def _rows(request: Request, viewer: ViewerDep, params: dict[str, str], cursor: str | None) -> dict[str, Any]:
-    db = get_db(request)
-    f = parse_filter(**params)
-    with db.reader() as session:
-        before = decode_cursor(cursor)
-        rows = page_rows(
-            session, viewer.account_id, f, dialect=db.dialect, before_seq=before, limit=PAGE_SIZE
-        )
-    entries = [entry_to_api(r) for r in rows[:PAGE_SIZE]]
-    more = len(rows) > PAGE_SIZE
-    return {"entries": entries, "next_cursor": encode_cursor(entries[-1]["seq"]) if more else None}
+    entries, next_cursor = entries_page(
+        get_db(request), viewer.account_id, parse_filter(**params), cursor=cursor, limit=PAGE_SIZE
+    )
+    return {"entries": entries, "next_cursor": next_cursor}
 
 
 @router.get("/activity")
@@ -138,13 +131,5 @@ def activity_page(
 @router.get("/activity/{seq}")
 def entry_page(seq: int, request: Request, viewer: ViewerDep) -> Response:
     viewer.require("activity:read")
-    if not 1 <= seq <= MAX_SEQ:
-        raise NotFound(f"seq {seq}: no such activity entry")
-    table = ActivityEntry.__table__
-    with get_db(request).reader() as session:
-        row = session.execute(
-            select(table).where(table.c.account_id == viewer.account_id, table.c.seq == seq)
-        ).one_or_none()
-    if row is None:
-        raise NotFound(f"seq {seq}: no such activity entry")
-    return page(request, "entry.html", viewer=viewer, entry=entry_to_api(row), link=resource_link)
+    entry = one_entry(get_db(request), viewer.account_id, seq)
+    return page(request, "entry.html", viewer=viewer, entry=entry, link=resource_link)
