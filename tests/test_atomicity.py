@@ -41,6 +41,30 @@ def test_failure_after_the_entry_rolls_back_both(db: Database, tenant: Tenant) -
         assert verify_account(s, tenant.account_id).ok
 
 
+def test_a_rolled_back_savepoint_takes_its_entries_and_the_chain_goes_on(
+    db: Database, tenant: Tenant
+) -> None:
+    """Appends in one transaction carry the head forward in memory; a savepoint rolled back in between must
+    not leave the next entry linked to one that no longer exists."""
+    entries, rows, seq = _state(db, tenant)
+    with _uow(db, tenant) as uow:
+        kept = lists.create_list(uow, "Kept")
+        savepoint = uow.session.begin_nested()
+        lists.create_list(uow, "Undone")
+        savepoint.rollback()
+        after = lists.create_list(uow, "After")
+        uow.commit()
+    assert _state(db, tenant) == (entries + 2, rows + 2, seq + 2)
+    with db.reader() as s:
+        assert verify_account(s, tenant.account_id).ok
+        names = s.scalars(
+            select(ActivityEntry.resource_id)
+            .where(ActivityEntry.account_id == tenant.account_id, ActivityEntry.seq > seq)
+            .order_by(ActivityEntry.seq)
+        ).all()
+    assert names == [kept.id, after.id]
+
+
 def test_a_failing_commit_leaves_no_entry(db: Database, tenant: Tenant) -> None:
     """A constraint that fails at commit time (duplicate primary key) takes the entry down with it."""
     existing = lists.create_list(_uow(db, tenant), "Taken")

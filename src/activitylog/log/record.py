@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, event, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -96,15 +96,35 @@ _ADVANCE_HEAD = (
 )
 
 
-def _lock_head(session: Session, account_id: str) -> tuple[int, str, datetime | None]:
+def _lock_head(conn: Connection, account_id: str) -> tuple[int, str, datetime | None]:
     """Lock the account's head row; the first append of an account creates it (racing creators are
     harmless: ON CONFLICT DO NOTHING, then everyone locks the one row)."""
     params = {"account": account_id}
-    row = session.execute(_SELECT_HEAD, params).one_or_none()
+    row = conn.execute(_SELECT_HEAD, params).one_or_none()
     if row is None:
-        session.execute(_CREATE_HEAD[session.get_bind().dialect.name], params)
-        row = session.execute(_SELECT_HEAD, params).one()
+        conn.execute(_CREATE_HEAD[conn.dialect.name], params)
+        row = conn.execute(_SELECT_HEAD, params).one()
     return row.seq, row.hash, row.occurred_at
+
+
+_HEADS = "activitylog.heads"
+
+
+def _head(session: Session, conn: Connection, account_id: str) -> tuple[int, str, datetime | None]:
+    """The account's head: locked and read by a transaction's first append, then carried forward by the
+    next ones in memory (the lock is held until the transaction ends, so nobody else can move it)."""
+    heads: dict[str, tuple[int, str, datetime | None]] = session.info.setdefault(_HEADS, {})
+    head = heads.get(account_id)
+    if head is None:
+        head = heads[account_id] = _lock_head(conn, account_id)
+    return head
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_heads(session: Session, _transaction: Any) -> None:
+    """What a transaction read goes with it; a savepoint's end counts too (a rolled-back savepoint takes its
+    appends with it), and the next append simply reads the head again."""
+    session.info.pop(_HEADS, None)
 
 
 def _changes_for(resource: Resource, claimed: list[RowChange]) -> dict[str, Any]:
@@ -152,7 +172,8 @@ def record(
         return None
 
     resource_type, resource_id, resource_name = _resource_parts(resource)
-    head_seq, prev_hash, last_at = _lock_head(session, account_id)
+    conn = session.connection()  # Core statements: the log's rows are not ORM objects
+    head_seq, prev_hash, last_at = _head(session, conn, account_id)
     now = now or datetime.now(UTC)
     occurred_at = max(now, last_at) if last_at else now
     fields: dict[str, Any] = {
@@ -183,9 +204,10 @@ def record(
         "prev_hash": prev_hash,
         "hash": digest,
     }
-    session.execute(_INSERT_ENTRY, row)
-    session.execute(
+    conn.execute(_INSERT_ENTRY, row)
+    conn.execute(
         _ADVANCE_HEAD,
         {"account": account_id, "new_seq": head_seq + 1, "new_hash": digest, "new_at": occurred_at},
     )
+    session.info[_HEADS][account_id] = (head_seq + 1, digest, occurred_at)
     return {**fields, "summary": summary, "prev_hash": prev_hash, "hash": digest}
