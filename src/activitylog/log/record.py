@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Table, bindparam, event, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from activitylog.db.models import ActivityEntry, Audited, ChainHead
 from activitylog.log.actions import ALL_ACTIONS, EVENT_ACTIONS, summarize
@@ -121,10 +121,12 @@ def _head(session: Session, conn: Connection, account_id: str) -> tuple[int, str
 
 
 @event.listens_for(Session, "after_transaction_end")
-def _forget_heads(session: Session, _transaction: Any) -> None:
+def _forget_heads(session: Session, transaction: SessionTransaction) -> None:
     """What a transaction read goes with it; a savepoint's end counts too (a rolled-back savepoint takes its
-    appends with it), and the next append simply reads the head again."""
-    session.info.pop(_HEADS, None)
+    appends with it), and the next append simply reads the head again. A flush's own inner transaction
+    does not count: it ends with every flush, and a failed flush fails the whole transaction anyway."""
+    if transaction.nested or transaction.parent is None:
+        session.info.pop(_HEADS, None)
 
 
 def _changes_for(resource: Resource, claimed: list[RowChange]) -> dict[str, Any]:
