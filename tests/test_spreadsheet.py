@@ -4,7 +4,7 @@ with formula evaluation on, as a user opening it would, and saves it as xlsx; th
 cell and no computed value. A control file with the same text unescaped does become formulas (Calc
 evaluates the ``=`` ones; Excel would also take ``+``, ``-`` and ``@``), so the check can fail.
 
-Both engines, because each formats its CSV in SQL (see log/csv_sql.py).
+Both engines, because each has its own fast CSV path (see log/csv_sql.py).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -79,11 +79,8 @@ class UnitOfWork:
 
     def get(self, model: type[T], id_: str, *, what: str | None = None) -> T:
         """Load a row of this account for change (row-locked on PostgreSQL); 404 if it is not ours."""
-        key = model.id  # type: ignore[attr-defined]
-        tenant = getattr(model, "account_id", key)  # an Account is its own tenant
-        row = self.session.execute(
-            select(model).where(key == id_, tenant == self.account_id).with_for_update()
-        ).scalar_one_or_none()
+        params = {"id": id_, "account_id": self.account_id}
+        row: T | None = self.session.execute(_locked_by_id(model), params).scalar_one_or_none()
         if row is None:
             raise NotFound(f"{what or model.__name__.lower()} {id_} not found")
         return row
@@ -129,6 +126,20 @@ class UnitOfWork:
             self.session.commit()
         except IntegrityError as exc:
             raise Conflict(_conflict_message(exc)) from None
+
+
+_LOCKED_BY_ID: dict[type[Any], Select[Any]] = {}
+
+
+def _locked_by_id(model: type[Any]) -> Select[Any]:
+    """Built once per model: the statement is the same for every call, only its parameters change."""
+    statement = _LOCKED_BY_ID.get(model)
+    if statement is None:
+        key = model.id
+        tenant = getattr(model, "account_id", key)  # an Account is its own tenant
+        statement = select(model).where(key == bindparam("id"), tenant == bindparam("account_id"))
+        statement = _LOCKED_BY_ID[model] = statement.with_for_update()
+    return statement
 
 
 def _utcnow() -> datetime:
