@@ -71,6 +71,6 @@ def test_a_column_is_formatted_like_its_cells_one_by_one(column: list[str]) -> N
 
 
 def test_a_formula_at_the_start_of_any_cell_is_caught_in_a_column_of_plain_ids() -> None:
-    assert csv_sql.safe_column(("lst_1", "-2+3", "lst_2")) == ["lst_1", "'-2+3", "lst_2"]
-    assert csv_sql.safe_column(("@SUM(A1)",)) == ["'@SUM(A1)"]
-    assert csv_sql.safe_column(("a-b", "c=d")) == ("a-b", "c=d")  # a trigger inside a cell is harmless
+    assert list(csv_sql.safe_column(("lst_1", "-2+3", "lst_2"))) == ["lst_1", "'-2+3", "lst_2"]
+    assert list(csv_sql.safe_column(("@SUM(A1)",))) == ["'@SUM(A1)"]
+    assert list(csv_sql.safe_column(("a-b", "c=d"))) == ["a-b", "c=d"]  # a trigger inside a cell is harmless
