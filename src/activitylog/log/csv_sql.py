@@ -90,8 +90,8 @@ def stream_sqlite(
     text (NULL as "", ``changes`` already a cell) and Python finishes a batch column by column."""
     query = statement.with_only_columns(*(_sqlite_text(name).label(name) for name in columns))
     finished = columns.index("changes")
-    with db.reader() as session:
-        cursor = session.connection().execute(query).cursor  # plain tuples: a Row per row costs more than CSV
+    with db.reader() as session, session.connection().execute(query) as result:
+        cursor = result.cursor  # plain tuples: making a Row per row costs more than the CSV itself
         while rows := cursor.fetchmany(batch):
             by_column = zip(*rows, strict=True)
             cells = [values if i == finished else safe_column(values) for i, values in enumerate(by_column)]
