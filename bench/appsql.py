@@ -1,7 +1,7 @@
 """The SQL the application runs for a page of the log, captured at the driver, so the raw engine can run
 exactly the same statements (same text, same parameters) with nothing of the application on top.
 
-The statement is built by the product's own ``log.query`` (``parse_filter``, ``page_statement``) and
+The statements are made by the product's own ``log.query`` (``parse_filter``, ``page_rows``) and
 executed once through the product's own engine; a ``before_cursor_execute`` hook records what reaches the
 DB-API cursor. If the query layer changes, the captured SQL changes with it.
 """
@@ -17,7 +17,7 @@ from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from activitylog.db.base import Database
-from activitylog.log.query import decode_cursor, page_statement, parse_filter
+from activitylog.log.query import decode_cursor, page_rows, page_statement, parse_filter
 
 FILTER_PARAMS = ("actor", "actor_type", "action", "resource_type", "resource_id", "ip", "since", "until", "q")
 
@@ -65,12 +65,16 @@ def _capture(db: Database, work: Callable[[Session], Any]) -> list[Statement]:
 
 
 def page(db: Database, account_id: str, params: dict[str, str], limit: int) -> list[Statement]:
-    """The statements behind ``GET /api/v1/activity?<params>&limit=<limit>``."""
+    """The statements behind ``GET /api/v1/activity?<params>&limit=<limit>``: everything ``page_rows`` runs
+    (a time window's seq lookup, a recent window before an index, a text index walked newest first)."""
     f = parse_filter(**{k: v for k, v in params.items() if k in FILTER_PARAMS})
-    statement = page_statement(
-        account_id, f, dialect=db.dialect, before_seq=decode_cursor(params.get("cursor")), limit=limit
+    before_seq = decode_cursor(params.get("cursor"))
+    return _capture(
+        db,
+        lambda session: page_rows(
+            session, account_id, f, dialect=db.dialect, before_seq=before_seq, limit=limit
+        ),
     )
-    return _capture(db, lambda session: session.execute(statement).all())
 
 
 def matching(db: Database, account_id: str, params: dict[str, str]) -> int:

@@ -114,13 +114,16 @@ class Raw:
             self.conn.prepare_threshold = None
 
     def run(self, statements: list[Statement]) -> list[Any]:
-        rows: list[Any] = []
+        """The page's seqs: the entry rows of every statement in order (a recent window, then the index),
+        skipping the lookups in between (newest seq, a time window's seq range)."""
+        page: list[Any] = []
         for s in statements:
             cur = self.conn.execute(s.sql, s.params)
             rows = cur.fetchall()
-            seq_at = [d[0] for d in cur.description].index("seq") if rows else 0
-            rows = [r[seq_at] for r in rows]
-        return rows  # the seqs of the last statement's rows: the page
+            names = [d[0] for d in cur.description]
+            if "seq" in names and "hash" in names:
+                page.extend(r[names.index("seq")] for r in rows)
+        return page
 
     def close(self) -> None:
         self.conn.close()
