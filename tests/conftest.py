@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from sqlalchemy.engine import make_url
 from activitylog.config import Settings
 from activitylog.db.base import Database, connect, normalize_url
 from activitylog.db.migrate import upgrade
+from activitylog.db.roles import grant_app_role
 from activitylog.log.record import RequestContext
 from activitylog.services import accounts, api_keys
 from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
@@ -189,3 +191,20 @@ def run_auditor_tool(*args: str, stdlib_only: bool = True) -> subprocess.Complet
     return subprocess.run(
         [sys.executable, *flags, str(tool), *args], capture_output=True, text=True, timeout=120, check=False
     )
+
+
+@contextmanager
+def app_role_on(db: Database) -> Iterator[str]:
+    """A PostgreSQL login role that owns nothing and bypasses nothing, granted what ``migrate --app-role``
+    grants; yields the database URL that logs in as it, and drops the role afterwards."""
+    role = f"al_rls_{uuid.uuid4().hex[:10]}"
+    with db.engine.begin() as conn:
+        conn.execute(text(f"CREATE ROLE {role} LOGIN"))
+    try:
+        grant_app_role(db, role)
+        yield make_url(db.url).set(username=role).render_as_string(hide_password=False)
+    finally:
+        with db.engine.begin() as conn:
+            conn.execute(
+                text(f"REASSIGN OWNED BY {role} TO CURRENT_USER; DROP OWNED BY {role}; DROP ROLE {role}")
+            )

@@ -14,13 +14,11 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Connection, select, text
-from sqlalchemy.engine import make_url
 
 from activitylog.config import Settings
 from activitylog.db.base import Database, connect
 from activitylog.db.migrate import alembic_config, upgrade
 from activitylog.db.models import SigningKey
-from activitylog.db.roles import grant_app_role
 from activitylog.log.chain import entry_hash, format_instant
 from activitylog.log.checkpoints import checkpoint_account
 from activitylog.log.record import RequestContext, ip_key
@@ -28,7 +26,7 @@ from activitylog.log.signing import load_signer, rotate_key_file
 from activitylog.log.verify import Verdict, verify_account
 from activitylog.services import lists
 from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
-from conftest import PG_ENV, Tenant, fresh_postgres_database, make_tenant, run_auditor_tool
+from conftest import PG_ENV, Tenant, app_role_on, fresh_postgres_database, make_tenant, run_auditor_tool
 
 LISTS = 8  # the drills' account: seq 1-3 (account, owner, key), then 8 list creations: seq 4-11
 HEAD = 3 + LISTS
@@ -131,12 +129,8 @@ def test_sqlite_durability_settings(tmp_path: Path) -> None:
 def test_the_postgres_app_role_can_only_read_and_append_the_log(db: Database, tenant: Tenant) -> None:
     if db.dialect != "postgresql":
         pytest.skip("application roles are a PostgreSQL feature")
-    role = f"al_app_{tenant.account_id[-8:].lower()}"
-    with db.engine.begin() as conn:
-        conn.execute(text(f"CREATE ROLE {role} LOGIN"))
-    try:
-        grant_app_role(db, role)
-        app_db = connect(make_url(db.url).set(username=role).render_as_string(hide_password=False))
+    with app_role_on(db) as url:
+        app_db = connect(url)
         uow = UnitOfWork(app_db, account_id=tenant.account_id, actor=SYSTEM_CLI, context=RequestContext())
         lists.create_list(uow, "Made by the app role")  # the app can still do its work
         for statement in (
@@ -154,11 +148,6 @@ def test_the_postgres_app_role_can_only_read_and_append_the_log(db: Database, te
         with app_db.for_account(tenant.account_id).reader() as session:
             assert verify_account(session, tenant.account_id).ok
         app_db.dispose()
-    finally:
-        with db.engine.begin() as conn:
-            conn.execute(
-                text(f"REASSIGN OWNED BY {role} TO CURRENT_USER; DROP OWNED BY {role}; DROP ROLE {role}")
-            )
 
 
 def test_truncate_is_refused_even_for_the_owner(db: Database) -> None:

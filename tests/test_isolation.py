@@ -33,7 +33,6 @@ import pytest
 import uvicorn
 from click.testing import Result
 from sqlalchemy import inspect, text
-from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from activitylog.cli.main import app as cli
@@ -41,11 +40,19 @@ from activitylog.config import Settings
 from activitylog.db.base import Database, connect
 from activitylog.db.migrate import upgrade
 from activitylog.db.models import Base, Delivery
-from activitylog.db.roles import grant_app_role
 from activitylog.ids import new_id
 from activitylog.web.app import create_app
 from activitylog.workers import BroadcastWorker, Checkpointer
-from conftest import PASSWORD, PG_ENV, Server, Tenant, free_port, fresh_postgres_database, make_tenant
+from conftest import (
+    PASSWORD,
+    PG_ENV,
+    Server,
+    Tenant,
+    app_role_on,
+    free_port,
+    fresh_postgres_database,
+    make_tenant,
+)
 
 V1 = "/api/v1"
 
@@ -507,23 +514,6 @@ def _tenant_tables() -> dict[str, str]:
     tables = {"accounts": "id"}
     tables.update({name: "account_id" for name, t in Base.metadata.tables.items() if "account_id" in t.c})
     return tables
-
-
-@contextmanager
-def app_role_on(db: Database) -> Iterator[str]:
-    """A login role that owns nothing and bypasses nothing, granted what ``migrate --app-role`` grants; yields
-    the database URL that logs in as it."""
-    role = f"al_rls_{uuid.uuid4().hex[:10]}"
-    with db.engine.begin() as conn:
-        conn.execute(text(f"CREATE ROLE {role} LOGIN"))
-    try:
-        grant_app_role(db, role)
-        yield make_url(db.url).set(username=role).render_as_string(hide_password=False)
-    finally:
-        with db.engine.begin() as conn:
-            conn.execute(
-                text(f"REASSIGN OWNED BY {role} TO CURRENT_USER; DROP OWNED BY {role}; DROP ROLE {role}")
-            )
 
 
 def _postgres_only(db: Database) -> None:

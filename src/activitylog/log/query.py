@@ -241,7 +241,10 @@ def conditions(account_id: str, f: ActivityFilter, dialect: str = "") -> list[Co
     return where
 
 
-def _first_seq_at_or_after(account_id: str, instant: datetime) -> ColumnElement[Any]:
+def _first_seq_at_or_after(
+    account_id: str, instant: datetime, otherwise: Any = MAX_SEQ
+) -> ColumnElement[Any]:
+    """The seq of the account's first entry at or after ``instant``; ``otherwise`` when there is none."""
     first = (
         select(_E.seq)
         .where(_E.account_id == account_id, _E.occurred_at >= instant)
@@ -249,7 +252,7 @@ def _first_seq_at_or_after(account_id: str, instant: datetime) -> ColumnElement[
         .limit(1)
         .scalar_subquery()
     )
-    return func.coalesce(first, MAX_SEQ)
+    return func.coalesce(first, otherwise)
 
 
 def with_seq_window(session: Session, account_id: str, f: ActivityFilter) -> ActivityFilter:
@@ -264,16 +267,7 @@ def with_seq_window(session: Session, account_id: str, f: ActivityFilter) -> Act
     )
 
     def bound(instant: datetime | None, default: Any) -> Any:
-        if instant is None:
-            return default
-        first = (
-            select(_E.seq)
-            .where(_E.account_id == account_id, _E.occurred_at >= instant)
-            .order_by(_E.occurred_at, _E.seq)
-            .limit(1)
-            .scalar_subquery()
-        )
-        return func.coalesce(first, after_last)
+        return default if instant is None else _first_seq_at_or_after(account_id, instant, after_last)
 
     low, high = session.execute(select(bound(f.since, literal_column("0")), bound(f.until, after_last))).one()
     return replace(f, seq_window=(int(low), int(high)))

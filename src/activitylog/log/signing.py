@@ -50,14 +50,19 @@ def public_pem(public_b64: str) -> str:
     ).decode()
 
 
-def _seed_bytes(text: str, where: str) -> bytes:
+def key_bytes(text: str, where: str, *, kind: str, error: type[Exception]) -> bytes:
+    """A 32-byte key from its base64 text (a setting or a key file); the error names where it came from."""
     try:
-        seed = base64.b64decode(text.strip(), validate=True)
+        key = base64.b64decode(text.strip(), validate=True)
     except ValueError:
-        raise SigningKeyError(f"{where}: not base64") from None
-    if len(seed) != 32:
-        raise SigningKeyError(f"{where}: an Ed25519 key is 32 bytes, got {len(seed)}")
-    return seed
+        raise error(f"{where}: not base64") from None
+    if len(key) != 32:
+        raise error(f"{where}: {kind} is 32 bytes, got {len(key)}")
+    return key
+
+
+def _seed_bytes(text: str, where: str) -> bytes:
+    return key_bytes(text, where, kind="an Ed25519 key", error=SigningKeyError)
 
 
 def key_file(settings: Settings) -> Path:

@@ -17,7 +17,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from activitylog.config import Settings, key_file_path
-from activitylog.log.signing import new_seed_file
+from activitylog.log.signing import key_bytes, new_seed_file
 
 PREFIX = "sealed:v1:"
 NONCE_BYTES = 12
@@ -39,13 +39,7 @@ def _key(data_key: str, path: str) -> bytes:
         if not file.exists():
             new_seed_file(file)  # 32 random bytes, base64, owner-only
         data_key = file.read_text()
-    try:
-        key = base64.b64decode(data_key.strip(), validate=True)
-    except ValueError:
-        raise SealingError(f"{where}: not base64") from None
-    if len(key) != 32:
-        raise SealingError(f"{where}: a data key is 32 bytes, got {len(key)}")
-    return key
+    return key_bytes(data_key, where, kind="a data key", error=SealingError)
 
 
 def _aead(settings: Settings | None) -> AESGCM:
