@@ -21,6 +21,7 @@ from typing import Any
 
 from activitylog.log.actions import ALL_ACTIONS, summarize
 from activitylog.log.chain import CHAINED_FIELDS, GENESIS, canonical_json, entry_hash
+from activitylog.log.csv_sql import CSV_COLUMNS, csv_escapes
 
 # isort: split
 # Sibling modules of bench/ (run.py runs as a script, so they import as top-level modules).
@@ -36,8 +37,10 @@ assert tuple(sorted(CHAINED_FIELDS)) == CANONICAL_ORDER, "the chained fields cha
 COLUMNS = (
     "account_id", "seq", "occurred_at", "actor_type", "actor_id", "actor_name", "on_behalf_of", "ip",
     "ip_key", "user_agent", "action", "resource_type", "resource_id", "resource_name", "summary",
-    "changes", "request_id", "prev_hash", "hash",
+    "changes", "request_id", "prev_hash", "hash", "csv_escapes",
 )  # fmt: skip
+assert tuple(c for c in COLUMNS if c in CSV_COLUMNS) == CSV_COLUMNS, "the CSV columns changed: update COLUMNS"
+_CSV_CELLS = [COLUMNS.index(c) for c in CSV_COLUMNS]
 # The commonest actions first; the rest of the vocabulary follows (Zipf weights by position).
 COMMON_ACTIONS = (
     "contact.create", "contact.update", "broadcast.send", "user.login", "address.suppress",
@@ -176,13 +179,15 @@ class History:
             summary = self.summaries.get(key)
             if summary is None:
                 summary = self.summaries[key] = summarize(action, resource.name)
-            rows.append(
-                (
-                    pop.account_id, seq, db_time if self.sqlite_times else iso, actor.type, actor.id,
-                    actor.name, on_behalf, address.ip or None, address.key, agent, action, rtype,
-                    resource.id, resource.name, summary, changes, request_id, prev, digest,
-                )
-            )  # fmt: skip
+            row = [
+                pop.account_id, seq, iso, actor.type, actor.id, actor.name, on_behalf, address.ip or None,
+                address.key, agent, action, rtype, resource.id, resource.name, summary, changes,
+                request_id, prev, digest,
+            ]  # fmt: skip
+            escapes = csv_escapes([row[i] for i in _CSV_CELLS])  # as the recorder writes it
+            if self.sqlite_times:
+                row[2] = db_time
+            rows.append((*row, escapes))
             head.seq, head.hash, head.occurred_at = seq, digest, iso
         return rows
 

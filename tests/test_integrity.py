@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,15 @@ from activitylog.log.signing import load_signer, rotate_key_file
 from activitylog.log.verify import Verdict, verify_account
 from activitylog.services import lists
 from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
-from conftest import PG_ENV, Tenant, app_role_on, fresh_postgres_database, make_tenant, run_auditor_tool
+from conftest import (
+    PG_ENV,
+    Tenant,
+    app_role_on,
+    behind_the_apps_back,
+    fresh_postgres_database,
+    make_tenant,
+    run_auditor_tool,
+)
 
 LISTS = 8  # the drills' account: seq 1-3 (account, owner, key), then 8 list creations: seq 4-11
 HEAD = 3 + LISTS
@@ -57,6 +64,7 @@ TENANT_TABLES = (
 
 
 PROTECTIONS = {
+    "0007": {"sqlite": set(), "postgresql": set()},  # csv_escapes: one added column
     "0001": {
         "sqlite": {"activity_entries_no_update", "activity_entries_no_delete"},
         "postgresql": {"activity_entries_no_change", "activity_entries_no_truncate"},
@@ -158,25 +166,6 @@ def test_truncate_is_refused_even_for_the_owner(db: Database) -> None:
 
 
 # ---- tampering drills ----
-@contextmanager
-def behind_the_apps_back(db: Database) -> Iterator[Connection]:
-    """The owner, switching the append-only triggers off for one transaction."""
-    with db.engine.begin() as conn:
-        if db.dialect == "postgresql":
-            conn.execute(text("ALTER TABLE activity_entries DISABLE TRIGGER USER"))
-            conn.execute(text("ALTER TABLE activity_checkpoints DISABLE TRIGGER USER"))
-            yield conn
-            conn.execute(text("ALTER TABLE activity_entries ENABLE TRIGGER USER"))
-            conn.execute(text("ALTER TABLE activity_checkpoints ENABLE TRIGGER USER"))
-            return
-        saved = conn.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")).all()
-        for name, _ in saved:
-            conn.execute(text(f"DROP TRIGGER {name}"))
-        yield conn
-        for _, sql in saved:
-            conn.execute(text(sql))
-
-
 def _drill_account(db: Database, tenant: Tenant) -> None:
     uow = UnitOfWork(
         db,
@@ -234,7 +223,9 @@ FIELDS = [
 ]
 
 
-@pytest.mark.parametrize("column", [*FIELDS, "occurred_at", "ip", "ip_key", "on_behalf_of", "account_id"])
+@pytest.mark.parametrize(
+    "column", [*FIELDS, "occurred_at", "ip", "ip_key", "csv_escapes", "on_behalf_of", "account_id"]
+)
 def test_a_flipped_field_is_caught_at_its_seq(db: Database, tenant: Tenant, column: str) -> None:
     _drill_account(db, tenant)
     assert _verdict(db, tenant).ok  # zero false alarms before the drill
@@ -253,6 +244,8 @@ def test_a_flipped_field_is_caught_at_its_seq(db: Database, tenant: Tenant, colu
             _set(conn, tenant, VICTIM, ip="203.0.113.10")
         elif column == "ip_key":
             _set(conn, tenant, VICTIM, ip_key=ip_key("198.51.100.1"))
+        elif column == "csv_escapes":  # a cell's guard switched off: the export would let a formula through
+            _set(conn, tenant, VICTIM, csv_escapes=row["csv_escapes"] ^ 1)
         elif column == "on_behalf_of":
             _set(conn, tenant, VICTIM, on_behalf_of="api_key:key_forged")
         elif column == "account_id":  # moved into another account's log

@@ -351,3 +351,6 @@ class ActivityEntry(Base):
     request_id: Mapped[str | None] = mapped_column(String(64))
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    # Which cells of the entry's CSV row need a formula guard or quotes (``log.csv_sql``), so the export
+    # builds its lines without scanning every cell; NULL (entries written before it existed) means check.
+    csv_escapes: Mapped[int | None] = mapped_column(BigInteger)

@@ -1,23 +1,68 @@
 """The contract's CSV rows at close to the engine's own export speed, and the cell rules they follow.
 
-PostgreSQL streams ``COPY (SELECT <formula-safe text>) TO STDOUT WITH (FORMAT csv)`` straight through; SQLite
-returns text cells and Python finishes each batch a column at a time (``safe_column``). Both produce exactly
-what the row-by-row reference (``safe_cell`` + ``quote``, RFC 4180 minimal quoting, ``\\n`` line ends)
-does; the tests hold them to it.
+Both engines are guided by each entry's ``csv_escapes``: which of its cells need a formula guard or quotes,
+worked out once when the entry is written (an entry never changes), so the export does no per-cell scan; an
+entry without it (written before it existed) has its cells checked in SQL instead. PostgreSQL streams
+``COPY (SELECT <formula-safe text>) TO STDOUT WITH (FORMAT csv)`` straight through (COPY quotes); on SQLite
+each whole line is built in SQL and Python only joins a batch of them. Both produce exactly what the
+row-by-row reference (``safe_cell`` + ``quote``, RFC 4180 minimal quoting, ``\\n`` line ends) does; the
+tests hold them to it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from functools import reduce
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, String, case, cast, func, literal
+from sqlalchemy import ColumnElement, Integer, Select, String, case, cast, func, literal, literal_column, or_
 
 from activitylog.db.base import Database
 from activitylog.db.models import ActivityEntry
+from activitylog.log.chain import CHAINED_FIELDS
 
 _E = ActivityEntry
+# The contract's header: the chained fields, with the summary before the changes, then the two hashes.
+CSV_COLUMNS = (*CHAINED_FIELDS[:-2], "summary", "changes", "request_id", "prev_hash", "hash")
 TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n", "'")
+# What a cell needs, two bits per column of CSV_COLUMNS in ``csv_escapes``.
+GUARD, QUOTE = 1, 2
+
+
+def safe_cell(value: Any) -> str:
+    """Formula safety: one extra leading ``'`` on a cell that starts with a trigger (None is empty)."""
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else str(value)
+    return "'" + text if text.startswith(TRIGGERS) else text
+
+
+def _needs_quotes(text: str) -> bool:
+    return '"' in text or "," in text or "\r" in text or "\n" in text
+
+
+def quote(cell: str) -> str:
+    """RFC 4180 minimal quoting: only a cell holding a quote, comma, CR or LF is quoted."""
+    return '"' + cell.replace('"', '""') + '"' if _needs_quotes(cell) else cell
+
+
+def csv_escapes(values: Sequence[Any]) -> int:
+    """The ``csv_escapes`` of an entry whose values (in CSV_COLUMNS order) are ``values``: bit ``2i`` set if
+    cell ``i`` needs a formula guard, bit ``2i + 1`` if it needs quotes (a leading ``'`` never decides
+    whether to quote)."""
+    escapes = 0
+    for position, value in enumerate(values):
+        text = value if isinstance(value, str) else "" if value is None else str(value)
+        if text:
+            needs = (GUARD if text.startswith(TRIGGERS) else 0) | (QUOTE if _needs_quotes(text) else 0)
+            escapes |= needs << (2 * position)
+    return escapes
+
+
+def _needs(position: int, bits: int) -> ColumnElement[Any]:
+    """The ``bits`` of a cell's escapes (NULL if not known); constants inline, so both engines type them."""
+    shift, mask = (literal_column(str(n), Integer) for n in (2 * position, bits))
+    return _E.csv_escapes.op(">>")(shift).op("&")(mask)
 
 
 def _formula_safe(text: ColumnElement[Any]) -> ColumnElement[Any]:
@@ -27,16 +72,21 @@ def _formula_safe(text: ColumnElement[Any]) -> ColumnElement[Any]:
 def _pg_cells(columns: tuple[str, ...]) -> list[ColumnElement[Any]]:
     """Text cells; COPY's CSV format then quotes exactly as RFC 4180 (and leaves NULL as an empty cell)."""
     cells: list[ColumnElement[Any]] = []
-    for name in columns:
+    for position, name in enumerate(columns):
         column = getattr(_E, name)
         text: ColumnElement[Any]
-        if name == "occurred_at":
+        if name == "occurred_at":  # never needs a guard
             text = func.to_char(func.timezone("UTC", column), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
         elif name == "seq":
             text = cast(column, String)
         else:
-            text = column
-        cells.append(_formula_safe(text).label(name))
+            guarded = _needs(position, GUARD) == GUARD
+            text = case(
+                (_E.csv_escapes.is_(None), _formula_safe(column)),
+                (guarded, literal("'").concat(column)),
+                else_=column,
+            )
+        cells.append(text.label(name))
     return cells
 
 
@@ -69,64 +119,44 @@ def _coalesce(blocks: Iterable[memoryview]) -> Iterator[bytes]:
         yield b"".join(pending)
 
 
-def _sqlite_text(name: str) -> ColumnElement[Any]:
+def _quoted(text: ColumnElement[Any]) -> ColumnElement[Any]:
+    return literal('"').concat(func.replace(text, '"', '""')).concat('"')
+
+
+def _escaped_in_sql(text: ColumnElement[Any]) -> ColumnElement[Any]:
+    """The cell rules checked in SQL, for an entry whose ``csv_escapes`` is not known (or says both)."""
+    guarded = _formula_safe(text)
+    needs_quotes = or_(*(func.instr(text, mark) > 0 for mark in ('"', ",", "\r", "\n")))
+    return case((needs_quotes, _quoted(guarded)), else_=guarded)
+
+
+def _sqlite_cell(name: str, position: int) -> ColumnElement[Any]:
     column = getattr(_E, name)
-    if name == "occurred_at":  # stored as 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC)
-        return func.substr(column, 1, 10) + "T" + func.substr(column, 12) + "Z"
+    if name == "occurred_at":  # stored as 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC); never needs escaping
+        return func.substr(column, 1, 10).concat("T").concat(func.substr(column, 12)).concat("Z")
     if name == "seq":
         return cast(column, String)
-    if name == "changes":
-        # Canonical JSON of an object: it starts with "{" (never a formula trigger), and it needs quotes
-        # exactly when it holds a '"' (every comma is between quoted keys; CR/LF are escaped).
-        quoted = literal('"') + func.replace(column, '"', '""') + literal('"')
-        return case((func.instr(column, '"') > 0, quoted), else_=column)
-    return func.coalesce(column, "")
+    text = func.coalesce(column, "")
+    return case(
+        {0: text, GUARD: literal("'").concat(text), QUOTE: _quoted(text)},
+        value=_needs(position, GUARD | QUOTE),
+        else_=_escaped_in_sql(text),
+    )
+
+
+def sqlite_line(columns: tuple[str, ...]) -> ColumnElement[Any]:
+    """One entry's whole CSV line (without its line end) as one SQL expression."""
+    cells = [_sqlite_cell(name, position) for position, name in enumerate(columns)]
+    return reduce(lambda line, cell: line.concat(",").concat(cell), cells[1:], cells[0])
 
 
 def stream_sqlite(
     db: Database, statement: Select[Any], columns: tuple[str, ...], batch: int
 ) -> Iterator[bytes]:
-    """SQLite's per-cell SQL functions cost more than Python's string scans, so the database hands over
-    text (NULL as "", ``changes`` already a cell) and Python finishes a batch column by column."""
-    query = statement.with_only_columns(*(_sqlite_text(name).label(name) for name in columns))
-    finished = columns.index("changes")
+    """SQLite builds each line; Python only joins a batch of them (one text value per row is the cheapest
+    thing to fetch)."""
+    query = statement.with_only_columns(sqlite_line(columns))
     with db.reader() as session, session.connection().execute(query) as result:
-        cursor = result.cursor  # plain tuples: making a Row per row costs more than the CSV itself
+        cursor = result.cursor  # plain tuples: making a Row per row costs more than the line itself
         while rows := cursor.fetchmany(batch):
-            by_column = zip(*rows, strict=True)
-            cells = [values if i == finished else safe_column(values) for i, values in enumerate(by_column)]
-            yield ("\n".join(map(",".join, zip(*cells, strict=True))) + "\n").encode("utf-8")
-
-
-def safe_cell(value: Any) -> str:
-    """Formula safety: one extra leading ``'`` on a cell that starts with a trigger (None is empty)."""
-    if value is None:
-        return ""
-    text = value if isinstance(value, str) else str(value)
-    return "'" + text if text.startswith(TRIGGERS) else text
-
-
-def quote(cell: str) -> str:
-    """RFC 4180 minimal quoting: only a cell holding a quote, comma, CR or LF is quoted."""
-    if '"' in cell or "," in cell or "\r" in cell or "\n" in cell:
-        return '"' + cell.replace('"', '""') + '"'
-    return cell
-
-
-_SEPARATOR = "\x00"
-_AT_A_CELL_START = tuple(_SEPARATOR + trigger for trigger in TRIGGERS)
-
-
-def safe_column(values: tuple[str, ...]) -> Sequence[str]:
-    """One column of a batch as CSV cells, by the same rules as ``quote(safe_cell(v))``. Most columns (ids,
-    hashes, actions, times) need nothing, which a few scans of the joined column prove at C speed; the
-    others are fixed in one pass with no call per cell (a leading ``'`` never decides whether to quote)."""
-    joined = _SEPARATOR + _SEPARATOR.join(values)
-    if any(mark in joined for mark in _AT_A_CELL_START):
-        values = tuple("'" + v if v.startswith(TRIGGERS) else v for v in values)
-    if '"' in joined or "," in joined or "\r" in joined or "\n" in joined:
-        return [
-            '"' + v.replace('"', '""') + '"' if '"' in v or "," in v or "\r" in v or "\n" in v else v
-            for v in values
-        ]
-    return values
+            yield ("\n".join([line for (line,) in rows]) + "\n").encode("utf-8")

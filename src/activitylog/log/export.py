@@ -16,15 +16,13 @@ from sqlalchemy import Row
 from activitylog.db.base import Database
 from activitylog.db.models import ActivityEntry
 from activitylog.log import csv_sql
-from activitylog.log.chain import CHAINED_FIELDS, format_instant
+from activitylog.log.chain import format_instant
 from activitylog.log.checkpoints import checkpoint_account, checkpoint_to_api, sign_manifest, slice_digest
-from activitylog.log.csv_sql import quote, safe_cell
+from activitylog.log.csv_sql import CSV_COLUMNS, quote, safe_cell
 from activitylog.log.entry import entry_to_api
 from activitylog.log.query import ActivityFilter, export_statement
 from activitylog.log.signing import Signer
 
-# The contract's header: the chained fields, with the summary before the changes, then the two hashes.
-CSV_COLUMNS = (*CHAINED_FIELDS[:-2], "summary", "changes", "request_id", "prev_hash", "hash")
 BATCH_ROWS = 2000
 FORMATS = ("csv", "jsonl")
 

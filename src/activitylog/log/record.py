@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 from activitylog.db.models import ActivityEntry, Audited, ChainHead
 from activitylog.log.actions import ALL_ACTIONS, EVENT_ACTIONS, summarize
 from activitylog.log.chain import GENESIS, canonical_json, entry_hash, format_instant
+from activitylog.log.csv_sql import CSV_COLUMNS, csv_escapes
 from activitylog.log.guard import REDACTED, RowChange, claim_changes
 
 _entries = cast(Table, ActivityEntry.__table__)
@@ -197,14 +198,18 @@ def record(
     }
     digest = entry_hash(prev_hash, fields)
     summary = summarize(action, resource_name)
-    row = {
+    cells = {
         **fields,
-        "occurred_at": occurred_at,
         "changes": canonical_json(changes),
-        "ip_key": ip_key(context.ip),
         "summary": summary,
         "prev_hash": prev_hash,
         "hash": digest,
+    }
+    row = {
+        **cells,
+        "occurred_at": occurred_at,
+        "ip_key": ip_key(context.ip),
+        "csv_escapes": csv_escapes([cells[name] for name in CSV_COLUMNS]),
     }
     conn.execute(_INSERT_ENTRY, row)
     conn.execute(

@@ -14,6 +14,7 @@ from activitylog.db.models import ActivityEntry, ChainHead, Checkpoint
 from activitylog.log.actions import summarize
 from activitylog.log.chain import CHAINED_FIELDS, GENESIS, entry_hash, format_instant
 from activitylog.log.checkpoints import checkpoint_to_api, public_keys, signature_ok
+from activitylog.log.csv_sql import CSV_COLUMNS, csv_escapes
 from activitylog.log.record import ip_key
 
 
@@ -59,6 +60,11 @@ def _broken(at: int, reason: str) -> Verdict:
     return Verdict(False, at - 1, first_bad_seq=at, reason=reason)
 
 
+def _csv_escapes_of(entry: Any, fields: dict[str, Any]) -> int:
+    cells = {**entry, "occurred_at": fields["occurred_at"]}
+    return csv_escapes([cells[name] for name in CSV_COLUMNS])
+
+
 def verify_account(session: Session, account_id: str, batch: int = 5000) -> Verdict:
     """Walk the chain from seq 1; check every signed checkpoint against it; name the first bad seq."""
     checkpoints, problem = _checkpoint_problem(session, account_id)
@@ -95,6 +101,8 @@ def verify_account(session: Session, account_id: str, batch: int = 5000) -> Verd
             return _broken(seq, "summary does not match the action and resource")
         if entry["ip_key"] != ip_key(entry["ip"]):
             return _broken(seq, "ip_key does not match ip (the IP filter would miss this entry)")
+        if entry["csv_escapes"] is not None and entry["csv_escapes"] != _csv_escapes_of(entry, fields):
+            return _broken(seq, "csv_escapes does not match the entry (its CSV export would be unsafe)")
         held = checkpoints.get(seq)
         if held is not None and held.hash != entry["hash"]:
             return _broken(seq, "hash differs from the signed checkpoint of this seq")
