@@ -69,10 +69,10 @@ def _formula_safe(text: ColumnElement[Any]) -> ColumnElement[Any]:
     return case((func.substr(text, 1, 1).in_(TRIGGERS), literal("'") + text), else_=text)
 
 
-def _pg_cells(columns: tuple[str, ...]) -> list[ColumnElement[Any]]:
+def _pg_cells() -> list[ColumnElement[Any]]:
     """Text cells; COPY's CSV format then quotes exactly as RFC 4180 (and leaves NULL as an empty cell)."""
     cells: list[ColumnElement[Any]] = []
-    for position, name in enumerate(columns):
+    for position, name in enumerate(CSV_COLUMNS):
         column = getattr(_E, name)
         text: ColumnElement[Any]
         if name == "occurred_at":  # never needs a guard
@@ -90,8 +90,8 @@ def _pg_cells(columns: tuple[str, ...]) -> list[ColumnElement[Any]]:
     return cells
 
 
-def stream_postgres(db: Database, statement: Select[Any], columns: tuple[str, ...]) -> Iterator[bytes]:
-    query = statement.with_only_columns(*_pg_cells(columns))
+def stream_postgres(db: Database, statement: Select[Any]) -> Iterator[bytes]:
+    query = statement.with_only_columns(*_pg_cells())
     compiled = query.compile(dialect=db.engine.dialect, compile_kwargs={"render_postcompile": True})
     sql = f"COPY ({compiled}) TO STDOUT WITH (FORMAT csv)"
     with db.connection() as conn:  # in the caller's scope (row-level security)
@@ -144,18 +144,16 @@ def _sqlite_cell(name: str, position: int) -> ColumnElement[Any]:
     )
 
 
-def sqlite_line(columns: tuple[str, ...]) -> ColumnElement[Any]:
+def _sqlite_line() -> ColumnElement[Any]:
     """One entry's whole CSV line (without its line end) as one SQL expression."""
-    cells = [_sqlite_cell(name, position) for position, name in enumerate(columns)]
+    cells = [_sqlite_cell(name, position) for position, name in enumerate(CSV_COLUMNS)]
     return reduce(lambda line, cell: line.concat(",").concat(cell), cells[1:], cells[0])
 
 
-def stream_sqlite(
-    db: Database, statement: Select[Any], columns: tuple[str, ...], batch: int
-) -> Iterator[bytes]:
+def stream_sqlite(db: Database, statement: Select[Any], batch: int) -> Iterator[bytes]:
     """SQLite builds each line; Python only joins a batch of them (one text value per row is the cheapest
     thing to fetch)."""
-    query = statement.with_only_columns(sqlite_line(columns))
+    query = statement.with_only_columns(_sqlite_line())
     with db.reader() as session, session.connection().execute(query) as result:
         cursor = result.cursor  # plain tuples: making a Row per row costs more than the line itself
         while rows := cursor.fetchmany(batch):

@@ -46,9 +46,9 @@ def stream_csv(db: Database, account_id: str, f: ActivityFilter, as_of: int | No
     yield (",".join(CSV_COLUMNS) + "\n").encode()
     statement = export_statement(account_id, f, dialect=db.dialect, through_seq=as_of)
     if db.dialect == "postgresql":
-        yield from csv_sql.stream_postgres(db, statement, CSV_COLUMNS)
+        yield from csv_sql.stream_postgres(db, statement)
     else:
-        yield from csv_sql.stream_sqlite(db, statement, CSV_COLUMNS, BATCH_ROWS)
+        yield from csv_sql.stream_sqlite(db, statement, BATCH_ROWS)
 
 
 def csv_line(row: Row[Any]) -> str:
