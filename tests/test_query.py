@@ -23,8 +23,10 @@ import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import TypeAdapter
 
 from activitylog.log import query
+from activitylog.web.schemas import EntryOut, Page
 from conftest import PASSWORD, Server, Tenant, make_tenant
 
 # ---- the contract's vocabulary (API.md), independent of the product's own tables ----
@@ -699,6 +701,16 @@ def test_searches_split_into_a_recent_scan_and_the_index_miss_nothing(
         for params in ({"ip": ip}, {"ip": cidr_for_prefix(ip)}, {"ip": cidr_for_prefix(ip), "q": "e"}):
             for limit in (1, PAGE):
                 assert seqs_of(fetch_all(reader, params, limit)) == seqs_of(reference(data.entries, params))
+
+
+def test_a_page_is_exactly_what_its_response_model_gives(data: Dataset, reader: httpx.Client) -> None:
+    """The page is serialized by the route itself; its bytes must be those of the declared model."""
+    model = TypeAdapter(Page[EntryOut])
+    for params in ({}, {"limit": "1000"}, {"action": "update"}):
+        r = reader.get("/api/v1/activity", params=params)
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"] == "application/json"
+        assert model.dump_json(model.validate_json(r.content)) == r.content
 
 
 # ---- one entry, and other tenants ----

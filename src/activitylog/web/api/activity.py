@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
@@ -25,7 +25,7 @@ from activitylog.log.signing import public_pem
 from activitylog.log.verify import verify_account
 from activitylog.services.exports import log_export
 from activitylog.services.uow import UnitOfWork
-from activitylog.web.api import ERROR_RESPONSES, Cursor, Limit
+from activitylog.web.api import ERROR_RESPONSES, Cursor, Limit, json_page
 from activitylog.web.deps import Db, LogReader, get_context, get_signer
 from activitylog.web.schemas import CheckpointOut, EntryOut, ManifestOut, Page, PublicKeysOut, VerifyOut
 
@@ -63,11 +63,8 @@ Filter = Annotated[ActivityFilter, Depends(activity_filter)]
 
 
 @router.get("", response_model=Page[EntryOut])
-def list_activity(
-    caller: LogReader, db: Db, f: Filter, limit: Limit = 50, cursor: Cursor = None
-) -> dict[str, Any]:
-    data, next_cursor = entries_page(db, caller.account_id, f, cursor=cursor, limit=limit)
-    return {"data": data, "next_cursor": next_cursor}
+def list_activity(caller: LogReader, db: Db, f: Filter, limit: Limit = 50, cursor: Cursor = None) -> Response:
+    return json_page(*entries_page(db, caller.account_id, f, cursor=cursor, limit=limit))
 
 
 @router.get(
