@@ -34,7 +34,7 @@ AS_OF_HEADER = "X-Activity-As-Of-Seq"
 Text = Annotated[str | None, Query(max_length=4000)]
 
 
-def activity_filter(
+async def activity_filter(
     actor: Text = None,
     actor_type: Text = None,
     action: Text = None,
@@ -45,7 +45,8 @@ def activity_filter(
     until: Text = None,
     q: Text = None,
 ) -> ActivityFilter:
-    """The contract's filters (comma = OR inside one, AND across them)."""
+    """The contract's filters (comma = OR inside one, AND across them). Parsing only, no I/O: on the event
+    loop, not a worker thread."""
     return parse_filter(
         actor=actor,
         actor_type=actor_type,
