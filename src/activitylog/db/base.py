@@ -14,6 +14,7 @@ engine. An unscoped view sees no tenant rows at all, so a forgotten scope fails 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -22,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import Connection, DateTime, Engine, MetaData, TypeDecorator, create_engine, event, text
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction, sessionmaker
 
 NAMING_CONVENTION = {
@@ -87,6 +89,31 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(conn: Any) -> None:
         mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
         conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+PING_AFTER_IDLE_SECONDS = 1.0
+_IDLE_SINCE = "activitylog.idle_since"
+
+
+def _ping_after_idle(engine: Engine) -> None:
+    """Check a pooled connection before use only if it sat idle: a ping is a round trip, on every checkout
+    (two per request) that cost as much as the page's own query on a busy machine. A connection a server
+    restart, failover or idle timeout killed has been idle; one used within the last second is alive, and
+    if it is not, the error invalidates the whole pool as any disconnect does."""
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get(_IDLE_SINCE)  # none on a fresh connection: no need to ask
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise DisconnectionError("stale pooled connection") from exc  # the pool connects afresh
 
 
 TENANT_SETTING = "activitylog.account_id"
@@ -185,12 +212,16 @@ def connect(url: str, **engine_kwargs: Any) -> Database:
     else:
         engine_kwargs.setdefault("pool_size", 10)
         engine_kwargs.setdefault("max_overflow", 20)
-        engine_kwargs.setdefault("pool_pre_ping", True)
+        # Last in, first out: a request's second transaction gets the connection its first just returned
+        # (no idle check needed), and connections a quiet spell leaves spare are the ones that idle.
+        engine_kwargs.setdefault("pool_use_lifo", True)
         # No server-side prepared statements: after a few runs PostgreSQL may switch a prepared filter query
         # to a generic plan that sorts every matching row (hundreds of times slower for CIDR and text
         # filters); planning each query afresh costs a fraction of a millisecond.
         engine_kwargs.setdefault("connect_args", {"prepare_threshold": None})
         engine = create_engine(url, **engine_kwargs)
+        if not engine_kwargs.get("pool_pre_ping"):
+            _ping_after_idle(engine)
         read_engine = engine
     writer = sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
     reader = sessionmaker(bind=read_engine, expire_on_commit=False)
