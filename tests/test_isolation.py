@@ -586,6 +586,13 @@ def test_the_app_role_sees_only_the_account_its_transaction_names(
                 assert session.execute(everything).first() is None, f"{table}: seen with no account named"
             with app_db.system().reader() as session:
                 assert {mine, theirs} <= set(session.execute(everything).scalars()), table
+            # The sessionless read the per-request lookups use is scoped the same way.
+            with app_db.for_account(mine).read_connection() as connection:
+                assert set(connection.execute(everything).scalars()) == {mine}, table
+            with app_db.read_connection() as connection:
+                assert connection.execute(everything).first() is None, table
+            with app_db.system().read_connection() as connection:
+                assert {mine, theirs} <= set(connection.execute(everything).scalars()), table
         with app_db.for_account(mine).writer() as session:
             hidden = session.execute(
                 text("UPDATE lists SET name = 'taken' WHERE id = :id"), {"id": second.ids["list"]}

@@ -23,8 +23,12 @@ import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import TypeAdapter
+from sqlalchemy.dialects import postgresql as postgresql_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from activitylog.log import query
+from activitylog.web.schemas import EntryOut, Page
 from conftest import PASSWORD, Server, Tenant, make_tenant
 
 # ---- the contract's vocabulary (API.md), independent of the product's own tables ----
@@ -699,6 +703,36 @@ def test_searches_split_into_a_recent_scan_and_the_index_miss_nothing(
         for params in ({"ip": ip}, {"ip": cidr_for_prefix(ip)}, {"ip": cidr_for_prefix(ip), "q": "e"}):
             for limit in (1, PAGE):
                 assert seqs_of(fetch_all(reader, params, limit)) == seqs_of(reference(data.entries, params))
+
+
+def test_a_page_is_exactly_what_its_response_model_gives(data: Dataset, reader: httpx.Client) -> None:
+    """The page is serialized by the route itself; its bytes must be those of the declared model."""
+    model = TypeAdapter(Page[EntryOut])
+    for params in ({}, {"limit": "1000"}, {"action": "update"}):
+        r = reader.get("/api/v1/activity", params=params)
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"] == "application/json"
+        assert model.dump_json(model.validate_json(r.content)) == r.content
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_prebuilt_page_statements_are_the_sql_page_statement_builds(dialect: str) -> None:
+    """Every combination of value filters, time window and cursor: the template with its parameters renders
+    to exactly the statement built for the request."""
+    engine_dialect = {"sqlite": sqlite_dialect, "postgresql": postgresql_dialect}[dialect].dialect()
+
+    def render(statement: Any) -> str:
+        return str(statement.compile(dialect=engine_dialect, compile_kwargs={"literal_binds": True}))
+
+    names = ["actor", "actor_type", "actions", "resource_type", "resource_id"]
+    for chosen in itertools.product([False, True], repeat=len(names) + 2):
+        values = {name: ("a'1", "b") for name, on in zip(names, chosen, strict=False) if on}
+        f = query.ActivityFilter(**values, seq_window=(3, 90) if chosen[-2] else None)
+        before = 77 if chosen[-1] else None
+        built = query.page_statement("acc_1", f, dialect=dialect, before_seq=before, limit=50)
+        template, params = query._page_query("acc_1", f, dialect=dialect, before_seq=before, limit=50)
+        assert params, "a template, not a statement built for the request"
+        assert render(template.params(params)) == render(built), chosen
 
 
 # ---- one entry, and other tenants ----

@@ -14,13 +14,16 @@ engine. An unscoped view sees no tenant rows at all, so a forgotten scope fails 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, DateTime, Engine, MetaData, TypeDecorator, create_engine, event, text
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction, sessionmaker
 
 NAMING_CONVENTION = {
@@ -88,6 +91,31 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+PING_AFTER_IDLE_SECONDS = 1.0
+_IDLE_SINCE = "activitylog.idle_since"
+
+
+def _ping_after_idle(engine: Engine) -> None:
+    """Check a pooled connection before use only if it sat idle: a ping is a round trip, on every checkout
+    (two per request) that cost as much as the page's own query on a busy machine. A connection a server
+    restart, failover or idle timeout killed has been idle; one used within the last second is alive, and
+    if it is not, the error invalidates the whole pool as any disconnect does."""
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get(_IDLE_SINCE)  # none on a fresh connection: no need to ask
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise DisconnectionError("stale pooled connection") from exc  # the pool connects afresh
+
+
 TENANT_SETTING = "activitylog.account_id"
 SYSTEM_SETTING = "activitylog.system"
 _SCOPE_KEY = "activitylog.scope"
@@ -128,6 +156,7 @@ class Database:
 
     url: str
     engine: Engine
+    read_engine: Engine
     write_sessions: sessionmaker[Session]
     read_sessions: sessionmaker[Session]
     scope: Scope = field(default_factory=Scope)
@@ -141,6 +170,16 @@ class Database:
 
     def reader(self) -> Session:
         return self.read_sessions(info={_SCOPE_KEY: self.scope})
+
+    @contextmanager
+    def read_connection(self) -> Iterator[Connection]:
+        """One read-only transaction in this view's scope on a Core connection, rolled back at the end:
+        what :meth:`reader` gives, without a session's bookkeeping, for the few statements every request
+        runs (an ORM session costs more than a small indexed read itself)."""
+        with self.read_engine.connect() as connection:
+            if self.dialect == "postgresql":
+                apply_scope(connection, self.scope)
+            yield connection
 
     def connection(self) -> Connection:
         """A Core connection in this view's scope, for what sessions cannot do (e.g. ``COPY``)."""
@@ -173,16 +212,22 @@ def connect(url: str, **engine_kwargs: Any) -> Database:
     else:
         engine_kwargs.setdefault("pool_size", 10)
         engine_kwargs.setdefault("max_overflow", 20)
-        engine_kwargs.setdefault("pool_pre_ping", True)
+        # Last in, first out: a request's second transaction gets the connection its first just returned
+        # (no idle check needed), and connections a quiet spell leaves spare are the ones that idle.
+        engine_kwargs.setdefault("pool_use_lifo", True)
         # No server-side prepared statements: after a few runs PostgreSQL may switch a prepared filter query
         # to a generic plan that sorts every matching row (hundreds of times slower for CIDR and text
         # filters); planning each query afresh costs a fraction of a millisecond.
         engine_kwargs.setdefault("connect_args", {"prepare_threshold": None})
         engine = create_engine(url, **engine_kwargs)
+        if not engine_kwargs.get("pool_pre_ping"):
+            _ping_after_idle(engine)
         read_engine = engine
     writer = sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
     reader = sessionmaker(bind=read_engine, expire_on_commit=False)
     if engine.dialect.name == "postgresql":
         for factory in (writer, reader):
             event.listen(factory, "after_begin", _on_session_begin)
-    return Database(url=url, engine=engine, write_sessions=writer, read_sessions=reader)
+    return Database(
+        url=url, engine=engine, read_engine=read_engine, write_sessions=writer, read_sessions=reader
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
@@ -25,7 +25,7 @@ from activitylog.log.signing import public_pem
 from activitylog.log.verify import verify_account
 from activitylog.services.exports import log_export
 from activitylog.services.uow import UnitOfWork
-from activitylog.web.api import ERROR_RESPONSES, Cursor, Limit
+from activitylog.web.api import ERROR_RESPONSES, Cursor, Limit, json_page
 from activitylog.web.deps import Db, LogReader, get_context, get_signer
 from activitylog.web.schemas import CheckpointOut, EntryOut, ManifestOut, Page, PublicKeysOut, VerifyOut
 
@@ -34,7 +34,7 @@ AS_OF_HEADER = "X-Activity-As-Of-Seq"
 Text = Annotated[str | None, Query(max_length=4000)]
 
 
-def activity_filter(
+async def activity_filter(
     actor: Text = None,
     actor_type: Text = None,
     action: Text = None,
@@ -45,7 +45,8 @@ def activity_filter(
     until: Text = None,
     q: Text = None,
 ) -> ActivityFilter:
-    """The contract's filters (comma = OR inside one, AND across them)."""
+    """The contract's filters (comma = OR inside one, AND across them). Parsing only, no I/O: on the event
+    loop, not a worker thread."""
     return parse_filter(
         actor=actor,
         actor_type=actor_type,
@@ -63,11 +64,8 @@ Filter = Annotated[ActivityFilter, Depends(activity_filter)]
 
 
 @router.get("", response_model=Page[EntryOut])
-def list_activity(
-    caller: LogReader, db: Db, f: Filter, limit: Limit = 50, cursor: Cursor = None
-) -> dict[str, Any]:
-    data, next_cursor = entries_page(db, caller.account_id, f, cursor=cursor, limit=limit)
-    return {"data": data, "next_cursor": next_cursor}
+def list_activity(caller: LogReader, db: Db, f: Filter, limit: Limit = 50, cursor: Cursor = None) -> Response:
+    return json_page(*entries_page(db, caller.account_id, f, cursor=cursor, limit=limit))
 
 
 @router.get(

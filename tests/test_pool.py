@@ -1,0 +1,58 @@
+"""Pooled PostgreSQL connections: checked before use only after sitting idle, and replaced if dead."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from activitylog.db import base
+from activitylog.db.base import Database, connect, normalize_url
+
+
+@pytest.fixture
+def pg(database_url: str) -> Iterator[Database]:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("connection pooling with liveness checks is for PostgreSQL")
+    database = connect(database_url, pool_size=1)
+    yield database
+    database.dispose()
+
+
+def _backend_pid(db: Database) -> int:
+    with db.reader() as session:
+        return int(session.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+
+def _terminate(database_url: str, pid: int) -> None:
+    admin = create_engine(normalize_url(database_url))
+    try:
+        with admin.connect() as conn:
+            assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
+    finally:
+        admin.dispose()
+
+
+def test_a_connection_killed_while_idle_is_replaced_before_use(
+    pg: Database, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(base, "PING_AFTER_IDLE_SECONDS", 0.0)  # any idle time counts
+    killed = _backend_pid(pg)
+    _terminate(database_url, killed)
+    assert _backend_pid(pg) != killed  # the ping found it dead; the request never saw an error
+
+
+def test_a_connection_just_used_is_not_checked_again(
+    pg: Database, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(base, "PING_AFTER_IDLE_SECONDS", 3600.0)  # nothing has been idle that long
+    pings: list[object] = []
+    ping = pg.engine.dialect.do_ping
+    monkeypatch.setattr(pg.engine.dialect, "do_ping", lambda c: pings.append(c) or ping(c))
+    first = _backend_pid(pg)
+    assert _backend_pid(pg) == first
+    assert pings == []
+    monkeypatch.setattr(base, "PING_AFTER_IDLE_SECONDS", 0.0)
+    assert _backend_pid(pg) == first
+    assert len(pings) == 1
