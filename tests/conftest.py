@@ -109,9 +109,9 @@ class Server:
     db: Database
 
 
-@pytest.fixture(scope="session")
-def server(db: Database) -> Iterator[Server]:
-    """A real uvicorn on loopback, trusting X-Forwarded-For from 127.0.0.1 only."""
+@contextmanager
+def serving(db: Database) -> Iterator[Server]:
+    """The app over ``db`` on a real uvicorn on loopback, trusting X-Forwarded-For from 127.0.0.1 only."""
     settings = Settings(database_url=db.url, trusted_proxies=TRUSTED_PROXY)
     port = free_port()
     config = uvicorn.Config(
@@ -128,6 +128,12 @@ def server(db: Database) -> Iterator[Server]:
     yield Server(url=f"http://127.0.0.1:{port}", db=db)
     uv.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def server(db: Database) -> Iterator[Server]:
+    with serving(db) as running:
+        yield running
 
 
 @dataclass

@@ -9,13 +9,15 @@ from sqlalchemy import create_engine, text
 
 from activitylog.db import base
 from activitylog.db.base import Database, connect, normalize_url
+from conftest import make_tenant, serving
 
 
 @pytest.fixture
-def pg(database_url: str) -> Iterator[Database]:
-    if not database_url.startswith("postgresql"):
+def pg(db: Database) -> Iterator[Database]:
+    """A pool of one over the migrated test database."""
+    if db.dialect != "postgresql":
         pytest.skip("connection pooling with liveness checks is for PostgreSQL")
-    database = connect(database_url, pool_size=1)
+    database = connect(db.url, pool_size=1)
     yield database
     database.dispose()
 
@@ -56,3 +58,21 @@ def test_a_connection_just_used_is_not_checked_again(
     monkeypatch.setattr(base, "PING_AFTER_IDLE_SECONDS", 0.0)
     assert _backend_pid(pg) == first
     assert len(pings) == 1
+
+
+def test_a_request_on_a_connection_that_died_unnoticed_is_told_to_retry(
+    pg: Database, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Within the no-ping window a dead connection surfaces as an error: a 503 with Retry-After (never a
+    500), and the retry gets a fresh connection."""
+    monkeypatch.setattr(base, "PING_AFTER_IDLE_SECONDS", 3600.0)
+    with serving(pg) as server:
+        tenant = make_tenant(server)
+        with tenant.key_client() as client:
+            assert client.get("/api/v1/activity").status_code == 200
+            _terminate(database_url, _backend_pid(pg))
+            refused = client.get("/api/v1/activity")
+            assert refused.status_code == 503, refused.text
+            assert refused.headers["Retry-After"] == "1"
+            assert refused.json()["error"]["code"] == "unavailable"
+            assert client.get("/api/v1/activity").status_code == 200
