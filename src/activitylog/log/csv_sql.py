@@ -25,6 +25,7 @@ _E = ActivityEntry
 # The contract's header: the chained fields, with the summary before the changes, then the two hashes.
 CSV_COLUMNS = (*CHAINED_FIELDS[:-2], "summary", "changes", "request_id", "prev_hash", "hash")
 TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n", "'")
+QUOTE_MARKS = ('"', ",", "\r", "\n")  # RFC 4180: a cell holding one of these is quoted
 # What a cell needs, two bits per column of CSV_COLUMNS in ``csv_escapes``.
 GUARD, QUOTE = 1, 2
 
@@ -38,7 +39,7 @@ def safe_cell(value: Any) -> str:
 
 
 def _needs_quotes(text: str) -> bool:
-    return '"' in text or "," in text or "\r" in text or "\n" in text
+    return any(mark in text for mark in QUOTE_MARKS)
 
 
 def quote(cell: str) -> str:
@@ -126,7 +127,7 @@ def _quoted(text: ColumnElement[Any]) -> ColumnElement[Any]:
 def _escaped_in_sql(text: ColumnElement[Any]) -> ColumnElement[Any]:
     """The cell rules checked in SQL, for an entry whose ``csv_escapes`` is not known (or says both)."""
     guarded = _formula_safe(text)
-    needs_quotes = or_(*(func.instr(text, mark) > 0 for mark in ('"', ",", "\r", "\n")))
+    needs_quotes = or_(*(func.instr(text, mark) > 0 for mark in QUOTE_MARKS))
     return case((needs_quotes, _quoted(guarded)), else_=guarded)
 
 
