@@ -108,10 +108,21 @@ def action_matches(action: str, token: str) -> bool:
     return verb == token
 
 
+IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
 def ip_matches(ip: str | None, token: str) -> bool:
+    """An IPv4-mapped address or block (``::ffff:a.b.c.d``) means the IPv4 addresses it carries: the
+    recorder stores the address a dual-stack socket reports in that form as IPv4."""
     if ip is None:
         return False
-    return ipaddress.ip_address(ip) in ipaddress.ip_network(token, strict=False)
+    net = ipaddress.ip_network(token, strict=False)
+    if isinstance(net, ipaddress.IPv6Network) and net.subnet_of(IPV4_MAPPED):
+        carried = net.network_address.ipv4_mapped
+        assert carried is not None
+        if ipaddress.ip_address(ip) in ipaddress.IPv4Network((carried, net.prefixlen - 96)):
+            return True
+    return ipaddress.ip_address(ip) in net
 
 
 def reference(entries: list[dict[str, Any]], params: dict[str, str]) -> list[dict[str, Any]]:
@@ -501,6 +512,13 @@ def test_ip_address_and_cidr(data: Dataset, reader: httpx.Client) -> None:
     assert check(reader, data, {"ip": "10.0.0.0/8"}) == []
     check(reader, data, {"ip": "198.51.100.0/24,2001:db8::/32"})
     check(reader, data, {"ip": "203.0.113.7, 2001:db8::1"})
+    # An IPv4 address or block written IPv4-mapped finds what its IPv4 spelling finds.
+    for ip in data.values(lambda e: e["ip"] if e["ip"] and "." in e["ip"] else None):
+        assert check(reader, data, {"ip": f"::ffff:{ip}"}) == check(reader, data, {"ip": ip})
+    assert check(reader, data, {"ip": "::ffff:203.0.113.0/122"}) == check(
+        reader, data, {"ip": "203.0.113.0/26"}
+    )
+    assert check(reader, data, {"ip": "::ffff:cb00:7104"})  # 203.0.113.4, in hex
     # The address an IPv6 entry shows is canonical, and filtering by a non-canonical spelling finds it.
     assert check(reader, data, {"ip": "2001:0db8:0000:0000:0000:0000:0000:0001"})
 
@@ -509,7 +527,8 @@ def test_an_ip_block_matches_only_its_own_family(data: Dataset, reader: httpx.Cl
     v6 = [e for e in data.entries if e["ip"] and ":" in e["ip"]]
     v4 = [e for e in data.entries if e["ip"] and "." in e["ip"]]
     assert check(reader, data, {"ip": "::/0"}) == v6
-    assert check(reader, data, {"ip": "::ffff:0:0/96"}) == []  # IPv4-mapped space is not the IPv4 entries
+    # IPv4-mapped space is the IPv4 addresses it carries, as the recorder stores them; ::/0 is IPv6 only.
+    assert check(reader, data, {"ip": "::ffff:0:0/96"}) == v4
     assert check(reader, data, {"ip": "0.0.0.0/0"}) == v4
     assert check(reader, data, {"ip": "0.0.0.0/0,::/0"}) == [e for e in data.entries if e["ip"]]
 

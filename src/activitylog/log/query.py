@@ -82,14 +82,28 @@ def parse_instant(name: str, value: str | None) -> datetime | None:
         raise InvalidInput(name, f"not an ISO 8601 date-time in years 1-9999 UTC: {value!r}") from None
 
 
-def _ip_range(token: str) -> tuple[str, str]:
+_IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+def _ip_ranges(token: str) -> list[tuple[str, str]]:
+    """The ``ip_key`` ranges one address or block covers. The recorder stores an IPv4-mapped address as the
+    IPv4 address it carries (``web.context``), so a mapped address or block (``::ffff:10.0.0.0/104``) is
+    also the IPv4 block it carries; a wider IPv6 block stays IPv6 only."""
     try:
         net = ipaddress.ip_network(token, strict=False)
     except ValueError:
         raise InvalidInput("ip", f"not an IP address or CIDR block: {token!r}") from None
-    low, high = ip_key(str(net.network_address)), ip_key(str(net.broadcast_address))
-    assert low is not None and high is not None
-    return low, high
+    nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = [net]
+    if isinstance(net, ipaddress.IPv6Network) and net.subnet_of(_IPV4_MAPPED):
+        carried = net.network_address.ipv4_mapped
+        assert carried is not None
+        nets.append(ipaddress.IPv4Network((carried, net.prefixlen - 96)))
+    ranges = []
+    for block in nets:
+        low, high = ip_key(str(block.network_address)), ip_key(str(block.broadcast_address))
+        assert low is not None and high is not None
+        ranges.append((low, high))
+    return ranges
 
 
 def parse_filter(
@@ -147,7 +161,7 @@ def parse_filter(
         actions=tuple(sorted(actions)),
         resource_type=rtypes,
         resource_id=_split(resource_id),
-        ip_ranges=tuple(_ip_range(t) for t in _split(ip)),
+        ip_ranges=tuple(r for t in _split(ip) for r in _ip_ranges(t)),
         since=start,
         until=end,
         q=text or None,
