@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+import time
 import uuid
 from collections import Counter
 
-from sqlalchemy import insert, select
+import httpx
+from sqlalchemy import insert, select, text
 
 from activitylog.db.base import Database, connect
-from activitylog.db.models import Account, ActivityEntry
+from activitylog.db.models import Account, ActivityEntry, ChainHead, User
 from activitylog.log.record import RequestContext
 from activitylog.log.verify import verify_account
 from activitylog.services import lists
 from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
-from conftest import Tenant, make_tenant
+from conftest import PASSWORD, Tenant, make_tenant
 
 WRITERS = 8
 PER_WRITER = 25
@@ -106,3 +108,58 @@ def test_threads_through_http_on_two_accounts(db: Database, tenant: Tenant) -> N
     assert not errors
     for t in (tenant, other):
         _assert_gapless(db, t.account_id, (WRITERS // 2) * 15, baselines[t.account_id])
+
+
+def _wait_until_blocked(db: Database, waiting: int) -> None:
+    """Until ``waiting`` other transactions wait on a row lock (PostgreSQL); SQLite writers queue on its one
+    write lock with nothing to observe, so give them a moment."""
+    if db.dialect != "postgresql":
+        time.sleep(0.5)
+        return
+    deadline = time.monotonic() + 20
+    probe = text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    with db.engine.connect() as conn:
+        while conn.execute(probe).scalar_one() < waiting:
+            assert time.monotonic() < deadline, "the requests never reached the lock"
+            time.sleep(0.02)
+            conn.rollback()
+
+
+def test_two_owners_demoting_each_other_at_once_leave_one_owner(db: Database, tenant: Tenant) -> None:
+    """Each PATCH counts the owners before it demotes one. The test holds the account's chain head, so both
+    requests get as far as they can before either commits: counted without a lock, both saw two owners
+    and the account was left with none."""
+    first = tenant.session_client()
+    email = f"second-owner-{uuid.uuid4().hex[:8]}@example.com"
+    created = first.post("/api/v1/users", json={"email": email, "password": PASSWORD, "role": "owner"})
+    second_id = created.json()["id"]
+    second = tenant.session_client(email)
+    statuses: list[int] = []
+
+    def demote(client: httpx.Client, user_id: str) -> None:
+        statuses.append(client.patch(f"/api/v1/users/{user_id}", json={"role": "admin"}).status_code)
+
+    holder = db.for_account(tenant.account_id).writer()
+    try:
+        holder.execute(
+            select(ChainHead.seq).where(ChainHead.account_id == tenant.account_id).with_for_update()
+        ).one()
+        threads = [
+            threading.Thread(target=demote, args=(first, second_id)),
+            threading.Thread(target=demote, args=(second, tenant.owner_id)),
+        ]
+        for th in threads:
+            th.start()
+        _wait_until_blocked(db, 2)
+    finally:
+        holder.rollback()
+        holder.close()
+    for th in threads:
+        th.join(timeout=60)
+    assert sorted(statuses) == [200, 409]
+    with db.for_account(tenant.account_id).reader() as s:
+        roles = s.scalars(select(User.role).where(User.account_id == tenant.account_id)).all()
+    assert sorted(roles) == ["admin", "owner"]

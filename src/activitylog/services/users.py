@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from activitylog.db.models import User
+from activitylog.db.models import Account, User
 from activitylog.errors import Conflict
 from activitylog.ids import new_id
 from activitylog.services import credentials
@@ -59,6 +59,11 @@ def delete_user(uow: UnitOfWork, user_id: str) -> None:
 
 
 def _keep_an_owner(uow: UnitOfWork, user: User) -> None:
+    """Refuse to demote or remove the last owner. The count is taken under the account row's lock, so two
+    owners demoting each other at once are serialised: the second one counts after the first committed
+    (each statement reads the latest commit on PostgreSQL; SQLite writers already run one at a time).
+    Locking the owners' rows instead would deadlock two such requests, each holding the user it edits."""
+    uow.get(Account, uow.account_id, what="account")
     owners = uow.session.execute(
         select(func.count()).where(User.account_id == uow.account_id, User.role == "owner")
     ).scalar_one()
