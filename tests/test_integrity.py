@@ -12,17 +12,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, text
 
 from activitylog.config import Settings
 from activitylog.db.base import Database, connect
 from activitylog.db.migrate import alembic_config, upgrade
-from activitylog.db.models import SigningKey
+from activitylog.errors import InvalidInput
+from activitylog.log import tree
 from activitylog.log.chain import entry_hash, format_instant
-from activitylog.log.checkpoints import checkpoint_account
+from activitylog.log.checkpoints import CheckpointSigner, HistoryRejected, memory_dir
 from activitylog.log.record import RequestContext, ip_key
 from activitylog.log.signing import load_signer, rotate_key_file
 from activitylog.log.verify import Verdict, verify_account
+from activitylog.log.verify_export import open_checkpoint, parse_verifier_key
 from activitylog.services import lists
 from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
 from conftest import (
@@ -32,7 +34,6 @@ from conftest import (
     behind_the_apps_back,
     fresh_postgres_database,
     make_tenant,
-    run_auditor_tool,
 )
 
 LISTS = 8  # the drills' account: seq 1-3 (account, owner, key), then 8 list creations: seq 4-11
@@ -57,13 +58,31 @@ def _triggers(db: Database) -> set[str]:
 
 
 TENANT_TABLES = (
-    "accounts", "users", "api_keys", "auth_sessions", "lists", "contacts", "segments", "broadcasts",
-    "suppressions", "sending_domains", "reputation_rules", "deliveries", "delivery_events",
-    "activity_heads", "activity_entries", "activity_checkpoints",
-)  # fmt: skip
+    "accounts",
+    "users",
+    "api_keys",
+    "auth_sessions",
+    "lists",
+    "contacts",
+    "segments",
+    "broadcasts",
+    "suppressions",
+    "sending_domains",
+    "reputation_rules",
+    "deliveries",
+    "delivery_events",
+    "activity_heads",
+    "activity_entries",
+    "activity_checkpoints",
+)  # fmt: skip  (as 0006 found them; 0008 replaced activity_checkpoints with activity_tree)
 
 
 PROTECTIONS = {
+    "0008": {
+        "sqlite": {"activity_tree_no_update", "activity_tree_no_delete"},
+        "postgresql": {"activity_tree_no_change", "activity_tree_no_truncate"}
+        | {f"activity_tree.{p}" for p in ("tenant_rows", "system_reads")},
+    },
     "0007": {"sqlite": set(), "postgresql": set()},  # csv_escapes: one added column
     "0001": {
         "sqlite": {"activity_entries_no_update", "activity_entries_no_delete"},
@@ -80,6 +99,16 @@ PROTECTIONS = {
         "sqlite": {"activity_checkpoints_no_update", "activity_checkpoints_no_delete"},
         "postgresql": {"activity_checkpoints_no_change", "activity_checkpoints_no_truncate"},
     },
+}
+
+
+# Protections that went with their table: 0008 replaced the old checkpoints by the Merkle tree.
+DROPPED = {
+    "0008": {
+        "sqlite": PROTECTIONS["0002"]["sqlite"],
+        "postgresql": PROTECTIONS["0002"]["postgresql"]
+        | {f"activity_checkpoints.{p}" for p in ("tenant_rows", "system_reads")},
+    }
 }
 
 
@@ -110,6 +139,7 @@ def test_protections_exist_after_every_migration(empty_database: Database) -> No
     for revision in revisions:
         upgrade(empty_database, revision)
         expected |= PROTECTIONS[revision][empty_database.dialect]
+        expected -= DROPPED.get(revision, {}).get(empty_database.dialect, set())
         assert expected <= _triggers(empty_database), f"after {revision}"
 
 
@@ -146,7 +176,7 @@ def test_the_postgres_app_role_can_only_read_and_append_the_log(db: Database, te
             "DELETE FROM activity_entries",
             "TRUNCATE activity_entries",
             "ALTER TABLE activity_entries DISABLE TRIGGER USER",
-            "DELETE FROM activity_checkpoints",
+            "DELETE FROM activity_tree",
         ):
             with (
                 app_db.engine.connect() as conn,
@@ -313,7 +343,7 @@ def test_a_forged_replacement_with_a_valid_prev_hash_is_caught(db: Database, ten
         _set(conn, tenant, VICTIM, **{k: forged[k] for k in ("resource_name", "changes", "summary", "hash")})
     verdict = _verdict(db, tenant)
     assert not verdict.ok and verdict.first_bad_seq == VICTIM, verdict
-    assert "replaced" in (verdict.reason or "")
+    assert "replaced" in (verdict.reason or "") or "Merkle tree" in (verdict.reason or "")
 
 
 def test_a_forged_entry_appended_with_a_valid_prev_hash_is_caught(db: Database, tenant: Tenant) -> None:
@@ -330,133 +360,132 @@ def test_a_forged_entry_appended_with_a_valid_prev_hash_is_caught(db: Database, 
     assert not verdict.ok and verdict.first_bad_seq == HEAD + 1, verdict
 
 
-def _signer(tmp_path: Path) -> Any:
-    return load_signer(Settings(signing_key_file=str(tmp_path / "drill.key")))
+def _signer(tmp_path: Path) -> CheckpointSigner:
+    settings = Settings(signing_key_file=str(tmp_path / "drill.key"))
+    return CheckpointSigner(settings, load_signer(settings))
 
 
-def test_a_truncated_tail_behind_a_held_checkpoint_is_caught(
-    db: Database, tenant: Tenant, tmp_path: Path
-) -> None:
-    _drill_account(db, tenant)
-    held = checkpoint_account(db, tenant.account_id, _signer(tmp_path))
-    assert held is not None and held.seq == HEAD
-    keep = VICTIM
-    with behind_the_apps_back(db) as conn:
-        conn.execute(
-            text("DELETE FROM activity_entries WHERE account_id = :a AND seq > :s"),
-            {"a": tenant.account_id, "s": keep},
-        )
-        last = _row(conn, tenant, keep)
-        conn.execute(
-            text("UPDATE activity_heads SET seq = :s, hash = :h WHERE account_id = :a"),
-            {"s": keep, "h": last["hash"], "a": tenant.account_id},
-        )
-    verdict = _verdict(db, tenant)
-    assert not verdict.ok and verdict.first_bad_seq == keep + 1, verdict
-    assert f"vouches for seq {HEAD}" in (verdict.reason or "")
+def _anchored(db: Database, tenant: Tenant, signer: CheckpointSigner) -> Verdict:
+    with db.reader() as session:
+        return verify_account(session, tenant.account_id, signer.last_signed(tenant.account_id))
 
 
-def test_a_rewritten_chain_is_caught_by_the_checkpoint(db: Database, tenant: Tenant, tmp_path: Path) -> None:
-    """Rewrite an entry and recompute every later hash: the chain links again, but not to the signed head."""
-    _drill_account(db, tenant)
-    checkpoint_account(db, tenant.account_id, _signer(tmp_path))
-    with behind_the_apps_back(db) as conn:
-        prev = _row(conn, tenant, VICTIM - 1)["hash"]
-        for seq in range(VICTIM, HEAD + 1):
-            row = _row(conn, tenant, seq)
-            extra = {"ip": "192.0.2.66", "ip_key": ip_key("192.0.2.66")} if seq == VICTIM else {}
-            forged = _forge(row, prev, **extra)
-            _set(conn, tenant, seq, **{k: forged[k] for k in ("ip", "ip_key", "prev_hash", "hash")})
-            prev = forged["hash"]
-        conn.execute(
-            text("UPDATE activity_heads SET hash = :h WHERE account_id = :a"),
-            {"h": prev, "a": tenant.account_id},
-        )
-    verdict = _verdict(db, tenant)
-    assert not verdict.ok and verdict.first_bad_seq == HEAD, verdict
-    assert "signed checkpoint" in (verdict.reason or "")
-
-
-def test_a_tampered_checkpoint_is_caught(db: Database, tenant: Tenant, tmp_path: Path) -> None:
-    _drill_account(db, tenant)
-    held = checkpoint_account(db, tenant.account_id, _signer(tmp_path))
-    assert held is not None
-    with behind_the_apps_back(db) as conn:
-        conn.execute(
-            text("UPDATE activity_checkpoints SET hash = :h WHERE account_id = :a AND seq = :s"),
-            {"h": "0" * 64, "a": tenant.account_id, "s": held.seq},
-        )
-    verdict = _verdict(db, tenant)
-    assert not verdict.ok and verdict.first_bad_seq == held.seq and "signature" in (verdict.reason or "")
-
-
-def test_checkpoints_chain_and_verify_through_the_api(tenant: Tenant) -> None:
-    with tenant.key_client() as client:
-        client.post("/api/v1/lists", json={"name": "One"})
-        first = client.get("/api/v1/activity/export/manifest", params={"as_of_seq": 1}).json()["checkpoint"]
-        client.post("/api/v1/lists", json={"name": "Two"})
-        second = client.get("/api/v1/activity/export/manifest", params={"as_of_seq": 1}).json()["checkpoint"]
-        listed = client.get("/api/v1/activity/checkpoints").json()["data"]
-        keys = client.get("/api/v1/activity/checkpoints/public-key").json()
-        assert client.get("/api/v1/activity/verify").json()["ok"] is True
-    assert second["previous_signature"] == first["signature"] and second["seq"] > first["seq"]
-    assert [c["seq"] for c in listed[:2]] == [second["seq"], first["seq"]]
-    current = next(k for k in keys["keys"] if k["id"] == keys["current"])
-    assert keys["current"] == second["key_id"] and current["pem"].startswith("-----BEGIN PUBLIC KEY")
-
-    from cryptography.hazmat.primitives.serialization import load_pem_public_key
-
-    public = load_pem_public_key(current["pem"].encode())
-    signed = {k: second[k] for k in ("account_id", "seq", "hash", "time", "previous_signature", "key_id")}
-    import base64
-
-    public.verify(
-        base64.b64decode(second["signature"]),  # type: ignore[union-attr, call-arg]
-        json.dumps(signed, sort_keys=True, separators=(",", ":")).encode(),
+def _rebuild_tree(conn: Connection, tenant: Tenant) -> None:
+    """What a forger with the database does after rewriting entries: the tree again matches them."""
+    conn.execute(text("DELETE FROM activity_tree WHERE account_id = :a"), {"a": tenant.account_id})
+    rows = conn.execute(
+        text("SELECT seq, hash FROM activity_entries WHERE account_id = :a ORDER BY seq"),
+        {"a": tenant.account_id},
+    ).all()
+    frontier: list[bytes] = []
+    for seq, digest in rows:
+        frontier, completed = tree.append(frontier, seq - 1, digest)
+        if completed:
+            conn.execute(
+                text("INSERT INTO activity_tree (account_id, seq, hashes) VALUES (:a, :s, :h)"),
+                {"a": tenant.account_id, "s": seq, "h": completed},
+            )
+    conn.execute(
+        text("UPDATE activity_heads SET seq = :s, hash = :h, tree = :t WHERE account_id = :a"),
+        {"s": rows[-1][0], "h": rows[-1][1], "t": b"".join(frontier), "a": tenant.account_id},
     )
 
 
-# ---- the export, checked by the standalone verifier with its signed manifest ----
-def test_export_with_manifest_proves_rows_were_not_removed(tenant: Tenant, tmp_path: Path) -> None:
-    with tenant.key_client() as client:
-        for i in range(5):
-            client.post("/api/v1/lists", json={"name": f"L{i}"})
-            client.post("/api/v1/sending-domains", json={"domain": f"m{i}.example.com"})
-        params = {"resource_type": "list"}
-        export = client.get("/api/v1/activity/export", params=params)
-        as_of = export.headers["x-activity-as-of-seq"]
-        assert 'rel="describedby"' in export.headers["link"]
-        manifest = client.get(
-            "/api/v1/activity/export/manifest", params={**params, "as_of_seq": as_of}
-        ).json()
-        client.post("/api/v1/lists", json={"name": "After the export"})  # not part of the slice as of then
-        again = client.get("/api/v1/activity/export/manifest", params={**params, "as_of_seq": as_of}).json()
-        keys = client.get("/api/v1/activity/checkpoints/public-key").json()
-        pem = next(k["pem"] for k in keys["keys"] if k["id"] == keys["current"])
-    assert again["slice_digest"] == manifest["slice_digest"] and manifest["rows"] == 5
-    csv_path, manifest_path, key_path = tmp_path / "e.csv", tmp_path / "e.manifest.json", tmp_path / "k.pem"
-    csv_path.write_bytes(export.content)
-    manifest_path.write_text(json.dumps(manifest))
-    key_path.write_text(pem)
-    args = ("--manifest", str(manifest_path), "--public-key", str(key_path))
+def _rechain_from(conn: Connection, tenant: Tenant, start: int, **edit: Any) -> None:
+    """Edit entry ``start`` and recompute every later hash, so the chain links again."""
+    prev = _row(conn, tenant, start - 1)["hash"] if start > 1 else "0" * 64
+    last = conn.execute(
+        text("SELECT max(seq) FROM activity_entries WHERE account_id = :a"), {"a": tenant.account_id}
+    ).scalar_one()
+    for seq in range(start, last + 1):
+        row = _row(conn, tenant, seq)
+        forged = _forge(row, prev, **(edit if seq == start else {}))
+        _set(conn, tenant, seq, **{k: forged[k] for k in (*edit, "prev_hash", "hash")})
+        prev = forged["hash"]
 
-    ok = run_auditor_tool(str(csv_path), *args, stdlib_only=False)
-    assert ok.returncode == 0 and "MANIFEST OK: all 5 rows" in ok.stdout, ok.stdout + ok.stderr
 
-    lines = export.content.decode().splitlines(keepends=True)
-    csv_path.write_text("".join(lines[:2] + lines[3:]))  # one row removed: the chain alone sees only a gap
-    removed = run_auditor_tool(str(csv_path), *args, stdlib_only=False)
-    assert removed.returncode == 1 and "rows were removed or added" in removed.stdout
+def test_a_rebuilt_log_is_caught_by_the_signers_memory(db: Database, tenant: Tenant, tmp_path: Path) -> None:
+    """The forger edits an entry, re-chains and rebuilds the tree: every derived check passes; only the
+    checkpoint kept outside the database still knows the history, and the signer will not sign it."""
+    _drill_account(db, tenant)
+    signer = _signer(tmp_path)
+    signer.sign(db, tenant.account_id)
+    with behind_the_apps_back(db) as conn:
+        _rechain_from(conn, tenant, VICTIM, ip="192.0.2.66", ip_key=ip_key("192.0.2.66"))
+        _rebuild_tree(conn, tenant)
+    assert _verdict(db, tenant).ok  # without the anchor, a consistent forgery is indistinguishable
+    verdict = _anchored(db, tenant, signer)
+    assert not verdict.ok and "not the one the signer signed" in (verdict.reason or ""), verdict
+    with pytest.raises(HistoryRejected, match="not the ones the signer signed"):
+        signer.sign(db, tenant.account_id)
 
-    csv_path.write_text("".join([*lines[:2], lines[2].replace("L1", "LX", 1), *lines[3:]]))
-    altered = run_auditor_tool(str(csv_path), *args, stdlib_only=False)
-    seq = lines[2].split(",")[1]
-    assert altered.returncode == 1 and f"TAMPERED: seq {seq}" in altered.stdout
 
-    csv_path.write_bytes(export.content)
-    manifest_path.write_text(json.dumps({**manifest, "rows": 4}))
-    forged = run_auditor_tool(str(csv_path), *args, stdlib_only=False)
-    assert forged.returncode == 1 and "manifest's signature does not verify" in forged.stdout
+@pytest.mark.parametrize("keep", [0, VICTIM], ids=["everything", "the tail"])
+def test_a_truncated_log_is_caught_by_the_signers_memory(
+    db: Database, tenant: Tenant, tmp_path: Path, keep: int
+) -> None:
+    _drill_account(db, tenant)
+    signer = _signer(tmp_path)
+    signer.sign(db, tenant.account_id)
+    with behind_the_apps_back(db) as conn:
+        for table in ("activity_entries", "activity_tree"):
+            conn.execute(
+                text(f"DELETE FROM {table} WHERE account_id = :a AND seq > :s"),
+                {"a": tenant.account_id, "s": keep},
+            )
+        if keep:
+            _rebuild_tree(conn, tenant)
+        else:
+            conn.execute(
+                text("UPDATE activity_heads SET seq = 0, hash = :g, tree = NULL WHERE account_id = :a"),
+                {"g": "0" * 64, "a": tenant.account_id},
+            )
+    verdict = _anchored(db, tenant, signer)
+    assert not verdict.ok and verdict.first_bad_seq == keep + 1, verdict
+    assert f"signer signed a tree of {HEAD} entries" in (verdict.reason or "")
+    with pytest.raises((HistoryRejected, InvalidInput)):
+        signer.sign(db, tenant.account_id)
+
+
+def test_a_forged_signer_memory_is_refused(db: Database, tenant: Tenant, tmp_path: Path) -> None:
+    """Replacing the remembered checkpoint needs the signing key: one signed by another key is refused."""
+    _drill_account(db, tenant)
+    signer = _signer(tmp_path)
+    signer.sign(db, tenant.account_id)
+    impostor = CheckpointSigner(
+        Settings(signing_key_file=str(tmp_path / "impostor.key")),
+        load_signer(Settings(signing_key_file=str(tmp_path / "impostor.key"))),
+    )
+    forged_note = impostor.sign(db, tenant.account_id)
+    (note_file,) = memory_dir(signer.settings).glob("*.note")
+    note_file.write_text(forged_note)
+    with pytest.raises(HistoryRejected, match="not signed by a pinned key"):
+        signer.last_signed(tenant.account_id)
+
+
+def test_a_tampered_tree_hash_is_caught(db: Database, tenant: Tenant) -> None:
+    _drill_account(db, tenant)
+    with behind_the_apps_back(db) as conn:
+        conn.execute(
+            text("UPDATE activity_tree SET hashes = :h WHERE account_id = :a AND seq = :s"),
+            {"h": b"\x00" * 32, "a": tenant.account_id, "s": VICTIM},
+        )
+    verdict = _verdict(db, tenant)
+    assert not verdict.ok and verdict.first_bad_seq == VICTIM and "Merkle tree" in (verdict.reason or "")
+
+
+def test_non_canonical_changes_text_is_caught(db: Database, tenant: Tenant) -> None:
+    """The same object with a duplicate key or other spacing hashes the same, but is not what the entry
+    says, and every export would show it."""
+    _drill_account(db, tenant)
+    with behind_the_apps_back(db) as conn:
+        row = _row(conn, tenant, VICTIM)
+        name = json.loads(row["changes"])["name"]["to"]
+        duplicated = '{"name":{"from":null,"to":"Forged"},' + row["changes"][1:]
+        assert json.loads(duplicated)["name"]["to"] == name  # the last duplicate wins when parsed
+        _set(conn, tenant, VICTIM, changes=duplicated)
+    verdict = _verdict(db, tenant)
+    assert not verdict.ok and verdict.first_bad_seq == VICTIM and "canonical" in (verdict.reason or "")
 
 
 def test_no_false_alarms_on_a_busy_untouched_log(db: Database, tenant: Tenant, tmp_path: Path) -> None:
@@ -466,28 +495,29 @@ def test_no_false_alarms_on_a_busy_untouched_log(db: Database, tenant: Tenant, t
         lst = lists.create_list(uow, f"List {i}")
         lists.update_list(uow, lst.id, {"name": f"Renamed {i}"})
         if i % 15 == 0:
-            checkpoint_account(db, tenant.account_id, signer)
-    verdict = _verdict(db, tenant)
+            signer.sign(db, tenant.account_id)
+    verdict = _anchored(db, tenant, signer)
     assert verdict.ok and verdict.checked == 3 + 120, verdict
+    assert signer.last_signed(tenant.account_id).size == 3 + 2 * 46  # type: ignore[union-attr]
 
 
-def test_key_rotation_keeps_old_checkpoints_verifiable(db: Database, tenant: Tenant, tmp_path: Path) -> None:
+def test_key_rotation_keeps_the_signers_memory_verifiable(
+    db: Database, tenant: Tenant, tmp_path: Path
+) -> None:
     settings = Settings(database_url=db.url, signing_key_file=str(tmp_path / "rotating.key"))
     _drill_account(db, tenant)
     old = load_signer(settings)
-    first = checkpoint_account(db, tenant.account_id, old)
+    CheckpointSigner(settings, old).sign(db, tenant.account_id)
     path = rotate_key_file(settings)
     assert path.exists() and list(tmp_path.glob(f"rotating.key.retired-{old.key_id}"))
-    new = load_signer(settings)
-    assert new.key_id != old.key_id
+    new = CheckpointSigner(settings, load_signer(settings))
+    assert new.signer.key_id != old.key_id
+    remembered = new.last_signed(tenant.account_id)  # signed by the retired key, pinned beside the new one
+    assert remembered is not None and remembered.size == HEAD
     lists.create_list(
         UnitOfWork(db, account_id=tenant.account_id, actor=SYSTEM_CLI, context=RequestContext()), "X"
     )
-    second = checkpoint_account(db, tenant.account_id, new)
-    assert first is not None and second is not None
-    assert (first.key_id, second.key_id) == (old.key_id, new.key_id)
-    assert second.previous_signature == first.signature  # the line of checkpoints goes on across keys
-    assert _verdict(db, tenant).ok  # both keys' signatures verify
-    with db.reader() as session:
-        keys = {k.id: k for k in session.scalars(select(SigningKey))}
-    assert keys[old.key_id].retired_at is not None and keys[new.key_id].retired_at is None
+    note = new.sign(db, tenant.account_id)
+    key = parse_verifier_key(new.verifier_key(tenant.account_id))
+    assert open_checkpoint(note, key).size == HEAD + 1
+    assert _anchored(db, tenant, new).ok

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from functools import cached_property
 from pathlib import Path
 
@@ -30,13 +31,26 @@ class Settings(BaseSettings):
     """Base64 of a 32-byte Ed25519 seed that signs checkpoints; else the key file below is used."""
 
     signing_key_file: str = ""
-    """Where the signing key lives (default: beside the SQLite file, or ./activitylog-signing.key)."""
+    """Where the signing key lives (default: ``signing.key`` in the key directory)."""
+
+    key_dir: str = ""
+    """The key directory: the signing key and the signer's memory of what it signed (default:
+    ``$XDG_STATE_HOME/activitylog``, i.e. ``~/.local/state/activitylog``). Keep it off the database's disk
+    and out of its backups."""
 
     data_key: str = ""
     """Base64 of a 32-byte key that seals stored secrets (DKIM private keys); else the key file below."""
 
     data_key_file: str = ""
     """Where the data key lives (default: beside the SQLite file, or ./activitylog-data.key)."""
+
+    log_origin: str = "activitylog.local"
+    """The prefix of each account's log origin (``<prefix>/<account_id>``), the name checkpoints are signed
+    under: set it to a name of your service, e.g. ``audit.example.com``."""
+
+    verifier_keys: str = ""
+    """Comma-separated base64 Ed25519 public keys, besides the signing key's own, that checkpoints may be
+    signed with (the keys you rotated away from). Pinned here, never read from the database."""
 
     checkpoint_interval_seconds: int = 300
     """How often ``serve`` signs a checkpoint of every account whose log moved (0 turns it off)."""
@@ -47,6 +61,13 @@ class Settings(BaseSettings):
 
     worker_interval_seconds: float = 1.0
     """How often the scheduler/dispatcher looks for due and sending broadcasts."""
+
+    @property
+    def key_directory(self) -> Path:
+        if self.key_dir:
+            return Path(self.key_dir)
+        state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        return Path(state) / "activitylog"
 
     @cached_property
     def trusted_proxy_networks(self) -> tuple[IPNetwork, ...]:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from activitylog.config import Settings
 from activitylog.db.base import Database
-from activitylog.log.checkpoints import checkpoint_all
+from activitylog.log.checkpoints import CheckpointSigner, checkpoint_all
 from activitylog.log.signing import load_signer
 from activitylog.services import dispatcher, scheduler
 from activitylog.services.mailer import open_mailer
@@ -54,7 +54,8 @@ class Periodic:
 
 
 class Checkpointer(Periodic):
-    """Signs a checkpoint of every account whose log moved, every ``checkpoint_interval_seconds``."""
+    """Signs a checkpoint of every account whose log moved, every ``checkpoint_interval_seconds``: each one
+    advances the signer's memory, the anchor ``verify`` and the signer itself check the database against."""
 
     name = "checkpointer"
 
@@ -62,7 +63,7 @@ class Checkpointer(Periodic):
         super().__init__(db, settings, settings.checkpoint_interval_seconds)
 
     def run_once(self) -> int:
-        return checkpoint_all(self.db, load_signer(self.settings))
+        return checkpoint_all(self.db, CheckpointSigner(self.settings, load_signer(self.settings)))
 
 
 class BroadcastWorker(Periodic):

@@ -19,6 +19,7 @@ from activitylog.config import Settings
 from activitylog.db.base import Database
 from activitylog.errors import DomainError
 from activitylog.log import verify_export as export_check
+from activitylog.log.checkpoints import CheckpointSigner
 from activitylog.log.entry import entry_to_api
 from activitylog.log.export import manifest, stream
 from activitylog.log.query import ActivityFilter, conditions, page_rows, parse_filter
@@ -115,7 +116,8 @@ def log(
         return
     with output.open("wb") as out:
         _write(chunks, out, total, show=total > 0, fmt=fmt)
-    signed = manifest(db, load_signer(Settings()), account, f, fmt, as_of)
+    settings = Settings()
+    signed = manifest(db, CheckpointSigner(settings, load_signer(settings)), account, f, fmt, as_of)
     manifest_path = output.with_name(output.name + ".manifest.json")
     manifest_path.write_text(json.dumps(signed, indent=2) + "\n", encoding="utf-8")
     err.print(f"wrote {signed['rows']} entries to {output} and its signed manifest to {manifest_path}")

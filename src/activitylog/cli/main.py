@@ -11,13 +11,15 @@ from sqlalchemy import select
 from activitylog.cli import demo, log_commands
 from activitylog.cli.common import CLI_CONTEXT, cli_uow, database, err, fail, require_account
 from activitylog.config import Settings
-from activitylog.db.base import connect
+from activitylog.db.base import Database, connect
 from activitylog.db.migrate import upgrade
 from activitylog.db.models import Account
 from activitylog.db.roles import grant_app_role
 from activitylog.errors import DomainError
-from activitylog.log.checkpoints import checkpoint_account, checkpoint_all, checkpoint_to_api, register_key
-from activitylog.log.signing import SigningKeyError, load_signer, public_pem, rotate_key_file
+from activitylog.log.checkpoints import CheckpointSigner, HistoryRejected, checkpoint_all
+from activitylog.log.record import ResourceRef
+from activitylog.log.signing import SigningKeyError, key_file, load_signer, public_pem, rotate_key_file
+from activitylog.log.tree_store import TreeReader
 from activitylog.log.verify import verify_account
 from activitylog.services import accounts, api_keys
 from activitylog.services.auth import SCOPES
@@ -141,59 +143,109 @@ def api_key_create(
     print(json.dumps({"id": issued.key.id, "key": issued.secret}))
 
 
+def _checkpoint_signer(settings: Settings) -> CheckpointSigner:
+    try:
+        return CheckpointSigner(settings, load_signer(settings))
+    except SigningKeyError as exc:
+        fail(str(exc))
+
+
 @app.command()
 def verify(account: str = typer.Option(None, help="Only this account (acc_...).")) -> None:
-    """Re-compute every hash chain; exit 0 if intact, 1 naming the first bad seq."""
-    db = database()
+    """Re-compute every hash chain and Merkle tree and check each against the last checkpoint the signer
+    signed; exit 0 if intact, 1 naming the first bad seq."""
+    settings = Settings()
+    db, signer = database(), _checkpoint_signer(settings)
     if account:
         require_account(db, account)
     bad = 0
-    with db.reader() as session:
+    with db.system().reader() as session:
         ids = [account] if account else list(session.scalars(select(Account.id).order_by(Account.id)))
-        for account_id in ids:
-            verdict = verify_account(session, account_id)
-            if verdict.ok:
-                print(f"{account_id}: ok, {verdict.checked} entries, head {verdict.head_hash}")
-            else:
-                bad += 1
-                print(f"{account_id}: BROKEN at seq {verdict.first_bad_seq}: {verdict.reason}")
+    for account_id in ids:
+        try:
+            anchor = signer.last_signed(account_id)
+        except HistoryRejected as exc:
+            bad += 1
+            print(f"{account_id}: BROKEN: {exc.message}")
+            continue
+        with db.for_account(account_id).reader() as session:
+            verdict = verify_account(session, account_id, anchor)
+        signed = f", signed tree {anchor.size}" if anchor else ", no signed checkpoint yet"
+        if verdict.ok:
+            print(f"{account_id}: ok, {verdict.checked} entries{signed}, head {verdict.head_hash}")
+        else:
+            bad += 1
+            print(f"{account_id}: BROKEN at seq {verdict.first_bad_seq}: {verdict.reason}")
     raise typer.Exit(1 if bad else 0)
 
 
 @app.command()
-def checkpoint(account: str = typer.Option(None, help="Only this account (acc_...).")) -> None:
-    """Sign a checkpoint of each account's chain head that moved since its last one."""
+def checkpoint(
+    account: str = typer.Option(None, help="Only this account (acc_...)."),
+    accept_history: str = typer.Option(
+        None,
+        "--accept-history",
+        metavar="ACCOUNT",
+        help="After a restore on purpose: sign this account's tree as the database now has it, although it "
+        "does not extend what was signed before (logged).",
+    ),
+) -> None:
+    """Sign a checkpoint of each account's tree that moved since the signer's last one."""
     settings = Settings()
-    db, signer = database(), load_signer(settings)
+    db, signer = database(), _checkpoint_signer(settings)
+    if accept_history:
+        require_account(db, accept_history)
+        _accept_history(db, signer, accept_history)
+        return
     if account:
         require_account(db, account)
-        row = checkpoint_account(db, account, signer)
-        print(json.dumps(checkpoint_to_api(row) if row else None))
+        try:
+            print(signer.sign(db, account), end="")
+        except HistoryRejected as exc:
+            fail(exc.message)
         return
-    err.print(f"signed {checkpoint_all(db, signer)} checkpoints with {signer.key_id}")
+    err.print(f"signed {checkpoint_all(db, signer)} checkpoints with {signer.signer.key_id}")
+
+
+def _accept_history(db: Database, signer: CheckpointSigner, account_id: str) -> None:
+    try:
+        before = signer.last_signed(account_id)
+    except HistoryRejected:
+        before = None
+    accepted = f"{before.size} {before.root.hex()}" if before else None
+    uow = cli_uow(db, account_id)
+    with uow:
+        head = TreeReader(uow.session.connection(), account_id).head()
+        uow.record(
+            "activity_log.update",
+            ResourceRef("activity_log", account_id, "activity log"),
+            changes={"signed_tree": {"from": accepted, "to": f"{head.size} {head.root.hex()}"}},
+        )
+        uow.commit()
+    _, note = signer.accept_history(db, account_id)
+    err.print(f"{account_id}: the signer now vouches for the tree as the database holds it")
+    print(note, end="")
 
 
 @signing_app.command("rotate")
 def signing_key_rotate() -> None:
-    """Start signing with a new key; the old public key stays published so old checkpoints still verify."""
+    """Start signing with a new key; the old key file stays beside it, so checkpoints it signed still
+    verify (publish the new verifier keys: GET /api/v1/accounts/{id}/verifier-key)."""
     settings = Settings()
     try:
         path = rotate_key_file(settings)
     except SigningKeyError as exc:
         fail(str(exc))
-    signer = load_signer(settings)
-    db = connect(settings.database_url)
-    with db.writer() as session:
-        register_key(session, signer)
-        session.commit()
-    err.print(f"now signing with {signer.key_id} (key file {path})")
+    err.print(f"now signing with {load_signer(settings).key_id} (key file {path})")
 
 
 @signing_app.command("show")
 def signing_key_show() -> None:
-    """Print the current public key (PEM) and its id, to publish or pin."""
-    signer = load_signer(Settings())
-    print(f"# {signer.key_id}\n{public_pem(signer.public_b64)}", end="")
+    """Print where the key is, its public half (PEM) and, with --account, that account's verifier key."""
+    settings = Settings()
+    signer = load_signer(settings)
+    where = "ACTIVITYLOG_SIGNING_KEY" if settings.signing_key else str(key_file(settings))
+    print(f"# {signer.key_id} ({where})\n{public_pem(signer.public_b64)}", end="")
 
 
 app.command(name="demo")(demo.demo)

@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -257,6 +258,20 @@ class ChainHead(Base):
     seq: Mapped[int] = mapped_column(BigInteger, default=0)
     hash: Mapped[str] = mapped_column(String(64))
     occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The Merkle tree's right edge: hashes of the complete subtrees that make up the tree of ``seq`` leaves,
+    # largest first (``log.tree``), so an append extends the tree without reading it.
+    tree: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class TreeNodes(Base):
+    """The hashes of the Merkle subtrees completed by the entry with this seq, levels 1 and up, 32 bytes
+    each (``log.tree``). Derived from the log, append-only like it, and re-derived by ``verify``."""
+
+    __tablename__ = "activity_tree"
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    hashes: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Delivery(Base):
@@ -287,35 +302,6 @@ class DeliveryEvent(Base):
     email: Mapped[str] = mapped_column(String(320))
     broadcast_id: Mapped[str | None] = mapped_column(String(40))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-
-class SigningKey(Base):
-    """A public key that signed checkpoints. Only public halves live in the database."""
-
-    __tablename__ = "signing_keys"
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    public_key: Mapped[str] = mapped_column(String(64))  # base64 of the raw 32-byte Ed25519 key
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-
-
-class Checkpoint(Base):
-    """A signed statement of an account's chain head: seq N has hash H, as of this time.
-
-    Each checkpoint signs the previous one's signature too, so checkpoints form a chain of their own; an
-    auditor holding any checkpoint can prove that no entry up to its seq was later removed or rewritten.
-    """
-
-    __tablename__ = "activity_checkpoints"
-
-    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
-    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    hash: Mapped[str] = mapped_column(String(64))
-    signed_at: Mapped[str] = mapped_column(String(32))  # the exact string that was signed
-    key_id: Mapped[str] = mapped_column(ForeignKey("signing_keys.id"))
-    previous_signature: Mapped[str | None] = mapped_column(String(100))
-    signature: Mapped[str] = mapped_column(String(100))
 
 
 class ActivityEntry(Base):

@@ -18,8 +18,8 @@ from sqlalchemy import text
 import activitylog.db.models  # noqa: F401  (registers every table on Base.metadata)
 from activitylog.db.base import Base, Database
 
-APPEND_ONLY = ("activity_entries", "activity_checkpoints")
-APPEND_AND_ADVANCE = ("activity_heads", "signing_keys")
+APPEND_ONLY = ("activity_entries", "activity_tree")
+APPEND_AND_ADVANCE = ("activity_heads",)
 _ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 

@@ -24,7 +24,7 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "address": ("suppress", "unsuppress"),
     "sending_domain": ("create", "update", "delete", "verify"),
     "reputation_rule": ("create", "update", "delete", "enable", "disable"),
-    "activity_log": ("export",),
+    "activity_log": ("export", "update"),  # update: an operator accepted a restored history for signing
 }
 
 RESOURCE_TYPES = tuple(ACTIONS)

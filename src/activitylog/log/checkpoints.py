@@ -1,149 +1,170 @@
-"""Signed checkpoints of each account's chain head, and signed manifests of exports.
+"""Signing checkpoints of an account's tree, by a signer that remembers what it signed.
 
-A checkpoint says "account A's log had seq N with hash H at time T", signed with Ed25519 and linked to the
-previous checkpoint's signature. Whoever holds one can later prove that nothing up to seq N was removed or
-rewritten, even by someone with full write access to the database: rewriting would change H, and forging a
-new signature needs the private key, which never enters the database.
+A checkpoint (a C2SP signed note over the tree's size and root, ``log.notes``) is a promise: every later tree
+of that account extends it. The database cannot keep that promise on its own — whoever can write the
+database can rebuild a whole forged log — so the signer keeps the last checkpoint it signed per origin
+*outside* the database, beside its key (``<key file>.signed/``), and refuses to sign for a database whose
+tree no longer extends it (rolled back, truncated, rewritten): :class:`HistoryRejected`. After a restore
+from backup an operator accepts the database's history on purpose with
+``activitylog checkpoint --accept-history``, which is logged.
 """
 
 from __future__ import annotations
 
-import base64
+import fcntl
 import hashlib
-from collections.abc import Iterable
-from datetime import UTC, datetime
-from typing import Any
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
+from activitylog.config import Settings
 from activitylog.db.base import Database
-from activitylog.db.models import ChainHead, Checkpoint, SigningKey
-from activitylog.log.chain import canonical_json, format_instant
-from activitylog.log.signing import Signer
+from activitylog.db.models import ChainHead
+from activitylog.errors import Conflict, InvalidInput
+from activitylog.log import notes
+from activitylog.log.signing import Signer, key_file, pinned_public_keys
+from activitylog.log.tree_store import TreeReader
+from activitylog.log.verify_export import BadCheckpoint, Checkpoint, VerifierKey, note_key_id, open_checkpoint
 
-SIGNED_FIELDS = ("account_id", "seq", "hash", "time", "previous_signature", "key_id")
-
-
-def checkpoint_payload(fields: dict[str, Any]) -> bytes:
-    return canonical_json({name: fields[name] for name in SIGNED_FIELDS}).encode("utf-8")
-
-
-def checkpoint_to_api(row: Checkpoint) -> dict[str, Any]:
-    return {
-        "account_id": row.account_id,
-        "seq": row.seq,
-        "hash": row.hash,
-        "time": row.signed_at,
-        "previous_signature": row.previous_signature,
-        "key_id": row.key_id,
-        "signature": row.signature,
-    }
+log = logging.getLogger("activitylog.checkpoints")
 
 
-def register_key(session: Session, signer: Signer) -> None:
-    """Publish the signer's public key (idempotent), so every checkpoint it signs can be checked."""
-    if session.get(SigningKey, signer.key_id) is None:
-        now = datetime.now(UTC)
-        for older in session.scalars(select(SigningKey).where(SigningKey.retired_at.is_(None))):
-            older.retired_at = now
-        session.add(SigningKey(id=signer.key_id, public_key=signer.public_b64, created_at=now))
-        session.flush()
+class HistoryRejected(Conflict):
+    """The database's tree does not extend what the signer already signed for this account."""
+
+    code = "history_rejected"
 
 
-def latest(session: Session, account_id: str) -> Checkpoint | None:
-    return session.execute(
-        select(Checkpoint).where(Checkpoint.account_id == account_id).order_by(Checkpoint.seq.desc()).limit(1)
-    ).scalar_one_or_none()
+def memory_dir(settings: Settings) -> Path:
+    path = key_file(settings)
+    return path.with_name(path.name + ".signed")
 
 
-def checkpoint_account(db: Database, account_id: str, signer: Signer) -> Checkpoint | None:
-    """Sign the current head, unless the latest checkpoint already covers it. None for an empty log.
+@dataclass(frozen=True)
+class SignerMemory:
+    """The last checkpoint signed per origin, one file each, read back only if signed by a pinned key."""
 
-    The head row is locked while signing so checkpoints of one account form a single line, never a fork.
-    """
-    with db.for_account(account_id).writer() as session:
-        head = session.execute(
-            select(ChainHead).where(ChainHead.account_id == account_id).with_for_update()
-        ).scalar_one_or_none()
-        if head is None or head.seq == 0:
+    directory: Path
+    keys: list[bytes]
+
+    def _path(self, origin: str) -> Path:
+        return self.directory / (hashlib.sha256(origin.encode()).hexdigest()[:32] + ".note")
+
+    def last(self, origin: str) -> Checkpoint | None:
+        path = self._path(origin)
+        if not path.exists():
             return None
-        previous = latest(session, account_id)
-        if previous is not None and previous.seq == head.seq:
-            return previous
-        register_key(session, signer)
-        fields = {
-            "account_id": account_id,
-            "seq": head.seq,
-            "hash": head.hash,
-            "time": format_instant(datetime.now(UTC)),
-            "previous_signature": previous.signature if previous else None,
-            "key_id": signer.key_id,
-        }
-        row = Checkpoint(
-            account_id=account_id,
-            seq=head.seq,
-            hash=head.hash,
-            signed_at=fields["time"],
-            key_id=signer.key_id,
-            previous_signature=fields["previous_signature"],
-            signature=signer.sign(checkpoint_payload(fields)),
-        )
-        session.add(row)
-        session.commit()
-        return row
+        text = path.read_text(encoding="utf-8")
+        for key in self.keys:
+            try:
+                return open_checkpoint(text, VerifierKey(origin, note_key_id(origin, key), key))
+            except BadCheckpoint:
+                continue
+        raise HistoryRejected(f"{path}: the signer's memory is not signed by a pinned key; it was altered")
+
+    @contextmanager
+    def locked(self, origin: str) -> Iterator[None]:
+        """One signer at a time per origin, across processes (``serve`` and ``worker`` may both sign)."""
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with open(self._path(origin).with_suffix(".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def remember(self, origin: str, note: str) -> None:
+        path = self._path(origin)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(note)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
 
 
-def checkpoint_all(db: Database, signer: Signer) -> int:
-    """Checkpoint every account whose log moved since its last checkpoint; returns how many were signed."""
-    with db.system().reader() as session:  # which accounts moved: a cross-account read
-        heads = session.execute(select(ChainHead.account_id, ChainHead.seq)).all()
-        signed = {
-            a: s
-            for a, s in session.execute(
-                select(Checkpoint.account_id, Checkpoint.seq).order_by(Checkpoint.account_id, Checkpoint.seq)
+class CheckpointSigner:
+    """Signs an account's tree after checking that it extends the last one signed."""
+
+    def __init__(self, settings: Settings, signer: Signer) -> None:
+        self.settings, self.signer = settings, signer
+        self.memory = SignerMemory(memory_dir(settings), pinned_public_keys(settings, signer))
+
+    def verifier_key(self, account_id: str) -> str:
+        name = notes.origin(self.settings, account_id)
+        return notes.verifier_key(name, self.signer.public_raw)
+
+    def last_signed(self, account_id: str) -> Checkpoint | None:
+        return self.memory.last(notes.origin(self.settings, account_id))
+
+    def sign(self, db: Database, account_id: str, size: int | None = None) -> str:
+        """The signed note for the tree of ``size`` (default: the head). Raises InvalidInput for a size
+        the log does not have, HistoryRejected when the tree does not extend the signer's memory."""
+        name = notes.origin(self.settings, account_id)
+        with self.memory.locked(name), db.for_account(account_id).reader() as session:
+            reader = TreeReader(session.connection(), account_id)
+            head = reader.head()
+            size = head.size if size is None else size
+            if size < 1 or size > head.size:
+                raise InvalidInput("tree_size", f"must be 1..{head.size} (the log's size), got {size}")
+            last = self.memory.last(name)
+            if last is not None:
+                self._check_extends(reader, head.size, last)
+            root = head.root if size == head.size else reader.root(size)
+            note = notes.sign(notes.checkpoint_body(name, size, root), name, self.signer)
+            if last is None or size > last.size:
+                self.memory.remember(name, note)
+            return note
+
+    def _check_extends(self, reader: TreeReader, head_size: int, last: Checkpoint) -> None:
+        if head_size < last.size:
+            raise self._refuse(last, f"the log has {head_size} entries, but the signer signed {last.size}")
+        if reader.root(last.size) != last.root:
+            raise self._refuse(
+                last, f"the log's first {last.size} entries are not the ones the signer signed"
             )
-        }
-    moved = [account for account, seq in heads if seq and signed.get(account) != seq]
-    for account_id in moved:
-        checkpoint_account(db, account_id, signer)
-    return len(moved)
+
+    def _refuse(self, last: Checkpoint, why: str) -> HistoryRejected:
+        message = (
+            f"{last.origin}: refusing to sign: {why} (rolled back, truncated or rewritten). If this database "
+            "was restored on purpose, run 'activitylog checkpoint --accept-history ACCOUNT'"
+        )
+        log.error(message)
+        return HistoryRejected(message)
+
+    def accept_history(self, db: Database, account_id: str) -> tuple[Checkpoint | None, str]:
+        """Forget what was signed for this account and sign the database's tree as it is now (the caller
+        logs it first). Returns the forgotten checkpoint and the new note."""
+        name = notes.origin(self.settings, account_id)
+        with self.memory.locked(name), db.for_account(account_id).reader() as session:
+            try:
+                previous = self.memory.last(name)
+            except HistoryRejected:
+                previous = None
+            head = TreeReader(session.connection(), account_id).head()
+            note = notes.sign(notes.checkpoint_body(name, head.size, head.root), name, self.signer)
+            self.memory.remember(name, note)
+            return previous, note
 
 
-def public_keys(session: Session) -> dict[str, Ed25519PublicKey]:
-    return {
-        key.id: Ed25519PublicKey.from_public_bytes(base64.b64decode(key.public_key))
-        for key in session.scalars(select(SigningKey))
-    }
-
-
-def signature_ok(fields: dict[str, Any], keys: dict[str, Ed25519PublicKey]) -> bool:
-    key = keys.get(fields["key_id"])
-    if key is None:
-        return False
-    try:
-        key.verify(base64.b64decode(fields["signature"]), checkpoint_payload(fields))
-    except (InvalidSignature, ValueError):
-        return False
-    return True
-
-
-def slice_digest(rows: Iterable[tuple[int, str]]) -> str:
-    """One hash over the (seq, hash) list of a slice: a manifest's proof that no row was added or removed."""
-    digest = hashlib.sha256()
-    for seq, entry_hash in rows:
-        digest.update(f"{seq}:{entry_hash}\n".encode())
-    return digest.hexdigest()
-
-
-MANIFEST_FIELDS = (
-    "account_id", "filter", "format", "as_of_seq", "rows", "first_seq", "last_seq", "slice_digest",
-    "checkpoint", "key_id",
-)  # fmt: skip
-
-
-def sign_manifest(manifest: dict[str, Any], signer: Signer) -> dict[str, Any]:
-    body = {**{name: manifest[name] for name in MANIFEST_FIELDS if name != "key_id"}, "key_id": signer.key_id}
-    return {**body, "signature": signer.sign(canonical_json(body).encode("utf-8"))}
+def checkpoint_all(db: Database, signer: CheckpointSigner) -> int:
+    """Sign the head of every account whose log moved past what the signer remembers; returns how many.
+    A refused account is logged and skipped, so one rewritten log never stops the others' checkpoints."""
+    with db.system().reader() as session:  # which accounts moved: a cross-account read
+        heads = session.execute(select(ChainHead.account_id, ChainHead.seq).where(ChainHead.seq > 0)).all()
+    signed = 0
+    for account_id, seq in heads:
+        try:
+            last = signer.last_signed(account_id)
+            if last is None or last.size != seq:
+                signer.sign(db, account_id)
+                signed += 1
+        except HistoryRejected:
+            continue
+    return signed

@@ -7,6 +7,8 @@ Formula safety: a CSV cell whose text begins with ``= + - @``, tab, CR, LF or ``
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -16,12 +18,12 @@ from sqlalchemy import Row
 from activitylog.db.base import Database
 from activitylog.db.models import ActivityEntry
 from activitylog.log import csv_sql
-from activitylog.log.chain import format_instant
-from activitylog.log.checkpoints import checkpoint_account, checkpoint_to_api, sign_manifest, slice_digest
+from activitylog.log.chain import canonical_json, format_instant
+from activitylog.log.checkpoints import CheckpointSigner
 from activitylog.log.csv_sql import CSV_COLUMNS, quote, safe_cell
 from activitylog.log.entry import entry_to_api
 from activitylog.log.query import ActivityFilter, export_statement
-from activitylog.log.signing import Signer
+from activitylog.log.tree_store import TreeReader
 
 BATCH_ROWS = 2000
 FORMATS = ("csv", "jsonl")
@@ -90,28 +92,56 @@ def stream(
 
 
 def manifest(
-    db: Database, signer: Signer, account_id: str, f: ActivityFilter, fmt: str, as_of: int
+    db: Database, signer: CheckpointSigner, account_id: str, f: ActivityFilter, fmt: str, as_of: int
 ) -> dict[str, Any]:
-    """A signed statement of exactly which rows the export of this slice at ``as_of`` holds, with a fresh
-    checkpoint of the account's head: with it, a removed or added row is provable, not only a changed one."""
+    """A signed statement of exactly which rows the export of this slice at ``as_of`` holds, with the signed
+    checkpoint of the tree of ``as_of`` entries: with it, a removed or added row is provable, not only a
+    changed one. The rows are hashed as they stream, so memory stays constant whatever the slice's size."""
+    checkpoint = signer.sign(db, account_id, as_of)  # refuses a size beyond the head, or a rewritten tree
     statement = export_statement(account_id, f, dialect=db.dialect, through_seq=as_of).with_only_columns(
         ActivityEntry.seq, ActivityEntry.hash
     )
+    digest, rows, first, last = hashlib.sha256(), 0, None, None
     with db.reader() as session:
-        pairs = [(seq, digest) for seq, digest in session.execute(statement)]
-    checkpoint = checkpoint_account(db, account_id, signer)
+        for seq, entry_hash in session.execute(statement.execution_options(yield_per=BATCH_ROWS)):
+            digest.update(f"{seq}:{entry_hash}\n".encode())
+            rows, first, last = rows + 1, first or seq, seq
     body = {
         "account_id": account_id,
         "filter": dict(sorted(f.raw.items())),
         "format": fmt,
         "as_of_seq": as_of,
-        "rows": len(pairs),
-        "first_seq": pairs[0][0] if pairs else None,
-        "last_seq": pairs[-1][0] if pairs else None,
-        "slice_digest": slice_digest(pairs),
-        "checkpoint": checkpoint_to_api(checkpoint) if checkpoint else None,
+        "rows": rows,
+        "first_seq": first,
+        "last_seq": last,
+        "slice_digest": digest.hexdigest(),
+        "checkpoint": checkpoint,
     }
-    return sign_manifest(body, signer)
+    signature = signer.signer.private_key.sign(canonical_json(body).encode("utf-8"))
+    return {**body, "signature": base64.b64encode(signature).decode()}
+
+
+def stream_proofs(
+    db: Database, signer: CheckpointSigner, account_id: str, f: ActivityFilter, size: int
+) -> Iterator[bytes]:
+    """The proof file of the slice's export as of tree ``size`` (API.md "Exports carry proofs"): the signed
+    checkpoint, then each row's audit path in that tree, oldest first, read in one snapshot."""
+    checkpoint = signer.sign(db, account_id, size)
+    yield (json.dumps({"checkpoint": checkpoint, "tree_size": size}) + "\n").encode()
+    statement = export_statement(account_id, f, dialect=db.dialect, through_seq=size).with_only_columns(
+        ActivityEntry.seq
+    )
+    with db.reader() as session:
+        seqs = session.execute(statement.execution_options(yield_per=BATCH_ROWS)).scalars()
+        lines: list[str] = []
+        for seq, path in TreeReader(session.connection(), account_id).audit_paths(seqs, size):
+            hashes = ",".join(f'"{base64.b64encode(h).decode()}"' for h in path)
+            lines.append(f'{{"seq":{seq},"hashes":[{hashes}]}}')
+            if len(lines) >= BATCH_ROWS:
+                yield ("\n".join(lines) + "\n").encode()
+                lines.clear()
+        if lines:
+            yield ("\n".join(lines) + "\n").encode()
 
 
 def filename(account_id: str, f: ActivityFilter, fmt: str) -> str:

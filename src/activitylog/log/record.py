@@ -17,7 +17,8 @@ from sqlalchemy import Connection, Table, bindparam, event, insert, select, upda
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, SessionTransaction
 
-from activitylog.db.models import ActivityEntry, Audited, ChainHead
+from activitylog.db.models import ActivityEntry, Audited, ChainHead, TreeNodes
+from activitylog.log import tree
 from activitylog.log.actions import ALL_ACTIONS, EVENT_ACTIONS, summarize
 from activitylog.log.chain import GENESIS, canonical_json, entry_hash, format_instant
 from activitylog.log.csv_sql import CSV_COLUMNS, csv_escapes
@@ -25,6 +26,7 @@ from activitylog.log.guard import REDACTED, RowChange, claim_changes
 
 _entries = cast(Table, ActivityEntry.__table__)
 _heads = cast(Table, ChainHead.__table__)
+_tree = cast(Table, TreeNodes.__table__)
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ def _resource_parts(resource: Resource) -> tuple[str, str, str | None]:
 
 # Built once: the append path runs under the account's lock, so statement construction is kept off it.
 _SELECT_HEAD = (
-    select(_heads.c.seq, _heads.c.hash, _heads.c.occurred_at)
+    select(_heads.c.seq, _heads.c.hash, _heads.c.occurred_at, _heads.c.tree)
     .where(_heads.c.account_id == bindparam("account"))
     .with_for_update()
 )
@@ -90,14 +92,30 @@ _CREATE_HEAD = {
     for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
 }
 _INSERT_ENTRY = insert(_entries)
+_INSERT_NODES = insert(_tree)
 _ADVANCE_HEAD = (
     update(_heads)
     .where(_heads.c.account_id == bindparam("account"))
-    .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"), occurred_at=bindparam("new_at"))
+    .values(
+        seq=bindparam("new_seq"),
+        hash=bindparam("new_hash"),
+        occurred_at=bindparam("new_at"),
+        tree=bindparam("new_tree"),
+    )
 )
 
 
-def _lock_head(conn: Connection, account_id: str) -> tuple[int, str, datetime | None]:
+@dataclass(frozen=True)
+class Head:
+    """The account's last seq, hash and instant, and its Merkle tree's right edge."""
+
+    seq: int
+    hash: str
+    occurred_at: datetime | None
+    frontier: list[bytes]
+
+
+def _lock_head(conn: Connection, account_id: str) -> Head:
     """Lock the account's head row; the first append of an account creates it (racing creators are
     harmless: ON CONFLICT DO NOTHING, then everyone locks the one row)."""
     params = {"account": account_id}
@@ -105,16 +123,16 @@ def _lock_head(conn: Connection, account_id: str) -> tuple[int, str, datetime | 
     if row is None:
         conn.execute(_CREATE_HEAD[conn.dialect.name], params)
         row = conn.execute(_SELECT_HEAD, params).one()
-    return row.seq, row.hash, row.occurred_at
+    return Head(row.seq, row.hash, row.occurred_at, tree.split(row.tree))
 
 
 _HEADS = "activitylog.heads"
 
 
-def _head(session: Session, conn: Connection, account_id: str) -> tuple[int, str, datetime | None]:
+def _head(session: Session, conn: Connection, account_id: str) -> Head:
     """The account's head: locked and read by a transaction's first append, then carried forward by the
     next ones in memory (the lock is held until the transaction ends, so nobody else can move it)."""
-    heads: dict[str, tuple[int, str, datetime | None]] = session.info.setdefault(_HEADS, {})
+    heads: dict[str, Head] = session.info.setdefault(_HEADS, {})
     head = heads.get(account_id)
     if head is None:
         head = heads[account_id] = _lock_head(conn, account_id)
@@ -176,12 +194,13 @@ def record(
 
     resource_type, resource_id, resource_name = _resource_parts(resource)
     conn = session.connection()  # Core statements: the log's rows are not ORM objects
-    head_seq, prev_hash, last_at = _head(session, conn, account_id)
+    head = _head(session, conn, account_id)
+    seq, prev_hash = head.seq + 1, head.hash
     now = now or datetime.now(UTC)
-    occurred_at = max(now, last_at) if last_at else now
+    occurred_at = max(now, head.occurred_at) if head.occurred_at else now
     fields: dict[str, Any] = {
         "account_id": account_id,
-        "seq": head_seq + 1,
+        "seq": seq,
         "occurred_at": format_instant(occurred_at),
         "actor_type": actor.type,
         "actor_id": actor.id,
@@ -211,10 +230,19 @@ def record(
         "ip_key": ip_key(context.ip),
         "csv_escapes": csv_escapes([cells[name] for name in CSV_COLUMNS]),
     }
+    frontier, completed = tree.append(head.frontier, head.seq, digest)
     conn.execute(_INSERT_ENTRY, row)
+    if completed:
+        conn.execute(_INSERT_NODES, {"account_id": account_id, "seq": seq, "hashes": completed})
     conn.execute(
         _ADVANCE_HEAD,
-        {"account": account_id, "new_seq": head_seq + 1, "new_hash": digest, "new_at": occurred_at},
+        {
+            "account": account_id,
+            "new_seq": seq,
+            "new_hash": digest,
+            "new_at": occurred_at,
+            "new_tree": b"".join(frontier),
+        },
     )
-    session.info[_HEADS][account_id] = (head_seq + 1, digest, occurred_at)
+    session.info[_HEADS][account_id] = Head(seq, digest, occurred_at, frontier)
     return {**fields, "summary": summary, "prev_hash": prev_hash, "hash": digest}

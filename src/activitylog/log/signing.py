@@ -1,6 +1,8 @@
 """Ed25519 keys for signed checkpoints. The private key lives outside the database: in
-``ACTIVITYLOG_SIGNING_KEY`` (base64 of the 32-byte seed) or in a key file, created on first use for the
-embedded default. Only public keys are stored (``signing_keys``), so old checkpoints verify after rotation.
+``ACTIVITYLOG_SIGNING_KEY`` (base64 of the 32-byte seed) or in a key file, created on first use in the
+service's key directory (``ACTIVITYLOG_KEY_DIR``, not beside the database: whoever can copy the database file
+should not get the key with it). Trust is pinned outside the database too: the signer's own public half, the
+keys it rotated away from (kept beside it), and ``ACTIVITYLOG_VERIFIER_KEYS``.
 """
 
 from __future__ import annotations
@@ -66,7 +68,32 @@ def _seed_bytes(text: str, where: str) -> bytes:
 
 
 def key_file(settings: Settings) -> Path:
-    return key_file_path(settings, settings.signing_key_file, ".signing-key", "activitylog-signing.key")
+    """As configured; else an existing key beside the SQLite file (where earlier versions put it); else
+    ``signing.key`` in the key directory."""
+    if settings.signing_key_file:
+        return Path(settings.signing_key_file)
+    legacy = key_file_path(settings, "", ".signing-key", "activitylog-signing.key")
+    return legacy if legacy.exists() else settings.key_directory / "signing.key"
+
+
+def pinned_public_keys(settings: Settings, signer: Signer) -> list[bytes]:
+    """Every public key a checkpoint of this service may be signed with, none of them from the database:
+    the signing key's own, each retired key file beside it, and ``ACTIVITYLOG_VERIFIER_KEYS``."""
+    keys = [signer.public_raw]
+    path = key_file(settings)
+    for retired in sorted(path.parent.glob(f"{path.name}.retired-*")) if not settings.signing_key else []:
+        keys.append(
+            Signer(
+                Ed25519PrivateKey.from_private_bytes(_seed_bytes(retired.read_text(), str(retired)))
+            ).public_raw
+        )
+    for i, text in enumerate(t for t in settings.verifier_keys.split(",") if t.strip()):
+        keys.append(
+            key_bytes(
+                text, f"ACTIVITYLOG_VERIFIER_KEYS[{i}]", kind="an Ed25519 public key", error=SigningKeyError
+            )
+        )
+    return keys
 
 
 def new_seed_file(path: Path) -> None:

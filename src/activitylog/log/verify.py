@@ -1,5 +1,12 @@
-"""Re-compute an account's chain from the stored entries, check it against the signed checkpoints, and
-name the first entry that does not hold."""
+"""Re-compute an account's chain and Merkle tree from the stored entries, check them against the signer's
+memory (which lives outside the database), and name the first entry that does not hold.
+
+What it re-derives and compares: each entry's hash and its link to the one before; the text a reader sees
+that the hash does not cover (``summary``, the canonical ``changes`` text, ``ip_key``, ``csv_escapes``); every
+stored subtree hash and the head's tree edge. The anchor is the last checkpoint the signer signed: the tree's
+root at that size must be the signed one, so a log rebuilt from scratch by someone holding only the database
+fails here, even with every hash recomputed.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +17,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from activitylog.db.models import ActivityEntry, ChainHead, Checkpoint
+from activitylog.db.models import ActivityEntry, ChainHead, TreeNodes
+from activitylog.log import tree
 from activitylog.log.actions import summarize
-from activitylog.log.chain import CHAINED_FIELDS, GENESIS, entry_hash, format_instant
-from activitylog.log.checkpoints import checkpoint_to_api, public_keys, signature_ok
+from activitylog.log.chain import CHAINED_FIELDS, GENESIS, canonical_json, entry_hash, format_instant
 from activitylog.log.csv_sql import CSV_COLUMNS, csv_escapes
 from activitylog.log.record import ip_key
+from activitylog.log.verify_export import Checkpoint
 
 
 @dataclass(frozen=True)
@@ -34,27 +42,6 @@ class Verdict:
         return {"ok": False, "first_bad_seq": self.first_bad_seq, "reason": self.reason}
 
 
-def _checkpoint_problem(session: Session, account_id: str) -> tuple[dict[int, Checkpoint], Verdict | None]:
-    """The account's checkpoints, after checking their signatures and their own chain of signatures."""
-    rows = list(
-        session.scalars(
-            select(Checkpoint).where(Checkpoint.account_id == account_id).order_by(Checkpoint.seq)
-        )
-    )
-    keys = public_keys(session)
-    previous: str | None = None
-    for row in rows:
-        fields = checkpoint_to_api(row)
-        if not signature_ok(fields, keys):
-            return {}, Verdict(False, 0, first_bad_seq=row.seq, reason="checkpoint signature does not verify")
-        if row.previous_signature != previous:
-            return {}, Verdict(
-                False, 0, first_bad_seq=row.seq, reason="checkpoint does not link to the one before"
-            )
-        previous = row.signature
-    return {row.seq: row for row in rows}, None
-
-
 def _broken(at: int, reason: str) -> Verdict:
     """Entries before ``at`` hold; ``at`` does not."""
     return Verdict(False, at - 1, first_bad_seq=at, reason=reason)
@@ -65,13 +52,28 @@ def _csv_escapes_of(entry: Any, fields: dict[str, Any]) -> int:
     return csv_escapes([cells[name] for name in CSV_COLUMNS])
 
 
-def verify_account(session: Session, account_id: str, batch: int = 5000) -> Verdict:
-    """Walk the chain from seq 1; check every signed checkpoint against it; name the first bad seq."""
-    checkpoints, problem = _checkpoint_problem(session, account_id)
-    if problem is not None:
-        return problem
+def _stored_tree(session: Session, account_id: str, batch: int) -> Any:
+    table = TreeNodes.__table__
+    return iter(
+        session.execute(
+            select(table.c.seq, table.c.hashes)
+            .where(table.c.account_id == account_id)
+            .order_by(table.c.seq)
+            .execution_options(yield_per=batch)
+        )
+    )
+
+
+def verify_account(
+    session: Session, account_id: str, anchor: Checkpoint | None = None, batch: int = 5000
+) -> Verdict:
+    """Walk the chain and the tree from seq 1; check the tree against ``anchor`` (the signer's last
+    checkpoint, read from outside the database); name the first bad seq."""
     table = ActivityEntry.__table__
     expected_seq, prev_hash = 1, GENESIS
+    frontier: list[bytes] = []
+    stored = _stored_tree(session, account_id, batch)
+    next_stored = next(stored, None)
     rows = session.execute(
         select(table)
         .where(table.c.account_id == account_id)
@@ -97,25 +99,36 @@ def verify_account(session: Session, account_id: str, batch: int = 5000) -> Verd
             return _broken(seq, "prev_hash does not link to the entry before")
         if not self_consistent:
             return _broken(seq, "hash does not match the entry's content")
+        if canonical_json(fields["changes"]) != entry["changes"]:
+            return _broken(seq, "changes is not the canonical JSON text of what the hash covers")
         if entry["summary"] != summarize(entry["action"], entry["resource_name"]):
             return _broken(seq, "summary does not match the action and resource")
         if entry["ip_key"] != ip_key(entry["ip"]):
             return _broken(seq, "ip_key does not match ip (the IP filter would miss this entry)")
         if entry["csv_escapes"] is not None and entry["csv_escapes"] != _csv_escapes_of(entry, fields):
             return _broken(seq, "csv_escapes does not match the entry (its CSV export would be unsafe)")
-        held = checkpoints.get(seq)
-        if held is not None and held.hash != entry["hash"]:
-            return _broken(seq, "hash differs from the signed checkpoint of this seq")
+        frontier, completed = tree.append(frontier, seq - 1, entry["hash"])
+        if completed or (next_stored is not None and next_stored.seq == seq):
+            if next_stored is None or next_stored.seq != seq or bytes(next_stored.hashes) != completed:
+                return _broken(seq, "the Merkle tree's stored hashes for this entry do not match it")
+            next_stored = next(stored, None)
+        if anchor is not None and seq == anchor.size and tree.fold(frontier) != anchor.root:
+            return _broken(
+                1, f"the tree of the first {seq} entries is not the one the signer signed (history rewritten)"
+            )
         prev_hash = entry["hash"]
         expected_seq += 1
     checked = expected_seq - 1
-    beyond = [seq for seq in checkpoints if seq > checked]
-    if beyond:
+    if next_stored is not None:
+        return Verdict(
+            False, checked, first_bad_seq=checked + 1, reason="tree hashes for entries that are missing"
+        )
+    if anchor is not None and anchor.size > checked:
         return Verdict(
             False,
             checked,
             first_bad_seq=checked + 1,
-            reason=f"entries missing: a signed checkpoint vouches for seq {max(beyond)}",
+            reason=f"entries missing: the signer signed a tree of {anchor.size} entries",
         )
     head = session.get(ChainHead, account_id)
     if head is not None and checked > head.seq:
@@ -124,4 +137,8 @@ def verify_account(session: Session, account_id: str, batch: int = 5000) -> Verd
         )
     if head is not None and (head.seq != checked or head.hash != prev_hash):
         return Verdict(False, checked, first_bad_seq=checked + 1, reason="entries missing after the last one")
+    if head is not None and checked and tree.split(head.tree) != frontier:
+        return Verdict(
+            False, checked, first_bad_seq=checked, reason="the head's tree edge does not match the entries"
+        )
     return Verdict(True, checked, head_seq=checked or None, head_hash=prev_hash if checked else None)

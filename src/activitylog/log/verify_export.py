@@ -150,6 +150,164 @@ def verify_rows(rows: Iterable[dict[str, Any]]) -> Report:
     return report
 
 
+# ---- Merkle proofs and signed checkpoints (API.md part 2, "Proofs") ----
+# RFC 6962 / RFC 9162 trees over the entries' hashes and C2SP signed notes, checked here with the standard
+# library (signatures need ``cryptography``), so an auditor does not have to trust the service's own code.
+NOTE_DASH = "\u2014 "  # a signature line starts with an em dash and a space
+
+
+class CannotCheck(Exception):
+    """The check cannot run (missing package, unusable key): neither intact nor tampered."""
+
+
+class BadCheckpoint(ValueError):
+    """A checkpoint that is malformed or not signed by the expected key."""
+
+
+def leaf_hash(entry_hash_hex: str) -> bytes:
+    """Leaf data is the 32 raw bytes of the entry's hash."""
+    return hashlib.sha256(b"\x00" + bytes.fromhex(entry_hash_hex)).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def _shift_while(fn: int, sn: int, bit_set: bool) -> tuple[int, int]:
+    """Right-shift both until fn's low bit is no longer ``bit_set`` (or fn is 0)."""
+    while fn and bool(fn & 1) == bit_set:
+        fn, sn = fn >> 1, sn >> 1
+    return fn, sn
+
+
+def inclusion_root(leaf_index: int, tree_size: int, leaf: bytes, path: list[bytes]) -> bytes | None:
+    """The root that ``path`` leads to from ``leaf`` (RFC 9162 2.1.3.2), or None if it is malformed."""
+    if not 0 <= leaf_index < tree_size:
+        return None
+    fn, sn, r = leaf_index, tree_size - 1, leaf
+    for p in path:
+        if sn == 0:
+            return None
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            if not fn & 1:
+                fn, sn = _shift_while(fn, sn, bit_set=False)
+        else:
+            r = node_hash(r, p)
+        fn, sn = fn >> 1, sn >> 1
+    return r if sn == 0 else None
+
+
+def consistency_holds(
+    old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: list[bytes]
+) -> bool:
+    """Whether the tree of ``new_size`` extends the one of ``old_size`` (RFC 9162 2.1.4.2)."""
+    if not 1 <= old_size <= new_size:
+        return False
+    if old_size == new_size:
+        return not proof and old_root == new_root
+    if not proof:
+        return False
+    if old_size & (old_size - 1) == 0:  # a power of two: the old root is the first node
+        proof = [old_root, *proof]
+    fn, sn = _shift_while(old_size - 1, new_size - 1, bit_set=True)
+    fr = sr = proof[0]
+    for c in proof[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr, sr = node_hash(c, fr), node_hash(c, sr)
+            if not fn & 1:
+                fn, sn = _shift_while(fn, sn, bit_set=False)
+        else:
+            sr = node_hash(sr, c)
+        fn, sn = fn >> 1, sn >> 1
+    return sn == 0 and fr == old_root and sr == new_root
+
+
+def note_key_id(name: str, public_key: bytes) -> bytes:
+    """C2SP signed-note key id: SHA-256(name || 0x0A || 0x01 || key)[:4]."""
+    return hashlib.sha256(name.encode() + b"\n\x01" + public_key).digest()[:4]
+
+
+@dataclass(frozen=True)
+class VerifierKey:
+    name: str
+    key_id: bytes
+    public_key: bytes
+
+
+def parse_verifier_key(text: str) -> VerifierKey:
+    """``<name>+<8 hex key id>+<base64(0x01 || Ed25519 public key)>``, as Go's sumdb/note writes it."""
+    name, _, rest = text.strip().partition("+")
+    hex_id, _, b64 = rest.partition("+")
+    try:
+        raw = base64.b64decode(b64, validate=True)
+        key_id = bytes.fromhex(hex_id)
+    except ValueError:
+        raise CannotCheck("the verifier key is not <name>+<hex id>+<base64 key>") from None
+    if not name or len(key_id) != 4 or len(raw) != 33 or raw[0] != 1:
+        raise CannotCheck("the verifier key is not an Ed25519 note verifier key")
+    if note_key_id(name, raw[1:]) != key_id:
+        raise CannotCheck("the verifier key's id does not match its name and key")
+    return VerifierKey(name, key_id, raw[1:])
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    origin: str
+    size: int
+    root: bytes
+    text: str
+
+
+def _ed25519_valid(public_key: bytes, signature: bytes, message: bytes) -> bool:
+    try:
+        from cryptography.exceptions import InvalidSignature  # noqa: PLC0415  (only signatures need it)
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey  # noqa: PLC0415
+    except ImportError:
+        raise CannotCheck(
+            "checking a signature needs the cryptography package: pip install cryptography"
+        ) from None
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
+    except InvalidSignature:
+        return False
+    return True
+
+
+def open_checkpoint(text: str, key: VerifierKey) -> Checkpoint:
+    """The checkpoint a C2SP signed note states, once a signature by ``key`` verifies; else BadCheckpoint."""
+    split = text.rfind("\n\n")
+    if split < 0 or not text.endswith("\n"):
+        raise BadCheckpoint("not a signed note (no blank line before the signatures)")
+    body, signatures = text[: split + 1], text[split + 2 :]
+    lines = body.split("\n")
+    if len(lines) < 4 or not lines[1].isdigit() or (lines[1] != "0" and lines[1].startswith("0")):
+        raise BadCheckpoint("not a checkpoint: origin, tree size and root hash lines expected")
+    try:
+        root = base64.b64decode(lines[2], validate=True)
+    except ValueError:
+        raise BadCheckpoint("the root hash line is not base64") from None
+    if len(root) != 32:
+        raise BadCheckpoint("the root hash is not 32 bytes")
+    if lines[0] != key.name:
+        raise BadCheckpoint(f"the checkpoint is for {lines[0]!r}, the verifier key for {key.name!r}")
+    for line in signatures.split("\n")[:-1]:
+        if not line.startswith(NOTE_DASH):
+            raise BadCheckpoint("a signature line is malformed")
+        name, _, b64 = line[len(NOTE_DASH) :].rpartition(" ")
+        try:
+            sig = base64.b64decode(b64, validate=True)
+        except ValueError:
+            raise BadCheckpoint("a signature is not base64") from None
+        if name == key.name and sig[:4] == key.key_id and len(sig) == 68:
+            if _ed25519_valid(key.public_key, sig[4:], body.encode("utf-8")):
+                return Checkpoint(lines[0], int(lines[1]), root, text)
+            raise BadCheckpoint("the signature does not verify with the verifier key")
+    raise BadCheckpoint("no signature by the verifier key")
+
+
 def rows_from_file(path: str) -> Iterator[dict[str, Any]]:
     with open(path, encoding="utf-8-sig", newline="") as f:
         first = f.readline()

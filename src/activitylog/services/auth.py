@@ -22,7 +22,7 @@ from activitylog.services import credentials
 from activitylog.services.uow import UnitOfWork
 
 ROLES = ("owner", "admin", "member")
-SCOPES = ("full", "read", "write", "activity:read")
+SCOPES = ("full", "read", "write", "activity:read", "checkpoint:read")
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 # What each permission needs: session roles allowed, API key scopes allowed (empty = keys never may).
@@ -30,6 +30,11 @@ _PERMISSIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "resources:read": (frozenset(ROLES), frozenset({"full", "read", "write"})),
     "resources:write": (frozenset(ROLES), frozenset({"full", "write"})),
     "activity:read": (frozenset({"owner", "admin"}), frozenset({"full", "activity:read"})),
+    # Checkpoints and proofs only: hashes, sizes and roots, no entry content (what a witness needs).
+    "checkpoint:read": (
+        frozenset({"owner", "admin"}),
+        frozenset({"full", "activity:read", "checkpoint:read"}),
+    ),
     "api_keys:manage": (frozenset({"owner", "admin"}), frozenset()),
     "users:manage": (frozenset({"owner"}), frozenset()),
     "account:manage": (frozenset({"owner"}), frozenset()),

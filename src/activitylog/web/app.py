@@ -17,6 +17,7 @@ from activitylog.web.api import (
     broadcasts,
     delivery_events,
     lists,
+    proofs,
     reputation_rules,
     segments,
     sending_domains,
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         sending_domains,
         reputation_rules,
         delivery_events,
+        proofs,
         activity,
     ):
         app.include_router(module.router)

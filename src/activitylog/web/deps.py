@@ -18,7 +18,8 @@ from activitylog.config import Settings
 from activitylog.db.base import Database
 from activitylog.errors import Forbidden, Unauthorized
 from activitylog.log.record import RequestContext
-from activitylog.log.signing import Signer, load_signer
+from activitylog.log.checkpoints import CheckpointSigner
+from activitylog.log.signing import load_signer
 from activitylog.services.auth import Principal, authenticate_api_key, authenticate_session
 from activitylog.services.uow import UnitOfWork
 from activitylog.web.context import request_context
@@ -64,11 +65,12 @@ def set_session_cookie(response: Response, token: str, settings: Settings) -> No
     )
 
 
-def get_signer(request: Request) -> Signer:
+def get_signer(request: Request) -> CheckpointSigner:
     """The checkpoint signer, loaded (and on first run created) when first needed."""
-    signer: Signer | None = getattr(request.app.state, "signer", None)
+    signer: CheckpointSigner | None = getattr(request.app.state, "signer", None)
     if signer is None:
-        signer = request.app.state.signer = load_signer(get_settings(request))
+        settings = get_settings(request)
+        signer = request.app.state.signer = CheckpointSigner(settings, load_signer(settings))
     return signer
 
 
@@ -128,6 +130,7 @@ Caller = Annotated[Principal, Depends(get_principal)]
 Reader = Annotated[Principal, Depends(allowed("resources:read"))]
 Writer = Annotated[Principal, Depends(allowed("resources:write"))]
 LogReader = Annotated[Principal, Depends(allowed("activity:read"))]
+ProofReader = Annotated[Principal, Depends(allowed("checkpoint:read"))]
 WriteUow = Annotated[UnitOfWork, Depends(uow_for("resources:write"))]
 KeysUow = Annotated[UnitOfWork, Depends(uow_for("api_keys:manage"))]
 KeysReader = Annotated[Principal, Depends(allowed("api_keys:manage"))]

@@ -44,7 +44,7 @@ Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_co
 Hostname = Annotated[str, Field(min_length=1, max_length=253), AfterValidator(_hostname)]
 Password = Annotated[str, Field(min_length=8, max_length=200)]
 Role = Literal["owner", "admin", "member"]
-Scope = Literal["full", "read", "write", "activity:read"]
+Scope = Literal["full", "read", "write", "activity:read", "checkpoint:read"]
 assert set(ROLES) == set(Role.__args__) and set(SCOPES) == set(Scope.__args__)  # type: ignore[attr-defined]
 
 
@@ -430,16 +430,6 @@ class EntryOut(BaseModel):
     hash: str
 
 
-class CheckpointOut(BaseModel):
-    account_id: str
-    seq: int
-    hash: str
-    time: str
-    previous_signature: str | None
-    key_id: str
-    signature: str
-
-
 class ManifestOut(BaseModel):
     account_id: str
     filter: dict[str, str]
@@ -449,23 +439,26 @@ class ManifestOut(BaseModel):
     first_seq: int | None
     last_seq: int | None
     slice_digest: str
-    checkpoint: CheckpointOut | None
-    key_id: str
-    signature: str
+    checkpoint: str = Field(description="the signed note of the tree of as_of_seq entries")
+    signature: str = Field(description="base64 Ed25519 over the canonical JSON of the other fields")
 
 
-class PublicKeyOut(BaseModel):
-    id: str
-    algorithm: str
-    public_key: str
-    pem: str
-    created_at: datetime
-    retired_at: datetime | None
+class InclusionOut(BaseModel):
+    leaf_index: int
+    tree_size: int
+    leaf_hash: str
+    hashes: list[str]
 
 
-class PublicKeysOut(BaseModel):
-    current: str
-    keys: list[PublicKeyOut]
+class ConsistencyOut(BaseModel):
+    old_size: int
+    tree_size: int
+    hashes: list[str]
+
+
+class VerifierKeyOut(BaseModel):
+    origin: str
+    verifier_key: str
 
 
 class VerifyOut(BaseModel):

@@ -6,28 +6,21 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from sqlalchemy import select
-
-from activitylog.db.models import Checkpoint, SigningKey
-from activitylog.log.checkpoints import checkpoint_to_api, register_key
 from activitylog.log.export import filename as export_filename
 from activitylog.log.export import manifest, stream
 from activitylog.log.query import (
     MAX_SEQ,
     ActivityFilter,
-    decode_cursor,
-    encode_cursor,
     entries_page,
     one_entry,
     parse_filter,
 )
-from activitylog.log.signing import public_pem
 from activitylog.log.verify import verify_account
 from activitylog.services.exports import log_export
 from activitylog.services.uow import UnitOfWork
 from activitylog.web.api import ERROR_RESPONSES, Cursor, Limit, json_page
 from activitylog.web.deps import Db, LogReader, get_context, get_signer
-from activitylog.web.schemas import CheckpointOut, EntryOut, ManifestOut, Page, PublicKeysOut, VerifyOut
+from activitylog.web.schemas import EntryOut, ManifestOut, Page, VerifyOut
 
 router = APIRouter(prefix="/api/v1/activity", tags=["activity log"], responses=ERROR_RESPONSES)
 AS_OF_HEADER = "X-Activity-As-Of-Seq"
@@ -113,52 +106,12 @@ def export_manifest(
     return manifest(db, get_signer(request), caller.account_id, f, format, as_of_seq)
 
 
-@router.get("/checkpoints", response_model=Page[CheckpointOut])
-def list_checkpoints(caller: LogReader, db: Db, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
-    """Signed checkpoints of this account's chain head, newest first."""
-    before = decode_cursor(cursor)
-    stmt = select(Checkpoint).where(Checkpoint.account_id == caller.account_id)
-    if before is not None:
-        stmt = stmt.where(Checkpoint.seq < before)
-    with db.reader() as session:
-        rows = list(session.scalars(stmt.order_by(Checkpoint.seq.desc()).limit(limit + 1)))
-    data = [checkpoint_to_api(r) for r in rows[:limit]]
-    return {"data": data, "next_cursor": encode_cursor(data[-1]["seq"]) if len(rows) > limit else None}
-
-
-@router.get("/checkpoints/public-key", response_model=PublicKeysOut)
-def public_key(request: Request, db: Db) -> dict[str, Any]:
-    """Every key that has signed checkpoints (public halves only): publish, pin and verify with them.
-    Public on purpose: an auditor must be able to fetch it without an account."""
-    signer = get_signer(request)
-    with db.reader() as session:
-        known = session.get(SigningKey, signer.key_id) is not None
-    if not known:
-        with db.writer() as session:
-            register_key(session, signer)
-            session.commit()
-    with db.reader() as session:
-        keys = list(session.scalars(select(SigningKey).order_by(SigningKey.created_at)))
-    return {
-        "current": signer.key_id,
-        "keys": [
-            {
-                "id": k.id,
-                "algorithm": "Ed25519",
-                "public_key": k.public_key,
-                "pem": public_pem(k.public_key),
-                "created_at": k.created_at,
-                "retired_at": k.retired_at,
-            }
-            for k in keys
-        ],
-    }
-
-
 @router.get("/verify", response_model=VerifyOut, response_model_exclude_none=True)
-def verify(caller: LogReader, db: Db) -> dict[str, Any]:
+def verify(caller: LogReader, request: Request, db: Db) -> dict[str, Any]:
+    """The whole chain and tree, re-computed, against the last checkpoint the signer signed."""
+    anchor = get_signer(request).last_signed(caller.account_id)
     with db.reader() as session:
-        return verify_account(session, caller.account_id).as_api()
+        return verify_account(session, caller.account_id, anchor).as_api()
 
 
 @router.get("/{seq}", response_model=EntryOut)
