@@ -268,6 +268,21 @@ def test_bad_filters_are_a_page_not_a_500(tenant: Tenant) -> None:
     assert client.get("/activity/999999").status_code == 404
 
 
+def test_unknown_and_repeated_filters_are_refused_and_empty_ones_dropped(tenant: Tenant) -> None:
+    """A mistyped filter is named, never silently ignored; the empty fields a form sends without script
+    lead to the same view's URL without them."""
+    client, _ = signed_in(tenant)
+    for query, field in (("resource=dom_x", "resource"), ("actor=a&actor=b", "actor"), ("page=2", "page")):
+        response = client.get(f"/activity?{query}")
+        assert response.status_code == 422, query
+        assert f"{field}:" in response.text, query
+    response = client.get("/activity?actor=&action=send&q=&window=")
+    assert response.status_code == 303 and response.headers["location"] == "/activity?action=send"
+    response = client.get("/activity?actor=&q=")
+    assert response.status_code == 303 and response.headers["location"] == "/activity"
+    assert client.get("/activity?action=send&window=24h&fragment=1").status_code == 200
+
+
 def test_sign_out_ends_the_session_and_is_logged(tenant: Tenant) -> None:
     client, token = signed_in(tenant)
     response = client.post("/sign-out", data={"csrf_token": token})

@@ -591,8 +591,9 @@ def test_q_is_case_insensitive_text_in_summary_resource_name_or_actor_name(
     ):
         check(reader, data, {"q": q})
     assert check(reader, data, {"q": "été ÖLMÜHLE"}), "case folds beyond ASCII too"
-    # Whitespace-only q is no filter at all.
-    assert check(reader, data, {"q": "   "}) == data.entries
+    # Whitespace-only q searches for nothing: refused, not silently dropped (issue 14, item 9).
+    blank = reader.get("/api/v1/activity", params={"q": "   "})
+    assert blank.status_code == 422 and blank.json()["error"]["field"] == "q", blank.text
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from activitylog.services.exports import log_export
 from activitylog.services.uow import UnitOfWork
 from activitylog.web.api import ERROR_RESPONSES, Cursor, Limit, json_page
 from activitylog.web.deps import Db, LogReader, get_context, get_signer
+from activitylog.web.params import check_route_query
 from activitylog.web.schemas import EntryOut, ManifestOut, Page, VerifyOut
 
 router = APIRouter(prefix="/api/v1/activity", tags=["activity log"], responses=ERROR_RESPONSES)
@@ -28,6 +29,7 @@ Text = Annotated[str | None, Query(max_length=4000)]
 
 
 async def activity_filter(
+    request: Request,
     actor: Text = None,
     actor_type: Text = None,
     action: Text = None,
@@ -39,7 +41,9 @@ async def activity_filter(
     q: Text = None,
 ) -> ActivityFilter:
     """The contract's filters (comma = OR inside one, AND across them). Parsing only, no I/O: on the event
-    loop, not a worker thread."""
+    loop, not a worker thread. A parameter the endpoint does not take, or one given twice or empty, is
+    refused rather than dropped: a mistyped filter must not answer as if no filter had been asked."""
+    check_route_query(request)
     return parse_filter(
         actor=actor,
         actor_type=actor_type,

@@ -19,8 +19,9 @@ from activitylog.errors import InvalidInput
 from activitylog.log.actions import ACTIONS, ACTOR_TYPES, RESOURCE_TYPES, VERBS
 from activitylog.log.query import entries_page, one_entry, parse_filter
 from activitylog.web.dashboard.links import resource_link
-from activitylog.web.dashboard.render import PageRoute, ViewerDep, page
+from activitylog.web.dashboard.render import PageRoute, ViewerDep, page, redirect
 from activitylog.web.deps import get_db
+from activitylog.web.params import check_query
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 PAGE_SIZE = 50
@@ -31,6 +32,7 @@ WINDOWS = {
     "30d": timedelta(days=30),
 }
 FILTER_FIELDS = ("actor", "actor_type", "action", "resource_type", "resource_id", "ip", "since", "until", "q")
+PAGE_PARAMS = (*FILTER_FIELDS, "window", "cursor", "fragment")
 SYSTEM_ACTORS = (("scheduler", "Scheduler"), ("dispatcher", "Dispatcher"), ("cli", "Command line"))
 
 
@@ -96,6 +98,12 @@ def activity_page(
     fragment: Annotated[bool, Query()] = False,
 ) -> Response:
     viewer.require("activity:read")
+    # An unknown or repeated parameter is refused, as by the API; an empty one is what a form submitted
+    # without script sends for "any", so it is dropped by sending the browser to the URL without it.
+    check_query(request, PAGE_PARAMS, empty_ok=PAGE_PARAMS)
+    if any(not value.strip() for value in request.query_params.values()):
+        kept = [(k, v) for k, v in request.query_params.multi_items() if v.strip()]
+        return redirect("/activity" + (f"?{urlencode(kept)}" if kept else ""))
     # The API's filter parameters, read as given (parse_filter validates them, naming each one).
     given = {name: request.query_params.get(name) for name in FILTER_FIELDS}
     params = {k: v.strip() for k, v in given.items() if v and v.strip()}
