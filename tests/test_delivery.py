@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,7 @@ from aiosmtpd.controller import Controller
 from activitylog.config import Settings
 from activitylog.db.base import Database
 from activitylog.db.models import Broadcast
-from activitylog.services import dispatcher, scheduler
+from activitylog.services import dispatcher, feedback, scheduler
 from activitylog.services.mailer import SmtpMailer
 from activitylog.workers import BroadcastWorker
 from conftest import Tenant, free_port
@@ -260,6 +261,60 @@ def test_a_complaint_suppresses_the_address_and_a_disabled_rule_does_nothing(ten
     assert entry[0]["action"] == "address.suppress"
     assert entry[0]["actor"] == {"type": "rule", "id": rule_id, "name": "Suppress complainers"}
     assert entry[0]["changes"]["trigger"]["to"]["event_id"] == "evt-1"
+
+
+def _suppressions(client: httpx.Client) -> dict[str, dict[str, Any]]:
+    return {row["email"]: row for row in client.get("/api/v1/suppressions").json()["data"]}
+
+
+def test_a_rule_named_to_the_limit_still_acts_and_its_reason_fits(tenant: Tenant) -> None:
+    """The suppression's reason is derived from the rule's name, which may be as long as the reason column:
+    PostgreSQL refused the longer text (a 500) while SQLite stored it. Both now store the same shortened
+    reason."""
+    name = "R" * 200
+    with tenant.key_client() as client:
+        _rule(client, name, {"event": "hard_bounce"}, "suppress_address")
+        event = {"id": f"evt-long-{uuid.uuid4().hex}", "type": "bounce", "bounce_type": "hard"}
+        r = client.post("/api/v1/delivery-events", json=[{**event, "email": "gone@example.com"}])
+        assert r.status_code == 200, r.text
+        assert r.json() == {"accepted": 1, "duplicates": 0, "actions": 1}
+        row = _suppressions(client)["gone@example.com"]
+    assert len(row["reason"]) == 200
+    assert row["reason"] == ("rule: " + name)[:199] + "…"
+
+
+def test_events_and_the_actions_they_trigger_commit_together(
+    tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An action that fails takes its batch's events with it, so the agent's retry is accepted and acted
+    on; before, the events were already stored and the retry counted them as duplicates, the action lost."""
+    with tenant.key_client() as client:
+        _rule(client, "Suppress hard bounces", {"event": "hard_bounce"}, "suppress_address")
+        events = [
+            {"id": f"evt-{uuid.uuid4().hex}", "type": "delivered", "email": "fine@example.com"},
+            {
+                "id": f"evt-{uuid.uuid4().hex}",
+                "type": "bounce",
+                "bounce_type": "hard",
+                "email": "gone@example.com",
+            },
+        ]
+
+        def failing(*_args: Any) -> int:
+            raise RuntimeError("the action failed")
+
+        with monkeypatch.context() as patched, tenant.key_client() as doomed:  # the server runs in-process
+            patched.setattr(feedback, "_suppress", failing)
+            assert doomed.post("/api/v1/delivery-events", json=events).status_code == 500
+        assert _suppressions(client) == {}
+        retry = client.post("/api/v1/delivery-events", json=events)
+        assert retry.json() == {"accepted": 2, "duplicates": 0, "actions": 1}
+        assert list(_suppressions(client)) == ["gone@example.com"]
+        assert client.post("/api/v1/delivery-events", json=events).json() == {
+            "accepted": 0,
+            "duplicates": 2,
+            "actions": 0,
+        }
 
 
 def test_delivery_events_are_validated(tenant: Tenant) -> None:

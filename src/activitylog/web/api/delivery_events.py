@@ -39,5 +39,5 @@ class IngestedOut(BaseModel):
 def post_events(
     events: Annotated[list[DeliveryEventIn], Field(min_length=1, max_length=1000)], caller: Writer, db: Db
 ) -> dict[str, Any]:
-    result = ingest(db, caller.account_id, [e.model_dump(mode="python") for e in events])
+    result = ingest(db, caller.account_id, [e.model_dump(mode="python") for e in events], caller.actor)
     return {"accepted": result.accepted, "duplicates": result.duplicates, "actions": result.actions}
