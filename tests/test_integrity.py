@@ -9,17 +9,14 @@ import os
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import text
 
 from activitylog.config import Settings
 from activitylog.db.base import Database, connect
 from activitylog.db.migrate import alembic_config, upgrade
 from activitylog.errors import InvalidInput
-from activitylog.log import tree
-from activitylog.log.chain import entry_hash, format_instant
 from activitylog.log.checkpoints import CheckpointSigner, HistoryRejected, memory_dir
 from activitylog.log.record import RequestContext, ip_key
 from activitylog.log.signing import load_signer, rotate_key_file
@@ -35,6 +32,7 @@ from conftest import (
     fresh_postgres_database,
     make_tenant,
 )
+from drills import entry_row, forge, rebuild_tree, rechain_from, set_entry
 
 LISTS = 8  # the drills' account: seq 1-3 (account, owner, key), then 8 list creations: seq 4-11
 HEAD = 3 + LISTS
@@ -212,25 +210,6 @@ def _verdict(db: Database, tenant: Tenant) -> Verdict:
         return verify_account(session, tenant.account_id)
 
 
-def _row(conn: Connection, tenant: Tenant, seq: int) -> dict[str, Any]:
-    return dict(
-        conn.execute(
-            text("SELECT * FROM activity_entries WHERE account_id = :a AND seq = :s"),
-            {"a": tenant.account_id, "s": seq},
-        )
-        .mappings()
-        .one()
-    )
-
-
-def _set(conn: Connection, tenant: Tenant, seq: int, **values: Any) -> None:
-    assignments = ", ".join(f"{k} = :{k}" for k in values)
-    conn.execute(
-        text(f"UPDATE activity_entries SET {assignments} WHERE account_id = :a AND seq = :s"),
-        {**values, "a": tenant.account_id, "s": seq},
-    )
-
-
 def _flip(value: str) -> str:
     """One character changed, the way a stray byte would."""
     return value[:-1] + ("A" if value[-1] != "A" else "B")
@@ -261,7 +240,7 @@ def test_a_flipped_field_is_caught_at_its_seq(db: Database, tenant: Tenant, colu
     assert _verdict(db, tenant).ok  # zero false alarms before the drill
     elsewhere = make_tenant(tenant.server).account_id if column == "account_id" else None
     with behind_the_apps_back(db) as conn:
-        row = _row(conn, tenant, VICTIM)
+        row = entry_row(conn, tenant, VICTIM)
         if column == "occurred_at":  # one microsecond later, stored the way the engine stores it
             raw = row["occurred_at"]
             later = (
@@ -269,19 +248,19 @@ def test_a_flipped_field_is_caught_at_its_seq(db: Database, tenant: Tenant, colu
                 if isinstance(raw, str)
                 else raw + timedelta(microseconds=1)
             )
-            _set(conn, tenant, VICTIM, occurred_at=later)
+            set_entry(conn, tenant, VICTIM, occurred_at=later)
         elif column == "ip":
-            _set(conn, tenant, VICTIM, ip="203.0.113.10")
+            set_entry(conn, tenant, VICTIM, ip="203.0.113.10")
         elif column == "ip_key":
-            _set(conn, tenant, VICTIM, ip_key=ip_key("198.51.100.1"))
+            set_entry(conn, tenant, VICTIM, ip_key=ip_key("198.51.100.1"))
         elif column == "csv_escapes":  # a cell's guard switched off: the export would let a formula through
-            _set(conn, tenant, VICTIM, csv_escapes=row["csv_escapes"] ^ 1)
+            set_entry(conn, tenant, VICTIM, csv_escapes=row["csv_escapes"] ^ 1)
         elif column == "on_behalf_of":
-            _set(conn, tenant, VICTIM, on_behalf_of="api_key:key_forged")
+            set_entry(conn, tenant, VICTIM, on_behalf_of="api_key:key_forged")
         elif column == "account_id":  # moved into another account's log
-            _set(conn, tenant, VICTIM, account_id=elsewhere)
+            set_entry(conn, tenant, VICTIM, account_id=elsewhere)
         else:
-            _set(conn, tenant, VICTIM, **{column: _flip(row[column])})
+            set_entry(conn, tenant, VICTIM, **{column: _flip(row[column])})
     verdict = _verdict(db, tenant)
     assert not verdict.ok and verdict.first_bad_seq == VICTIM, verdict
 
@@ -301,46 +280,28 @@ def test_a_deleted_entry_is_caught(db: Database, tenant: Tenant, victim: int) ->
 def test_two_swapped_entries_are_caught(db: Database, tenant: Tenant) -> None:
     _drill_account(db, tenant)
     with behind_the_apps_back(db) as conn:
-        a, b = _row(conn, tenant, VICTIM), _row(conn, tenant, VICTIM + 1)
+        a, b = entry_row(conn, tenant, VICTIM), entry_row(conn, tenant, VICTIM + 1)
         keep = {"account_id", "seq"}
-        _set(conn, tenant, VICTIM, **{k: v for k, v in b.items() if k not in keep})
-        _set(conn, tenant, VICTIM + 1, **{k: v for k, v in a.items() if k not in keep})
+        set_entry(conn, tenant, VICTIM, **{k: v for k, v in b.items() if k not in keep})
+        set_entry(conn, tenant, VICTIM + 1, **{k: v for k, v in a.items() if k not in keep})
     verdict = _verdict(db, tenant)
     assert not verdict.ok and verdict.first_bad_seq == VICTIM, verdict
-
-
-def _forge(row: dict[str, Any], prev_hash: str, **changes: Any) -> dict[str, Any]:
-    """A forged entry whose prev_hash links and whose hash is computed correctly by the forger."""
-    forged = {**row, **changes, "prev_hash": prev_hash}
-    fields = {
-        **forged,
-        "occurred_at": format_instant(_aware(forged["occurred_at"])),
-        "changes": json.loads(forged["changes"]),
-    }
-    forged["hash"] = entry_hash(prev_hash, fields)
-    return forged
-
-
-def _aware(value: Any) -> Any:
-    from datetime import UTC, datetime
-
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def test_a_forged_replacement_with_a_valid_prev_hash_is_caught(db: Database, tenant: Tenant) -> None:
     _drill_account(db, tenant)
     with behind_the_apps_back(db) as conn:
-        row = _row(conn, tenant, VICTIM)
-        forged = _forge(
+        row = entry_row(conn, tenant, VICTIM)
+        forged = forge(
             row,
             row["prev_hash"],
             resource_name="Forged",
             changes='{"name":{"from":null,"to":"Forged"}}',
             summary='Created list "Forged"',
         )
-        _set(conn, tenant, VICTIM, **{k: forged[k] for k in ("resource_name", "changes", "summary", "hash")})
+        set_entry(
+            conn, tenant, VICTIM, **{k: forged[k] for k in ("resource_name", "changes", "summary", "hash")}
+        )
     verdict = _verdict(db, tenant)
     assert not verdict.ok and verdict.first_bad_seq == VICTIM, verdict
     assert "replaced" in (verdict.reason or "") or "Merkle tree" in (verdict.reason or "")
@@ -349,8 +310,8 @@ def test_a_forged_replacement_with_a_valid_prev_hash_is_caught(db: Database, ten
 def test_a_forged_entry_appended_with_a_valid_prev_hash_is_caught(db: Database, tenant: Tenant) -> None:
     _drill_account(db, tenant)
     with behind_the_apps_back(db) as conn:
-        last = _row(conn, tenant, HEAD)
-        forged = _forge({**last, "seq": HEAD + 1}, last["hash"], resource_name="Forged")
+        last = entry_row(conn, tenant, HEAD)
+        forged = forge({**last, "seq": HEAD + 1}, last["hash"], resource_name="Forged")
         columns = ", ".join(forged)
         conn.execute(
             text(f"INSERT INTO activity_entries ({columns}) VALUES ({', '.join(':' + k for k in forged)})"),
@@ -370,40 +331,6 @@ def _anchored(db: Database, tenant: Tenant, signer: CheckpointSigner) -> Verdict
         return verify_account(session, tenant.account_id, signer.last_signed(tenant.account_id))
 
 
-def _rebuild_tree(conn: Connection, tenant: Tenant) -> None:
-    """What a forger with the database does after rewriting entries: the tree again matches them."""
-    conn.execute(text("DELETE FROM activity_tree WHERE account_id = :a"), {"a": tenant.account_id})
-    rows = conn.execute(
-        text("SELECT seq, hash FROM activity_entries WHERE account_id = :a ORDER BY seq"),
-        {"a": tenant.account_id},
-    ).all()
-    frontier: list[bytes] = []
-    for seq, digest in rows:
-        frontier, completed = tree.append(frontier, seq - 1, digest)
-        if completed:
-            conn.execute(
-                text("INSERT INTO activity_tree (account_id, seq, hashes) VALUES (:a, :s, :h)"),
-                {"a": tenant.account_id, "s": seq, "h": completed},
-            )
-    conn.execute(
-        text("UPDATE activity_heads SET seq = :s, hash = :h, tree = :t WHERE account_id = :a"),
-        {"s": rows[-1][0], "h": rows[-1][1], "t": b"".join(frontier), "a": tenant.account_id},
-    )
-
-
-def _rechain_from(conn: Connection, tenant: Tenant, start: int, **edit: Any) -> None:
-    """Edit entry ``start`` and recompute every later hash, so the chain links again."""
-    prev = _row(conn, tenant, start - 1)["hash"] if start > 1 else "0" * 64
-    last = conn.execute(
-        text("SELECT max(seq) FROM activity_entries WHERE account_id = :a"), {"a": tenant.account_id}
-    ).scalar_one()
-    for seq in range(start, last + 1):
-        row = _row(conn, tenant, seq)
-        forged = _forge(row, prev, **(edit if seq == start else {}))
-        _set(conn, tenant, seq, **{k: forged[k] for k in (*edit, "prev_hash", "hash")})
-        prev = forged["hash"]
-
-
 def test_a_rebuilt_log_is_caught_by_the_signers_memory(db: Database, tenant: Tenant, tmp_path: Path) -> None:
     """The forger edits an entry, re-chains and rebuilds the tree: every derived check passes; only the
     checkpoint kept outside the database still knows the history, and the signer will not sign it."""
@@ -411,8 +338,8 @@ def test_a_rebuilt_log_is_caught_by_the_signers_memory(db: Database, tenant: Ten
     signer = _signer(tmp_path)
     signer.sign(db, tenant.account_id)
     with behind_the_apps_back(db) as conn:
-        _rechain_from(conn, tenant, VICTIM, ip="192.0.2.66", ip_key=ip_key("192.0.2.66"))
-        _rebuild_tree(conn, tenant)
+        rechain_from(conn, tenant, VICTIM, ip="192.0.2.66", ip_key=ip_key("192.0.2.66"))
+        rebuild_tree(conn, tenant)
     assert _verdict(db, tenant).ok  # without the anchor, a consistent forgery is indistinguishable
     verdict = _anchored(db, tenant, signer)
     assert not verdict.ok and "not the one the signer signed" in (verdict.reason or ""), verdict
@@ -434,7 +361,7 @@ def test_a_truncated_log_is_caught_by_the_signers_memory(
                 {"a": tenant.account_id, "s": keep},
             )
         if keep:
-            _rebuild_tree(conn, tenant)
+            rebuild_tree(conn, tenant)
         else:
             conn.execute(
                 text("UPDATE activity_heads SET seq = 0, hash = :g, tree = NULL WHERE account_id = :a"),
@@ -479,11 +406,11 @@ def test_non_canonical_changes_text_is_caught(db: Database, tenant: Tenant) -> N
     says, and every export would show it."""
     _drill_account(db, tenant)
     with behind_the_apps_back(db) as conn:
-        row = _row(conn, tenant, VICTIM)
+        row = entry_row(conn, tenant, VICTIM)
         name = json.loads(row["changes"])["name"]["to"]
         duplicated = '{"name":{"from":null,"to":"Forged"},' + row["changes"][1:]
         assert json.loads(duplicated)["name"]["to"] == name  # the last duplicate wins when parsed
-        _set(conn, tenant, VICTIM, changes=duplicated)
+        set_entry(conn, tenant, VICTIM, changes=duplicated)
     verdict = _verdict(db, tenant)
     assert not verdict.ok and verdict.first_bad_seq == VICTIM and "canonical" in (verdict.reason or "")
 
