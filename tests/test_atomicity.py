@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from sqlalchemy import func, select, text, update
 
-from activitylog.db.base import Database
-from activitylog.db.models import ActivityEntry, ChainHead, MailingList
+from activitylog.db.base import Base, Database
+from activitylog.db.models import ActivityEntry, Audited, Broadcast, ChainHead, MailingList
 from activitylog.errors import Conflict
 from activitylog.log.guard import UnloggedChangeError
 from activitylog.log.record import RequestContext
@@ -178,3 +180,31 @@ def test_service_conflicts_raise_before_any_change(db: Database, tenant: Tenant)
     with pytest.raises(Conflict):
         lists.create_contact(_uow(db, tenant), lst.id, {"email": "X@example.com"})
     assert _state(db, tenant) == before
+
+
+def test_only_bookkeeping_may_change_without_an_entry(db: Database, tenant: Tenant) -> None:
+    """The fields the guard lets change unlogged are declared, few, and decide nothing: each is a record of
+    use. Any other field, the row's identity included, cannot change without an entry."""
+    bookkeeping = {
+        model.__name__: model.__audit_bookkeeping__
+        for model in Base.registry._class_registry.values()
+        if isinstance(model, type) and issubclass(model, Audited) and model.__audit_bookkeeping__
+    }
+    assert bookkeeping == {"User": {"last_login_at"}, "ApiKey": {"last_used_at", "last_used_ip"}}
+    lst = lists.create_list(_uow(db, tenant), "Born once")
+    with pytest.raises(UnloggedChangeError), _uow(db, tenant) as uow:
+        uow.get(MailingList, lst.id).created_at = datetime(2000, 1, 1, tzinfo=UTC)
+        uow.commit()
+    with pytest.raises(UnloggedChangeError), _uow(db, tenant) as uow:
+        broadcast = Broadcast(
+            id=f"brd_{lst.id[4:]}",
+            account_id=tenant.account_id,
+            name="B",
+            subject="S",
+            from_email="a@example.com",
+            list_id=lst.id,
+        )
+        uow.add(broadcast)
+        uow.record("broadcast.create", broadcast)
+        broadcast.scheduled_by = "api_key:key_someone"
+        uow.commit()

@@ -141,6 +141,37 @@ def test_a_schedule_missed_while_down_is_sent_late_and_says_so(db: Database, ten
     assert send["changes"]["late_by_seconds"]["to"] == pytest.approx(1800, abs=1)
 
 
+def test_rescheduling_from_another_key_is_logged_and_the_send_is_done_for_it(
+    db: Database, tenant: Tenant
+) -> None:
+    """Who scheduled a broadcast decides whom the scheduler sends for, so taking over a schedule is an entry
+    even when ``send_at`` stays the same; before, it changed ``scheduled_by`` with no entry, and the send
+    then named a key that had never scheduled it."""
+    owner = tenant.session_client()
+    other = owner.post("/api/v1/api-keys", json={"name": "Takes over"}).json()
+    list_id = _audience(owner, 1)
+    bid = _broadcast(owner, list_id)
+    send_at = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
+    with tenant.key_client() as first, tenant.key_client(other["key"]) as second:
+        assert first.post(f"/api/v1/broadcasts/{bid}/schedule", json={"send_at": send_at}).status_code == 200
+        assert second.post(f"/api/v1/broadcasts/{bid}/schedule", json={"send_at": send_at}).status_code == 200
+        schedules = [e for e in _entries(first, bid) if e["action"] == "broadcast.schedule"]
+        assert [e["actor"]["id"] for e in schedules] == [tenant.key_id, other["id"]]
+        assert schedules[0]["changes"]["scheduled_by"] == {"from": None, "to": f"api_key:{tenant.key_id}"}
+        assert schedules[1]["changes"] == {
+            "scheduled_by": {"from": f"api_key:{tenant.key_id}", "to": f"api_key:{other['id']}"}
+        }
+        # The same request again changes nothing, so it writes nothing.
+        assert second.post(f"/api/v1/broadcasts/{bid}/schedule", json={"send_at": send_at}).status_code == 200
+        assert len(_entries(first, bid)) == 3  # create, schedule, schedule
+        assert bid in scheduler.start_due(db, datetime.fromisoformat(send_at) + timedelta(seconds=1))
+        entries = _entries(first, bid)
+    send = entries[-1]
+    assert send["action"] == "broadcast.send"
+    last_schedule = [e for e in entries if e["action"] == "broadcast.schedule"][-1]
+    assert send["on_behalf_of"] == f"{last_schedule['actor']['type']}:{last_schedule['actor']['id']}"
+
+
 def test_two_workers_never_double_send(db: Database, tenant: Tenant, smtp: tuple[Inbox, str]) -> None:
     inbox, url = smtp
     with tenant.key_client() as client:

@@ -36,12 +36,21 @@ class Audited:
     """Mixin for tables whose every change must be logged.
 
     ``__audit_type__`` is the resource type in the log; ``__audit_secret__`` fields appear only as
-    ``"[redacted]"``; ``__audit_ignore__`` fields are bookkeeping that is not a change worth showing.
+    ``"[redacted]"``.
+
+    ``__audit_identity__`` fields name the row (its id, account and creation time): the entry already shows
+    them as its resource, account and time, so create and delete diffs leave them out. They never change;
+    an update that changed one would be logged like any other field.
+
+    ``__audit_bookkeeping__`` fields are the only ones that may change with no entry: records of use, such
+    as when a credential was last used, that no one acts on. Nothing that decides who did what may be
+    bookkeeping — a broadcast's ``scheduled_by`` names whom the scheduler sends for, so it is logged.
     """
 
     __audit_type__: ClassVar[str]
     __audit_secret__: ClassVar[frozenset[str]] = frozenset()
-    __audit_ignore__: ClassVar[frozenset[str]] = frozenset({"id", "account_id", "created_at", "updated_at"})
+    __audit_identity__: ClassVar[frozenset[str]] = frozenset({"id", "account_id", "created_at"})
+    __audit_bookkeeping__: ClassVar[frozenset[str]] = frozenset()
 
     @property
     def audit_id(self) -> str:
@@ -65,7 +74,7 @@ class User(Audited, Base):
     __tablename__ = "users"
     __audit_type__ = "user"
     __audit_secret__ = frozenset({"password_hash"})
-    __audit_ignore__ = Audited.__audit_ignore__ | {"last_login_at"}
+    __audit_bookkeeping__ = frozenset({"last_login_at"})
     __table_args__ = (UniqueConstraint("account_id", "id"),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -85,7 +94,7 @@ class ApiKey(Audited, Base):
     __tablename__ = "api_keys"
     __audit_type__ = "api_key"
     __audit_secret__ = frozenset({"secret_hash"})
-    __audit_ignore__ = Audited.__audit_ignore__ | {"last_used_at", "last_used_ip"}
+    __audit_bookkeeping__ = frozenset({"last_used_at", "last_used_ip"})
     __table_args__ = (Index(None, "account_id", "id"),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -162,7 +171,6 @@ class Segment(Audited, Base):
 class Broadcast(Audited, Base):
     __tablename__ = "broadcasts"
     __audit_type__ = "broadcast"
-    __audit_ignore__ = Audited.__audit_ignore__ | {"scheduled_by"}
     __table_args__ = (
         Index(None, "account_id", "id"),
         Index(None, "status", "send_at"),

@@ -39,9 +39,12 @@ def json_value(value: Any) -> Any:
     return value
 
 
-def _audited_columns(obj: Audited) -> list[str]:
-    skip = type(obj).__audit_ignore__
-    return [attr.key for attr in inspect(type(obj)).column_attrs if attr.key not in skip]
+def _audited_columns(obj: Audited, *, identity: bool) -> list[str]:
+    """The columns a change of ``obj`` must be logged for: every one but its bookkeeping, and but its
+    identity for a create or delete, where the entry's resource, account and time already show it."""
+    model = type(obj)
+    skip = model.__audit_bookkeeping__ if identity else model.__audit_bookkeeping__ | model.__audit_identity__
+    return [attr.key for attr in inspect(model).column_attrs if attr.key not in skip]
 
 
 def _shown(obj: Audited, key: str, value: Any) -> Any:
@@ -52,7 +55,7 @@ def _shown(obj: Audited, key: str, value: Any) -> Any:
 
 def _row_change(session: Session, obj: Audited) -> RowChange | None:
     state = inspect(obj)
-    keys = _audited_columns(obj)
+    keys = _audited_columns(obj, identity=False)
     if obj in session.new:
         fields = {k: {"from": None, "to": _shown(obj, k, getattr(obj, k))} for k in keys}
         return RowChange(obj, "create", {k: v for k, v in fields.items() if v["to"] is not None})
@@ -60,7 +63,7 @@ def _row_change(session: Session, obj: Audited) -> RowChange | None:
         fields = {k: {"from": _shown(obj, k, state.dict.get(k)), "to": None} for k in keys}
         return RowChange(obj, "delete", {k: v for k, v in fields.items() if v["from"] is not None})
     fields = {}
-    for key in keys:
+    for key in _audited_columns(obj, identity=True):
         history = state.attrs[key].history
         if not history.has_changes():
             continue
