@@ -26,6 +26,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction, sessionmaker
 
+from activitylog.db.limits import check_flush
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -225,6 +227,7 @@ def connect(url: str, **engine_kwargs: Any) -> Database:
         read_engine = engine
     writer = sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
     reader = sessionmaker(bind=read_engine, expire_on_commit=False)
+    event.listen(writer, "before_flush", check_flush)  # both engines store the same text (db/limits.py)
     if engine.dialect.name == "postgresql":
         for factory in (writer, reader):
             event.listen(factory, "after_begin", _on_session_begin)

@@ -14,6 +14,8 @@ from sqlalchemy.orm import InstrumentedAttribute
 from activitylog.db.base import Database
 from activitylog.errors import InvalidInput, NotFound
 
+MAX_KEY = 320  # the longest key a resource list pages by: a suppressed address
+
 
 def encode_after(key: str) -> str:
     return base64.urlsafe_b64encode(json.dumps({"after": key}).encode()).decode().rstrip("=")
@@ -26,7 +28,9 @@ def decode_after(cursor: str | None) -> str | None:
         value = json.loads(base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()))["after"]
     except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
         raise InvalidInput("cursor", "not a cursor this API issued") from None
-    if not isinstance(value, str):
+    if not isinstance(value, str) or not value.isprintable() or len(value) > MAX_KEY:
+        # every key this API pages by is printable and fits its column; anything else (a NUL, which
+        # PostgreSQL cannot even compare) was not issued here
         raise InvalidInput("cursor", "not a cursor this API issued")
     return value
 

@@ -16,13 +16,18 @@ MAX_USER_AGENT = 512
 
 
 def _parse_ip(value: str) -> str | None:
-    """Canonical text of an address; an IPv4-mapped IPv6 address is the IPv4 address it carries."""
+    """Canonical text of an address; an IPv4-mapped IPv6 address is the IPv4 address it carries. A zone
+    (``fe80::1%eth0``) names an interface of the host that saw the address, meaningless anywhere else, and
+    is dropped: what is logged is the address, which always fits the 45 characters the columns hold."""
     try:
         addr = ipaddress.ip_address(value.strip())
     except ValueError:
         return None
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        return str(addr.ipv4_mapped)
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return str(addr.ipv4_mapped)
+        if addr.scope_id is not None:
+            addr = ipaddress.IPv6Address(addr.packed)
     return str(addr)
 
 

@@ -23,6 +23,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 
 from activitylog.errors import DomainError, Forbidden, InvalidInput, Unauthorized
 from activitylog.log.chain import format_instant
@@ -90,6 +92,7 @@ class Viewer:
             account_id=self.account_id,
             actor=self.principal.actor,
             context=get_context(request),
+            auth_session=self.principal.session,
         )
 
 
@@ -152,6 +155,26 @@ def error_page(request: Request, exc: DomainError) -> HTMLResponse:
     return page(request, "error.html", status_code=exc.status, viewer=viewer, error=exc)
 
 
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+async def refuse_nul_in_form(request: Request) -> None:
+    """Every dashboard form, sign-in included, refuses NUL in its text fields, as the API's JSON bodies
+    and every query string do (``web/guards.py``): no lookup or store is asked to handle one. The parsed
+    form is kept by the request, so the route reads it again for free."""
+    if request.method != "POST" or not request.headers.get("content-type", "").startswith(FORM_TYPES):
+        return
+    try:
+        form = await request.form()
+    except MultiPartException as exc:  # as the framework answers a form it cannot parse
+        raise HTTPException(400, "There was an error parsing the body") from exc
+    for name, value in form.multi_items():
+        if "\x00" in name:
+            raise InvalidInput("form", "field names must not contain NUL characters")
+        if isinstance(value, str) and "\x00" in value:
+            raise InvalidInput(name, "must not contain NUL characters")
+
+
 class PageRoute(APIRoute):
     """An HTML route: errors render as pages; an absent or expired session redirects to sign-in."""
 
@@ -160,6 +183,7 @@ class PageRoute(APIRoute):
 
         async def handle(request: Request) -> Response:
             try:
+                await refuse_nul_in_form(request)
                 return await handler(request)
             except SignInRequired:
                 target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
