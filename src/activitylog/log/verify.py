@@ -11,10 +11,11 @@ fails here, even with every hash recomputed.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from activitylog.db.models import ActivityEntry, ChainHead, TreeNodes
@@ -23,7 +24,8 @@ from activitylog.log.actions import summarize
 from activitylog.log.chain import CHAINED_FIELDS, GENESIS, canonical_json, entry_hash, format_instant
 from activitylog.log.csv_sql import CSV_COLUMNS, csv_escapes
 from activitylog.log.record import ip_key
-from activitylog.log.verify_export import Checkpoint
+from activitylog.log.tree_store import TreeDamaged, TreeReader
+from activitylog.log.verify_export import Checkpoint, inclusion_root, leaf_hash
 
 
 @dataclass(frozen=True)
@@ -52,33 +54,89 @@ def _csv_escapes_of(entry: Any, fields: dict[str, Any]) -> int:
     return csv_escapes([cells[name] for name in CSV_COLUMNS])
 
 
-def _stored_tree(session: Session, account_id: str, batch: int) -> Any:
-    table = TreeNodes.__table__
-    return iter(
-        session.execute(
-            select(table.c.seq, table.c.hashes)
-            .where(table.c.account_id == account_id)
-            .order_by(table.c.seq)
-            .execution_options(yield_per=batch)
-        )
-    )
+def _ordered(session: Session, statement: Any, batch: int) -> Iterator[Any]:
+    return iter(session.execute(statement.execution_options(yield_per=batch)))
+
+
+def _search_rows(session: Session, account_id: str, after: int, batch: int) -> Iterator[Any] | None:
+    """SQLite's text-search index keeps its own copy of each entry's searchable text; PostgreSQL indexes the
+    entries' own columns, so there is nothing apart from them to check."""
+    if session.get_bind().dialect.name != "sqlite":
+        return None
+    statement = text(
+        "SELECT seq, summary, resource_name, actor_name FROM activity_search "
+        "WHERE account_id = :a AND seq > :after ORDER BY seq"
+    ).bindparams(a=account_id, after=after)
+    return _ordered(session, statement, batch)
+
+
+@dataclass(frozen=True)
+class _Start:
+    """Where a walk begins: seq 1 from nothing, or right after a signed checkpoint."""
+
+    seq: int = 1
+    prev_hash: str = GENESIS
+    frontier: tuple[bytes, ...] = ()
+
+
+def _start_after(session: Session, account_id: str, anchor: Checkpoint) -> _Start | Verdict:
+    """The tree's edge at the signed size, read from the stored tree and checked against the signed root,
+    and the last signed entry's hash, checked by its inclusion in that root."""
+    reader = TreeReader(session.connection(), account_id)
+    size = anchor.size
+    try:
+        edge = tree.parts(0, size)
+        known = reader.subtrees(edge)
+        frontier = [known[node] for node in edge]
+        path = reader.inclusion(size, size)
+    except TreeDamaged as exc:
+        return _broken(1, f"the stored tree is damaged: {exc}")
+    if tree.fold(frontier) != anchor.root:
+        return _broken(1, f"the stored tree of {size} entries is not the one the signer signed")
+    last = session.execute(
+        select(ActivityEntry.hash).where(ActivityEntry.account_id == account_id, ActivityEntry.seq == size)
+    ).scalar_one_or_none()
+    if last is None or inclusion_root(size - 1, size, leaf_hash(last), path) != anchor.root:
+        return _broken(size, "the last signed entry is not the one the signer signed")
+    return _Start(size + 1, last, tuple(frontier))
 
 
 def verify_account(
-    session: Session, account_id: str, anchor: Checkpoint | None = None, batch: int = 5000
+    session: Session,
+    account_id: str,
+    anchor: Checkpoint | None = None,
+    *,
+    incremental: bool = False,
+    progress: Callable[[int], None] | None = None,
+    batch: int = 5000,
 ) -> Verdict:
-    """Walk the chain and the tree from seq 1; check the tree against ``anchor`` (the signer's last
-    checkpoint, read from outside the database); name the first bad seq."""
+    """Walk the chain and the tree from seq 1 (or, ``incremental``, from the anchor on); check the tree
+    against ``anchor`` (the signer's last checkpoint, read from outside the database); name the first bad
+    seq. An incremental walk trusts the stored tree below the anchor, which is checked against the signed
+    root, so it cannot see an old entry's body edited under its kept hash: only a full walk re-hashes it."""
+    start = _Start()
+    if incremental and anchor is not None:
+        begun = _start_after(session, account_id, anchor)
+        if isinstance(begun, Verdict):
+            return begun
+        start, anchor = begun, None
     table = ActivityEntry.__table__
-    expected_seq, prev_hash = 1, GENESIS
-    frontier: list[bytes] = []
-    stored = _stored_tree(session, account_id, batch)
+    nodes = TreeNodes.__table__
+    expected_seq, prev_hash, frontier = start.seq, start.prev_hash, list(start.frontier)
+    stored = _ordered(
+        session,
+        select(nodes.c.seq, nodes.c.hashes)
+        .where(nodes.c.account_id == account_id, nodes.c.seq >= start.seq)
+        .order_by(nodes.c.seq),
+        batch,
+    )
     next_stored = next(stored, None)
-    rows = session.execute(
-        select(table)
-        .where(table.c.account_id == account_id)
-        .order_by(table.c.seq)
-        .execution_options(yield_per=batch)
+    search = _search_rows(session, account_id, start.seq - 1, batch)
+    next_search = next(search, None) if search is not None else None
+    rows = _ordered(
+        session,
+        select(table).where(table.c.account_id == account_id, table.c.seq >= start.seq).order_by(table.c.seq),
+        batch,
     )
     for row in rows:
         entry = row._mapping
@@ -94,7 +152,7 @@ def verify_account(
             return _broken(seq, "changes is not valid JSON")
         self_consistent = entry_hash(entry["prev_hash"], fields) == entry["hash"]
         if entry["prev_hash"] != prev_hash:
-            if self_consistent and seq > 1:  # this entry is intact, so the one before it is not
+            if self_consistent and seq > start.seq:  # this entry is intact, so the one before it is not
                 return _broken(seq - 1, f"replaced: seq {seq} does not link to it")
             return _broken(seq, "prev_hash does not link to the entry before")
         if not self_consistent:
@@ -112,23 +170,39 @@ def verify_account(
             if next_stored is None or next_stored.seq != seq or bytes(next_stored.hashes) != completed:
                 return _broken(seq, "the Merkle tree's stored hashes for this entry do not match it")
             next_stored = next(stored, None)
+        if search is not None:
+            searchable = (entry["summary"], entry["resource_name"], entry["actor_name"])
+            if next_search is None or next_search.seq != seq or tuple(next_search[1:]) != searchable:
+                return _broken(
+                    seq, "the text-search index does not hold this entry as it is (q would miss it)"
+                )
+            next_search = next(search, None)
         if anchor is not None and seq == anchor.size and tree.fold(frontier) != anchor.root:
             return _broken(
                 1, f"the tree of the first {seq} entries is not the one the signer signed (history rewritten)"
             )
         prev_hash = entry["hash"]
         expected_seq += 1
+        if progress is not None and seq % batch == 0:
+            progress(seq)
     checked = expected_seq - 1
-    if next_stored is not None:
-        return Verdict(
-            False, checked, first_bad_seq=checked + 1, reason="tree hashes for entries that are missing"
-        )
     if anchor is not None and anchor.size > checked:
         return Verdict(
             False,
             checked,
             first_bad_seq=checked + 1,
             reason=f"entries missing: the signer signed a tree of {anchor.size} entries",
+        )
+    if next_stored is not None:
+        return Verdict(
+            False, checked, first_bad_seq=checked + 1, reason="tree hashes for entries that are missing"
+        )
+    if next_search is not None:
+        return Verdict(
+            False,
+            checked,
+            first_bad_seq=checked + 1,
+            reason="the text-search index holds entries that are missing",
         )
     head = session.get(ChainHead, account_id)
     if head is not None and checked > head.seq:
@@ -141,4 +215,6 @@ def verify_account(
         return Verdict(
             False, checked, first_bad_seq=checked, reason="the head's tree edge does not match the entries"
         )
+    if progress is not None:
+        progress(checked)
     return Verdict(True, checked, head_seq=checked or None, head_hash=prev_hash if checked else None)

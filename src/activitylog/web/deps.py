@@ -22,6 +22,7 @@ from activitylog.log.checkpoints import CheckpointSigner
 from activitylog.log.signing import load_signer
 from activitylog.services.auth import Principal, authenticate_api_key, authenticate_session
 from activitylog.services.uow import UnitOfWork
+from activitylog.services.verification import VerifyRuns
 from activitylog.web.context import request_context
 
 SESSION_COOKIE = "activitylog_session"
@@ -72,6 +73,14 @@ def get_signer(request: Request) -> CheckpointSigner:
         settings = get_settings(request)
         signer = request.app.state.signer = CheckpointSigner(settings, load_signer(settings))
     return signer
+
+
+def get_verify_runs(request: Request) -> VerifyRuns:
+    """The process's verify runs: one per account and mode at a time."""
+    runs: VerifyRuns | None = getattr(request.app.state, "verify_runs", None)
+    if runs is None:
+        runs = request.app.state.verify_runs = VerifyRuns(request.app.state.db, get_signer(request))
+    return runs
 
 
 def get_context(request: Request) -> RequestContext:

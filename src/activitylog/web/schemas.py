@@ -467,3 +467,7 @@ class VerifyOut(BaseModel):
     head: dict[str, Any] | None = None
     first_bad_seq: int | None = None
     reason: str | None = None
+    mode: Literal["full", "incremental"] | None = None
+    signed_size: int | None = Field(
+        None, description="the size of the signed tree the log was checked against"
+    )

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
+
 from activitylog.log.export import filename as export_filename
 from activitylog.log.export import manifest, stream
 from activitylog.log.query import (
@@ -15,11 +16,10 @@ from activitylog.log.query import (
     one_entry,
     parse_filter,
 )
-from activitylog.log.verify import verify_account
 from activitylog.services.exports import log_export
 from activitylog.services.uow import UnitOfWork
 from activitylog.web.api import ERROR_RESPONSES, Cursor, Limit, json_page
-from activitylog.web.deps import Db, LogReader, get_context, get_signer
+from activitylog.web.deps import Db, LogReader, get_context, get_signer, get_verify_runs
 from activitylog.web.params import check_route_query
 from activitylog.web.schemas import EntryOut, ManifestOut, Page, VerifyOut
 
@@ -111,11 +111,18 @@ def export_manifest(
 
 
 @router.get("/verify", response_model=VerifyOut, response_model_exclude_none=True)
-def verify(caller: LogReader, request: Request, db: Db) -> dict[str, Any]:
-    """The whole chain and tree, re-computed, against the last checkpoint the signer signed."""
-    anchor = get_signer(request).last_signed(caller.account_id)
-    with db.reader() as session:
-        return verify_account(session, caller.account_id, anchor).as_api()
+def verify(
+    caller: LogReader,
+    request: Request,
+    mode: Annotated[
+        Literal["full", "incremental"],
+        Query(description="full: every entry from seq 1; incremental: the entries after the last checkpoint"),
+    ] = "full",
+) -> dict[str, Any]:
+    """The chain and tree re-computed and checked against the last checkpoint the signer signed. One run per
+    account and mode at a time: a request while one runs waits for it and gets its verdict."""
+    run = get_verify_runs(request).verify(caller.account_id, incremental=mode == "incremental")
+    return run.as_api()
 
 
 @router.get("/{seq}", response_model=EntryOut)

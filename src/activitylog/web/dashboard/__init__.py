@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from activitylog.web.dashboard import activity, resources, signin
+from activitylog.web.dashboard import activity, resources, signin, verify
 from activitylog.web.dashboard.catalog import KINDS, NAVIGATION
 from activitylog.web.dashboard.render import STATIC_DIR, environment
 
@@ -14,5 +14,5 @@ environment.globals["nav"] = [(slug, KINDS[slug].title, KINDS[slug].read_permiss
 
 def install(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for module in (signin, activity, resources):
+    for module in (signin, verify, activity, resources):  # verify before activity's /activity/{seq}
         app.include_router(module.router)
