@@ -16,7 +16,7 @@ from activitylog.db.migrate import upgrade
 from activitylog.db.models import Account
 from activitylog.db.roles import grant_app_role
 from activitylog.errors import DomainError
-from activitylog.log.checkpoints import CheckpointSigner, HistoryRejected, checkpoint_all
+from activitylog.log.checkpoints import CheckpointSigner, HistoryRejected, checkpoint_all, memory_dir
 from activitylog.log.record import ResourceRef
 from activitylog.log.signing import SigningKeyError, key_file, load_signer, public_pem, rotate_key_file
 from activitylog.log.tree_store import TreeReader
@@ -69,6 +69,9 @@ def serve(
     db = connect(settings.database_url)
     if not no_migrate:
         upgrade(db)
+    _checkpoint_signer(settings)  # a key that cannot be used stops serve here, with its reason
+    where = "ACTIVITYLOG_SIGNING_KEY" if settings.signing_key else str(key_file(settings))
+    err.print(f"checkpoints: signing key {where}, the signer's memory {memory_dir(settings)}")
     workers = [Checkpointer(db, settings), BroadcastWorker(db, settings)] if not no_workers else []
     for worker in workers:
         worker.start()
