@@ -110,9 +110,10 @@ class Server:
 
 
 @contextmanager
-def serving(db: Database) -> Iterator[Server]:
-    """The app over ``db`` on a real uvicorn on loopback, trusting X-Forwarded-For from 127.0.0.1 only."""
-    settings = Settings(database_url=db.url, trusted_proxies=TRUSTED_PROXY)
+def serving(db: Database, **overrides: Any) -> Iterator[Server]:
+    """The app over ``db`` on a real uvicorn on loopback, trusting X-Forwarded-For from 127.0.0.1 only;
+    ``overrides`` are other settings (e.g. another signing key)."""
+    settings = Settings(database_url=db.url, trusted_proxies=TRUSTED_PROXY, **overrides)
     port = free_port()
     config = uvicorn.Config(
         create_app(settings, db), host="127.0.0.1", port=port, log_level="warning", proxy_headers=False

@@ -8,7 +8,7 @@ import typer
 import uvicorn
 from sqlalchemy import select
 
-from activitylog.cli import demo, log_commands
+from activitylog.cli import demo, log_commands, witness
 from activitylog.cli.common import CLI_CONTEXT, cli_uow, database, err, fail, require_account
 from activitylog.config import Settings
 from activitylog.db.base import Database, connect
@@ -254,3 +254,4 @@ def signing_key_show() -> None:
 app.command(name="demo")(demo.demo)
 app.command(name="log")(log_commands.log)
 app.command(name="verify-export")(log_commands.verify_export)
+app.command(name="witness")(witness.witness)

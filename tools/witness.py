@@ -1,0 +1,1 @@
+../src/activitylog/log/witness.py
