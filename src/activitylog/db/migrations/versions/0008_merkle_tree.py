@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+import activitylog.db.base
 from activitylog.log import tree
 
 revision: str = "0008"
@@ -83,15 +84,7 @@ def upgrade() -> None:
     if postgres:
         for table in ("activity_heads", "activity_entries"):
             op.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
-        mine = f"current_setting('{TENANT_SETTING}', true)"
-        system = f"current_setting('{SYSTEM_SETTING}', true) = 'on'"
-        op.execute("ALTER TABLE activity_tree ENABLE ROW LEVEL SECURITY")
-        op.execute("ALTER TABLE activity_tree FORCE ROW LEVEL SECURITY")
-        op.execute(
-            f"CREATE POLICY tenant_rows ON activity_tree USING (account_id = {mine}) "
-            f"WITH CHECK (account_id = {mine})"
-        )
-        op.execute(f"CREATE POLICY system_reads ON activity_tree FOR SELECT USING ({system})")
+        _row_security("activity_tree")
         op.execute(
             "CREATE FUNCTION activity_tree_append_only() RETURNS trigger LANGUAGE plpgsql AS "
             "$$ BEGIN RAISE EXCEPTION 'activity_tree is append-only'; END $$"
@@ -116,5 +109,72 @@ def upgrade() -> None:
     op.drop_table("signing_keys")
 
 
+def _old_checkpoint_tables(postgres: bool) -> None:
+    """0002's tables as they were, empty: the checkpoints they held are not coming back."""
+    op.create_table(
+        "signing_keys",
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("public_key", sa.String(length=64), nullable=False),
+        sa.Column("created_at", activitylog.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("retired_at", activitylog.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_signing_keys")),
+    )
+    op.create_table(
+        "activity_checkpoints",
+        sa.Column("account_id", sa.String(length=40), nullable=False),
+        sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("hash", sa.String(length=64), nullable=False),
+        sa.Column("signed_at", sa.String(length=32), nullable=False),
+        sa.Column("key_id", sa.String(length=40), nullable=False),
+        sa.Column("previous_signature", sa.String(length=100), nullable=True),
+        sa.Column("signature", sa.String(length=100), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"], ["accounts.id"], name=op.f("fk_activity_checkpoints_account_id_accounts")
+        ),
+        sa.ForeignKeyConstraint(
+            ["key_id"], ["signing_keys.id"], name=op.f("fk_activity_checkpoints_key_id_signing_keys")
+        ),
+        sa.PrimaryKeyConstraint("account_id", "seq", name=op.f("pk_activity_checkpoints")),
+    )
+    if not postgres:
+        for event in ("UPDATE", "DELETE"):
+            op.execute(
+                f"CREATE TRIGGER activity_checkpoints_no_{event.lower()} BEFORE {event} ON activity_checkpoints "
+                "BEGIN SELECT RAISE(ABORT, 'activity_checkpoints is append-only'); END"
+            )
+        return
+    op.execute(
+        "CREATE FUNCTION activity_checkpoints_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'activity_checkpoints is append-only'; END $$"
+    )
+    op.execute(
+        "CREATE TRIGGER activity_checkpoints_no_change BEFORE UPDATE OR DELETE ON activity_checkpoints "
+        "FOR EACH ROW EXECUTE FUNCTION activity_checkpoints_append_only()"
+    )
+    op.execute(
+        "CREATE TRIGGER activity_checkpoints_no_truncate BEFORE TRUNCATE ON activity_checkpoints "
+        "FOR EACH STATEMENT EXECUTE FUNCTION activity_checkpoints_append_only()"
+    )
+    _row_security("activity_checkpoints")
+
+
+def _row_security(table: str) -> None:
+    """0006's policies on one table."""
+    mine = f"current_setting('{TENANT_SETTING}', true)"
+    system = f"current_setting('{SYSTEM_SETTING}', true) = 'on'"
+    op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
+    op.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
+    op.execute(
+        f"CREATE POLICY tenant_rows ON {table} USING (account_id = {mine}) WITH CHECK (account_id = {mine})"
+    )
+    op.execute(f"CREATE POLICY system_reads ON {table} FOR SELECT USING ({system})")
+
+
 def downgrade() -> None:
-    raise NotImplementedError("0008 dropped the old checkpoints: restore a backup taken before it instead")
+    """Back to 0007's schema. The tree is derived data and goes; the old checkpoint tables come back empty."""
+    postgres = op.get_bind().dialect.name == "postgresql"
+    op.drop_table("activity_tree")  # its triggers and policies go with it
+    if postgres:
+        op.execute("DROP FUNCTION activity_tree_append_only()")
+    op.drop_column("activity_heads", "tree")
+    _old_checkpoint_tables(postgres)

@@ -1,0 +1,98 @@
+"""Migration 0008 on logs that already exist: it builds each account's tree with the recorder's arithmetic,
+so the old entries verify and prove, and appends go on from there; down and up again on both engines."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic import command
+from sqlalchemy import text
+
+from activitylog.db.base import Database, connect
+from activitylog.db.migrate import alembic_config, upgrade
+from activitylog.log.record import RequestContext
+from activitylog.log.tree_store import TreeReader
+from activitylog.log.verify import verify_account
+from activitylog.log.verify_export import consistency_holds, inclusion_root, leaf_hash
+from activitylog.services import accounts, lists
+from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
+from conftest import PASSWORD, PG_ENV, fresh_postgres_database
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    if request.param == "sqlite":
+        database = connect(f"sqlite:///{tmp_path / 'old.db'}")
+        yield database
+        database.dispose()
+        return
+    server = os.environ.get(PG_ENV)
+    if not server:
+        pytest.skip(f"PostgreSQL tests skipped: set {PG_ENV}")
+    for url in fresh_postgres_database(server):
+        database = connect(url)
+        yield database
+        database.dispose()
+
+
+def _migrate(db: Database, verb: str, revision: str) -> None:
+    config = alembic_config(db)
+    with db.engine.connect() as conn:
+        config.attributes["connection"] = conn
+        getattr(command, verb)(config, revision)
+        conn.commit()
+
+
+def _entries_written_before_the_tree(db: Database, n: int) -> str:
+    """An account with ``n`` entries as 0007 stored them: the log with no tree (the recorder of today
+    writes the tree too, so its rows and the head's edge are taken away again, as 0007 had none)."""
+    created = accounts.create_account(
+        db,
+        name="Old",
+        owner_email="old@example.com",
+        password=PASSWORD,
+        actor=SYSTEM_CLI,
+        context=RequestContext(),
+    )
+    account_id = created.account.id
+    uow = UnitOfWork(db, account_id=account_id, actor=SYSTEM_CLI, context=RequestContext())
+    for i in range(n - 2):
+        lists.create_list(uow, f"Old list {i}")
+    with db.engine.begin() as conn:
+        if db.dialect == "postgresql":
+            conn.execute(text("ALTER TABLE activity_tree DISABLE TRIGGER USER"))
+        else:
+            conn.execute(text("DROP TRIGGER activity_tree_no_delete"))
+        conn.execute(text("DELETE FROM activity_tree"))
+        conn.execute(text("UPDATE activity_heads SET tree = NULL"))
+    return account_id
+
+
+def test_0008_builds_the_trees_of_existing_logs(fresh: Database) -> None:
+    upgrade(fresh)
+    account_id = _entries_written_before_the_tree(fresh, 37)
+    _migrate(fresh, "downgrade", "0007")
+    _migrate(fresh, "upgrade", "0008")
+    upgrade(fresh)  # and whatever follows
+    with fresh.for_account(account_id).reader() as session:
+        assert verify_account(session, account_id).ok
+        reader = TreeReader(session.connection(), account_id)
+        head = reader.head()
+        assert head.size == 37
+        old_root = reader.root(20)
+        hashes = dict(
+            session.execute(
+                text("SELECT seq, hash FROM activity_entries WHERE account_id = :a"), {"a": account_id}
+            ).all()
+        )
+        for seq in (1, 20, 37):
+            assert inclusion_root(seq - 1, 37, leaf_hash(hashes[seq]), reader.inclusion(seq, 37)) == head.root
+        assert consistency_holds(20, 37, old_root, head.root, reader.consistency(20, 37))
+    lists.create_list(
+        UnitOfWork(fresh, account_id=account_id, actor=SYSTEM_CLI, context=RequestContext()), "New"
+    )
+    with fresh.for_account(account_id).reader() as session:
+        assert verify_account(session, account_id).checked == 38
