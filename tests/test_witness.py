@@ -8,7 +8,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -190,7 +194,7 @@ def test_it_says_when_it_cannot_check(tenant: Tenant, tmp_path: Path) -> None:
     key, url, state = checkpoint_key(tenant), tenant.server.url, tmp_path / "witness"
     code, said = witness(f"http://127.0.0.1:{free_port()}", tenant.account_id, state, key=key)
     assert code == 2 and said.startswith("CANNOT CHECK: cannot reach"), said
-    assert not state.exists()
+    assert not (state / tenant.account_id / "verifier-key").exists()
 
     code, said = witness(url, tenant.account_id, state)  # no key, none in the environment
     assert code == 2 and KEY_ENV in said, said
@@ -227,3 +231,39 @@ def test_a_damaged_state_is_not_trusted_afresh(tenant: Tenant, tmp_path: Path) -
     (state / tenant.account_id / "verifier-key").unlink()
     code, said = witness(url, tenant.account_id, state, key=key)
     assert code == 2 and "damaged" in said, said
+
+
+@contextmanager
+def redirecting_to(target: str) -> Iterator[tuple[str, list[str | None]]]:
+    """A server that answers every request with a redirect to ``target``; records the Authorization it saw."""
+    seen: list[str | None] = []
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(307)
+            self.send_header("Location", target + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", seen
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_a_redirect_is_not_followed(tenant: Tenant, tmp_path: Path) -> None:
+    """Following it would hand the key to wherever it points."""
+    key, state = checkpoint_key(tenant), tmp_path / "witness"
+    pinned = served_verifier_key(tenant.server.url, tenant)
+    with redirecting_to(tenant.server.url) as (url, seen):
+        code, said = witness(url, tenant.account_id, state, "--verifier-key", pinned, key=key)
+    assert code == 2 and "HTTP 307" in said and "not followed" in said, said
+    assert seen == [f"Bearer {key}"]  # asked once, at the URL it was given

@@ -31,9 +31,17 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from email.message import Message
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: runs on one state are not serialized
+    fcntl = None  # type: ignore[assignment]
 
 try:
     from activitylog.log import verify_export as vx
@@ -45,6 +53,7 @@ OK, ALARM, CANNOT_CHECK = 0, 1, 2
 KEY_ENV = "ACTIVITYLOG_WITNESS_KEY"
 ACCOUNT_ID = re.compile(r"^acc_[0-9A-Za-z]{1,36}$")
 USER_AGENT = "activitylog-witness/1"
+MAX_ANSWER = 1 << 20  # a checkpoint or a proof is a few KiB; more is not an answer to check
 
 
 class Alarm(Exception):
@@ -107,6 +116,20 @@ class State:
     def keep_verifier_key(self, text: str) -> None:
         self._keep("verifier-key", text.strip() + "\n")
 
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """One run at a time per account (cron runs may overlap), so a slow run cannot keep an older
+        checkpoint over a newer one."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            lock = open(self.directory / "lock", "a")  # noqa: SIM115 (held for the whole run)
+        except OSError as exc:
+            raise Unverifiable(f"cannot use the witness state {self.directory}: {exc}") from None
+        with lock:
+            if fcntl is not None:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
     def checkpoint(self) -> str | None:
         return self._read("checkpoint")
 
@@ -115,6 +138,18 @@ class State:
 
     def keep_evidence(self, note: str) -> Path:
         return self._keep("conflicting-checkpoint", note)
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect would carry the key along to wherever it points: refused, it is an HTTP 3xx error."""
+
+    def redirect_request(
+        self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str, headers: Message, newurl: str
+    ) -> None:
+        return None
+
+
+OPENER = urllib.request.build_opener(_NoRedirects)
 
 
 @dataclass(frozen=True)
@@ -132,13 +167,21 @@ class Service:
             headers["Authorization"] = f"Bearer {self.key}"
         request = urllib.request.Request(f"{self.url}{path}{query}", headers=headers)  # noqa: S310 (https or http, checked)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
-                return response.headers.get("Content-Type", ""), response.read()
+            with OPENER.open(request, timeout=self.timeout) as response:
+                kind, body = response.headers.get("Content-Type", ""), response.read(MAX_ANSWER + 1)
         except urllib.error.HTTPError as exc:
+            if 300 <= exc.code < 400:
+                where = exc.headers.get("Location", "elsewhere")
+                raise Unverifiable(
+                    f"{path}: HTTP {exc.code} to {where}: not followed (the key would go along); fix --url"
+                ) from None
             raise Unverifiable(f"{path}: HTTP {exc.code}: {_error_message(exc)}") from None
         except (urllib.error.URLError, OSError) as exc:
             reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
             raise Unverifiable(f"cannot reach {self.url}: {reason}") from None
+        if len(body) > MAX_ANSWER:
+            raise Unverifiable(f"{path}: the answer is larger than {MAX_ANSWER} bytes")
+        return kind, body
 
     def json(self, path: str, params: dict[str, int] | None = None, *, auth: bool = True) -> Any:
         _, body = self.get(path, params, auth=auth)
@@ -263,6 +306,11 @@ def witness(args: argparse.Namespace) -> str:
     """One run; returns the OK line, or raises Alarm or Unverifiable."""
     state = State(Path(args.state) / args.account)
     service = Service(args.url.rstrip("/"), args.account, args.key, args.timeout)
+    with state.locked():
+        return _witness(args, state, service)
+
+
+def _witness(args: argparse.Namespace, state: State, service: Service) -> str:
     key = _verifier_key(args, state, service)
     kept_text = state.checkpoint()
     kept = None
