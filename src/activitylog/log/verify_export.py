@@ -1,35 +1,45 @@
 #!/usr/bin/env python3
 """Check an activity-log export on its own, with the Python standard library alone.
 
-    python3 verify_export.py activity-acc_….csv        # an export (CSV or JSON Lines)
-    python3 verify_export.py export.csv --manifest export.csv.manifest.json --public-key signing.pem
+    python3 verify_export.py export.csv                                   # the rows alone
+    python3 verify_export.py export.csv --proof export.csv.proof.jsonl --verifier-key VKEY
+    python3 verify_export.py export.csv --manifest export.csv.manifest.json --verifier-key VKEY
     python3 verify_export.py --url URL --key KEY        # or every entry of a key's account, from the API
 
 An auditor need not trust the service: this single file is all it takes (it is also the code behind
-``activitylog verify-export``). Each entry's ``hash = sha256_hex(prev_hash + "\\n" + canonical)``, where
-``canonical`` is the compact, key-sorted JSON of the chained fields (API.md, "Integrity"). Every row's hash
-must match its content; consecutive seqs must link (prev_hash = the previous row's hash); seq 1 must link to
-64 zeros. A filtered slice skips seqs: a gap is reported as a gap, not as tampering.
+``activitylog verify-export``, and the service's own summaries and Merkle checks come from it).
 
-With the export's signed manifest (and the service's published public key), it also proves that no row
-was removed from or added to the slice, and checks the signed checkpoint of the account's head: this part
-needs the ``cryptography`` package as well. Exit 0 when everything holds, 1 when something does not
-(naming the seq), 2 when the input cannot be read.
+The rows alone: each entry's ``hash = sha256_hex(prev_hash + "\\n" + canonical)`` (API.md, "Integrity") must
+match its content, consecutive seqs must link, seq 1 must link to 64 zeros; a filtered slice skips seqs (a
+gap, not tampering). What a reader sees beyond the hash is checked too: the ``summary`` must be the one
+derived from the action and resource name, the ``changes`` cell exactly the canonical JSON text, every cell's
+formula guard exactly the contract's rule; JSON Lines entries must have the contract's fields and types and
+no duplicate keys.
+
+With ``--proof`` (the export's proof file) and ``--verifier-key`` (obtained out of band, never from a file
+it checks), every row is proven to be in the account's Merkle tree whose root the service signed (RFC 6962
+audit paths, a C2SP signed-note checkpoint). With ``--manifest``, the signed manifest proves that no row of
+the slice was removed or added. Signatures need the ``cryptography`` package; everything else is stdlib.
+
+Exit 0 when everything holds, 1 when something does not (naming the seq), 2 when it cannot check (bad usage,
+an unreadable file or key, a missing package): one line each, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import csv
 import hashlib
 import json
+import re
 import sys
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 GENESIS = "0" * 64
 CHAINED = (
@@ -41,18 +51,56 @@ CSV_HEADER = (
     "user_agent", "action", "resource_type", "resource_id", "resource_name", "summary", "changes",
     "request_id", "prev_hash", "hash",
 )  # fmt: skip
+# The contract's formula safety: a cell whose text begins with one of these gets one extra leading ``'``.
+TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n", "'")
 
 
 class UnreadableExport(ValueError):
     """The input is not an export this tool understands."""
 
 
+# ---- summaries: the one place the rule lives (the service writes them with this code) ----
+_PAST = {
+    "create": "Created", "update": "Updated", "delete": "Deleted", "schedule": "Scheduled",
+    "unschedule": "Unscheduled", "send": "Sent", "pause": "Paused", "resume": "Resumed",
+    "suppress": "Suppressed", "unsuppress": "Unsuppressed", "enable": "Enabled", "disable": "Disabled",
+    "revoke": "Revoked", "rotate": "Rotated", "verify": "Verified", "import": "Imported",
+    "export": "Exported",
+}  # fmt: skip
+_NOUN = {
+    "account": "account", "user": "user", "api_key": "API key", "list": "list", "contact": "contact",
+    "segment": "segment", "broadcast": "broadcast", "address": "address", "sending_domain": "sending domain",
+    "reputation_rule": "reputation rule", "activity_log": "activity log",
+}  # fmt: skip
+
+
+def summarize(action: str, resource_name: str | None) -> str:
+    """A one-line, human summary such as ``Sent broadcast "Spring picks"``. KeyError for an action outside
+    the vocabulary."""
+    rtype, _, verb = action.partition(".")
+    noun = _NOUN[rtype]
+    name = f' "{resource_name}"' if resource_name else ""
+    if verb == "login":
+        return f"Signed in{name and ' as' + name}"
+    if verb == "logout":
+        return f"Signed out{name and ' as' + name}"
+    if action == "api_key.login_failed":
+        return f"Refused revoked API key{name}"
+    if verb == "login_failed":
+        return f"Failed sign-in{name and ' as' + name}"
+    return f"{_PAST[verb]} {noun}{name}"
+
+
+def canonical_text(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def entry_hash(prev_hash: str, fields: dict[str, Any]) -> str:
     obj = {name: fields[name] for name in CHAINED}
-    canonical = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256((prev_hash + "\n" + canonical).encode("utf-8")).hexdigest()
+    return hashlib.sha256((prev_hash + "\n" + canonical_text(obj)).encode("utf-8")).hexdigest()
 
 
+# ---- reading exports: what a reader sees must be exactly what the contract's rules produce ----
 def unescape(cell: str) -> str | None:
     """Undo the CSV's formula safety (one leading ``'``); an empty cell is null."""
     if cell == "":
@@ -60,25 +108,108 @@ def unescape(cell: str) -> str | None:
     return cell[1:] if cell.startswith("'") else cell
 
 
+def guard_problem(cell: str) -> str | None:
+    """Why a cell's formula guard is not exactly the contract's rule, or None."""
+    if cell.startswith("'"):
+        if not cell[1:].startswith(TRIGGERS):
+            return "a formula guard (') on a cell whose value needs none"
+    elif cell.startswith(TRIGGERS):
+        return "a cell a spreadsheet would evaluate lacks its formula guard (')"
+    return None
+
+
+def _no_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in obj:
+            raise _DuplicateKey(name)
+        obj[name] = value
+    return obj
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _seq_of(text: str | None) -> int | None:
+    return int(text) if text and text.isascii() and text.isdigit() and str(int(text)) == text else None
+
+
 def rows_from_csv(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """The rows as the chain covers them; a row whose cells break the contract's rules carries its
+    ``problem`` (and the seq it names, when readable)."""
     reader = csv.reader(lines)
     header = next(reader, None)
     if header is None or tuple(header) != CSV_HEADER:
         raise UnreadableExport("not an activity-log CSV: the header row differs from the contract's")
-    for number, cells in enumerate(reader, start=2):
+    for cells in reader:
+        row: dict[str, Any] = {"line": reader.line_num, "problem": None}
         if len(cells) != len(CSV_HEADER):
-            raise UnreadableExport(f"line {number}: {len(cells)} cells, expected {len(CSV_HEADER)}")
-        row: dict[str, Any] = {name: unescape(cell) for name, cell in zip(CSV_HEADER, cells, strict=True)}
+            row["problem"] = f"{len(cells)} cells, the header has {len(CSV_HEADER)}"
+            yield row
+            return
+        row.update({name: unescape(cell) for name, cell in zip(CSV_HEADER, cells, strict=True)})
+        row["seq"] = _seq_of(row["seq"])
+        for name, cell in zip(CSV_HEADER, cells, strict=True):
+            if problem := guard_problem(cell):
+                row["problem"] = f"{name}: {problem}"
+                break
+        text = row["changes"] or ""
         try:
-            row["seq"] = int(row["seq"] or "")
-            row["changes"] = json.loads(row["changes"] or "")
+            row["changes"] = json.loads(text, parse_constant=_no_constant)
         except ValueError:
-            raise UnreadableExport(f"line {number}: seq or changes cannot be read") from None
+            row["problem"] = row["problem"] or "changes is not JSON"
+        else:
+            if canonical_text(row["changes"]) != text:
+                row["problem"] = row["problem"] or (
+                    "changes is not the canonical JSON text (key order, spacing, escapes or a duplicate key)"
+                )
+        if row["seq"] is None:
+            row["problem"] = row["problem"] or "seq is not a number"
         yield row
 
 
+ENTRY_FIELDS = {
+    "account_id": str, "seq": int, "occurred_at": str, "actor": dict, "on_behalf_of": (str, None),
+    "ip": (str, None), "user_agent": (str, None), "action": str, "resource": dict, "summary": str,
+    "changes": object, "request_id": (str, None), "prev_hash": str, "hash": str,
+}  # fmt: skip
+PARTY_FIELDS = {"type": str, "id": str, "name": (str, None)}
+
+
+def _type_problem(obj: dict[str, Any], fields: dict[str, Any], where: str) -> str | None:
+    if set(obj) != set(fields):
+        odd = sorted(set(obj) ^ set(fields))
+        return f"{where}fields differ from the contract's ({', '.join(odd)})"
+    for name, kind in fields.items():
+        allowed = kind if isinstance(kind, tuple) else (kind,)
+        value = obj[name]
+        ok = any(
+            value is None if t is None else (isinstance(value, t) and not isinstance(value, bool))
+            for t in allowed
+        )
+        if not ok:
+            return f"{where}{name} has the wrong JSON type"
+    return None
+
+
 def flatten(entry: dict[str, Any]) -> dict[str, Any]:
-    """The API's (and JSON Lines export's) nested entry as the flat row the chain covers."""
+    """The API's (and JSON Lines export's) nested entry as the flat row the chain covers; a row that breaks
+    the contract's shape carries its ``problem``."""
+    problem = _type_problem(entry, ENTRY_FIELDS, "")
+    for party in ("actor", "resource"):
+        if problem is None:
+            problem = _type_problem(entry[party], PARTY_FIELDS, f"{party}: ")
+    if problem is not None:
+        seq = entry.get("seq")
+        return {
+            "seq": seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
+            "problem": problem,
+        }
     return {
         **entry,
         "actor_type": entry["actor"]["type"],
@@ -87,66 +218,96 @@ def flatten(entry: dict[str, Any]) -> dict[str, Any]:
         "resource_type": entry["resource"]["type"],
         "resource_id": entry["resource"]["id"],
         "resource_name": entry["resource"]["name"],
+        "problem": None,
     }
+
+
+def parse_entry(line: str) -> dict[str, Any]:
+    """One JSON Lines entry: strict JSON (no duplicate keys, no NaN), the contract's fields and types."""
+    try:
+        entry = json.loads(line, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+    except _DuplicateKey as exc:
+        return {"seq": None, "problem": f"a duplicate key ({exc})"}
+    except ValueError:
+        return {"seq": None, "problem": "not JSON"}
+    if not isinstance(entry, dict):
+        return {"seq": None, "problem": "not an activity entry"}
+    return flatten(entry)
 
 
 def rows_from_jsonl(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
     for number, line in enumerate(lines, start=1):
         if line.strip():
-            try:
-                yield flatten(json.loads(line))
-            except (ValueError, KeyError, TypeError):
-                raise UnreadableExport(f"line {number}: not an activity entry") from None
+            yield {**parse_entry(line), "line": number}
+        elif line not in ("\n", "\r\n"):
+            yield {"seq": None, "line": number, "problem": "a blank line with spaces"}
 
 
 @dataclass
 class Report:
     rows: int = 0
+    account_id: str | None = None
     first_seq: int | None = None
     last_seq: int | None = None
     head_hash: str | None = None
     gaps: list[tuple[int, int]] = field(default_factory=list)  # (first missing, last missing)
     problem: str | None = None
     bad_seq: int | None = None
+    bad_line: int | None = None
     digest: Any = field(default_factory=hashlib.sha256)  # over "seq:hash\n" of every row, as manifests sign
 
     @property
     def ok(self) -> bool:
         return self.problem is None
 
+    def fail(self, problem: str, seq: int | None, line: int | None = None) -> Report:
+        self.problem, self.bad_seq, self.bad_line = problem, seq, line
+        return self
 
-def verify_rows(rows: Iterable[dict[str, Any]]) -> Report:
-    """Oldest first, as exported. Stops at the first row that does not hold."""
+
+def verify_rows(rows: Iterable[dict[str, Any]], proofs: ProofFile | None = None) -> Report:
+    """Oldest first, as exported; with ``proofs``, each row against its line of the proof file, in step.
+    Stops at the first row that does not hold."""
     report = Report()
     previous: dict[str, Any] | None = None
     for row in rows:
         seq = row["seq"]
+        if row.get("problem"):
+            return report.fail(row["problem"], seq, row.get("line"))
         if previous is not None:
             if row["account_id"] != previous["account_id"]:
-                report.problem, report.bad_seq = "rows of two accounts in one export", seq
-                return report
+                return report.fail("rows of two accounts in one export", seq)
             if seq <= previous["seq"]:
-                report.problem, report.bad_seq = (
-                    f"out of order or repeated (after seq {previous['seq']})",
-                    seq,
-                )
-                return report
+                return report.fail(f"out of order or repeated (after seq {previous['seq']})", seq)
             if seq == previous["seq"] + 1 and row["prev_hash"] != previous["hash"]:
-                report.problem, report.bad_seq = f"prev_hash does not link to seq {previous['seq']}", seq
-                return report
+                return report.fail(f"prev_hash does not link to seq {previous['seq']}", seq)
             if seq > previous["seq"] + 1:
                 report.gaps.append((previous["seq"] + 1, seq - 1))
+        elif seq < 1:
+            return report.fail("seq is not positive", seq)
         elif seq == 1 and row["prev_hash"] != GENESIS:
-            report.problem, report.bad_seq = "seq 1 does not link to the genesis hash", seq
-            return report
+            return report.fail("seq 1 does not link to the genesis hash", seq)
         if entry_hash(row["prev_hash"], row) != row["hash"]:
-            report.problem, report.bad_seq = "hash does not match the row's content", seq
-            return report
+            return report.fail("hash does not match the row's content", seq)
+        try:
+            summary = summarize(row["action"], row["resource_name"])
+        except KeyError:
+            raise CannotCheck(
+                f"seq {seq}: action {row['action']!r} is not in this verifier's vocabulary "
+                "(take tools/verify_export.py from the service's current release)"
+            ) from None
+        if row["summary"] != summary:
+            return report.fail(f"summary is not the one the action and resource name give ({summary!r})", seq)
+        if proofs is not None and (problem := proofs.check(row)):
+            return report.fail(problem, seq)
         report.rows += 1
         report.digest.update(f"{seq}:{row['hash']}\n".encode())
+        report.account_id = row["account_id"]
         report.first_seq = report.first_seq or seq
         report.last_seq, report.head_hash = seq, row["hash"]
         previous = row
+    if proofs is not None and (problem := proofs.finish()):
+        return report.fail(problem, None)
     return report
 
 
@@ -308,14 +469,203 @@ def open_checkpoint(text: str, key: VerifierKey) -> Checkpoint:
     raise BadCheckpoint("no signature by the verifier key")
 
 
-def rows_from_file(path: str) -> Iterator[dict[str, Any]]:
+# ---- the proof file: each row's audit path in one signed tree, read in step with the export ----
+def _b64_hashes(values: Any) -> list[bytes] | None:
+    if not isinstance(values, list):
+        return None
+    out = []
+    for value in values:
+        try:
+            raw = base64.b64decode(value, validate=True) if isinstance(value, str) else b""
+        except ValueError:
+            return None
+        if len(raw) != 32:
+            return None
+        out.append(raw)
+    return out
+
+
+class ProofFile:
+    """``{"checkpoint": "<signed note>", "tree_size": N}``, then ``{"seq": S, "hashes": [b64, …]}`` per row
+    of the slice, oldest first. Opening it checks the checkpoint's signature against the verifier key (which
+    the auditor brings); ``check`` takes the export's rows one by one, so memory stays constant."""
+
+    def __init__(self, lines: Iterator[str], key: VerifierKey) -> None:
+        self.lines, self.line = lines, 1
+        try:
+            head = json.loads(next(lines, ""))
+            text, size = head["checkpoint"], head["tree_size"]
+            if not isinstance(text, str) or not isinstance(size, int):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            raise UnreadableExport("the proof file does not start with a checkpoint line") from None
+        try:
+            self.checkpoint = open_checkpoint(text, key)
+        except BadCheckpoint as exc:
+            raise Tampered(f"the proof file's checkpoint: {exc}") from None
+        if self.checkpoint.size != size:
+            raise Tampered(
+                f"the proof file says tree_size {size}, its signed checkpoint {self.checkpoint.size}"
+            )
+        self.pending: dict[str, Any] | None = None
+
+    def _next(self) -> dict[str, Any] | None:
+        for line in self.lines:
+            self.line += 1
+            if line.strip():
+                try:
+                    proof = json.loads(line)
+                    seq, hashes = proof["seq"], _b64_hashes(proof["hashes"])
+                except (ValueError, KeyError, TypeError):
+                    return {"seq": None}
+                if (
+                    not isinstance(seq, int)
+                    or isinstance(seq, bool)
+                    or hashes is None
+                    or set(proof)
+                    != {
+                        "seq",
+                        "hashes",
+                    }
+                ):
+                    return {"seq": None}
+                return {"seq": seq, "hashes": hashes}
+        return None
+
+    def check(self, row: dict[str, Any]) -> str | None:
+        """Why this row is not proven in the signed tree, or None."""
+        size, seq = self.checkpoint.size, row["seq"]
+        if not self.checkpoint.origin.endswith("/" + row["account_id"]):
+            return f"the rows are of {row['account_id']}, the signed tree is {self.checkpoint.origin}"
+        if seq > size:
+            return f"beyond the signed tree of {size} entries (added after it was signed, or forged)"
+        proof = self._next()
+        if proof is None:
+            return "the proof file ends before this row (a row was added to the export)"
+        if proof["seq"] is None:
+            return f"proof file line {self.line} is not a proof line"
+        if proof["seq"] < seq:
+            return f"the proof file proves seq {proof['seq']}, which the export lacks (a row was removed)"
+        if proof["seq"] > seq:
+            return f"the proof file has no proof for this row (next is seq {proof['seq']}): a row was added"
+        root = inclusion_root(seq - 1, size, leaf_hash(row["hash"]), proof["hashes"])
+        if root != self.checkpoint.root:
+            return f"not in the signed tree of {size} entries: its audit path leads to another root"
+        return None
+
+    def finish(self) -> str | None:
+        proof = self._next()
+        if proof is None:
+            return None
+        if proof["seq"] is None:
+            return f"proof file line {self.line} is not a proof line"
+        return f"the proof file proves seq {proof['seq']}, which the export lacks (a row was removed)"
+
+
+class Tampered(Exception):
+    """A signed file that does not hold (one line, exit 1)."""
+
+
+# ---- the signed manifest: how many rows, which ones, for which filter and tree ----
+def _signed_by(key: VerifierKey, body: dict[str, Any], signature: Any) -> bool:
+    try:
+        raw = base64.b64decode(signature, validate=True) if isinstance(signature, str) else b""
+    except ValueError:
+        return False
+    return len(raw) == 64 and _ed25519_valid(key.public_key, raw, canonical_text(body).encode("utf-8"))
+
+
+MANIFEST_FIELDS = {
+    "account_id": str, "filter": dict, "format": str, "as_of_seq": int, "rows": int,
+    "first_seq": (int, None), "last_seq": (int, None), "slice_digest": str, "checkpoint": str,
+    "signature": str,
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Manifest:
+    body: dict[str, Any]
+    checkpoint: Checkpoint
+
+
+def open_manifest(text: str, key: VerifierKey) -> Manifest:
+    """The manifest's statement, once its signature and its checkpoint's verify with ``key``."""
+    try:
+        manifest = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+    except ValueError:
+        raise UnreadableExport("the manifest is not JSON") from None
+    if not isinstance(manifest, dict) or "signature" not in manifest:
+        raise UnreadableExport("not a signed manifest")
+    body = {k: v for k, v in manifest.items() if k != "signature"}
+    if not _signed_by(key, body, manifest["signature"]):
+        raise Tampered("the manifest's signature does not verify with the verifier key")
+    if problem := _type_problem(manifest, MANIFEST_FIELDS, "the manifest's "):
+        raise Tampered(problem)
+    try:
+        checkpoint = open_checkpoint(manifest["checkpoint"], key)
+    except BadCheckpoint as exc:
+        raise Tampered(f"the manifest's checkpoint: {exc}") from None
+    if checkpoint.size != manifest["as_of_seq"]:
+        raise Tampered(f"the manifest is as of seq {manifest['as_of_seq']}, its checkpoint {checkpoint.size}")
+    if not checkpoint.origin.endswith("/" + manifest["account_id"]):
+        raise Tampered(f"the manifest is for {manifest['account_id']}, its checkpoint {checkpoint.origin}")
+    return Manifest(body, checkpoint)
+
+
+def manifest_problem(report: Report, manifest: Manifest, fmt: str | None) -> str | None:
+    """Why the rows are not the ones the signed manifest lists, or None when they are."""
+    m = manifest.body
+    if fmt is not None and m["format"] != fmt:
+        return f"the manifest is for a {m['format']} export, this file is {fmt}"
+    if report.rows and report.account_id != m["account_id"]:
+        return f"the manifest is for {m['account_id']}, the rows are of {report.account_id}"
+    if report.rows != m["rows"]:
+        return f"the manifest lists {m['rows']} rows, the file has {report.rows}: rows were removed or added"
+    if (report.first_seq, report.last_seq) != (m["first_seq"], m["last_seq"]) or (
+        report.digest.hexdigest() != m["slice_digest"]
+    ):
+        return "the rows' seqs and hashes differ from the ones the manifest signed: rows were replaced"
+    return None
+
+
+def describe_filter(f: dict[str, Any]) -> str:
+    if not f:
+        return "the whole log (no filter)"
+    return "filter " + ", ".join(f"{k}={v}" for k, v in sorted(f.items()))
+
+
+# ---- inputs ----
+def read_verifier_key(value: str) -> VerifierKey:
+    """The note verifier key itself, or a file holding it."""
+    if VERIFIER_KEY_SHAPE.fullmatch(value.strip()):
+        return parse_verifier_key(value)
+    try:
+        with open(value, encoding="utf-8") as f:
+            text = f.read(4096)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CannotCheck(f"--verifier-key: not a verifier key, nor a readable file ({exc})") from None
+    return parse_verifier_key(text)
+
+
+VERIFIER_KEY_SHAPE = re.compile(r"[^\s+]+\+[0-9a-fA-F]{8}\+[A-Za-z0-9+/]+=*")
+
+
+def export_format(path: str) -> str | None:
+    """csv, jsonl, or None for an empty file (an empty JSON Lines slice)."""
     with open(path, encoding="utf-8-sig", newline="") as f:
         first = f.readline()
-        f.seek(0)
-        if first.lstrip().startswith("{"):
-            yield from rows_from_jsonl(f)
-        else:
+    if not first:
+        return None
+    return "jsonl" if first.lstrip().startswith("{") else "csv"
+
+
+def rows_from_file(path: str) -> Iterator[dict[str, Any]]:
+    fmt = export_format(path)
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        if fmt == "csv":
             yield from rows_from_csv(f)
+        elif fmt == "jsonl":
+            yield from rows_from_jsonl(f)
 
 
 def rows_from_api(url: str, key: str, page_size: int = 1000) -> list[dict[str, Any]]:
@@ -329,63 +679,20 @@ def rows_from_api(url: str, key: str, page_size: int = 1000) -> list[dict[str, A
             headers={"Authorization": f"Bearer {key}", "User-Agent": "verify_export.py"},
         )
         with urllib.request.urlopen(request) as response:  # noqa: S310
-            page = json.load(response)
+            page = json.loads(response.read().decode("utf-8"))
         entries.extend(flatten(e) for e in page["data"])
         cursor = page["next_cursor"]
         if not cursor:
-            return sorted(entries, key=lambda e: e["seq"])
+            return sorted(entries, key=lambda e: e["seq"] or 0)
 
 
-def _canonical(obj: Any) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
-def load_public_key(path: str) -> Any:
-    """A PEM file, or the raw key in base64 (as /api/v1/activity/checkpoints/public-key lists it)."""
-    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415  (only manifests need it)
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey  # noqa: PLC0415
-
-    with open(path, "rb") as f:
-        data = f.read().strip()
-    if data.startswith(b"-----BEGIN"):
-        return serialization.load_pem_public_key(data)
-    return Ed25519PublicKey.from_public_bytes(base64.b64decode(data))
-
-
-def _signed_by(key: Any, body: dict[str, Any], signature: str) -> bool:
-    from cryptography.exceptions import InvalidSignature  # noqa: PLC0415
-
-    try:
-        key.verify(base64.b64decode(signature), _canonical(body))
-    except (InvalidSignature, ValueError):
-        return False
-    return True
-
-
-CHECKPOINT_SIGNED = ("account_id", "seq", "hash", "time", "previous_signature", "key_id")
-
-
-def check_manifest(report: Report, manifest: dict[str, Any], key: Any) -> str | None:
-    """Why the rows do not match the signed manifest, or None when they do."""
-    body = {k: v for k, v in manifest.items() if k != "signature"}
-    if not _signed_by(key, body, manifest.get("signature", "")):
-        return "the manifest's signature does not verify with this public key"
-    checkpoint = manifest.get("checkpoint")
-    if checkpoint is not None:
-        signed = {name: checkpoint[name] for name in CHECKPOINT_SIGNED}
-        if not _signed_by(key, signed, checkpoint["signature"]):
-            return "the checkpoint's signature does not verify with this public key"
-    if report.rows != manifest["rows"]:
-        listed = manifest["rows"]
-        return f"the manifest lists {listed} rows, the file has {report.rows}: rows were removed or added"
-    if report.digest.hexdigest() != manifest["slice_digest"]:
-        return "the rows' seqs and hashes differ from the ones the manifest signed: rows were replaced"
-    return None
-
-
+# ---- the verdict ----
 def describe(report: Report) -> str:
     if not report.ok:
-        return f"TAMPERED: seq {report.bad_seq}: {report.problem} ({report.rows} rows before it hold)"
+        where = f"seq {report.bad_seq}" if report.bad_seq is not None else f"line {report.bad_line}"
+        if report.bad_seq is None and report.bad_line is None:
+            return f"TAMPERED: {report.problem} ({report.rows} rows before it hold)"
+        return f"TAMPERED: {where}: {report.problem} ({report.rows} rows before it hold)"
     if not report.rows:
         return "OK: the export holds no rows"
     span = f"seq {report.first_seq}..{report.last_seq}"
@@ -393,49 +700,102 @@ def describe(report: Report) -> str:
     if report.gaps:
         shown = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in report.gaps[:10])
         more = f" and {len(report.gaps) - 10} more" if len(report.gaps) > 10 else ""
-        gaps = f"; {len(report.gaps)} gaps (not in the slice: {shown}{more})"
+        noun = "gap" if len(report.gaps) == 1 else "gaps"
+        gaps = f"; {len(report.gaps)} {noun} (not in the slice: {shown}{more})"
     return f"OK: {report.rows} rows verified, {span}{gaps}; last hash {report.head_hash}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description="Verify an activity-log export with the standard library alone."
-    )
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"CANNOT CHECK: {message} (see --help)\n")
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = _Parser(description="Verify an activity-log export with the standard library alone.")
     parser.add_argument("file", nargs="?", help="an export: CSV or JSON Lines")
+    parser.add_argument("--proof", help="the export's proof file (.proof.jsonl): every row in a signed tree")
+    parser.add_argument("--manifest", help="the export's signed manifest (.manifest.json): no row missing")
+    parser.add_argument(
+        "--verifier-key",
+        help="with --proof or --manifest: the account's note verifier key <name>+<hex>+<base64>, or a file "
+        "holding it; obtain it out of band (GET /api/v1/accounts/ACC/verifier-key, once) and pin it",
+    )
     parser.add_argument("--url", help="instead of a file: the service's base URL")
     parser.add_argument("--key", help="with --url: an API key that may read the log")
-    parser.add_argument("--manifest", help="the export's signed manifest (.manifest.json)")
-    parser.add_argument("--public-key", help="with --manifest: the service's public key (PEM or base64)")
     args = parser.parse_args(argv)
     if bool(args.file) == bool(args.url) or (args.url and not args.key):
         parser.error("give an export FILE, or --url with --key")
-    if args.manifest and not args.public_key:
-        parser.error("--manifest needs --public-key (GET /api/v1/activity/checkpoints/public-key; pin it)")
-    try:
-        rows = rows_from_file(args.file) if args.file else iter(rows_from_api(args.url, args.key))
-        report = verify_rows(rows)
-        manifest = key = None
-        if args.manifest:
-            with open(args.manifest, encoding="utf-8") as f:
-                manifest = json.load(f)
-            key = load_public_key(args.public_key)
-    except (OSError, UnreadableExport, UnicodeDecodeError, csv.Error, ValueError) as exc:
-        print(f"UNREADABLE: {exc}")
-        return 2
-    print(describe(report))
-    if not report.ok:
-        return 1
-    if manifest is not None:
-        problem = check_manifest(report, manifest, key)
-        if problem:
-            print(f"TAMPERED: {problem}")
-            return 1
-        head = manifest.get("checkpoint") or {}
-        print(
-            f"MANIFEST OK: all {manifest['rows']} rows of the slice as of seq {manifest['as_of_seq']} are "
-            "present and unaltered; signed head: "
-            f"seq {head.get('seq')} hash {head.get('hash')} at {head.get('time')}"
+    if args.url and (args.proof or args.manifest):
+        parser.error("--proof and --manifest check a FILE, not --url")
+    if (args.proof or args.manifest) and not args.verifier_key:
+        parser.error(
+            "--proof and --manifest need --verifier-key: a key read from the file it checks proves nothing"
         )
+    if args.verifier_key and not (args.proof or args.manifest):
+        parser.error("--verifier-key checks a --proof or a --manifest; give one")
+    return args
+
+
+def _check(args: argparse.Namespace) -> list[str]:
+    """The lines that say what was verified; raises Tampered, CannotCheck or an input error."""
+    key = read_verifier_key(args.verifier_key) if args.verifier_key else None
+    manifest = None
+    if args.manifest:
+        assert key is not None
+        with open(args.manifest, encoding="utf-8") as f:
+            manifest = open_manifest(f.read(1 << 20), key)
+    if args.url:
+        report = verify_rows(iter(rows_from_api(args.url, args.key)))
+        if not report.ok:
+            raise Tampered(describe(report).removeprefix("TAMPERED: "))
+        return [describe(report)]
+    fmt = export_format(args.file)
+    with contextlib.ExitStack() as files:
+        proofs = None
+        if args.proof:
+            assert key is not None
+            proofs = ProofFile(iter(files.enter_context(open(args.proof, encoding="utf-8"))), key)
+            signed = manifest.checkpoint if manifest else None
+            if signed and proofs.checkpoint.size == signed.size and proofs.checkpoint.root != signed.root:
+                raise Tampered(f"the proof file and the manifest sign two roots for tree {signed.size}")
+        report = verify_rows(rows_from_file(args.file), proofs)
+    if not report.ok:
+        raise Tampered(describe(report).removeprefix("TAMPERED: "))
+    lines = [describe(report)]
+    if proofs is not None:
+        c = proofs.checkpoint
+        lines.append(
+            f"PROOF OK: all {report.rows} rows are in the tree of {c.size} entries signed for {c.origin} "
+            f"(root {base64.b64encode(c.root).decode()})"
+        )
+    if manifest is not None:
+        if problem := manifest_problem(report, manifest, fmt):
+            raise Tampered(problem)
+        m, root = manifest.body, base64.b64encode(manifest.checkpoint.root).decode()
+        lines.append(
+            f"MANIFEST OK: all {m['rows']} rows of {describe_filter(m['filter'])} as of seq {m['as_of_seq']} "
+            f"are present and unaltered; signed tree: {manifest.checkpoint.size} entries, root {root}"
+        )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    try:
+        lines = _check(args)
+    except Tampered as exc:
+        print(f"TAMPERED: {exc}")
+        return 1
+    except CannotCheck as exc:
+        print(f"CANNOT CHECK: {exc}")
+        return 2
+    except (OSError, UnreadableExport, UnicodeDecodeError, csv.Error) as exc:
+        print(f"CANNOT CHECK: {exc}")
+        return 2
+    except Exception as exc:  # one clear line, never a traceback
+        print(f"CANNOT CHECK: {type(exc).__name__}: {exc}")
+        return 2
+    print("\n".join(lines))
     return 0
 
 
