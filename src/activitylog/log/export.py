@@ -17,6 +17,7 @@ from sqlalchemy import Row
 
 from activitylog.db.base import Database
 from activitylog.db.models import ActivityEntry
+from activitylog.errors import InvalidInput
 from activitylog.log import csv_sql
 from activitylog.log.chain import canonical_json, format_instant
 from activitylog.log.checkpoints import CheckpointSigner
@@ -97,7 +98,10 @@ def manifest(
     """A signed statement of exactly which rows the export of this slice at ``as_of`` holds, with the signed
     checkpoint of the tree of ``as_of`` entries: with it, a removed or added row is provable, not only a
     changed one. The rows are hashed as they stream, so memory stays constant whatever the slice's size."""
-    checkpoint = signer.sign(db, account_id, as_of)  # refuses a size beyond the head, or a rewritten tree
+    try:  # a manifest for a seq the log does not have yet would be a second, contradictory statement
+        checkpoint = signer.sign(db, account_id, as_of)  # also refuses a rewritten tree
+    except InvalidInput as exc:
+        raise InvalidInput("as_of_seq", exc.message.split(": ", 1)[-1]) from None
     statement = export_statement(account_id, f, dialect=db.dialect, through_seq=as_of).with_only_columns(
         ActivityEntry.seq, ActivityEntry.hash
     )
