@@ -5,19 +5,25 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
+import uuid
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
+import pytest
 
 from activitylog.db.base import Database
+from activitylog.services import credentials
 from conftest import PASSWORD, Server, Tenant, make_tenant
 from test_secrets import Served
 from test_secrets import served as served  # a real `activitylog serve`, its output captured
 
 
 def _sign_in(tenant: Tenant, password: str, ip: str, email: str | None = None) -> httpx.Response:
-    with httpx.Client(base_url=tenant.server.url) as anon:
+    with httpx.Client(base_url=tenant.server.url, timeout=60) as anon:  # argon2 queues under parallel tries
         body = {"email": email or tenant.owner_email, "password": password}
         return anon.post("/api/v1/session", json=body, headers={"X-Forwarded-For": ip})
 
@@ -123,3 +129,63 @@ def test_cr_lf_and_script_forge_no_log_line_or_csv_row_and_run_nowhere(served: S
     )
     forged = [line for line in output if line.lstrip().startswith(("FORGED", "<script>"))]
     assert not forged, forged
+
+
+class _CountedHasher:
+    """The server's argon2 hasher, counting the password checks it makes (the server runs in-process)."""
+
+    def __init__(self, real: Any) -> None:
+        self.real, self.checks, self._lock = real, 0, threading.Lock()
+
+    def verify(self, hashed: str, password: str) -> bool:
+        with self._lock:
+            self.checks += 1
+        return bool(self.real.verify(hashed, password))
+
+
+@pytest.fixture
+def hasher(monkeypatch: pytest.MonkeyPatch) -> _CountedHasher:
+    counted = _CountedHasher(credentials._hasher)
+    monkeypatch.setattr(credentials, "_hasher", counted)
+    return counted
+
+
+def _ips(n: int) -> list[str]:
+    """Addresses of this test's own, so the per-IP limiter (one for the whole run) never answers first."""
+    net = uuid.uuid4().int & 0xFFFF_FFFF
+    return [f"2001:db8:{net >> 16:x}:{net & 0xFFFF:x}::{i + 1:x}" for i in range(n)]
+
+
+def test_an_unknown_address_answers_exactly_like_a_known_one(tenant: Tenant, hasher: _CountedHasher) -> None:
+    """Ten failures lock an address out whether or not a user has it, with the same statuses, messages and
+    password work; before, an unknown address answered 401 forever, and a known one 429 after ten."""
+    answers = {}
+    for email in (tenant.owner_email, f"nobody-{uuid.uuid4().hex[:8]}@example.com"):
+        before = hasher.checks
+        replies = [_sign_in(tenant, "wrong guess", ip=ip, email=email) for ip in _ips(12)]
+        answers[email] = [(r.status_code, r.json()["error"]["message"]) for r in replies]
+        assert hasher.checks - before == 10  # one argon2 check per attempt until the lockout, none after
+    known, unknown = answers.values()
+    assert known == unknown
+    assert [status for status, _ in known] == [401] * 10 + [429] * 2
+
+
+def test_parallel_guesses_cannot_race_past_the_limit(tenant: Tenant, hasher: _CountedHasher) -> None:
+    """60 guesses at once for one address: exactly ten get a password check, known address or not (the
+    count read from the log before had let 15 through)."""
+    for email in (tenant.owner_email, f"nobody-{uuid.uuid4().hex[:8]}@example.com"):
+        before = hasher.checks
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            statuses = list(
+                pool.map(lambda ip: _sign_in(tenant, "guess", ip=ip, email=email).status_code, _ips(60))
+            )
+        assert hasher.checks - before == 10, email
+        assert sorted(statuses) == [401] * 10 + [429] * 50, email
+
+
+def test_a_good_sign_in_clears_the_count(tenant: Tenant) -> None:
+    ips = _ips(20)
+    for ip in ips[:9]:
+        assert _sign_in(tenant, "wrong guess", ip=ip).status_code == 401
+    assert _sign_in(tenant, PASSWORD, ip=ips[9]).status_code == 200
+    assert [_sign_in(tenant, "wrong guess", ip=ip).status_code for ip in ips[10:20]] == [401] * 10

@@ -76,6 +76,7 @@ TENANT_TABLES = (
 
 
 PROTECTIONS = {
+    "0009": {"sqlite": set(), "postgresql": set()},  # sign-in failures per address: not an account's rows
     "0008": {
         "sqlite": {"activity_tree_no_update", "activity_tree_no_delete"},
         "postgresql": {"activity_tree_no_change", "activity_tree_no_truncate"}

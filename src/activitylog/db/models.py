@@ -282,6 +282,18 @@ class TreeNodes(Base):
     hashes: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class SignInFailures(Base):
+    """Failed sign-ins for one address in the current window, whether or not a user has the address, so
+    an unknown address is locked out exactly like a known one. Keyed by a SHA-256 of the lower-cased
+    address: attempts at addresses no one has are not kept in the clear. Not an account's row."""
+
+    __tablename__ = "sign_in_failures"
+
+    address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window_started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    failures: Mapped[int] = mapped_column(Integer)
+
+
 class Delivery(Base):
     """One recipient of one broadcast. Claimed (inserted) before the message goes out, so two dispatchers
     can never both send it; bookkeeping, not an account change, so it is not audited row by row."""

@@ -10,12 +10,14 @@ import threading
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import bindparam, delete, func, select
+from sqlalchemy import Table, bindparam, case, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from activitylog.db.base import Database
-from activitylog.db.models import ActivityEntry, ApiKey, AuthSession, User
+from activitylog.db.models import ActivityEntry, ApiKey, AuthSession, SignInFailures, User
 from activitylog.errors import Forbidden, TooManyRequests, Unauthorized
 from activitylog.log.record import Actor, RequestContext
 from activitylog.services import credentials
@@ -204,24 +206,40 @@ class FailureLimiter:
 
 
 FAILED_SIGN_INS = FailureLimiter()
-LOCKOUT_AFTER = 10  # failed sign-ins of one user within LOCKOUT_WINDOW lock it out until they age
+LOCKOUT_AFTER = 10  # failed sign-ins for one address within LOCKOUT_WINDOW lock it out until it ends
 LOCKOUT_WINDOW = timedelta(minutes=15)
 
+_failures = cast(Table, SignInFailures.__table__)
+_INSERT_FAILURE: dict[str, Any] = {
+    name: d.insert(_failures) for name, d in (("postgresql", postgresql), ("sqlite", sqlite))
+}
 
-def _recent_failures(db: Database, user: User) -> int:
-    """Counted from the log itself: the failed sign-ins it already holds for this user."""
-    since = datetime.now(UTC) - LOCKOUT_WINDOW
-    with db.for_account(user.account_id).reader() as session:
-        return int(
-            session.execute(
-                select(func.count()).where(
-                    ActivityEntry.account_id == user.account_id,
-                    ActivityEntry.action == "user.login_failed",
-                    ActivityEntry.resource_id == user.id,
-                    ActivityEntry.occurred_at >= since,
-                )
-            ).scalar_one()
-        )
+
+def _address_key(email: str) -> str:
+    return credentials.sha256_hex("sign-in:" + email)
+
+
+def _count_attempt(db: Database, address: str) -> int:
+    """This attempt's number in the address's window, counted by one atomic upsert before any password is
+    checked: of parallel attempts, exactly LOCKOUT_AFTER get a number that lets them check one. (Counted
+    from the log after the check, 60 parallel guesses made 15 checks; an unknown address was never
+    counted at all.) A window that has ended starts again at 1; a successful sign-in clears it."""
+    now = datetime.now(UTC)
+    insert = _INSERT_FAILURE[db.dialect].values(address=address, window_started_at=now, failures=1)
+    ended = _failures.c.window_started_at <= now - LOCKOUT_WINDOW
+    statement = insert.on_conflict_do_update(
+        index_elements=[_failures.c.address],
+        set_={
+            "failures": case((ended, 1), else_=_failures.c.failures + 1),
+            "window_started_at": case(
+                (ended, insert.excluded.window_started_at), else_=_failures.c.window_started_at
+            ),
+        },
+    ).returning(_failures.c.failures)
+    with db.writer() as session:
+        attempt = int(session.execute(statement).scalar_one())
+        session.commit()
+    return attempt
 
 
 def _log_failure(db: Database, user: User, email: str, context: RequestContext, locked: bool) -> None:
@@ -231,25 +249,46 @@ def _log_failure(db: Database, user: User, email: str, context: RequestContext, 
         uow.commit()
 
 
+def _no_one_to_log_for(db: Database, address: str) -> None:
+    """An unknown address has no account whose log could hold its failure. The same durable commit is made
+    instead (a write to its counter that changes nothing), so the answer takes as long as a known one's."""
+    with db.writer() as session:
+        session.execute(
+            update(_failures).where(_failures.c.address == address).values(failures=_failures.c.failures)
+        )
+        session.commit()
+
+
+def _failed(
+    db: Database, user: User | None, email: str, address: str, context: RequestContext, locked: bool
+) -> None:
+    FAILED_SIGN_INS.failed(context.ip)
+    if user is not None:
+        _log_failure(db, user, email, context, locked=locked)
+    else:
+        _no_one_to_log_for(db, address)
+
+
 def sign_in(db: Database, email: str, password: str, context: RequestContext, ttl: timedelta) -> SignIn:
     """Start a session, or log the failed attempt against the account the address belongs to.
 
-    Too many failures from one IP are refused before any check (429); too many failures for one user lock
-    it for a while, and the refused attempts are logged too, marked ``locked``."""
+    An address with a user and one without answer alike, attempt for attempt: the same password work
+    (a dummy argon2 check when there is no user), the same commits, the same statuses — 401 for each of
+    the first LOCKOUT_AFTER failures in a window, then 429 until it ends, even for the right password.
+    Too many failures from one IP are refused before any of that (429). Refused attempts of a known user
+    are logged, the locked ones marked ``locked``."""
     if FAILED_SIGN_INS.blocked(context.ip):
-        raise TooManyRequests("too many failed sign-ins from this address; try again in a few minutes")
+        raise TooManyRequests("too many failed sign-ins from this IP address; try again in a few minutes")
     email = email.strip().lower()
     with db.system().reader() as session:  # the address names its account
         user = session.execute(select(User).where(User.email == email)).scalar_one_or_none()
+    address = _address_key(email)
+    if _count_attempt(db, address) > LOCKOUT_AFTER:
+        _failed(db, user, email, address, context, locked=True)
+        raise TooManyRequests("too many failed sign-ins for this email address; try again in 15 minutes")
     ok = credentials.verify_password(user.password_hash if user else None, password)
-    if user is not None and _recent_failures(db, user) >= LOCKOUT_AFTER:
-        FAILED_SIGN_INS.failed(context.ip)
-        _log_failure(db, user, email, context, locked=True)
-        raise TooManyRequests("too many failed sign-ins for this user; try again in 15 minutes")
     if user is None or not ok:
-        FAILED_SIGN_INS.failed(context.ip)
-        if user is not None:
-            _log_failure(db, user, email, context, locked=False)
+        _failed(db, user, email, address, context, locked=False)
         raise Unauthorized("wrong email or password")
     token, csrf = credentials.new_token(), credentials.new_token()
     actor = Actor(type="session", id=user.id, name=user.email)
@@ -264,6 +303,7 @@ def sign_in(db: Database, email: str, password: str, context: RequestContext, tt
                 expires_at=now + ttl,
             )
         )
+        uow.session.execute(delete(_failures).where(_failures.c.address == address))
         fresh = uow.get(User, user.id)
         fresh.last_login_at = now
         uow.record("user.login", fresh, {})
