@@ -441,7 +441,7 @@ def test_cannot_check_is_exit_2_with_one_line(tenant: Tenant, tmp_path: Path) ->
             data, "--proof", proof, "--verifier-key", str(tmp_path / "nokey"), stdlib_only=False
         ),
         2,
-        "--verifier-key: not a verifier key, nor a readable file",
+        "is not a verifier key, nor a readable file",
     )
     _one_line(run_auditor_tool(str(tmp_path / "missing.csv")), 2, "CANNOT CHECK")
     (tmp_path / "other.csv").write_text("not,an,export\n")
