@@ -110,6 +110,7 @@ def test_honest_growth_passes_run_after_run(tenant: Tenant, tmp_path: Path) -> N
         assert kept_size(state, tenant) == size
     with tenant.key_client(key) as client:
         served = client.get("/api/v1/activity/tree/checkpoint").text
+        assert client.get("/api/v1/activity").status_code == 403  # the witness's key reads no entry
     assert (state / tenant.account_id / "checkpoint").read_text() == served
     assert not (state / tenant.account_id / "conflicting-checkpoint").exists()
     assert not list((state / tenant.account_id).glob(".*"))  # no temporary file left behind

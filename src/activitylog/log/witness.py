@@ -165,7 +165,8 @@ class Service:
         headers = {"User-Agent": USER_AGENT, "Accept": "text/plain, application/json"}
         if auth and self.key:
             headers["Authorization"] = f"Bearer {self.key}"
-        request = urllib.request.Request(f"{self.url}{path}{query}", headers=headers)  # noqa: S310 (https or http, checked)
+        # S310: main() lets only http(s) URLs through
+        request = urllib.request.Request(f"{self.url}{path}{query}", headers=headers)  # noqa: S310
         try:
             with OPENER.open(request, timeout=self.timeout) as response:
                 kind, body = response.headers.get("Content-Type", ""), response.read(MAX_ANSWER + 1)
@@ -193,8 +194,10 @@ class Service:
 
 def _error_message(exc: urllib.error.HTTPError) -> str:
     try:
-        error = json.loads(exc.read())["error"]
+        error = json.loads(exc.read(MAX_ANSWER))["error"]
     except (ValueError, KeyError, TypeError, OSError):
+        return str(exc.reason)
+    if not isinstance(error, dict):
         return str(exc.reason)
     if error.get("code") == "history_rejected":
         return f"the service refuses to sign its tree: {error.get('message')}"
