@@ -18,6 +18,7 @@ from activitylog.db.base import Database, connect
 from activitylog.db.migrate import alembic_config, upgrade
 from activitylog.errors import InvalidInput
 from activitylog.log.checkpoints import CheckpointSigner, HistoryRejected, memory_dir
+from activitylog.log.csv_sql import CSV_COLUMNS
 from activitylog.log.record import RequestContext, ip_key
 from activitylog.log.signing import load_signer, rotate_key_file
 from activitylog.log.verify import Verdict, verify_account
@@ -264,6 +265,22 @@ def test_a_flipped_field_is_caught_at_its_seq(db: Database, tenant: Tenant, colu
             set_entry(conn, tenant, VICTIM, **{column: _flip(row[column])})
     verdict = _verdict(db, tenant)
     assert not verdict.ok and verdict.first_bad_seq == VICTIM, verdict
+
+
+@pytest.mark.parametrize("victim", [1, VICTIM], ids=["first", "middle"])
+def test_any_flipped_csv_escapes_bit_is_caught(db: Database, tenant: Tenant, victim: int) -> None:
+    """Every cell's two bits, the first entry of a walk (every cell recomputed) and a later one (repeating
+    cells memoised, the hash cells known to need none) alike."""
+    _drill_account(db, tenant)
+    for bit in range(2 * len(CSV_COLUMNS)):
+        with behind_the_apps_back(db) as conn:
+            honest = entry_row(conn, tenant, victim)["csv_escapes"]
+            set_entry(conn, tenant, victim, csv_escapes=honest ^ (1 << bit))
+        verdict = _verdict(db, tenant)
+        assert not verdict.ok and verdict.first_bad_seq == victim, (CSV_COLUMNS[bit // 2], bit % 2, verdict)
+        with behind_the_apps_back(db) as conn:
+            set_entry(conn, tenant, victim, csv_escapes=honest)
+    assert _verdict(db, tenant).ok
 
 
 @pytest.mark.parametrize("victim", [1, VICTIM, HEAD], ids=["first", "middle", "last"])

@@ -54,6 +54,45 @@ def _csv_escapes_of(entry: Any, fields: dict[str, Any]) -> int:
     return csv_escapes([cells[name] for name in CSV_COLUMNS])
 
 
+# Cells that never need escaping once an entry's other checks held: seq is the expected int, occurred_at
+# the contract's timestamp text, hash a sha256 hex digest, and prev_hash the previous entry's hash (so
+# only the first entry of a walk has its prev_hash cell checked, by ``_csv_escapes_of``).
+_PLAIN_CELLS = frozenset({"seq", "occurred_at", "hash", "prev_hash"})
+_OTHER_CELLS = tuple((2 * i, name) for i, name in enumerate(CSV_COLUMNS) if name not in _PLAIN_CELLS)
+_MEMO_SIZE = 50_000
+
+
+class _Derived:
+    """``csv_escapes`` and ``ip_key`` recomputed with the product's own functions, once per distinct value
+    in a walk: most cells repeat (an account's actors, addresses, actions, resource types), and a cell's
+    two escape bits depend on its text alone. Bounded memos, so a walk stays in constant memory."""
+
+    def __init__(self) -> None:
+        self.cells: dict[Any, int] = {}
+        self.ips: dict[str | None, str | None] = {}
+
+    def csv_escapes(self, entry: Any) -> int:
+        cells, escapes = self.cells, 0
+        for shift, name in _OTHER_CELLS:
+            value = entry[name]
+            bits = cells.get(value)
+            if bits is None:
+                if len(cells) >= _MEMO_SIZE:
+                    cells.clear()
+                bits = cells[value] = csv_escapes([value])
+            escapes |= bits << shift
+        return escapes
+
+    def ip_key(self, ip: str | None) -> str | None:
+        ips = self.ips
+        if ip in ips:
+            return ips[ip]
+        if len(ips) >= _MEMO_SIZE:
+            ips.clear()
+        key = ips[ip] = ip_key(ip)
+        return key
+
+
 def _ordered(session: Session, statement: Any, batch: int) -> Iterator[Any]:
     return iter(session.execute(statement.execution_options(yield_per=batch)))
 
@@ -138,6 +177,7 @@ def verify_account(
         select(table).where(table.c.account_id == account_id, table.c.seq >= start.seq).order_by(table.c.seq),
         batch,
     )
+    derived = _Derived()
     for row in rows:
         entry = row._mapping
         seq = entry["seq"]
@@ -161,9 +201,11 @@ def verify_account(
             return _broken(seq, "changes is not the canonical JSON text of what the hash covers")
         if entry["summary"] != summarize(entry["action"], entry["resource_name"]):
             return _broken(seq, "summary does not match the action and resource")
-        if entry["ip_key"] != ip_key(entry["ip"]):
+        if entry["ip_key"] != derived.ip_key(entry["ip"]):
             return _broken(seq, "ip_key does not match ip (the IP filter would miss this entry)")
-        if entry["csv_escapes"] is not None and entry["csv_escapes"] != _csv_escapes_of(entry, fields):
+        if entry["csv_escapes"] is not None and entry["csv_escapes"] != (
+            derived.csv_escapes(entry) if seq > start.seq else _csv_escapes_of(entry, fields)
+        ):
             return _broken(seq, "csv_escapes does not match the entry (its CSV export would be unsafe)")
         frontier, completed = tree.append(frontier, seq - 1, entry["hash"])
         if completed or (next_stored is not None and next_stored.seq == seq):
