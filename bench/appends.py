@@ -3,8 +3,9 @@
 Every append is one durable transaction holding one list row and one chained entry. The *recorder* path is
 what the API does (``services.lists.create_list`` in a fresh ``UnitOfWork``: ORM flush, guard, head lock,
 hash, insert, head update, commit). The *raw* path is the least the engine must do for the same guarantee:
-read the head under lock, insert the list row and the entry with a hand-computed sha256, move the head,
-commit — through the bare driver. Their ratio is the price of the application layer.
+read the head under lock, insert the list row and the entry with a hand-computed sha256, extend the Merkle
+tree (``log.tree.append``: pure arithmetic, and a tree row every other append), move the head, commit —
+through the bare driver. Their ratio is the price of the application layer.
 
 Writers run in spawned processes (one per account, never sharing a chain), started once and reused, so
 interpreter start-up is never timed. A round starts all writers at the same wall-clock instant and stops
@@ -24,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from activitylog.ids import new_id
+from activitylog.log import tree
 from activitylog.log.record import RequestContext
 from activitylog.log.verify import verify_account
 from activitylog.services import accounts
@@ -68,7 +70,7 @@ class RawWriter:
         self.conn = store.raw_connect()
         lock = "" if store.is_sqlite else " FOR UPDATE"
         self.select_head = store.sql(
-            f"SELECT seq, hash, occurred_at FROM activity_heads WHERE account_id = ?{lock}"
+            f"SELECT seq, hash, occurred_at, tree FROM activity_heads WHERE account_id = ?{lock}"
         )
         self.insert_list = store.sql(
             "INSERT INTO lists (id, account_id, name, created_at) VALUES (?, ?, ?, ?)"
@@ -79,15 +81,16 @@ class RawWriter:
             " summary, changes, request_id, prev_hash, hash)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
+        self.insert_nodes = store.sql("INSERT INTO activity_tree (account_id, seq, hashes) VALUES (?, ?, ?)")
         self.update_head = store.sql(
-            "UPDATE activity_heads SET seq = ?, hash = ?, occurred_at = ? WHERE account_id = ?"
+            "UPDATE activity_heads SET seq = ?, hash = ?, occurred_at = ?, tree = ? WHERE account_id = ?"
         )
 
     def append(self, i: int) -> None:
         cur = self.conn.cursor()
         if self.store.is_sqlite:
             cur.execute("BEGIN IMMEDIATE")  # as the application: take the write lock up front
-        seq, prev_hash, last = cur.execute(self.select_head, (self.account_id,)).fetchone()
+        seq, prev_hash, last, edge = cur.execute(self.select_head, (self.account_id,)).fetchone()
         last_at = self.store.read_time(last)
         now = datetime.now(UTC)
         occurred_at = max(now, last_at) if last_at else now
@@ -127,7 +130,10 @@ class RawWriter:
                 digest,
             ),
         )
-        cur.execute(self.update_head, (seq + 1, digest, at, self.account_id))
+        frontier, completed = tree.append(tree.split(edge), seq, digest)
+        if completed:
+            cur.execute(self.insert_nodes, (self.account_id, seq + 1, completed))
+        cur.execute(self.update_head, (seq + 1, digest, at, b"".join(frontier), self.account_id))
         if self.store.is_sqlite:
             cur.execute("COMMIT")
         else:

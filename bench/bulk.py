@@ -129,20 +129,37 @@ def insert_accounts(store: Store, conn: Any, accounts: list[tuple[str, str, Any]
     _insert(store, conn, "INSERT INTO accounts (id, name, created_at) VALUES (?, ?, ?)", accounts)
 
 
-def write_heads(store: Store, conn: Any, heads: list[tuple[str, int, str, Any]], existing: set[str]) -> None:
-    """Each account's ``activity_heads`` row at the end of its seeded chain: (account, seq, hash, at)."""
-    update = [(seq, digest, at, account) for account, seq, digest, at in heads if account in existing]
+def load_tree(store: Store, conn: Any, rows: list[tuple[str, int, bytes]]) -> None:
+    """The ``activity_tree`` rows (account, seq, hashes) the seeded entries complete; COPY on PostgreSQL
+    (psycopg adapts the bytes to bytea), one executemany transaction on SQLite."""
+    if store.is_sqlite:
+        _insert(store, conn, "INSERT INTO activity_tree (account_id, seq, hashes) VALUES (?, ?, ?)", rows)
+        return
+    with conn.cursor() as cur, cur.copy("COPY activity_tree (account_id, seq, hashes) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+    conn.commit()
+
+
+def write_heads(
+    store: Store, conn: Any, heads: list[tuple[str, int, str, Any, bytes]], existing: set[str]
+) -> None:
+    """Each account's ``activity_heads`` row at the end of its seeded chain: (account, seq, hash, at, tree
+    frontier)."""
+    update = [
+        (seq, digest, at, edge, account) for account, seq, digest, at, edge in heads if account in existing
+    ]
     insert = [h for h in heads if h[0] not in existing]
     _insert(
         store,
         conn,
-        "UPDATE activity_heads SET seq = ?, hash = ?, occurred_at = ? WHERE account_id = ?",
+        "UPDATE activity_heads SET seq = ?, hash = ?, occurred_at = ?, tree = ? WHERE account_id = ?",
         update,
     )
     _insert(
         store,
         conn,
-        "INSERT INTO activity_heads (account_id, seq, hash, occurred_at) VALUES (?, ?, ?, ?)",
+        "INSERT INTO activity_heads (account_id, seq, hash, occurred_at, tree) VALUES (?, ?, ?, ?, ?)",
         insert,
     )
 

@@ -6,6 +6,8 @@ busier than nights, and a year of growth. Each row is exactly what the recorder 
 JSON is assembled from pre-encoded pieces (``population``) instead of ``json.dumps`` per row, and its hash is
 ``sha256(prev_hash + "\\n" + canonical)``; every few thousand rows the assembled text is checked against
 the product's own ``canonical_json`` and ``entry_hash``, so a drift in the chain rule stops the seeding.
+Each account's Merkle tree grows with its chain through the product's own ``log.tree.append``: the head
+carries the frontier, and every ``activity_tree`` row an entry completes is kept for the loader.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ import json
 import random
 from bisect import bisect
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from activitylog.log import tree
 from activitylog.log.actions import ALL_ACTIONS, summarize
 from activitylog.log.chain import CHAINED_FIELDS, GENESIS, canonical_json, entry_hash
 from activitylog.log.csv_sql import CSV_COLUMNS, csv_escapes
@@ -57,11 +60,12 @@ US_PER_HOUR = 3_600_000_000
 
 @dataclass
 class Head:
-    """The running end of one account's chain."""
+    """The running end of one account's chain, and its Merkle tree's right edge."""
 
     seq: int = 0
     hash: str = GENESIS
     occurred_at: str | None = None  # the contract's string form
+    frontier: list[bytes] = field(default_factory=list)
 
 
 def account_weights(accounts: int, big_share: float) -> list[float]:
@@ -106,6 +110,8 @@ class History:
         self.hour_cum = cumulative(HOUR_WEIGHTS)
         self.summaries: dict[tuple[str, str | None], str] = {}
         self.generated = 0
+        # (account_id, seq, hashes): the ``activity_tree`` rows, as the recorder writes them
+        self.tree_rows: list[tuple[str, int, bytes]] = []
 
     def _times(self, day: date, n: int) -> list[tuple[str, str]]:
         """``n`` sorted instants in the day, as (contract string, database text)."""
@@ -188,6 +194,9 @@ class History:
             if self.sqlite_times:
                 row[2] = db_time
             rows.append((*row, escapes))
+            head.frontier, completed = tree.append(head.frontier, head.seq, digest)
+            if completed:
+                self.tree_rows.append((pop.account_id, seq, completed))
             head.seq, head.hash, head.occurred_at = seq, digest, iso
         return rows
 

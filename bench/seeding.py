@@ -4,7 +4,10 @@ The account under test, its owner and its API key are made by the real services 
 as that account, and its chain starts as the product starts chains). The other accounts get bare
 ``accounts`` rows. Then a year of entries for all of them is generated (``history``) and bulk-loaded
 (``bulk``), each chain continued from its head, and every ``activity_heads`` row is moved to its chain's
-end. The query benchmark re-verifies the big account's chain through the API before trusting the data.
+end. Each account's Merkle tree is continued with the chain (``log.tree.append``, as the recorder does it):
+its ``activity_tree`` rows are loaded after the entries and the head carries the tree's right edge, so a
+seeded log verifies and serves proofs like one the recorder wrote. The query benchmark re-verifies the big
+account's chain through the API before trusting the data.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from datetime import time as clock
 from typing import Any
 
 from activitylog.db.base import Database
+from activitylog.log import tree
 from activitylog.log.chain import format_instant
 from activitylog.log.record import RequestContext
 from activitylog.services import accounts, api_keys
@@ -72,8 +76,15 @@ def _account_under_test(db: Database, start: datetime, tag: str) -> tuple[str, s
     return account, api_keys.create_api_key(uow, name="bench reader", scopes=["full"]).secret
 
 
-def seed(store: Store, *, entries: int, accounts_total: int = 1000, seed_value: int = 20261128) -> Seeded:
-    """``entries`` entries over ``accounts_total`` accounts (the first holding ``BIG_SHARE``), a year long."""
+def seed(
+    store: Store,
+    *,
+    entries: int,
+    accounts_total: int = 1000,
+    seed_value: int = 20261128,
+    big_share: float = BIG_SHARE,
+) -> Seeded:
+    """``entries`` entries over ``accounts_total`` accounts (the first holding ``big_share``), a year long."""
     rng = random.Random(seed_value)
     phases: dict[str, float] = {}
     began = time.perf_counter()
@@ -85,7 +96,7 @@ def seed(store: Store, *, entries: int, accounts_total: int = 1000, seed_value: 
     finally:
         db.dispose()
     ids = [target, *(ulid_id(rng, "acc") for _ in range(accounts_total - 1))]
-    weights = account_weights(accounts_total, BIG_SHARE)
+    weights = account_weights(accounts_total, big_share)
     pops = [
         make_population(rng, a, f"t{i}", int(entries * w))
         for i, (a, w) in enumerate(zip(ids, weights, strict=True))
@@ -108,10 +119,14 @@ def seed(store: Store, *, entries: int, accounts_total: int = 1000, seed_value: 
         bulk.load(store, conn, history.days(first_day, day_counts(entries, first_day, DAYS), weights))
         phases["generate + load"] = time.perf_counter() - began
         began = time.perf_counter()
+        bulk.load_tree(store, conn, history.tree_rows)
+        phases[f"load {len(history.tree_rows):,} tree rows"] = time.perf_counter() - began
+        history.tree_rows.clear()
+        began = time.perf_counter()
         bulk.create_indexes(store, conn, indexes)
         phases[f"build {len(indexes)} indexes"] = time.perf_counter() - began
         ends = [
-            (a, h.seq, h.hash, store.bind_time(parse_instant(h.occurred_at)))
+            (a, h.seq, h.hash, store.bind_time(parse_instant(h.occurred_at)), b"".join(h.frontier))
             for a, h in zip(ids, heads, strict=True)
             if h.occurred_at
         ]
@@ -134,8 +149,9 @@ def seed(store: Store, *, entries: int, accounts_total: int = 1000, seed_value: 
 
 
 def _head(store: Store, conn: Any, account_id: str) -> Head:
-    seq, digest, at = conn.execute(
-        store.sql("SELECT seq, hash, occurred_at FROM activity_heads WHERE account_id = ?"), (account_id,)
+    seq, digest, at, edge = conn.execute(
+        store.sql("SELECT seq, hash, occurred_at, tree FROM activity_heads WHERE account_id = ?"),
+        (account_id,),
     ).fetchone()
     when = store.read_time(at)
-    return Head(seq, digest, format_instant(when) if when else None)
+    return Head(seq, digest, format_instant(when) if when else None, tree.split(edge))
