@@ -11,10 +11,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+PORT ?= 8000
+
 run: $(STAMP)
 	$(BIN)/activitylog migrate
-	$(BIN)/activitylog demo --reuse
-	$(BIN)/activitylog serve --no-migrate
+	$(BIN)/activitylog demo --reuse --no-migrate --port $(PORT)
+	$(BIN)/activitylog serve --no-migrate --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/pytest -n 2
@@ -31,6 +33,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 bench-pages: $(STAMP) ; $(BIN)/python bench/pages.py
+bench-proofs: $(STAMP) ; $(BIN)/python bench/proofs.py
 
 # The README's pictures, taken by the browser test itself.
 screenshots: $(STAMP)
