@@ -32,6 +32,8 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy.engine import make_url
 
 from activitylog.db.base import Database
@@ -44,6 +46,15 @@ BIN = Path(sys.executable).parent
 
 def canary(kind: str) -> str:
     return f"canary-{kind}-{secrets.token_hex(8)}"
+
+
+def dkim_key() -> str:
+    """A fresh DKIM private key (the service takes only real keys): its base64 line is its canary."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return pem.decode()
 
 
 @dataclass
@@ -139,7 +150,7 @@ def until(check: Any, what: str) -> None:
 def test_no_secret_is_stored_or_shown(served: Served, db: Database) -> None:
     owner_email = f"owner-{secrets.token_hex(5)}@example.com"
     passwords = {k: canary(k) for k in ("owner", "invited", "changed", "refused", "guess")}
-    dkim = f"-----BEGIN PRIVATE KEY-----\n{canary('dkim')}\n-----END PRIVATE KEY-----"
+    dkim = dkim_key()
     command = ["account", "create", "--name", "Secrets Co", "--owner-email", owner_email]
     created = subprocess.run(
         [str(BIN / "activitylog"), *command, "--password", passwords["owner"]],
@@ -237,7 +248,7 @@ def test_no_secret_is_stored_or_shown(served: Served, db: Database) -> None:
 
 def test_a_dkim_private_key_is_sealed_at_rest(server: Server) -> None:
     tenant = make_tenant(server)
-    dkim = canary("dkim")
+    dkim, other = dkim_key(), dkim_key()
     with tenant.key_client() as client:
         domain = client.post("/api/v1/sending-domains", json={"domain": "mail.dkim.example"}).json()
         path = f"/api/v1/sending-domains/{domain['id']}"
@@ -249,15 +260,16 @@ def test_a_dkim_private_key_is_sealed_at_rest(server: Server) -> None:
         # The same key again is no change (not a new entry); a new key is one.
         assert client.patch(path, json={"dkim_private_key": dkim}).status_code == 200
         assert len(entries()) == len(logged)
-        assert client.patch(path, json={"dkim_private_key": dkim + "2"}).status_code == 200
+        assert client.patch(path, json={"dkim_private_key": other}).status_code == 200
         assert len(entries()) == len(logged) + 1
-    assert dkim not in database_dump(server.db)
+    dump = database_dump(server.db)
+    assert dkim.splitlines()[1] not in dump and other.splitlines()[1] not in dump
     with server.db.system().reader() as session:
         stored = session.get(SendingDomain, domain["id"])
         assert stored is not None and stored.dkim_private_key is not None
         sealed = stored.dkim_private_key
     assert sealed.startswith(sealing.PREFIX)
-    assert sealing.unseal(sealed, "dkim_private_key") == dkim + "2"
+    assert sealing.unseal(sealed, "dkim_private_key") == other
     with pytest.raises(sealing.SealingError):
         sealing.unseal(sealed, "another_field")  # bound to its field
     assert sealing.unseal("legacy plain value", "dkim_private_key") == "legacy plain value"

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     """``smtp://[user:password@]host:port`` (``smtps://`` for TLS) to deliver broadcasts; unset: .eml files
     under ``outbox/`` beside the database."""
 
+    dns_resolver: str = ""
+    """``host:port`` of the DNS resolver that "Verify DNS" asks (unset: the system's resolver)."""
+
     worker_interval_seconds: float = 1.0
     """How often the scheduler/dispatcher looks for due and sending broadcasts."""
 

@@ -50,6 +50,7 @@ class Principal:
     role: str | None = None  # for sessions
     scopes: frozenset[str] = field(default_factory=frozenset)  # for API keys
     csrf_token: str | None = None  # for sessions
+    session: str | None = None  # for sessions: the token hash naming the dashboard session it came through
 
     @property
     def is_session(self) -> bool:
@@ -170,6 +171,7 @@ def authenticate_session(db: Database, token: str) -> Principal:
         actor=Actor(type="session", id=user.id, name=user.email),
         role=user.role,
         csrf_token=row.AuthSession.csrf_token,
+        session=digest,
     )
 
 

@@ -41,11 +41,15 @@ class UnitOfWork:
         actor: Actor,
         context: RequestContext,
         clock: Callable[[], datetime] | None = None,
+        auth_session: str | None = None,
     ) -> None:
         self.db = db.for_account(account_id)
         self.account_id = account_id
         self.actor = actor
         self.context = context
+        # The dashboard session the actor acts through (its token hash), if any: what "your other
+        # sessions" are other than. Not logged; the actor is.
+        self.auth_session = auth_session
         self.clock = clock or _utcnow
         self.entries: list[dict[str, Any]] = []
         self._session: Session | None = None

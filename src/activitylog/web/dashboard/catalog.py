@@ -28,6 +28,7 @@ from activitylog.db.models import (
     User,
 )
 from activitylog.errors import InvalidInput
+from activitylog.log.query import entries_page, parse_filter
 from activitylog.services import (
     api_keys,
     broadcasts,
@@ -44,8 +45,9 @@ from activitylog.web import schemas
 from activitylog.web.dashboard.render import as_invalid
 
 FieldKind = Literal[
-    "text", "email", "password", "secret", "textarea", "select", "multiselect", "datetime", "json"
+    "text", "email", "password", "secret", "pem", "textarea", "select", "multiselect", "datetime", "json"
 ]
+SECRET_KINDS = ("password", "secret", "pem")  # never sent back to the browser; empty keeps the value
 Options = Callable[[Any, str], list[tuple[str, str]]]  # (db, account_id) -> [(value, label)]
 
 
@@ -62,7 +64,7 @@ class FormField:
 
     def current(self, row: Any) -> Any:
         """The row's value as the form shows it; secrets are never sent back to the browser."""
-        if row is None or self.kind in ("secret", "password"):
+        if row is None or self.kind in SECRET_KINDS:
             return ""
         value = getattr(row, self.name, "")
         if self.kind == "json":
@@ -92,6 +94,13 @@ class Column:
 
 
 @dataclass(frozen=True)
+class Panel:
+    title: str
+    caption: str
+    rows: tuple[tuple[str, str, bool, str], ...]  # label, what was asked, whether it holds, why
+
+
+@dataclass(frozen=True)
 class Kind:
     slug: str
     title: str
@@ -112,6 +121,8 @@ class Kind:
     children: tuple[str, ...] = ()
     creates_secret: bool = False
     details: tuple[Column, ...] = field(default=())
+    panel: Callable[[Any, str, Any], Panel | None] | None = None
+    """(db, account_id, row) -> a table the detail page shows below the facts (a domain's DNS checks)."""
 
     @property
     def audit_type(self) -> str:
@@ -136,11 +147,11 @@ def cleaned(fields: tuple[FormField, ...], values: dict[str, Any], editing: bool
             out[f.name] = raw if isinstance(raw, list) else [raw] if raw else []
             continue
         value = raw[0] if isinstance(raw, list) else raw
-        value = value.strip() if f.kind not in ("password", "secret", "textarea") else value
+        value = value.strip() if f.kind not in (*SECRET_KINDS, "textarea") else value
         if value == "":
             if editing and f.nullable:
                 out[f.name] = None
-            elif editing and f.kind not in ("secret", "password") and f.required:
+            elif editing and f.kind not in SECRET_KINDS and f.required:
                 out[f.name] = value  # blanking a required field is an error, not "leave unchanged"
             continue
         if f.kind == "json":
@@ -236,6 +247,24 @@ def _update_domain(uow: UnitOfWork, id_: str, v: dict[str, Any]) -> Any:
     patch = validated(schemas.DomainPatch, v)
     return sending_domains.update_domain(
         uow, id_, patch.changes(frozenset({"return_path", "tracking_domain"}))
+    )
+
+
+DNS_LABELS = {"spf": "SPF", "dkim": "DKIM", "return_path": "Return path"}
+
+
+def _dns_panel(db: Any, account_id: str, row: SendingDomain) -> Panel | None:
+    """The domain's last DNS check, record by record, as its ``sending_domain.verify`` entry holds it."""
+    only_verify = parse_filter(resource_type="sending_domain", resource_id=row.id, action="verify")
+    entries, _ = entries_page(db, account_id, only_verify, cursor=None, limit=1)
+    checks = sending_domains.last_checks(entries[0]["changes"]) if entries else {}
+    if not checks:
+        return None
+    return Panel(
+        title="DNS records",
+        caption=f"As checked at {entries[0]['occurred_at']}: "
+        + ("every record holds." if all(c.ok for c in checks.values()) else "not verified."),
+        rows=tuple((DNS_LABELS.get(k, k), c.name, c.ok, c.detail) for k, c in checks.items()),
     )
 
 
@@ -456,8 +485,9 @@ KINDS: dict[str, Kind] = {
                 FormField(
                     "dkim_private_key",
                     "DKIM private key",
-                    "secret",
-                    hint="Leave empty to keep the current key.",
+                    "pem",
+                    hint="Paste the PEM key, -----BEGIN PRIVATE KEY----- to -----END PRIVATE KEY----- "
+                    "(RSA of 1024 bits or more, or Ed25519). Leave empty to keep the current key.",
                 ),
                 FormField("return_path", "Return path", nullable=True),
                 FormField("tracking_domain", "Tracking domain", nullable=True),
@@ -465,6 +495,7 @@ KINDS: dict[str, Kind] = {
             update=_update_domain,
             delete=sending_domains.delete_domain,
             actions=(Action("verify", "Verify DNS", lambda u, i, _v: sending_domains.verify_domain(u, i)),),
+            panel=_dns_panel,
         ),
         Kind(
             slug="reputation-rules",

@@ -92,6 +92,7 @@ class Viewer:
             account_id=self.account_id,
             actor=self.principal.actor,
             context=get_context(request),
+            auth_session=self.principal.session,
         )
 
 

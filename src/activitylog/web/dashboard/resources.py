@@ -139,6 +139,7 @@ def detail_page(
         error=error,
         notice=notice,
         values=values,
+        panel=kind.panel(get_db(request), viewer.account_id, row) if kind.panel else None,
         history_url=history_link(kind.audit_type, str(row.audit_id)),
     )
 
