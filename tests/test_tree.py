@@ -4,11 +4,14 @@ the auditor's proof checks against both honest and altered proofs."""
 from __future__ import annotations
 
 import hashlib
+from typing import Any, cast
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy import Connection
 
-from activitylog.log import tree
+from activitylog.log import tree, tree_store
+from activitylog.log.tree_store import TreeReader
 from activitylog.log.verify_export import consistency_holds, inclusion_root, leaf_hash, node_hash
 
 
@@ -128,3 +131,35 @@ def test_altered_proofs_fail(data: st.DataObject) -> None:
     assert not consistency_holds(old, n, forged_old, root, proof)  # a rewritten history
     assert not consistency_holds(old, n, old_root, root, proof[:-1])
     assert not consistency_holds(n, old, root, old_root, proof)  # a smaller tree never extends a larger
+
+
+class _TreeRows:
+    """What ``TreeReader`` reads, answered from a ``Stored`` tree instead of a database."""
+
+    def __init__(self, hashes: list[str], stored: Stored) -> None:
+        self.hashes, self.stored = hashes, stored
+
+    def execute(self, statement: object, params: dict[str, Any]) -> list[tuple[int, Any]]:
+        if statement is tree_store._LEAVES:
+            return [(seq, self.hashes[seq - 1]) for seq in params["seqs"]]
+        assert statement is tree_store._HIGHER
+        return [(seq, self.stored.rows[seq]) for seq in params["seqs"] if seq in self.stored.rows]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_audit_paths_in_batches_match_the_rfc(data: st.DataObject) -> None:
+    """A slice's paths, a few per batch (so large ranges are carried from batch to batch), with gaps."""
+    n = data.draw(st.integers(min_value=1, max_value=700))
+    hashes = _entry_hashes(n)
+    stored = Stored(hashes)
+    size = data.draw(st.integers(min_value=1, max_value=n))
+    lo = data.draw(st.integers(min_value=1, max_value=size))
+    seqs = [s for s in range(lo, size + 1) if data.draw(st.booleans()) or s == lo]
+    batch = data.draw(st.integers(min_value=1, max_value=60))
+    reader = TreeReader(cast(Connection, _TreeRows(hashes, stored)), "acc_test")
+    paths = list(reader.audit_paths(seqs, size, batch=batch))
+    leaves = stored.leaves[:size]
+    assert [seq for seq, _ in paths] == seqs
+    for seq, path in paths:
+        assert path == _path(seq - 1, leaves)

@@ -22,6 +22,9 @@ _entries = cast(Table, ActivityEntry.__table__)
 _nodes = cast(Table, TreeNodes.__table__)
 _heads = cast(Table, ChainHead.__table__)
 CHUNK = 500  # seqs per IN list: well under SQLite's bound on parameters
+UPPER = (
+    256  # leaves: ranges and subtrees at least this big are kept from one batch of audit paths to the next
+)
 
 _LEAVES = select(_entries.c.seq, _entries.c.hash).where(
     _entries.c.account_id == bindparam("account"), _entries.c.seq.in_(bindparam("seqs", expanding=True))
@@ -96,19 +99,23 @@ class TreeReader:
     def audit_paths(
         self, seqs: Iterable[int], size: int, batch: int = 1000
     ) -> Iterator[tuple[int, list[bytes]]]:
-        """Each seq's audit path in the tree of ``size``, in the given order, a batch at a time; upper
-        subtrees, shared by neighbouring leaves, are kept between batches."""
-        cache: dict[Node, bytes] = {}
+        """Each seq's audit path in the tree of ``size``, in the given order, a batch at a time. Neighbouring
+        leaves share most of their paths, so each distinct range is folded once per batch, and the large
+        ranges a batch used (shared with the next batch's leaves) are kept for the next one."""
+        folded: dict[tuple[int, int], bytes] = {}
         pending: list[int] = []
 
         def flush() -> Iterator[tuple[int, list[bytes]]]:
             plans = [(seq, tree.inclusion_ranges(seq - 1, size)) for seq in pending]
-            needed = {n for _, ranges in plans for n in tree.nodes_of(ranges)} - cache.keys()
-            known = {**cache, **self.subtrees(needed)}
+            todo = {r for _, ranges in plans for r in ranges} - folded.keys()
+            known = self.subtrees(tree.nodes_of(todo))
+            folded.update({(lo, hi): tree.fold([known[n] for n in tree.parts(lo, hi)]) for lo, hi in todo})
             for seq, ranges in plans:
-                yield seq, [tree.fold([known[n] for n in tree.parts(lo, hi)]) for lo, hi in ranges]
-            cache.clear()
-            cache.update({n: h for n, h in known.items() if n[0] >= 8})  # bounded: few nodes this high
+                yield seq, [folded[r] for r in ranges]
+            # bounded: only what this batch used, and few ranges are this large
+            kept = {r: folded[r] for _, ranges in plans for r in ranges if r[1] - r[0] >= UPPER}
+            folded.clear()
+            folded.update(kept)
             pending.clear()
 
         for seq in seqs:
