@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from activitylog import __version__
 from activitylog.config import Settings
 from activitylog.db.base import Database, connect
-from activitylog.web import dashboard, errors
+from activitylog.web import dashboard, errors, openapi
 from activitylog.web.api import (
     account,
     activity,
@@ -51,11 +52,13 @@ class RequestIdMiddleware:
 
 def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
     settings = settings or Settings()
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc with their assets served from here, not from a CDN
         title="activitylog",
         version=__version__,
         description="An email-marketing account whose every mutation is recorded in a tamper-evident log.",
+        static_url=openapi.DOCS_ASSETS,
     )
+    openapi.install(app)
     app.state.settings = settings
     app.state.db = db or connect(settings.database_url)
     errors.install(app)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request, Response
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
 from activitylog.config import Settings
 from activitylog.db.base import Database
@@ -87,7 +88,32 @@ def get_context(request: Request) -> RequestContext:
     return request_context(request, get_settings(request).trusted_proxy_networks)
 
 
-def get_principal(request: Request) -> Principal:
+_BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="apiKey",
+    description="An API key: `Authorization: Bearer alk_…` (shown once, when the key is created or rotated).",
+)
+_COOKIE = APIKeyCookie(
+    name=SESSION_COOKIE,
+    auto_error=False,
+    scheme_name="session",
+    description="The dashboard session from `POST /api/v1/session`; unsafe methods also need the "
+    "`X-CSRF-Token` header from that response.",
+)
+
+
+async def declared_credentials(
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
+    _cookie: Annotated[str | None, Depends(_COOKIE)],
+) -> None:
+    """Says in the OpenAPI schema how a caller authenticates (either scheme), so the docs offer an
+    Authorize button; the checks themselves are :func:`get_principal`'s."""
+
+
+Credentials = Annotated[None, Depends(declared_credentials)]
+
+
+def get_principal(request: Request, _credentials: Credentials = None) -> Principal:
     cached: Principal | None = getattr(request.state, "principal", None)
     if cached is not None:
         return cached
@@ -112,7 +138,7 @@ def get_principal(request: Request) -> Principal:
 
 
 def allowed(permission: str) -> Callable[[Request], Principal]:
-    def dependency(request: Request) -> Principal:
+    def dependency(request: Request, _credentials: Credentials = None) -> Principal:
         principal = get_principal(request)
         principal.require(permission)
         return principal
@@ -121,7 +147,7 @@ def allowed(permission: str) -> Callable[[Request], Principal]:
 
 
 def uow_for(permission: str) -> Callable[[Request], UnitOfWork]:
-    def dependency(request: Request) -> UnitOfWork:
+    def dependency(request: Request, _credentials: Credentials = None) -> UnitOfWork:
         principal = allowed(permission)(request)
         return UnitOfWork(
             get_db(request),

@@ -19,7 +19,7 @@ PAGE_CSP = (
     b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
     b"base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
 )
-DOCS_PATHS = ("/docs", "/redoc")  # the OpenAPI viewers load their assets from a CDN
+DOCS_PATHS = ("/docs", "/redoc")  # the OpenAPI viewers start from an inline script
 
 
 class EdgeGuards:

@@ -28,17 +28,68 @@ AS_OF_HEADER = "X-Activity-As-Of-Seq"
 Text = Annotated[str | None, Query(max_length=4000)]
 
 
+_OR = " A comma means OR."
+_N = 4000
+Actor = Annotated[
+    str | None,
+    Query(
+        max_length=_N,
+        description="Actor id(s): `usr_…`, `key_…`, `rul_…`, `scheduler`, `dispatcher`, `cli`." + _OR,
+    ),
+]
+ActorType = Annotated[
+    str | None,
+    Query(max_length=_N, description="Actor type(s): `session`, `api_key`, `rule`, `system`." + _OR),
+]
+Action = Annotated[
+    str | None,
+    Query(
+        max_length=_N,
+        description="A full action (`broadcast.send`), a verb (`send`) or a resource wildcard (`broadcast.*`)."
+        + _OR,
+    ),
+]
+ResourceType = Annotated[
+    str | None,
+    Query(max_length=_N, description="Resource type(s) of the target, e.g. `sending_domain`." + _OR),
+]
+ResourceId = Annotated[
+    str | None,
+    Query(
+        max_length=_N, description="Id(s) of the target, e.g. `dom_…` (for an address: the address)." + _OR
+    ),
+]
+Ip = Annotated[
+    str | None,
+    Query(max_length=_N, description="Source IP: an address or a CIDR block (`203.0.113.0/24`)." + _OR),
+]
+Since = Annotated[
+    str | None,
+    Query(max_length=_N, description="ISO 8601 instant, inclusive (`Z` or an offset; naive = UTC)."),
+]
+Until = Annotated[
+    str | None,
+    Query(max_length=_N, description="ISO 8601 instant, exclusive (`Z` or an offset; naive = UTC)."),
+]
+Q = Annotated[
+    str | None,
+    Query(
+        max_length=_N, description="Case-insensitive text in the summary, the resource's or the actor's name."
+    ),
+]
+
+
 async def activity_filter(
     request: Request,
-    actor: Text = None,
-    actor_type: Text = None,
-    action: Text = None,
-    resource_type: Text = None,
-    resource_id: Text = None,
-    ip: Text = None,
-    since: Text = None,
-    until: Text = None,
-    q: Text = None,
+    actor: Actor = None,
+    actor_type: ActorType = None,
+    action: Action = None,
+    resource_type: ResourceType = None,
+    resource_id: ResourceId = None,
+    ip: Ip = None,
+    since: Since = None,
+    until: Until = None,
+    q: Q = None,
 ) -> ActivityFilter:
     """The contract's filters (comma = OR inside one, AND across them). Parsing only, no I/O: on the event
     loop, not a worker thread. A parameter the endpoint does not take, or one given twice or empty, is
@@ -104,7 +155,7 @@ def export_manifest(
     db: Db,
     f: Filter,
     as_of_seq: Annotated[int, Query(ge=1, le=MAX_SEQ, description=f"the export's {AS_OF_HEADER} header")],
-    format: Annotated[Literal["csv", "jsonl"], Query()] = "csv",
+    format: Annotated[Literal["csv", "jsonl"], Query(description="the export's format")] = "csv",
 ) -> dict[str, Any]:
     """The signed manifest of an export: which rows the slice held as of ``as_of_seq``, and a checkpoint."""
     return manifest(db, get_signer(request), caller.account_id, f, format, as_of_seq)
