@@ -36,7 +36,9 @@ from sqlalchemy import select
 
 from activitylog.config import Settings
 from activitylog.db.base import Database, connect
+from activitylog.db.migrate import upgrade
 from activitylog.db.models import Broadcast, User
+from activitylog.errors import Conflict
 from activitylog.log.record import Actor, RequestContext
 from activitylog.services import (
     accounts,
@@ -557,7 +559,11 @@ def _due(h: History, broadcast_id: str) -> None:
     """
     on_behalf_of = h.sender.get(broadcast_id)
     if h.status[broadcast_id] == "scheduled":
-        broadcasts.send(h.system(SCHEDULER, on_behalf_of), broadcast_id)
+        try:
+            broadcasts.send(h.system(SCHEDULER, on_behalf_of), broadcast_id)
+        except Conflict:  # the scheduler of a server already running on this database got there first
+            h.set_status(broadcast_id, None)  # it is the server's to finish now, not the history's
+            return
         _sending(h, broadcast_id)
         return
     uow = h.system(DISPATCHER, on_behalf_of)
@@ -907,8 +913,27 @@ def _advance(h: History, timeline: Timeline) -> None:
         pass
 
 
-def seed(db: Database, entries: int, seed_value: int = 7, show_progress: bool = False) -> dict[str, str]:
-    """Create the demo account and ``entries`` log entries (at least the onboarding's ~60) ending now."""
+def _unfinished(h: History) -> int:
+    """Broadcasts a worker would pick up (sending, or scheduled): one entry each to wrap up."""
+    return len(h.by_status["sending"]) + len(h.by_status["scheduled"])
+
+
+def _wrap_up(h: History) -> None:
+    """Leave no work for the workers of a server on this database: the dispatcher finishes what is
+    sending, and what is still scheduled is unscheduled (else a live scheduler would send it, and the
+    dispatcher write thousands of messages to ``outbox/``, as soon as ``serve`` started)."""
+    for broadcast_id in list(h.by_status["sending"]):
+        _due(h, broadcast_id)
+    for broadcast_id in list(h.by_status["scheduled"]):
+        broadcasts.unschedule(h.admin(), broadcast_id)
+        h.set_status(broadcast_id, "draft")
+
+
+def seed(
+    db: Database, entries: int, seed_value: int = 7, show_progress: bool = False, leave_work: bool = False
+) -> dict[str, str]:
+    """Create the demo account and ``entries`` log entries (at least the onboarding's ~60) ending now;
+    unless ``leave_work``, no broadcast is left sending or scheduled (see :func:`_wrap_up`)."""
     rng = random.Random(seed_value)  # noqa: S311  (made-up data, reproducible by design)
     end = datetime.now(UTC) - timedelta(minutes=1)
     start = end - HISTORY
@@ -926,11 +951,22 @@ def seed(db: Database, entries: int, seed_value: int = 7, show_progress: bool = 
     columns = (TextColumn("seeding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, disable=not show_progress) as progress:
         task = progress.add_task("seed", total=entries)
-        while h.done < target:
+        # Wrapping up costs one entry per unfinished broadcast, and a step adds at most two to the sum
+        # below, so stopping one short of the target leaves room for one filler entry at most.
+        room = 0 if leave_work else 1
+        while h.done < target and (leave_work or h.done + _unfinished(h) < target - room):
             with h.uow:
                 stop = min(target, h.done + BATCH)
-                while h.done < stop:
+                while h.done < stop and (leave_work or h.done + _unfinished(h) < target - room):
                     _advance(h, timeline)
+                h.uow.commit()
+            h.batch_done()
+            progress.update(task, completed=h.done)
+        if not leave_work:
+            with h.uow:
+                _wrap_up(h)
+                while h.done < target:
+                    _suppress(h)
                 h.uow.commit()
             h.batch_done()
             progress.update(task, completed=h.done)
@@ -963,9 +999,19 @@ def demo(
         False, "--reuse", help="If the demo account exists, only mint a fresh API key."
     ),
     seed_value: int = typer.Option(7, "--seed", help="Random seed, for a reproducible history."),
+    leave_work: bool = typer.Option(
+        False,
+        "--leave-work",
+        help="Leave some broadcasts sending or scheduled, for a server's workers to deliver (to outbox/).",
+    ),
+    port: int = typer.Option(8000, help="The port 'serve' will listen on, for the printed address."),
+    no_migrate: bool = typer.Option(False, "--no-migrate", help="Do not apply migrations first."),
 ) -> None:
     """Seed a demo account with a realistic history; the last line is JSON with its login and an API key."""
-    db = connect(Settings().database_url).system()
+    store = connect(Settings().database_url)
+    if not no_migrate:
+        upgrade(store)  # as serve does: a fresh database gets its tables
+    db = store.system()
     account_id = _existing(db)
     if account_id is not None and reuse:
         key = _new_key(db, account_id, f"make run {datetime.now(UTC):%Y-%m-%d %H:%M}")
@@ -974,9 +1020,9 @@ def demo(
         typer.echo(f"error: {DEMO_EMAIL} already exists; use --reuse or another database", err=True)
         raise typer.Exit(2)
     else:
-        result = seed(db, entries, seed_value, show_progress=True)
+        result = seed(db, entries, seed_value, show_progress=True, leave_work=leave_work)
     typer.echo(
-        "Demo account ready at http://127.0.0.1:8000: sign in to the dashboard with "
+        f"Demo account ready at http://127.0.0.1:{port}: sign in to the dashboard with "
         f"{result['email']} / {result['password']} (API docs at /docs); API key: {result['api_key']}"
     )
     typer.echo(json.dumps(result))
