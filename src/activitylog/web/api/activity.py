@@ -45,8 +45,7 @@ Action = Annotated[
     str | None,
     Query(
         max_length=_N,
-        description="A full action (`broadcast.send`), a verb (`send`) or a resource wildcard (`broadcast.*`)."
-        + _OR,
+        description="A full action (`broadcast.send`), a verb (`send`) or a wildcard (`broadcast.*`)." + _OR,
     ),
 ]
 ResourceType = Annotated[
