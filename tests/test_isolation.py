@@ -88,7 +88,7 @@ class Seeded:
         head = self.key.get(f"{V1}/activity", params={"limit": 1000}).json()["data"]
         self.head = head[0]["seq"]
         hashes = {e["hash"] for e in head}
-        checkpoints = self.key.get(f"{V1}/activity/checkpoints").json()["data"]
+        note = self.key.get(f"{V1}/activity/tree/checkpoint").text.splitlines()
         return {
             self.token,
             self.tenant.account_id,
@@ -97,7 +97,8 @@ class Seeded:
             self.tenant.key_id,
             *self.ids.values(),
             *hashes,
-            *(c["signature"] for c in checkpoints),
+            note[2],  # the signed root
+            note[-1].rsplit(" ", 1)[-1],  # and the signature
         }
 
 
@@ -395,8 +396,17 @@ PROBES: dict[tuple[str, str], Probes] = {
         _exports("csv")(me, other) + _exports("jsonl")(me, other)
     ),
     ("GET", f"{V1}/activity/export/manifest"): _manifests,
-    ("GET", f"{V1}/activity/checkpoints"): _one("GET", f"{V1}/activity/checkpoints"),
-    ("GET", f"{V1}/activity/checkpoints/public-key"): _one("GET", f"{V1}/activity/checkpoints/public-key"),
+    ("GET", f"{V1}/activity/tree/checkpoint"): _one("GET", f"{V1}/activity/tree/checkpoint"),
+    ("GET", f"{V1}/activity/tree/inclusion"): _one(
+        "GET", f"{V1}/activity/tree/inclusion", params={"seq": "1", "tree_size": "2"}
+    ),
+    ("GET", f"{V1}/activity/tree/consistency"): _one(
+        "GET", f"{V1}/activity/tree/consistency", params={"old_size": "1", "tree_size": "2"}
+    ),
+    ("GET", f"{V1}/activity/export/proof"): _one("GET", f"{V1}/activity/export/proof"),
+    ("GET", f"{V1}/accounts/{{account_id}}/verifier-key"): lambda me, other: [
+        Probe("GET", f"{V1}/accounts/{other.tenant.account_id}/verifier-key")  # public: any id answers alike
+    ],
     ("GET", f"{V1}/activity/verify"): _one("GET", f"{V1}/activity/verify"),
     ("GET", f"{V1}/activity/{{seq}}"): _entry,
 }
@@ -431,7 +441,6 @@ def _snapshot(owner: Seeded) -> dict[str, Any]:
         "/reputation-rules",
         f"/lists/{owner.ids['list']}/contacts",
         "/activity/verify",
-        "/activity/checkpoints",
     ]
     state = {path: owner.session.get(V1 + path, params={"limit": 1000}).json() for path in reads}
     state["log"] = owner.session.get(f"{V1}/activity", params={"limit": 1000}).json()
@@ -703,7 +712,9 @@ def test_the_whole_app_works_as_the_app_role(
         assert manifest.json()["rows"] == int(as_of)
         assert client.get(f"{V1}/activity/export", params={"format": "jsonl"}).text.count("\n") > 8
         assert client.get(f"{V1}/activity/verify").json()["ok"] is True
-        _until(lambda: bool(client.get(f"{V1}/activity/checkpoints").json()["data"]), "a checkpoint")
+        _until(
+            lambda: client.get(f"{V1}/activity/verify").json().get("signed_size") is not None, "a checkpoint"
+        )
         del client.headers["Authorization"]
         signed_in = client.post(f"{V1}/session", json={"email": email, "password": PASSWORD})
         assert signed_in.status_code == 200, signed_in.text
