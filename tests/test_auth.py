@@ -205,3 +205,35 @@ def test_last_used_time_and_address_are_kept(tenant: Tenant) -> None:
     with tenant.key_client(issued["key"]) as client:  # a new address is recorded at once
         assert client.get("/api/v1/lists", headers={"X-Forwarded-For": "2001:db8::61"}).status_code == 200
     assert session.get(f"/api/v1/api-keys/{issued['id']}").json()["last_used_ip"] == "2001:db8::61"
+
+
+def test_a_new_password_ends_the_users_other_sessions(tenant: Tenant) -> None:
+    """Whoever learnt the old password and signed in with it is signed out when it changes: the user's
+    own session that changed it survives, every other one ends, and the entry counts them."""
+    here, elsewhere = tenant.session_client(), tenant.session_client()
+    new_password = "a brand new passphrase"
+    r = here.patch(f"/api/v1/users/{tenant.owner_id}", json={"password": new_password})
+    assert r.status_code == 200, r.text
+    assert here.get("/api/v1/session").status_code == 200
+    assert elsewhere.get("/api/v1/session").status_code == 401
+    entry = _latest(tenant)
+    assert entry["action"] == "user.update" and entry["resource"]["id"] == tenant.owner_id
+    assert entry["changes"] == {
+        "password_hash": {"from": "[redacted]", "to": "[redacted]"},
+        "sessions_ended": {"from": None, "to": 1},
+    }
+    tenant.session_client(password=new_password).close()
+
+    # An owner setting another user's password ends all of that user's sessions.
+    email = f"admin-{tenant.account_id[-6:].lower()}@example.com"
+    body = {"email": email, "password": PASSWORD, "role": "admin"}
+    admin_id = here.post("/api/v1/users", json=body).json()["id"]
+    admin_sessions = [tenant.session_client(email), tenant.session_client(email)]
+    assert here.patch(f"/api/v1/users/{admin_id}", json={"password": new_password}).status_code == 200
+    assert [c.get("/api/v1/session").status_code for c in admin_sessions] == [401, 401]
+    assert _latest(tenant)["changes"]["sessions_ended"] == {"from": None, "to": 2}
+    assert here.get("/api/v1/session").status_code == 200
+    # A change that is not a password leaves sessions alone.
+    again = tenant.session_client(email, new_password)
+    assert here.patch(f"/api/v1/users/{admin_id}", json={"role": "member"}).status_code == 200
+    assert again.get("/api/v1/session").status_code == 200

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
-from activitylog.db.models import Account, User
+from activitylog.db.models import Account, AuthSession, User
 from activitylog.errors import Conflict
 from activitylog.ids import new_id
 from activitylog.services import credentials
@@ -32,18 +32,34 @@ def create_user(uow: UnitOfWork, *, email: str, password: str, role: str) -> Use
 
 
 def update_user(uow: UnitOfWork, user_id: str, values: dict[str, Any]) -> User:
+    """Change a user's email, role or password. A new password ends every other session of the user (all
+    of them when someone else sets it), in the same transaction, and the entry counts them."""
     with uow:
         user = uow.get(User, user_id, what="user")
+        extra = None
         if "password" in values:
             values = {**values, "password_hash": credentials.hash_password(values.pop("password"))}
+            ended = _end_sessions(uow, user, sparing=uow.auth_session)
+            extra = {"sessions_ended": {"from": None, "to": ended}} if ended else None
         if "email" in values:
             values["email"] = values["email"].strip().lower()
         if values.get("role", "owner") != "owner" and user.role == "owner":
             _keep_an_owner(uow, user)
         assign(user, values)
-        uow.record("user.update", user)
+        uow.record("user.update", user, extra=extra)
         uow.commit()
     return user
+
+
+def _end_sessions(uow: UnitOfWork, user: User, *, sparing: str | None) -> int:
+    """Delete the user's dashboard sessions but ``sparing`` (a token hash); returns how many ended."""
+    statement = delete(AuthSession).where(
+        AuthSession.account_id == uow.account_id, AuthSession.user_id == user.id
+    )
+    if sparing is not None:
+        statement = statement.where(AuthSession.token_hash != sparing)
+    result = uow.session.execute(statement)
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def delete_user(uow: UnitOfWork, user_id: str) -> None:

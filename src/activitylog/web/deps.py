@@ -18,8 +18,8 @@ from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBea
 from activitylog.config import Settings
 from activitylog.db.base import Database
 from activitylog.errors import Forbidden, Unauthorized
-from activitylog.log.record import RequestContext
 from activitylog.log.checkpoints import CheckpointSigner
+from activitylog.log.record import RequestContext
 from activitylog.log.signing import load_signer
 from activitylog.services.auth import Principal, authenticate_api_key, authenticate_session
 from activitylog.services.uow import UnitOfWork
@@ -154,6 +154,7 @@ def uow_for(permission: str) -> Callable[[Request], UnitOfWork]:
             account_id=principal.account_id,
             actor=principal.actor,
             context=get_context(request),
+            auth_session=principal.session,
         )
 
     return dependency
