@@ -89,6 +89,23 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     yield from fresh_postgres_database(server)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A database of its own with no tables yet, on each engine: for tests that run the migrations."""
+    if request.param == "sqlite":
+        database = connect(f"sqlite:///{tmp_path / 'fresh.db'}")
+        yield database
+        database.dispose()
+        return
+    server = os.environ.get(PG_ENV)
+    if not server:
+        pytest.skip(f"PostgreSQL tests skipped: set {PG_ENV}")
+    for url in fresh_postgres_database(server):
+        database = connect(url)
+        yield database
+        database.dispose()
+
+
 @pytest.fixture(scope="session")
 def db(database_url: str) -> Iterator[Database]:
     database = connect(database_url)

@@ -5,8 +5,6 @@ an untouched log raises no alarm. The drills edit the database behind the applic
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -26,11 +24,9 @@ from activitylog.log.verify_export import open_checkpoint, parse_verifier_key
 from activitylog.services import lists
 from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
 from conftest import (
-    PG_ENV,
     Tenant,
     app_role_on,
     behind_the_apps_back,
-    fresh_postgres_database,
     make_tenant,
 )
 from drills import entry_row, forge, rebuild_tree, rechain_from, set_entry
@@ -110,23 +106,6 @@ DROPPED = {
         | {f"activity_checkpoints.{p}" for p in ("tenant_rows", "system_reads")},
     }
 }
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'fresh.db'}"
-        database = connect(url)
-        yield database
-        database.dispose()
-        return
-    server = os.environ.get(PG_ENV)
-    if not server:
-        pytest.skip(f"PostgreSQL tests skipped: set {PG_ENV}")
-    for url in fresh_postgres_database(server):
-        database = connect(url)
-        yield database
-        database.dispose()
 
 
 def test_protections_exist_after_every_migration(empty_database: Database) -> None:

@@ -3,15 +3,10 @@ so the old entries verify and prove, and appends go on from there; down and up a
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 from alembic import command
 from sqlalchemy import text
 
-from activitylog.db.base import Database, connect
+from activitylog.db.base import Database
 from activitylog.db.migrate import alembic_config, upgrade
 from activitylog.log.record import RequestContext
 from activitylog.log.tree_store import TreeReader
@@ -19,23 +14,7 @@ from activitylog.log.verify import verify_account
 from activitylog.log.verify_export import consistency_holds, inclusion_root, leaf_hash
 from activitylog.services import accounts, lists
 from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
-from conftest import PASSWORD, PG_ENV, fresh_postgres_database
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def fresh(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "sqlite":
-        database = connect(f"sqlite:///{tmp_path / 'old.db'}")
-        yield database
-        database.dispose()
-        return
-    server = os.environ.get(PG_ENV)
-    if not server:
-        pytest.skip(f"PostgreSQL tests skipped: set {PG_ENV}")
-    for url in fresh_postgres_database(server):
-        database = connect(url)
-        yield database
-        database.dispose()
+from conftest import PASSWORD
 
 
 def _migrate(db: Database, verb: str, revision: str) -> None:
@@ -71,7 +50,8 @@ def _entries_written_before_the_tree(db: Database, n: int) -> str:
     return account_id
 
 
-def test_0008_builds_the_trees_of_existing_logs(fresh: Database) -> None:
+def test_0008_builds_the_trees_of_existing_logs(empty_database: Database) -> None:
+    fresh = empty_database
     upgrade(fresh)
     account_id = _entries_written_before_the_tree(fresh, 37)
     _migrate(fresh, "downgrade", "0007")
