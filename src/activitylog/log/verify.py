@@ -10,6 +10,7 @@ fails here, even with every hash recomputed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Session
 from activitylog.db.models import ActivityEntry, ChainHead, TreeNodes
 from activitylog.log import tree
 from activitylog.log.actions import summarize
-from activitylog.log.chain import CHAINED_FIELDS, GENESIS, canonical_json, entry_hash, format_instant
+from activitylog.log.chain import CHAINED_FIELDS, GENESIS, canonical_json, format_instant
 from activitylog.log.csv_sql import CSV_COLUMNS, csv_escapes
 from activitylog.log.record import ip_key
 from activitylog.log.tree_store import TreeDamaged, TreeReader
@@ -67,14 +68,15 @@ class _Derived:
     in a walk: most cells repeat (an account's actors, addresses, actions, resource types), and a cell's
     two escape bits depend on its text alone. Bounded memos, so a walk stays in constant memory."""
 
-    def __init__(self) -> None:
+    def __init__(self, columns: list[str]) -> None:
         self.cells: dict[Any, int] = {}
         self.ips: dict[str | None, str | None] = {}
+        self.positions = [(shift, columns.index(name)) for shift, name in _OTHER_CELLS]
 
-    def csv_escapes(self, entry: Any) -> int:
+    def csv_escapes(self, row: Any) -> int:
         cells, escapes = self.cells, 0
-        for shift, name in _OTHER_CELLS:
-            value = entry[name]
+        for shift, position in self.positions:
+            value = row[position]
             bits = cells.get(value)
             if bits is None:
                 if len(cells) >= _MEMO_SIZE:
@@ -91,6 +93,20 @@ class _Derived:
             ips.clear()
         key = ips[ip] = ip_key(ip)
         return key
+
+
+# The canonical JSON of an entry with a stand-in for its changes, whose text ``"changes":0,`` occurs nowhere
+# else: keys are unique, every quote inside a JSON string is escaped, and "changes" is never the last key.
+_CHANGES_STAND_IN = '"changes":0,'
+
+
+def _entry_hash_given(prev_hash: str, fields: dict[str, Any], changes_text: str) -> str:
+    """``entry_hash(prev_hash, fields)``, given ``changes_text = canonical_json(fields["changes"])`` (which
+    the walk encodes anyway, to check the stored text): the changes are not encoded a second time."""
+    canonical = canonical_json({**fields, "changes": 0}).replace(
+        _CHANGES_STAND_IN, f'"changes":{changes_text},', 1
+    )
+    return hashlib.sha256(f"{prev_hash}\n{canonical}".encode()).hexdigest()
 
 
 def _ordered(session: Session, statement: Any, batch: int) -> Iterator[Any]:
@@ -177,7 +193,7 @@ def verify_account(
         select(table).where(table.c.account_id == account_id, table.c.seq >= start.seq).order_by(table.c.seq),
         batch,
     )
-    derived = _Derived()
+    derived = _Derived(list(table.c.keys()))  # the columns of each row, in order
     for row in rows:
         entry = row._mapping
         seq = entry["seq"]
@@ -190,21 +206,22 @@ def verify_account(
             fields["changes"] = json.loads(entry["changes"])
         except ValueError:
             return _broken(seq, "changes is not valid JSON")
-        self_consistent = entry_hash(entry["prev_hash"], fields) == entry["hash"]
+        changes_text = canonical_json(fields["changes"])
+        self_consistent = _entry_hash_given(entry["prev_hash"], fields, changes_text) == entry["hash"]
         if entry["prev_hash"] != prev_hash:
             if self_consistent and seq > start.seq:  # this entry is intact, so the one before it is not
                 return _broken(seq - 1, f"replaced: seq {seq} does not link to it")
             return _broken(seq, "prev_hash does not link to the entry before")
         if not self_consistent:
             return _broken(seq, "hash does not match the entry's content")
-        if canonical_json(fields["changes"]) != entry["changes"]:
+        if changes_text != entry["changes"]:
             return _broken(seq, "changes is not the canonical JSON text of what the hash covers")
         if entry["summary"] != summarize(entry["action"], entry["resource_name"]):
             return _broken(seq, "summary does not match the action and resource")
         if entry["ip_key"] != derived.ip_key(entry["ip"]):
             return _broken(seq, "ip_key does not match ip (the IP filter would miss this entry)")
         if entry["csv_escapes"] is not None and entry["csv_escapes"] != (
-            derived.csv_escapes(entry) if seq > start.seq else _csv_escapes_of(entry, fields)
+            derived.csv_escapes(row) if seq > start.seq else _csv_escapes_of(entry, fields)
         ):
             return _broken(seq, "csv_escapes does not match the entry (its CSV export would be unsafe)")
         frontier, completed = tree.append(frontier, seq - 1, entry["hash"])
