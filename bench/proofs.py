@@ -810,7 +810,9 @@ def main(argv: list[str]) -> int:
     for engine in (e.strip() for e in args.engines.split(",") if e.strip()):
         with _open(engine, args) as store:
             runs.append(bench_engine(store, args))
-    RESULTS.write_text(render(runs, args, started, load_start))
+        RESULTS.write_text(
+            render(runs, args, started, load_start)
+        )  # after each engine: a late failure keeps it
     print(f"wrote {RESULTS}")
     for run in runs:
         for target, result in summary_rows(run):
