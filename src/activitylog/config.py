@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     worker_interval_seconds: float = 1.0
     """How often the scheduler/dispatcher looks for due and sending broadcasts."""
 
+    metrics: bool = False
+    """Serve ``GET /metrics`` (Prometheus text format, unauthenticated: expose it to the operator only)."""
+
+    log_level: str = "info"
+    """The level of the JSON log lines ``serve`` and ``worker`` write to standard error."""
+
     @property
     def key_directory(self) -> Path:
         if self.key_dir:

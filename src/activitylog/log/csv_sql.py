@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Integer, Select, String, case, cast, func, literal, literal_column, or_
 
+from activitylog import metrics
 from activitylog.db.base import Database
 from activitylog.db.models import ActivityEntry
 from activitylog.log.chain import CHAINED_FIELDS
@@ -110,13 +111,16 @@ def _coalesce(blocks: Iterable[memoryview]) -> Iterator[bytes]:
     """COPY hands over one block per row; the response wants few large chunks (each costs a thread hop)."""
     pending: list[bytes] = []
     size = 0
+    rows = metrics.EXPORT_ROWS.labels("csv")
     for block in blocks:
         pending.append(bytes(block))
         size += len(block)
         if size >= CHUNK_BYTES:
+            rows.inc(len(pending))
             yield b"".join(pending)
             pending, size = [], 0
     if pending:
+        rows.inc(len(pending))
         yield b"".join(pending)
 
 
@@ -157,5 +161,7 @@ def stream_sqlite(db: Database, statement: Select[Any], batch: int) -> Iterator[
     query = statement.with_only_columns(_sqlite_line())
     with db.reader() as session, session.connection().execute(query) as result:
         cursor = result.cursor  # plain tuples: making a Row per row costs more than the line itself
+        counted = metrics.EXPORT_ROWS.labels("csv")
         while rows := cursor.fetchmany(batch):
+            counted.inc(len(rows))
             yield ("\n".join([line for (line,) in rows]) + "\n").encode("utf-8")

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Row
 
+from activitylog import metrics
 from activitylog.db.base import Database
 from activitylog.db.models import ActivityEntry
 from activitylog.errors import InvalidInput
@@ -76,12 +77,15 @@ def stream_jsonl(
     db: Database, account_id: str, f: ActivityFilter, as_of: int | None = None
 ) -> Iterator[bytes]:
     lines: list[str] = []
+    counted = metrics.EXPORT_ROWS.labels("jsonl")
     for row in _rows(db, account_id, f, as_of):
         lines.append(json.dumps(entry_to_api(row), ensure_ascii=False, separators=(",", ":")))
         if len(lines) >= BATCH_ROWS:
+            counted.inc(len(lines))
             yield ("\n".join(lines) + "\n").encode("utf-8")
             lines.clear()
     if lines:
+        counted.inc(len(lines))
         yield ("\n".join(lines) + "\n").encode("utf-8")
 
 

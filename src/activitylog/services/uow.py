@@ -14,6 +14,7 @@ view), it narrows it to ``account_id``, so on PostgreSQL row-level security back
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from types import TracebackType
@@ -23,6 +24,7 @@ from sqlalchemy import Select, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from activitylog import metrics
 from activitylog.db.base import Database
 from activitylog.errors import Conflict, NotFound
 from activitylog.log.record import Actor, RequestContext, Resource, record
@@ -54,6 +56,7 @@ class UnitOfWork:
         self.entries: list[dict[str, Any]] = []
         self._session: Session | None = None
         self._depth = 0
+        self._appended = 0  # entries this transaction wrote, counted in the metrics once it commits
 
     @property
     def session(self) -> Session:
@@ -65,6 +68,7 @@ class UnitOfWork:
         if self._depth == 0:
             self._session = self.db.writer()
             self.entries = []
+            self._appended = 0
         self._depth += 1
         return self
 
@@ -105,6 +109,7 @@ class UnitOfWork:
         actor: Actor | None = None,
     ) -> dict[str, Any] | None:
         """Log ``action`` on ``resource``, covering every change made since the previous entry."""
+        started = time.perf_counter()
         try:
             entry = record(
                 self.session,
@@ -120,6 +125,8 @@ class UnitOfWork:
         except IntegrityError as exc:
             raise Conflict(_conflict_message(exc)) from None
         if entry is not None:
+            metrics.APPEND_DURATION.observe(time.perf_counter() - started)
+            self._appended += 1
             self.entries.append(entry)
         return entry
 
@@ -130,6 +137,9 @@ class UnitOfWork:
             self.session.commit()
         except IntegrityError as exc:
             raise Conflict(_conflict_message(exc)) from None
+        if self._appended:
+            metrics.ENTRIES_APPENDED.inc(self._appended)
+            self._appended = 0
 
 
 _LOCKED_BY_ID: dict[type[Any], Select[Any]] = {}

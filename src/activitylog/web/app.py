@@ -10,7 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from activitylog import __version__
 from activitylog.config import Settings
 from activitylog.db.base import Database, connect
-from activitylog.web import dashboard, errors, openapi
+from activitylog.web import dashboard, errors, openapi, ops
 from activitylog.web.api import (
     account,
     activity,
@@ -27,6 +27,7 @@ from activitylog.web.api import (
 )
 from activitylog.web.context import request_id
 from activitylog.web.guards import EdgeGuards
+from activitylog.web.observe import ObservedRequests
 
 
 class RequestIdMiddleware:
@@ -75,9 +76,11 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         delivery_events,
         proofs,
         activity,
+        ops,
     ):
         app.include_router(module.router)
     dashboard.install(app)
     app.add_middleware(EdgeGuards)
+    app.add_middleware(ObservedRequests)  # inside the request id, outside everything that answers
     app.add_middleware(RequestIdMiddleware)
     return app
