@@ -88,6 +88,13 @@ class Ctx:
             self.post(f"/api/v1/reputation-rules/{rid}/disable")
         return rid
 
+    def stream_id(self, *then: str) -> str:
+        body = {"name": "SIEM", "type": "webhook", "url": "https://siem.example.com/hook"}
+        sid = self.post("/api/v1/streams", body)["id"]
+        for step in then:
+            self.post(f"/api/v1/streams/{sid}/{step}")
+        return sid
+
     def user_id(self) -> str:
         body = {"email": f"u{uuid.uuid4().hex[:8]}@example.com", "password": PASSWORD, "role": "member"}
         response = self.session.post("/api/v1/users", json=body)
@@ -492,6 +499,65 @@ def _scenarios() -> dict[tuple[str, str], Callable[[Ctx], Call]]:
                 changes={"enabled": _c(False, True)},
             )
         )(c.rule_id()),
+        ("POST", f"{v1}/streams"): lambda c: Call(
+            "POST",
+            f"{v1}/streams",
+            "stream.create",
+            ("stream", None),
+            json={"name": "SIEM", "type": "webhook", "url": "https://siem.example.com/hook"},
+            changes={
+                "name": _c("SIEM"),
+                "url": _c("https://siem.example.com/hook"),
+                "signing": _c("hmac"),
+                "secret": _c(REDACTED),
+            },
+        ),
+        ("PATCH", f"{v1}/streams/{{stream_id}}"): lambda c: (
+            lambda sid: Call(
+                "PATCH",
+                f"{v1}/streams/{sid}",
+                "stream.update",
+                ("stream", sid),
+                json={"filter": {"action": "broadcast.*"}},
+                changes={"filter": _c({"action": "broadcast.*"}, {})},
+            )
+        )(c.stream_id()),
+        ("DELETE", f"{v1}/streams/{{stream_id}}"): lambda c: (
+            lambda sid: Call(
+                "DELETE",
+                f"{v1}/streams/{sid}",
+                "stream.delete",
+                ("stream", sid),
+                changes={"name": _c(None, "SIEM"), "secret": _c(None, REDACTED)},
+            )
+        )(c.stream_id()),
+        ("POST", f"{v1}/streams/{{stream_id}}/pause"): lambda c: (
+            lambda sid: Call(
+                "POST",
+                f"{v1}/streams/{sid}/pause",
+                "stream.pause",
+                ("stream", sid),
+                changes={"state": _c("paused", "active")},
+            )
+        )(c.stream_id()),
+        ("POST", f"{v1}/streams/{{stream_id}}/resume"): lambda c: (
+            lambda sid: Call(
+                "POST",
+                f"{v1}/streams/{sid}/resume",
+                "stream.resume",
+                ("stream", sid),
+                changes={"state": _c("active", "paused")},
+            )
+        )(c.stream_id("pause")),
+        ("POST", f"{v1}/streams/{{stream_id}}/replay"): lambda c: (
+            lambda sid: Call(
+                "POST",
+                f"{v1}/streams/{sid}/replay",
+                "stream.replay",
+                ("stream", sid),
+                json={"from_seq": 1},
+            )
+        )(c.stream_id()),
     }
 
 
@@ -501,6 +567,8 @@ MUTATING = ("post", "put", "patch", "delete")
 NOT_ACCOUNT_STATE = {
     ("POST", "/api/v1/delivery-events"): "stores MTA feedback (metrics); the state changes its reputation "
     "rules make are logged with the rule as actor: tests/test_delivery.py",
+    ("POST", "/api/v1/streams/{stream_id}/test"): "sends one test event to the destination and keeps the "
+    "attempt among the stream's deliveries; the stream itself does not change: tests/test_stream_delivery.py",
 }
 
 

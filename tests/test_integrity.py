@@ -73,6 +73,14 @@ TENANT_TABLES = (
 
 
 PROTECTIONS = {
+    "0011": {  # streams, their cursors and delivery attempts: an account's rows, under row-level security
+        "sqlite": set(),
+        "postgresql": {
+            f"{t}.{p}"
+            for t in ("streams", "stream_cursors", "stream_deliveries")
+            for p in ("tenant_rows", "system_reads")
+        },
+    },
     "0009": {"sqlite": set(), "postgresql": set()},  # sign-in failures per address: not an account's rows
     "0008": {
         "sqlite": {"activity_tree_no_update", "activity_tree_no_delete"},

@@ -39,7 +39,7 @@ from activitylog.cli.main import app as cli
 from activitylog.config import Settings
 from activitylog.db.base import Database, connect
 from activitylog.db.migrate import upgrade
-from activitylog.db.models import Base, Delivery
+from activitylog.db.models import Base, Delivery, StreamDelivery
 from activitylog.ids import new_id
 from activitylog.web.app import create_app
 from activitylog.workers import BroadcastWorker, Checkpointer
@@ -126,6 +126,8 @@ def seed(server: Server) -> Seeded:
         "action": {"type": "suppress_address"},
     }
     ids["rule"] = s.post("/reputation-rules", rule)["id"]
+    stream = {"name": f"{token} stream", "type": "webhook", "url": f"https://{token}.example.com/hook"}
+    ids["stream"] = s.post("/streams", stream)["id"]
     ids["suppressed"] = s.email("suppressed")
     s.post("/suppressions", {"email": ids["suppressed"], "reason": f"{token} reason"})
     user = {"email": s.email("user"), "password": PASSWORD, "role": "member"}
@@ -408,6 +410,25 @@ PROBES: dict[tuple[str, str], Probes] = {
         Probe("GET", f"{V1}/accounts/{other.tenant.account_id}/verifier-key")  # public: any id answers alike
     ],
     ("GET", f"{V1}/activity/verify"): _one("GET", f"{V1}/activity/verify"),
+    ("GET", f"{V1}/streams"): _one("GET", f"{V1}/streams"),
+    ("POST", f"{V1}/streams"): lambda me, other: [
+        Probe("POST", f"{V1}/streams", json={"name": "x", "type": "webhook", "url": "https://example.com/"}),
+        Probe("POST", f"{V1}/streams", json={"name": "x", "type": "nats", "subject": other.token}),
+    ],
+    ("GET", f"{V1}/streams/{{stream_id}}"): _foreign("GET", f"{V1}/streams/{{id}}", "stream"),
+    ("PATCH", f"{V1}/streams/{{stream_id}}"): _foreign(
+        "PATCH", f"{V1}/streams/{{id}}", "stream", json={"name": "taken"}
+    ),
+    ("DELETE", f"{V1}/streams/{{stream_id}}"): _foreign("DELETE", f"{V1}/streams/{{id}}", "stream"),
+    **{
+        ("POST", f"{V1}/streams/{{stream_id}}/{verb}"): _foreign(
+            "POST", f"{V1}/streams/{{id}}/{verb}", "stream", json=body
+        )
+        for verb, body in (("pause", None), ("resume", None), ("test", None), ("replay", {"from_seq": 1}))
+    },
+    ("GET", f"{V1}/streams/{{stream_id}}/deliveries"): _foreign(
+        "GET", f"{V1}/streams/{{id}}/deliveries", "stream"
+    ),
     ("GET", f"{V1}/activity/{{seq}}"): _entry,
 }
 
@@ -573,7 +594,7 @@ def test_the_app_role_sees_only_the_account_its_transaction_names(
 ) -> None:
     first, second = pair
     mine, theirs = first.tenant.account_id, second.tenant.account_id
-    with db.writer() as session:  # bookkeeping rows the test server's (absent) dispatcher would add
+    with db.writer() as session:  # bookkeeping rows the test server's (absent) workers would add
         for s in pair:
             session.add(
                 Delivery(
@@ -581,6 +602,18 @@ def test_the_app_role_sees_only_the_account_its_transaction_names(
                     broadcast_id=s.ids["broadcast"],
                     email=f"{uuid.uuid4().hex[:8]}@example.com",
                     status="sent",
+                )
+            )
+            session.add(  # and an attempt its (absent) stream relay would keep
+                StreamDelivery(
+                    account_id=s.tenant.account_id,
+                    id=new_id("dlv"),
+                    stream_id=s.ids["stream"],
+                    event_id=f"{s.tenant.account_id}:1",
+                    attempt=1,
+                    status_code=200,
+                    duration_ms=1,
+                    at=datetime.now(UTC),
                 )
             )
         session.commit()

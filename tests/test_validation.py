@@ -827,6 +827,86 @@ BODY_CASES = [
     ),
     case("body-absent", "POST", "/api/v1/lists", "body", content=b"", headers=JSON_CT),
     case("body-array", "POST", "/api/v1/lists", "body", json=[{"name": "a"}]),
+    # ---- streams ----
+    case(
+        "stream-missing-type",
+        "POST",
+        "/api/v1/streams",
+        "type",
+        json={"name": "S", "url": "https://example.com/"},
+    ),
+    case(
+        "stream-unknown-type",
+        "POST",
+        "/api/v1/streams",
+        "type",
+        json={"name": "S", "type": "kafka", "url": "https://example.com/"},
+    ),
+    case("stream-webhook-no-url", "POST", "/api/v1/streams", "url", json={"name": "S", "type": "webhook"}),
+    case(
+        "stream-url-not-http",
+        "POST",
+        "/api/v1/streams",
+        "url",
+        json={"name": "S", "type": "webhook", "url": "file:///etc/passwd"},
+    ),
+    case(
+        "stream-url-loopback",
+        "POST",
+        "/api/v1/streams",
+        "url",
+        json={"name": "S", "type": "webhook", "url": "http://127.0.0.1:8000/"},
+    ),
+    case(
+        "stream-bad-format",
+        "POST",
+        "/api/v1/streams",
+        "format",
+        json={"name": "S", "type": "webhook", "url": "https://example.com/", "format": "xml"},
+    ),
+    case(
+        "stream-filter-unknown-action",
+        "POST",
+        "/api/v1/streams",
+        "filter.action",
+        json={"name": "S", "type": "webhook", "url": "https://example.com/", "filter": {"action": "x.y"}},
+    ),
+    case(
+        "stream-filter-number",
+        "POST",
+        "/api/v1/streams",
+        "filter",
+        json={"name": "S", "type": "webhook", "url": "https://example.com/", "filter": {"ip": 5}},
+    ),
+    case(
+        "stream-from-seq-zero",
+        "POST",
+        "/api/v1/streams",
+        "from_seq",
+        json={"name": "S", "type": "webhook", "url": "https://example.com/", "from_seq": 0},
+    ),
+    case(
+        "stream-nats-bad-subject",
+        "POST",
+        "/api/v1/streams",
+        "subject",
+        json={"name": "S", "type": "nats", "subject": "a.>"},
+    ),
+    case("stream-patch-unknown", "PATCH", "/api/v1/streams/{stream}", "type", json={"type": "nats"}),
+    case(
+        "stream-patch-url", "PATCH", "/api/v1/streams/{stream}", "url", json={"url": "gopher://example.com/"}
+    ),
+    case("stream-replay-missing", "POST", "/api/v1/streams/{stream}/replay", "from_seq", json={}),
+    case(
+        "stream-replay-string", "POST", "/api/v1/streams/{stream}/replay", "from_seq", json={"from_seq": "1"}
+    ),
+    case(
+        "stream-replay-beyond-head",
+        "POST",
+        "/api/v1/streams/{stream}/replay",
+        "from_seq",
+        json={"from_seq": 2**62},
+    ),
     case("body-string", "POST", "/api/v1/lists", "body", json="a list"),
     case(
         "body-wrong-content-type",
@@ -1250,6 +1330,11 @@ def ctx(server: Server) -> Iterator[Ctx]:
                     )
                 ),
             }
+            ids["stream"] = made(
+                k.post(
+                    "/api/v1/streams", json={"name": "S", "type": "webhook", "url": "https://example.com/"}
+                )
+            )
             ids["broadcast"] = made(
                 k.post(
                     "/api/v1/broadcasts",

@@ -65,6 +65,28 @@ class Settings(BaseSettings):
     worker_interval_seconds: float = 1.0
     """How often the scheduler/dispatcher looks for due and sending broadcasts."""
 
+    stream_allow_private: bool = False
+    """Let streams deliver to private, loopback and link-local addresses (refused by default, both when a
+    stream is set up and for the addresses its host resolves to at each delivery)."""
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    """The NATS server (with JetStream) that ``nats`` streams publish to."""
+
+    stream_timeout_seconds: float = 10.0
+    """How long one delivery attempt may take (connect, send, answer) before it counts as failed."""
+
+    stream_interval_seconds: float = 0.2
+    """How often the relay looks for streams with entries to deliver."""
+
+    stream_workers: int = 8
+    """How many streams one relay process delivers at once (each stream is one worker at a time)."""
+
+    stream_checkpoint_entries: int = 1000
+    """An unfiltered stream carries a checkpoint event at least every this many entries..."""
+
+    stream_checkpoint_seconds: float = 60.0
+    """...and at least this often while entries arrive."""
+
     metrics: bool = False
     """Serve ``GET /metrics`` (Prometheus text format, unauthenticated: expose it to the operator only)."""
 

@@ -360,3 +360,79 @@ class ActivityEntry(Base):
     # Which cells of the entry's CSV row need a formula guard or quotes (``log.csv_sql``), so the export
     # builds its lines without scanning every cell; NULL (entries written before it existed) means check.
     csv_escapes: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Stream(Audited, Base):
+    """A destination the account's log is delivered to (a webhook or a NATS JetStream subject), with the
+    activity filter it takes. ``secret`` is the sealed HMAC secret or Ed25519 private key; ``state`` is
+    what the account set (``active``, ``paused``) or what a destination's 410 made it (``disabled``)."""
+
+    __tablename__ = "streams"
+    __audit_type__ = "stream"
+    __audit_secret__ = frozenset({"secret"})
+    __table_args__ = (UniqueConstraint("account_id", "id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    type: Mapped[str] = mapped_column(String(20))  # webhook | nats
+    url: Mapped[str | None] = mapped_column(String(2000))
+    subject: Mapped[str | None] = mapped_column(String(200))
+    format: Mapped[str] = mapped_column(String(20))  # json | ocsf
+    filter: Mapped[dict[str, str]] = mapped_column(JSON)
+    signing: Mapped[str | None] = mapped_column(String(20))  # hmac | ed25519 (webhooks)
+    secret: Mapped[str | None] = mapped_column(Text)
+    public_key: Mapped[str | None] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(20), default="active")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class StreamCursor(Base):
+    """Where a stream's delivery stands: the last seq it handled (delivered, or passed over by its
+    filter), the retry of the event after it, the pending checkpoint event, and the lease of the worker
+    delivering it. Operational state moved by the relay, not by the account, so it is not audited row by
+    row; the account's own moves of it (create, replay, resume) are logged on the stream."""
+
+    __tablename__ = "stream_cursors"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["account_id", "stream_id"], ["streams.account_id", "streams.id"], ondelete="CASCADE"
+        ),
+    )
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    stream_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    delivered_seq: Mapped[int] = mapped_column(BigInteger)
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    pending_checkpoint: Mapped[int | None] = mapped_column(BigInteger)
+    checkpoint_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    checkpoint_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(80))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class StreamDelivery(Base):
+    """One delivery attempt of one event (kept for the most recent attempts of each stream)."""
+
+    __tablename__ = "stream_deliveries"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["account_id", "stream_id"], ["streams.account_id", "streams.id"], ondelete="CASCADE"
+        ),
+        Index(None, "account_id", "stream_id", "id"),
+    )
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # a ULID: attempts sort by time
+    stream_id: Mapped[str] = mapped_column(String(40))
+    event_id: Mapped[str] = mapped_column(String(120))
+    seq: Mapped[int | None] = mapped_column(BigInteger)
+    attempt: Mapped[int] = mapped_column(Integer)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(500))
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)

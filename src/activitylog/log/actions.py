@@ -13,7 +13,7 @@ from activitylog.log.verify_export import summarize as summarize
 VERBS = (
     "create", "update", "delete", "schedule", "unschedule", "send", "pause", "resume", "suppress",
     "unsuppress", "enable", "disable", "revoke", "rotate", "verify", "import", "export",
-    "login", "logout", "login_failed",
+    "login", "logout", "login_failed", "replay",
 )  # fmt: skip
 
 ACTIONS: dict[str, tuple[str, ...]] = {
@@ -28,6 +28,7 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "sending_domain": ("create", "update", "delete", "verify"),
     "reputation_rule": ("create", "update", "delete", "enable", "disable"),
     "activity_log": ("export", "update"),  # update: an operator accepted a restored history for signing
+    "stream": ("create", "update", "delete", "pause", "resume", "disable", "replay"),
 }
 
 RESOURCE_TYPES = tuple(ACTIONS)

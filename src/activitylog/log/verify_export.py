@@ -65,12 +65,12 @@ _PAST = {
     "unschedule": "Unscheduled", "send": "Sent", "pause": "Paused", "resume": "Resumed",
     "suppress": "Suppressed", "unsuppress": "Unsuppressed", "enable": "Enabled", "disable": "Disabled",
     "revoke": "Revoked", "rotate": "Rotated", "verify": "Verified", "import": "Imported",
-    "export": "Exported",
+    "export": "Exported", "replay": "Replayed",
 }  # fmt: skip
 _NOUN = {
     "account": "account", "user": "user", "api_key": "API key", "list": "list", "contact": "contact",
     "segment": "segment", "broadcast": "broadcast", "address": "address", "sending_domain": "sending domain",
-    "reputation_rule": "reputation rule", "activity_log": "activity log",
+    "reputation_rule": "reputation rule", "activity_log": "activity log", "stream": "stream",
 }  # fmt: skip
 
 

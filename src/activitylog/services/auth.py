@@ -38,6 +38,8 @@ _PERMISSIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
         frozenset({"full", "activity:read", "checkpoint:read"}),
     ),
     "api_keys:manage": (frozenset({"owner", "admin"}), frozenset()),
+    # Where the log is delivered: a stream carries every entry off the machine.
+    "streams:manage": (frozenset({"owner", "admin"}), frozenset({"full"})),
     "users:manage": (frozenset({"owner"}), frozenset()),
     "account:manage": (frozenset({"owner"}), frozenset()),
 }

@@ -23,6 +23,7 @@ from activitylog.web.api import (
     segments,
     sending_domains,
     session,
+    streams,
     suppressions,
 )
 from activitylog.web.context import request_id
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         ops,
     ):
         app.include_router(module.router)
+    app.include_router(streams.router)
     dashboard.install(app)
     app.add_middleware(EdgeGuards)
     app.add_middleware(ObservedRequests)  # inside the request id, outside everything that answers
