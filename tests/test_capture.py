@@ -384,6 +384,15 @@ def _scenarios() -> dict[tuple[str, str], Callable[[Ctx], Call]]:
                 changes={"status": _c("sending", "paused")},
             )
         )(c.broadcast_id("send", "pause")),
+        ("POST", f"{v1}/broadcasts/{{broadcast_id}}/archive"): lambda c: (
+            lambda bid: Call(
+                "POST",
+                f"{v1}/broadcasts/{bid}/archive",
+                "broadcast.archive",
+                ("broadcast", bid),
+                changes={"status": _c("archived", "paused")},
+            )
+        )(c.broadcast_id("send", "pause")),
         ("POST", f"{v1}/suppressions"): lambda c: Call(
             "POST",
             f"{v1}/suppressions",

@@ -332,7 +332,7 @@ PROBES: dict[tuple[str, str], Probes] = {
         ("POST", f"{V1}/broadcasts/{{broadcast_id}}/{step}"): _foreign(
             "POST", f"{V1}/broadcasts/{{id}}/{step}", "broadcast"
         )
-        for step in ("unschedule", "send", "pause", "resume")
+        for step in ("unschedule", "send", "pause", "resume", "archive")
     },
     ("GET", f"{V1}/suppressions"): _one("GET", f"{V1}/suppressions"),
     ("POST", f"{V1}/suppressions"): _one("POST", f"{V1}/suppressions", json={"email": "probe@example.com"}),

@@ -37,14 +37,13 @@ from sqlalchemy import select
 from activitylog.config import Settings
 from activitylog.db.base import Database, connect
 from activitylog.db.migrate import upgrade
-from activitylog.db.models import Broadcast, User
+from activitylog.db.models import Broadcast, BroadcastStatus, User
 from activitylog.errors import Conflict
 from activitylog.log.record import Actor, RequestContext
 from activitylog.services import (
     accounts,
     api_keys,
     broadcasts,
-    crud,
     dkim,
     lists,
     reputation_rules,
@@ -185,9 +184,7 @@ class History:
         self.members: dict[str, set[str]] = {}  # list id -> contact ids
         self.users_of: Counter[str] = Counter()  # list or segment id -> broadcasts and segments using it
         self.status: dict[str, str] = {}  # broadcast id -> status
-        self.by_status: dict[str, Pool] = {
-            s: Pool() for s in ("draft", "scheduled", "sending", "paused", "sent")
-        }
+        self.by_status: dict[str, Pool] = {s: Pool() for s in BroadcastStatus}
         self.audience: dict[str, str] = {}  # broadcast id -> list or segment id
         self.sender: dict[str, str] = {}  # broadcast id -> ref of whoever scheduled or sent it
         self.due: dict[str, datetime] = {}  # broadcast id -> when the scheduler or dispatcher acts next
@@ -319,7 +316,9 @@ class History:
         self.due[broadcast_id] = at
         heapq.heappush(self.events, (at, broadcast_id))
 
-    def broadcast_pick(self, *statuses: str) -> str | None:
+    def broadcast_pick(self, action: str) -> str | None:
+        """A broadcast whose status allows ``action`` (the services' lifecycle table decides which)."""
+        statuses = broadcasts.LIFECYCLE[action].sources
         sizes = [len(self.by_status[s]) for s in statuses]
         if not sum(sizes):
             return None
@@ -469,14 +468,14 @@ def _add_broadcast(h: History) -> bool:
     }
     values["segment_id" if target is h.segments else "list_id"] = audience
     broadcast = broadcasts.create_broadcast(h.someone(), values)
-    h.set_status(broadcast.id, "draft")
+    h.set_status(broadcast.id, broadcast.status)
     h.audience[broadcast.id] = audience
     h.users_of[audience] += 1
     return True
 
 
 def _edit_broadcast(h: History) -> bool:
-    broadcast_id = h.broadcast_pick("draft", "scheduled", "paused")
+    broadcast_id = h.broadcast_pick("update")
     if broadcast_id is None:
         return False
     subject = f"{h.rng.choice(TOPICS)}: {h.rng.randint(10, 60)}% off"
@@ -485,35 +484,33 @@ def _edit_broadcast(h: History) -> bool:
 
 
 def _schedule(h: History) -> bool:
-    broadcast_id = h.broadcast_pick("draft", "scheduled")
+    broadcast_id = h.broadcast_pick("schedule")
     if broadcast_id is None:
         return False
     uow = h.someone()
     send_at = h.now + timedelta(minutes=h.rng.randint(60, 4 * 24 * 60))
-    broadcasts.schedule(uow, broadcast_id, send_at)
-    h.set_status(broadcast_id, "scheduled")
+    h.set_status(broadcast_id, broadcasts.schedule(uow, broadcast_id, send_at).status)
     h.sender[broadcast_id] = uow.actor.ref
     h.expect(broadcast_id, send_at)
     return True
 
 
 def _unschedule(h: History) -> bool:
-    broadcast_id = h.broadcast_pick("scheduled")
+    broadcast_id = h.broadcast_pick("unschedule")
     if broadcast_id is None:
         return False
-    broadcasts.unschedule(h.someone(), broadcast_id)
-    h.set_status(broadcast_id, "draft")
+    h.set_status(broadcast_id, broadcasts.unschedule(h.someone(), broadcast_id).status)
     return True
 
 
 def _sending(h: History, broadcast_id: str) -> None:
     """Delivery to a real list is throttled: the dispatcher finishes hours later."""
-    h.set_status(broadcast_id, "sending")
+    h.set_status(broadcast_id, BroadcastStatus.SENDING)
     h.expect(broadcast_id, h.now + timedelta(minutes=h.rng.randint(90, 12 * 60)))
 
 
 def _send_now(h: History) -> bool:
-    broadcast_id = h.broadcast_pick("draft", "scheduled")
+    broadcast_id = h.broadcast_pick("send")
     if broadcast_id is None:
         return False
     uow = h.someone(keys=0.2)
@@ -524,16 +521,15 @@ def _send_now(h: History) -> bool:
 
 
 def _pause(h: History, uow: UnitOfWork | None = None) -> bool:
-    broadcast_id = h.broadcast_pick("sending")
+    broadcast_id = h.broadcast_pick("pause")
     if broadcast_id is None:
         return False
-    broadcasts.pause(uow or h.someone(keys=0.1), broadcast_id)
-    h.set_status(broadcast_id, "paused")
+    h.set_status(broadcast_id, broadcasts.pause(uow or h.someone(keys=0.1), broadcast_id).status)
     return True
 
 
 def _resume(h: History) -> bool:
-    broadcast_id = h.broadcast_pick("paused")
+    broadcast_id = h.broadcast_pick("resume")
     if broadcast_id is None:
         return False
     broadcasts.resume(h.someone(keys=0.1), broadcast_id)
@@ -542,7 +538,8 @@ def _resume(h: History) -> bool:
 
 
 def _remove_broadcast(h: History) -> bool:
-    broadcast_id = h.broadcast_pick("draft", "sent", "sent", "paused")
+    """Only what went out to nobody can be deleted (the demo's paused broadcasts have no deliveries)."""
+    broadcast_id = h.broadcast_pick("delete")
     if broadcast_id is None:
         return False
     broadcasts.delete_broadcast(h.someone(keys=0.1), broadcast_id)
@@ -552,13 +549,22 @@ def _remove_broadcast(h: History) -> bool:
     return True
 
 
-def _due(h: History, broadcast_id: str) -> None:
-    """The scheduler sends a scheduled broadcast, or the dispatcher marks a sending one sent.
+def _archive_broadcast(h: History) -> bool:
+    """What went out is archived instead, which releases its list or segment."""
+    broadcast_id = h.broadcast_pick("archive")
+    if broadcast_id is None:
+        return False
+    h.set_status(broadcast_id, broadcasts.archive(h.someone(keys=0.1), broadcast_id).status)
+    h.users_of[h.audience.pop(broadcast_id)] -= 1
+    h.sender.pop(broadcast_id, None)
+    return True
 
-    There is no service for "delivery finished" yet, so the dispatcher's step is the shared ``crud.update``.
-    """
+
+def _due(h: History, broadcast_id: str) -> None:
+    """The scheduler sends a scheduled broadcast, or the dispatcher finishes a sending one, with made-up
+    counts (the demo sends no mail) through the service the real dispatcher uses."""
     on_behalf_of = h.sender.get(broadcast_id)
-    if h.status[broadcast_id] == "scheduled":
+    if h.status[broadcast_id] == BroadcastStatus.SCHEDULED:
         try:
             broadcasts.send(h.system(SCHEDULER, on_behalf_of), broadcast_id)
         except Conflict:  # the scheduler of a server already running on this database got there first
@@ -567,8 +573,15 @@ def _due(h: History, broadcast_id: str) -> None:
         _sending(h, broadcast_id)
         return
     uow = h.system(DISPATCHER, on_behalf_of)
-    crud.update(uow, uow.get(Broadcast, broadcast_id, what="broadcast"), {"status": "sent"})
-    h.set_status(broadcast_id, "sent")
+    audience = h.audience[broadcast_id]
+    members = len(h.members.get(h.list_of.get(audience, audience), ()))
+    suppressed = h.rng.randint(0, min(3, members))
+    failed = h.rng.randint(0, 1) if members > suppressed else 0
+    delivered = members - suppressed - failed
+    counts = {"recipients": delivered + failed, "delivered": delivered, "failed": failed}
+    broadcast = uow.get(Broadcast, broadcast_id, what="broadcast")
+    broadcasts.finish(uow, broadcast, {**counts, "suppressed": suppressed})
+    h.set_status(broadcast_id, broadcast.status)
 
 
 def _suppress(h: History) -> bool:
@@ -590,7 +603,7 @@ def _unsuppress(h: History) -> bool:
 def _rule_suppresses(h: History) -> bool:
     """A hard bounce or complaint during a send: a suppression rule adds the address."""
     rule = h.rule("suppress_address")
-    if rule is None or not h.by_status["sending"]:
+    if rule is None or not h.by_status[BroadcastStatus.SENDING]:
         return False
     reason = "hard bounce" if "bounce" in (rule.name or "") else "spam complaint"
     row = suppressions.suppress(h.act_as(rule), h.email(), reason)
@@ -832,7 +845,7 @@ TEAM: tuple[tuple[Move, int], ...] = (
     (_add_list, 5), (_rename_list, 5), (_remove_list, 3),
     (_add_segment, 10), (_edit_segment, 8), (_remove_segment, 4),
     (_add_broadcast, 25), (_edit_broadcast, 20), (_schedule, 15), (_unschedule, 5), (_send_now, 12),
-    (_pause, 5), (_resume, 6), (_remove_broadcast, 6), (_rule_pauses, 2),
+    (_pause, 5), (_resume, 6), (_remove_broadcast, 3), (_archive_broadcast, 3), (_rule_pauses, 2),
     (_add_domain, 1), (_edit_domain, 6), (_verify_domain, 6), (_remove_domain, 1),
     (_add_rule, 1), (_edit_rule, 3), (_disable_rule, 3), (_enable_rule, 3), (_remove_rule, 1),
     (_sign_in, 110), (_sign_out, 60), (_failed_sign_in, 12),
@@ -857,8 +870,8 @@ ONBOARDING: tuple[Move, ...] = (
     _add_list, _add_contact, _add_contact, _add_contact, _edit_contact, _remove_contact, _import,
     _rename_list,
     _add_segment, _edit_segment, _add_broadcast, _add_broadcast, _add_broadcast, _edit_broadcast,
-    _schedule, _unschedule, _send_now, _pause, _resume, _remove_broadcast,
-    _add_segment, _remove_segment, _add_list, _remove_list,
+    _schedule, _unschedule, _send_now, _pause, _resume, _send_now, _pause, _archive_broadcast,
+    _remove_broadcast, _add_segment, _remove_segment, _add_list, _remove_list,
     _suppress, _unsuppress, _rule_suppresses, _sign_in, _failed_sign_in, _sign_in, _sign_out,
     _invite_user, _change_role, _remove_user, _create_key, _rotate_key, _revoke_key,
 )  # fmt: skip
@@ -915,18 +928,17 @@ def _advance(h: History, timeline: Timeline) -> None:
 
 def _unfinished(h: History) -> int:
     """Broadcasts a worker would pick up (sending, or scheduled): one entry each to wrap up."""
-    return len(h.by_status["sending"]) + len(h.by_status["scheduled"])
+    return len(h.by_status[BroadcastStatus.SENDING]) + len(h.by_status[BroadcastStatus.SCHEDULED])
 
 
 def _wrap_up(h: History) -> None:
     """Leave no work for the workers of a server on this database: the dispatcher finishes what is
     sending, and what is still scheduled is unscheduled (else a live scheduler would send it, and the
     dispatcher write thousands of messages to ``outbox/``, as soon as ``serve`` started)."""
-    for broadcast_id in list(h.by_status["sending"]):
+    for broadcast_id in list(h.by_status[BroadcastStatus.SENDING]):
         _due(h, broadcast_id)
-    for broadcast_id in list(h.by_status["scheduled"]):
-        broadcasts.unschedule(h.admin(), broadcast_id)
-        h.set_status(broadcast_id, "draft")
+    for broadcast_id in list(h.by_status[BroadcastStatus.SCHEDULED]):
+        h.set_status(broadcast_id, broadcasts.unschedule(h.admin(), broadcast_id).status)
 
 
 def seed(

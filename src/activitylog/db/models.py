@@ -8,6 +8,7 @@ must be covered by an activity entry in the same transaction, or the commit is r
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -168,6 +169,17 @@ class Segment(Audited, Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class BroadcastStatus(StrEnum):
+    """Where a broadcast is in its life; which action may move it where is ``services.broadcasts.LIFECYCLE``."""
+
+    DRAFT = "draft"
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    PAUSED = "paused"
+    SENT = "sent"
+    ARCHIVED = "archived"  # kept for its delivery records; it no longer holds its list or segment
+
+
 class Broadcast(Audited, Base):
     __tablename__ = "broadcasts"
     __audit_type__ = "broadcast"
@@ -187,7 +199,7 @@ class Broadcast(Audited, Base):
     segment_id: Mapped[str | None] = mapped_column(ForeignKey("segments.id"))
     html: Mapped[str | None] = mapped_column(Text)
     text: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(20), default="draft")
+    status: Mapped[str] = mapped_column(String(20), default=BroadcastStatus.DRAFT)
     send_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     scheduled_by: Mapped[str | None] = mapped_column(String(60))
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

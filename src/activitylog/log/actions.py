@@ -12,7 +12,7 @@ from activitylog.log.verify_export import summarize as summarize
 
 VERBS = (
     "create", "update", "delete", "schedule", "unschedule", "send", "pause", "resume", "suppress",
-    "unsuppress", "enable", "disable", "revoke", "rotate", "verify", "import", "export",
+    "unsuppress", "enable", "disable", "revoke", "rotate", "verify", "import", "export", "archive",
     "login", "logout", "login_failed", "replay",
 )  # fmt: skip
 
@@ -23,7 +23,9 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "list": ("create", "update", "delete", "import"),
     "contact": ("create", "update", "delete"),
     "segment": ("create", "update", "delete"),
-    "broadcast": ("create", "update", "delete", "schedule", "unschedule", "send", "pause", "resume"),
+    "broadcast": (
+        "create", "update", "delete", "schedule", "unschedule", "send", "pause", "resume", "archive",
+    ),  # fmt: skip
     "address": ("suppress", "unsuppress"),
     "sending_domain": ("create", "update", "delete", "verify"),
     "reputation_rule": ("create", "update", "delete", "enable", "disable"),

@@ -66,6 +66,7 @@ _PAST = {
     "suppress": "Suppressed", "unsuppress": "Unsuppressed", "enable": "Enabled", "disable": "Disabled",
     "revoke": "Revoked", "rotate": "Rotated", "verify": "Verified", "import": "Imported",
     "export": "Exported", "replay": "Replayed",
+    "archive": "Archived",
 }  # fmt: skip
 _NOUN = {
     "account": "account", "user": "user", "api_key": "API key", "list": "list", "contact": "contact",

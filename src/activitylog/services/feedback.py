@@ -19,8 +19,16 @@ from sqlalchemy import Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from activitylog.db.base import Database
-from activitylog.db.models import Broadcast, Delivery, DeliveryEvent, ReputationRule, Suppression
+from activitylog.db.models import (
+    Broadcast,
+    BroadcastStatus,
+    Delivery,
+    DeliveryEvent,
+    ReputationRule,
+    Suppression,
+)
 from activitylog.log.record import Actor, RequestContext
+from activitylog.services.broadcasts import advance, can
 from activitylog.services.uow import UnitOfWork
 
 _events = cast(Table, DeliveryEvent.__table__)
@@ -95,9 +103,9 @@ def _pause(uow: UnitOfWork, rule: ReputationRule, broadcast_ids: list[str], trig
             .where(Broadcast.account_id == rule.account_id, Broadcast.id == broadcast_id)
             .with_for_update()
         ).scalar_one_or_none()
-        if broadcast is None or broadcast.status != "sending":
+        if broadcast is None or not can(broadcast, "pause"):
             continue
-        broadcast.status = "paused"
+        advance(broadcast, "pause")
         uow.record("broadcast.pause", broadcast, extra={"trigger": _figure(trigger)}, actor=_rule_actor(rule))
         paused += 1
     return paused
@@ -140,7 +148,9 @@ def _rate(uow: UnitOfWork, rule: ReputationRule, broadcast_id: str, now: datetim
 def _sending_ids(uow: UnitOfWork) -> list[str]:
     return list(
         uow.session.scalars(
-            select(Broadcast.id).where(Broadcast.account_id == uow.account_id, Broadcast.status == "sending")
+            select(Broadcast.id).where(
+                Broadcast.account_id == uow.account_id, Broadcast.status == BroadcastStatus.SENDING
+            )
         )
     )
 

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from activitylog.db.models import Broadcast, Contact, MailingList, Segment
 from activitylog.errors import Conflict
 from activitylog.ids import new_id
-from activitylog.services import crud
+from activitylog.services import broadcasts, crud
 from activitylog.services.uow import UnitOfWork
 
 
@@ -28,15 +28,18 @@ def update_list(uow: UnitOfWork, list_id: str, values: dict[str, Any]) -> Mailin
 
 
 def delete_list(uow: UnitOfWork, list_id: str) -> None:
-    """Refused while segments or broadcasts use the list; its contacts go with it, counted in the entry."""
+    """Refused while segments or broadcasts use the list (not archived ones: they released it); its contacts
+    go with it, counted in the entry."""
     with uow:
         lst = uow.get(MailingList, list_id, what="list")
-        for model, what in ((Segment, "segments"), (Broadcast, "broadcasts")):
-            used = uow.session.execute(
-                select(func.count()).where(model.account_id == uow.account_id, model.list_id == lst.id)
-            ).scalar_one()
-            if used:
-                raise Conflict(f"list {lst.id} is used by {used} {what}")
+        used = uow.session.execute(
+            select(func.count()).where(Segment.account_id == uow.account_id, Segment.list_id == lst.id)
+        ).scalar_one()
+        if used:
+            raise Conflict(f"list {lst.id} is used by {used} segments: delete them first")
+        held = broadcasts.holding(uow, Broadcast.list_id, lst.id, "list")
+        if held is not None:
+            raise held
         contacts = uow.session.scalars(
             select(Contact).where(Contact.account_id == uow.account_id, Contact.list_id == lst.id)
         ).all()

@@ -14,8 +14,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from activitylog.db.base import Database
-from activitylog.db.models import Broadcast
+from activitylog.db.models import Broadcast, BroadcastStatus
 from activitylog.log.record import Actor, RequestContext
+from activitylog.services.broadcasts import advance
 from activitylog.services.uow import UnitOfWork
 
 LATE_AFTER = timedelta(seconds=5)
@@ -26,7 +27,7 @@ def due(db: Database, now: datetime) -> list[tuple[str, str]]:
     with db.system().reader() as session:
         rows = session.execute(
             select(Broadcast.account_id, Broadcast.id).where(
-                Broadcast.status == "scheduled", Broadcast.send_at <= now
+                Broadcast.status == BroadcastStatus.SCHEDULED, Broadcast.send_at <= now
             )
         ).all()
     return [(r.account_id, r.id) for r in rows]
@@ -39,11 +40,16 @@ def start_due(db: Database, now: datetime) -> list[str]:
         actor = Actor(type="system", id="scheduler", name="activitylog scheduler")
         with UnitOfWork(db, account_id=account_id, actor=actor, context=RequestContext()) as uow:
             broadcast = uow.get(Broadcast, broadcast_id, what="broadcast")
-            if broadcast.status != "scheduled" or broadcast.send_at is None or broadcast.send_at > now:
+            if (
+                broadcast.status != BroadcastStatus.SCHEDULED
+                or broadcast.send_at is None
+                or broadcast.send_at > now
+            ):
                 continue  # another worker took it, or it was unscheduled meanwhile
             late = now - broadcast.send_at
             on_behalf = Actor(actor.type, actor.id, actor.name, on_behalf_of=broadcast.scheduled_by)
-            broadcast.status, broadcast.sent_at = "sending", now
+            advance(broadcast, "send")
+            broadcast.sent_at = now
             extra = (
                 {"late_by_seconds": {"from": None, "to": round(late.total_seconds(), 3)}}
                 if late > LATE_AFTER

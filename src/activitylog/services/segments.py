@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
-
 from activitylog.db.models import Broadcast, MailingList, Segment
-from activitylog.errors import Conflict
-from activitylog.services import crud
+from activitylog.services import broadcasts, crud
 from activitylog.services.uow import UnitOfWork
 
 
@@ -33,12 +30,8 @@ def update_segment(uow: UnitOfWork, segment_id: str, values: dict[str, Any]) -> 
 def delete_segment(uow: UnitOfWork, segment_id: str) -> None:
     with uow:
         segment = uow.get(Segment, segment_id, what="segment")
-        used = uow.session.execute(
-            select(func.count()).where(
-                Broadcast.account_id == uow.account_id, Broadcast.segment_id == segment.id
-            )
-        ).scalar_one()
-        if used:
-            raise Conflict(f"segment {segment.id} is used by {used} broadcasts")
+        held = broadcasts.holding(uow, Broadcast.segment_id, segment.id, "segment")
+        if held is not None:
+            raise held
         crud.delete(uow, segment)
         uow.commit()

@@ -66,3 +66,10 @@ def pause_broadcast(broadcast_id: str, uow: WriteUow) -> Broadcast:
 @router.post("/{broadcast_id}/resume", response_model=BroadcastOut)
 def resume_broadcast(broadcast_id: str, uow: WriteUow) -> Broadcast:
     return broadcasts.resume(uow, broadcast_id)
+
+
+@router.post("/{broadcast_id}/archive", response_model=BroadcastOut)
+def archive_broadcast(broadcast_id: str, uow: WriteUow) -> Broadcast:
+    """Keep a sent (or paused) broadcast with its delivery records and release its list or segment, so
+    those can be deleted; a broadcast that went out to anyone cannot be deleted."""
+    return broadcasts.archive(uow, broadcast_id)
