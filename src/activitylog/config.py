@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     log_level: str = "info"
     """The level of the JSON log lines ``serve`` and ``worker`` write to standard error."""
 
+    worker_nice: int = 10
+    """How much the worker process lowers its CPU priority (``nice``), so requests come first (0: not)."""
+
     @property
     def key_directory(self) -> Path:
         if self.key_dir:

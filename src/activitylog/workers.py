@@ -1,11 +1,30 @@
-"""Background work that ``serve`` runs beside the web server (and ``worker`` runs on its own)."""
+"""Background work: the scheduler, the dispatcher and the checkpointer.
+
+They run in a process of their own, never in the web server's: ``activitylog worker`` runs them, and
+``serve`` starts one such process beside itself (:class:`WorkerProcess`) and stops it when it stops. A big
+send then costs the API neither the interpreter's lock (the GIL) nor, for long, SQLite's write lock: the
+dispatcher commits a batch of recipients at a time and pauses between batches (``services/dispatcher.py``),
+and the worker process runs at a lower CPU priority (``ACTIVITYLOG_WORKER_NICE``), so requests come first on
+a small machine.
+
+If the worker process exits while ``serve`` runs (a crash, an out-of-memory kill), ``serve`` logs it and
+starts another after a pause that doubles while it keeps failing soon after starting (1 s up to 60 s):
+everything it does resumes from the database (claims, schedules, the signer's memory), so a restart loses
+nothing. The worker watches its parent too, and exits if ``serve`` went away without stopping it.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from datetime import UTC, datetime
 
+from activitylog import metrics
 from activitylog.config import Settings
 from activitylog.db.base import Database
 from activitylog.log.checkpoints import CheckpointSigner, checkpoint_all
@@ -82,6 +101,129 @@ class BroadcastWorker(Periodic):
             return len(started)
         mailer = open_mailer(self.settings)
         try:
-            return len(started) + sum(dispatcher.dispatch(self.db, b, mailer, now) for b in work)
+            return len(started) + sum(
+                dispatcher.dispatch(self.db, b, mailer, now, self._stop)
+                for b in work
+                if not self._stop.is_set()
+            )
         finally:
             mailer.close()
+
+
+WORKER_RESTARTS = metrics.counter(
+    "activitylog_worker_restarts", "Times serve restarted its worker process after it exited"
+)
+WORKER_UP = metrics.gauge("activitylog_worker_up", "1 while serve's worker process runs, else 0")
+
+
+def run_workers(
+    db: Database, settings: Settings, stop: threading.Event, parent_pid: int | None = None
+) -> None:
+    """The worker process's body: the checkpointer and the broadcast worker on threads of their own until
+    ``stop`` is set (SIGTERM, SIGINT) or, when ``parent_pid`` is given, the parent is gone."""
+    if settings.worker_nice:
+        os.nice(settings.worker_nice)
+    workers: list[Periodic] = [Checkpointer(db, settings), BroadcastWorker(db, settings)]
+    for worker in workers:
+        worker.start()
+    try:
+        while not stop.is_set():
+            if parent_pid is not None and os.getppid() != parent_pid:
+                log.warning("worker: the serve process %d is gone; stopping", parent_pid)
+                break
+            stop.wait(1.0)
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
+def stop_on_signals(stop: threading.Event) -> None:
+    def handler(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+class WorkerProcess:
+    """``serve``'s worker: ``activitylog worker`` as a child process, restarted when it exits."""
+
+    FIRST_DELAY, MAX_DELAY = 1.0, 60.0
+    HEALTHY_AFTER = 60.0  # a worker that ran this long before it exited restarts after FIRST_DELAY again
+    STOP_TIMEOUT = 30.0  # a worker mid-batch finishes it; then SIGKILL
+
+    def __init__(self, command: list[str] | None = None) -> None:
+        self.command = command or [
+            sys.executable,
+            "-m",
+            "activitylog",
+            "worker",
+            "--parent-pid",
+            str(os.getpid()),
+        ]
+        self.process: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._supervise, name="worker-supervisor", daemon=True)
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def start(self) -> None:
+        self._spawn()
+        self._thread.start()
+
+    def _spawn(self) -> None:
+        # stdout and stderr are serve's own: the worker's JSON log lines join the server's
+        self.process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL)  # noqa: S603  (our own command)
+        WORKER_UP.set(1)
+        log.info(
+            "worker process %d started", self.process.pid, extra={"fields": {"worker_pid": self.process.pid}}
+        )
+
+    def _supervise(self) -> None:
+        delay = self.FIRST_DELAY
+        while not self._stop.is_set():
+            process = self.process
+            assert process is not None
+            started = time.monotonic()
+            while process.poll() is None:
+                if self._stop.wait(0.5):
+                    return
+            WORKER_UP.set(0)
+            if self._stop.is_set():
+                return
+            ran = time.monotonic() - started
+            delay = self.FIRST_DELAY if ran >= self.HEALTHY_AFTER else delay
+            fields = {"worker_pid": process.pid, "exit_code": process.returncode, "restart_in_s": delay}
+            log.error(
+                "worker process %d exited with %s; restarting in %.0f s",
+                process.pid,
+                process.returncode,
+                delay,
+                extra={"fields": fields},
+            )
+            if self._stop.wait(delay):
+                return
+            delay = min(delay * 2, self.MAX_DELAY)
+            self.restarts += 1
+            WORKER_RESTARTS.inc()
+            self._spawn()
+
+    def stop(self) -> None:
+        """SIGTERM, wait for the current batch to finish, SIGKILL after ``STOP_TIMEOUT``."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=self.STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        WORKER_UP.set(0)
+        log.info("worker process %d stopped", process.pid, extra={"fields": {"worker_pid": process.pid}})

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
+import signal
+import threading
 
 import typer
 import uvicorn
 from sqlalchemy import select
 
+from activitylog import logs
 from activitylog.cli import demo, log_commands, witness
 from activitylog.cli.common import CLI_CONTEXT, cli_uow, database, err, fail, require_account
 from activitylog.config import Settings
@@ -24,8 +28,9 @@ from activitylog.log.verify import verify_account
 from activitylog.services import accounts, api_keys
 from activitylog.services.auth import SCOPES
 from activitylog.services.uow import SYSTEM_CLI
-from activitylog.workers import BroadcastWorker, Checkpointer
+from activitylog.workers import WorkerProcess, run_workers, stop_on_signals
 
+log = logging.getLogger("activitylog.cli")
 app = typer.Typer(no_args_is_help=True, help="An email-marketing account with a tamper-evident activity log.")
 account_app = typer.Typer(no_args_is_help=True, help="Manage accounts.")
 key_app = typer.Typer(no_args_is_help=True, help="Manage API keys.")
@@ -62,40 +67,54 @@ def serve(
         False, "--no-workers", help="Leave scheduling, delivery and checkpoints to 'activitylog worker'."
     ),
 ) -> None:
-    """Serve the API and dashboard."""
+    """Serve the API and dashboard; scheduling, delivery and checkpoints run in a worker process beside it."""
     from activitylog.web.app import create_app  # noqa: PLC0415  (other commands need no web stack)
 
     settings = Settings()
+    logs.configure(settings.log_level)
     db = connect(settings.database_url)
     if not no_migrate:
         upgrade(db)
     _checkpoint_signer(settings)  # a key that cannot be used stops serve here, with its reason
     where = "ACTIVITYLOG_SIGNING_KEY" if settings.signing_key else str(key_file(settings))
-    err.print(f"checkpoints: signing key {where}, the signer's memory {memory_dir(settings)}")
-    workers = [Checkpointer(db, settings), BroadcastWorker(db, settings)] if not no_workers else []
-    for worker in workers:
-        worker.start()
+    log.info("checkpoints: signing key %s, the signer's memory %s", where, memory_dir(settings))
+    workers = None if no_workers else WorkerProcess()
+    if workers is not None:
+        workers.start()
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then raises the signal again to the handler that was
+    # there before it: this one, which ends serve normally, so the worker process is stopped below.
+    signal.signal(signal.SIGTERM, _exit_normally)
+    signal.signal(signal.SIGINT, _exit_normally)
     try:
-        uvicorn.run(create_app(settings, db), host=host, port=port, proxy_headers=False, log_level="info")
+        uvicorn.run(
+            create_app(settings, db),
+            host=host,
+            port=port,
+            proxy_headers=False,
+            log_config=None,  # logs.configure's JSON lines, for uvicorn's own messages too
+            access_log=False,  # web/observe.py writes one line per request, with its request id
+        )
     finally:
-        for worker in workers:
-            worker.stop()
+        if workers is not None:
+            workers.stop()
+
+
+def _exit_normally(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 @app.command()
-def worker() -> None:
-    """Run the scheduler, dispatcher and checkpoints alone (for deployments that split them from serve)."""
+def worker(
+    parent_pid: int = typer.Option(None, "--parent-pid", hidden=True, help="Exit when this process is gone."),
+) -> None:
+    """Run the scheduler, dispatcher and checkpoints alone (serve starts this in a process of its own)."""
     settings = Settings()
+    logs.configure(settings.log_level)
     db = connect(settings.database_url)
-    checkpointer = Checkpointer(db, settings)
-    checkpointer.start()
-    err.print(f"worker: scheduling and delivering every {settings.worker_interval_seconds}s; Ctrl-C stops")
-    try:
-        BroadcastWorker(db, settings).run_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        checkpointer.stop()
+    stop = threading.Event()
+    stop_on_signals(stop)
+    log.info("worker: scheduling and delivering every %ss; Ctrl-C stops", settings.worker_interval_seconds)
+    run_workers(db, settings, stop, parent_pid)
 
 
 @account_app.command("create")

@@ -3,15 +3,18 @@
 Every recipient is claimed (a ``deliveries`` row inserted) before its message goes out, so two dispatchers
 can never send one address twice, and a restart resumes where it stopped. Per-recipient results are
 bookkeeping; the log gets one entry when the broadcast ends ``sent`` with its counts, by
-``system:dispatcher``. A pause is honoured between messages.
+``system:dispatcher``. A pause is honoured between batches of ``BATCH`` messages.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Table, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from activitylog.db.base import Database
 from activitylog.db.models import Broadcast, Contact, Delivery, DeliveryEvent, Segment, Suppression
@@ -21,7 +24,9 @@ from activitylog.services.uow import UnitOfWork
 
 DISPATCHER = Actor(type="system", id="dispatcher", name="activitylog dispatcher")
 STALE_CLAIM = timedelta(minutes=10)
-CHECK_STATUS_EVERY = 10
+BATCH = 10  # recipients per claim; a pause is seen within this many messages
+YIELD_SECONDS = 0.01  # between batches: the API's writers take the write lock meanwhile
+_deliveries = cast(Table, Delivery.__table__)
 
 
 def _matches(contact: Contact, condition: dict[str, object], engaged: set[str]) -> bool:
@@ -76,31 +81,44 @@ def audience(db: Database, broadcast: Broadcast, now: datetime) -> tuple[list[st
     return kept, len(wanted) - len(kept)
 
 
-def _claim(db: Database, broadcast: Broadcast, email: str, now: datetime) -> bool:
+def _claim(db: Database, broadcast: Broadcast, emails: list[str], now: datetime) -> list[str]:
+    """Claim a batch of recipients in one short transaction; returns those nobody had claimed yet (the rest
+    were sent before, or are being sent by another dispatcher)."""
+    rows = [
+        {
+            "account_id": broadcast.account_id,
+            "broadcast_id": broadcast.id,
+            "email": email,
+            "status": "sending",
+            "sent_at": now,
+        }
+        for email in emails
+    ]
+    dialect = postgresql if db.dialect == "postgresql" else sqlite
+    statement = dialect.insert(_deliveries).on_conflict_do_nothing().returning(_deliveries.c.email)
     with db.writer() as session:
-        session.add(
-            Delivery(
-                account_id=broadcast.account_id,
-                broadcast_id=broadcast.id,
-                email=email,
-                status="sending",
-                sent_at=now,
+        claimed = {email for (email,) in session.execute(statement, rows)} if rows else set()
+        session.commit()
+    return [email for email in emails if email in claimed]
+
+
+def _settle(db: Database, broadcast: Broadcast, results: dict[str, str | None]) -> None:
+    """Record a batch's outcomes (``None``: sent; else the error) in one short transaction."""
+    if not results:
+        return
+    now = datetime.now(UTC)
+    with db.writer() as session:
+        for row in session.scalars(
+            select(Delivery).where(
+                Delivery.account_id == broadcast.account_id,
+                Delivery.broadcast_id == broadcast.id,
+                Delivery.email.in_(list(results)),
             )
-        )
-        try:
-            session.commit()
-        except IntegrityError:
-            return False
-    return True
-
-
-def _settle(db: Database, broadcast: Broadcast, email: str, error: str | None) -> None:
-    with db.writer() as session:
-        row = session.get(Delivery, (broadcast.account_id, broadcast.id, email))
-        assert row is not None
-        row.status, row.error, row.sent_at = (
-            ("failed", error[:500], row.sent_at) if error else ("sent", None, datetime.now(UTC))
-        )
+        ):
+            error = results[row.email]
+            row.status, row.error = ("failed", error[:500]) if error else ("sent", None)
+            if not error:
+                row.sent_at = now
         session.commit()
 
 
@@ -111,23 +129,35 @@ def _status(db: Database, broadcast_id: str) -> str | None:
         ).scalar_one_or_none()
 
 
-def dispatch(db: Database, broadcast: Broadcast, mailer: Mailer, now: datetime) -> int:
-    """Send what is left of one broadcast; returns how many messages this call sent."""
+def dispatch(
+    db: Database, broadcast: Broadcast, mailer: Mailer, now: datetime, stop: threading.Event | None = None
+) -> int:
+    """Send what is left of one broadcast; returns how many messages this call sent.
+
+    Recipients go out in batches of ``BATCH``: one transaction claims a batch, the messages go out with no
+    transaction open, one transaction settles it, and the dispatcher pauses ``YIELD_SECONDS`` before the
+    next — so it holds the database (SQLite's one write lock above all) for two short commits per batch,
+    not two per message, and the API's own writes get their turn in between. A pause or a delete is seen
+    before each batch, and so is ``stop`` (the worker shutting down): the next run resumes from the claims."""
     db = db.for_account(broadcast.account_id)
     targets, suppressed = audience(db, broadcast, now)
     sent = 0
-    for n, email in enumerate(targets):
-        if n % CHECK_STATUS_EVERY == 0 and _status(db, broadcast.id) != "sending":
+    for start in range(0, len(targets), BATCH):
+        if stop is not None and stop.is_set():
+            return sent
+        if _status(db, broadcast.id) != "sending":
             return sent  # paused (or deleted) meanwhile
-        if not _claim(db, broadcast, email, datetime.now(UTC)):
-            continue  # already sent, or being sent by another dispatcher
-        try:
-            mailer.send(compose(broadcast, email))
-        except Exception as exc:  # a refused recipient or a relay error: recorded, the rest goes on
-            _settle(db, broadcast, email, f"{type(exc).__name__}: {exc}")
-        else:
-            _settle(db, broadcast, email, None)
-            sent += 1
+        results: dict[str, str | None] = {}
+        for email in _claim(db, broadcast, targets[start : start + BATCH], datetime.now(UTC)):
+            try:
+                mailer.send(compose(broadcast, email))
+            except Exception as exc:  # a refused recipient or a relay error: recorded, the rest goes on
+                results[email] = f"{type(exc).__name__}: {exc}"
+            else:
+                results[email] = None
+                sent += 1
+        _settle(db, broadcast, results)
+        time.sleep(YIELD_SECONDS)
     _finish(db, broadcast.account_id, broadcast.id, len(targets), suppressed)
     return sent
 
