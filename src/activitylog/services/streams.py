@@ -157,7 +157,8 @@ def create_stream(uow: UnitOfWork, values: dict[str, Any], settings: Settings) -
                 delivered_seq=(from_seq or created) - 1,
                 generation=0,
                 attempts=0,
-                checkpoint_seq=0,
+                checkpoint_seq=(from_seq or created) - 1,  # checkpoints cover what the stream carried
+                checkpoint_at=uow.clock(),
             )
         )
         uow.commit()
@@ -257,7 +258,14 @@ def replay_stream(uow: UnitOfWork, stream_id: str, from_seq: int) -> Stream:
                 StreamCursor.account_id == uow.account_id, StreamCursor.stream_id == stream.id
             )
         ).scalar_one()
-        _cursor_moved(uow, stream, delivered_seq=from_seq - 1, pending_checkpoint=None)
+        _cursor_moved(
+            uow,
+            stream,
+            delivered_seq=from_seq - 1,
+            pending_checkpoint=None,
+            checkpoint_seq=from_seq - 1,
+            checkpoint_at=uow.clock(),
+        )
         uow.record("stream.replay", stream, {"next_seq": {"from": int(cursor) + 1, "to": from_seq}})
         uow.commit()
     return stream

@@ -1,0 +1,293 @@
+"""The relay: finds streams with something to deliver and delivers each, in seq order, one worker at a time.
+
+For each due stream a worker thread takes the stream's lease (``relay.cursor``), reads the committed
+entries after its cursor (``log.follow``) and sends them one by one; the cursor moves after each
+acknowledgement (2xx, or JetStream's ack), so a crash anywhere resends at most the event in flight, with
+the same id. A failure schedules a retry with exponential backoff (the first within 5 s, capped at 10 min)
+and later events wait: order is never given up. A 410 disables the stream (an entry by
+``system:streams``). Streams are delivered on a pool of threads, each stream a task of its own, so a slow
+or failing destination holds one thread, never the API or the other streams.
+
+Unfiltered streams also carry checkpoint events (the signed note of tree N, and entry N's inclusion proof)
+at least every ``stream_checkpoint_entries`` entries or ``stream_checkpoint_seconds`` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+
+from activitylog.config import Settings
+from activitylog.db.base import Database
+from activitylog.db.models import ActivityEntry, ChainHead, Stream, StreamCursor
+from activitylog.errors import NotFound
+from activitylog.log.chain import format_instant
+from activitylog.log.checkpoints import CheckpointSigner, HistoryRejected
+from activitylog.log.follow import entries_after
+from activitylog.log.record import Actor, RequestContext
+from activitylog.log.signing import load_signer
+from activitylog.log.tree_store import TreeReader
+from activitylog.relay import cursor as cursors
+from activitylog.relay.events import Event, checkpoint_event, entry_event
+from activitylog.relay.senders import Sender, Senders
+from activitylog.relay.webhook import Outcome
+from activitylog.services import streams
+from activitylog.services.uow import UnitOfWork
+
+log = logging.getLogger("activitylog.streams")
+
+SYSTEM_STREAMS = Actor(type="system", id="streams", name="activitylog streams")
+FIRST_RETRY = 2.0  # seconds; with jitter the first retry comes within 3 s
+MAX_RETRY = 600.0
+BATCH = 200
+SLICE_SECONDS = 5.0  # one task delivers at most this long, then lets other streams have the thread
+
+
+def retry_delay(attempts: int) -> float:
+    """Seconds before retry number ``attempts`` (1 = the first): doubling from 2 s, at most 10 min,
+    with up to 25% jitter below the cap so many failing streams do not retry in step."""
+    delay = min(MAX_RETRY, FIRST_RETRY * 2 ** (attempts - 1))
+    return float(min(MAX_RETRY, delay * (1 + random.random() / 4)))  # noqa: S311 (jitter, not a secret)
+
+
+class StreamRelay:
+    def __init__(self, db: Database, settings: Settings, senders: Sender | None = None) -> None:
+        self.db, self.settings = db, settings
+        self.senders: Sender = senders or Senders(settings)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease_seconds = 3 * settings.stream_timeout_seconds + 5
+        self._signer: CheckpointSigner | None = None
+        self._pool = ThreadPoolExecutor(max(1, settings.stream_workers), thread_name_prefix="stream")
+        self._in_flight: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+
+    def signer(self) -> CheckpointSigner:
+        if self._signer is None:
+            self._signer = CheckpointSigner(self.settings, load_signer(self.settings))
+        return self._signer
+
+    # ---- finding work ----
+    def due(self, now: datetime) -> list[tuple[str, str]]:
+        """Active streams with entries past their cursor, a checkpoint to send or due, whose retry time
+        has come and whose lease is free: a cross-account read."""
+        c, h = StreamCursor, ChainHead
+        stale = now - timedelta(seconds=self.settings.stream_checkpoint_seconds)
+        with self.db.system().reader() as session:
+            rows = session.execute(
+                select(c.account_id, c.stream_id)
+                .join(Stream, and_(Stream.account_id == c.account_id, Stream.id == c.stream_id))
+                .join(h, h.account_id == c.account_id)
+                .where(
+                    Stream.state == "active",
+                    or_(c.next_attempt_at.is_(None), c.next_attempt_at <= now),
+                    or_(c.lease_until.is_(None), c.lease_until < now),
+                    or_(
+                        c.delivered_seq < h.seq,
+                        c.pending_checkpoint.is_not(None),
+                        and_(
+                            c.checkpoint_seq < c.delivered_seq,
+                            c.checkpoint_at <= stale,
+                        ),
+                    ),
+                )
+            ).all()
+        return [(r.account_id, r.stream_id) for r in rows]
+
+    def run_once(self) -> int:
+        """Hand every due stream not already being delivered here to a worker thread."""
+        started = 0
+        for key in self.due(datetime.now(UTC)):
+            with self._lock:
+                if key in self._in_flight:
+                    continue
+                self._in_flight.add(key)
+            self._pool.submit(self._task, *key)
+            started += 1
+        return started
+
+    def _task(self, account_id: str, stream_id: str) -> None:
+        try:
+            self.deliver(account_id, stream_id)
+        except Exception:
+            log.exception("stream %s: delivery failed", stream_id)
+        finally:
+            with self._lock:
+                self._in_flight.discard((account_id, stream_id))
+
+    def drain(self, timeout: float = 30.0) -> None:
+        """Wait for the deliveries in flight (tests, shutdown)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._in_flight:
+                    return
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        closer = getattr(self.senders, "close", None)
+        if closer is not None:
+            closer()
+
+    # ---- delivering one stream ----
+    def deliver(self, account_id: str, stream_id: str) -> int:
+        """Deliver what the stream has waiting, under its lease; returns how many events went out."""
+        now = datetime.now(UTC)
+        if not cursors.claim(self.db, account_id, stream_id, self.owner, now, self.lease_seconds):
+            return 0
+        sent = 0
+        try:
+            deadline = time.monotonic() + SLICE_SECONDS
+            while time.monotonic() < deadline:
+                step = self._step(account_id, stream_id)
+                if step < 0:
+                    break
+                sent += step
+        finally:
+            cursors.release(self.db, account_id, stream_id, self.owner)
+        return sent
+
+    def _step(self, account_id: str, stream_id: str) -> int:
+        """One round: a pending or due checkpoint, else the next batch of entries. Returns the events
+        sent, or -1 when there is nothing more to do now (caught up, waiting to retry, or stopped)."""
+        db = self.db.for_account(account_id)
+        try:
+            stream = streams.get_stream(db, account_id, stream_id)
+        except NotFound:
+            return -1  # deleted meanwhile
+        cursor = cursors.load(self.db, account_id, stream_id)
+        now = datetime.now(UTC)
+        if cursor is None or stream.state != "active" or cursor.lease_owner != self.owner:
+            return -1
+        if cursor.next_attempt_at is not None and cursor.next_attempt_at > now:
+            return -1
+        if cursor.pending_checkpoint is not None:
+            return self._send_checkpoint(stream, cursor)
+        unfiltered = not stream.filter
+        if unfiltered and self._checkpoint_due_by_time(cursor, now):
+            return 0 if self._move(cursor, {"pending_checkpoint": cursor.delivered_seq}) else -1
+        where = streams.filter_of(stream.filter)[1] if stream.filter else None
+        with db.read_connection() as conn:
+            batch = entries_after(conn, account_id, cursor.delivered_seq, limit=BATCH, where=where)
+        if not batch.rows and batch.through == cursor.delivered_seq:
+            return -1
+        sent = 0
+        for row in batch.rows:
+            attempt = self._attempt(stream, cursor, entry_event(row, stream.format), row.seq)
+            if attempt is None:
+                return -1
+            sent += 1
+            values: dict[str, Any] = {"delivered_seq": row.seq}
+            if not unfiltered:
+                values["checkpoint_seq"] = row.seq  # filtered streams carry no checkpoints
+            elif row.seq - cursor.checkpoint_seq >= self.settings.stream_checkpoint_entries:
+                values["pending_checkpoint"] = row.seq
+            moved = self._move(cursor, self._delivered(cursor, values), attempt)
+            if moved is None:
+                return -1
+            cursor = moved
+            if cursor.pending_checkpoint is not None:
+                return sent  # the checkpoint goes next, before entry seq + 1
+        if batch.through > cursor.delivered_seq:  # passed over by the filter, up to the head it read
+            values = {"delivered_seq": batch.through}
+            if not unfiltered:
+                values["checkpoint_seq"] = batch.through
+            return sent if self._move(cursor, values) else -1
+        return sent
+
+    def _move(
+        self, cursor: cursors.Cursor, values: dict[str, Any], attempt: _Sent | None = None
+    ) -> cursors.Cursor | None:
+        record = None
+        if attempt is not None:
+            record = {
+                "event_id": attempt.event.id,
+                "seq": attempt.event.seq,
+                "attempt": attempt.attempt,
+                "status_code": attempt.outcome.status_code,
+                "error": attempt.outcome.error,
+                "duration_ms": attempt.duration_ms,
+            }
+        now = datetime.now(UTC)
+        return cursors.move(
+            self.db, cursor, self.owner, values, attempt=record, now=now, ttl=self.lease_seconds
+        )
+
+    @staticmethod
+    def _delivered(cursor: cursors.Cursor, values: dict[str, Any]) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        done = {"attempts": 0, "next_attempt_at": None, "last_error": None, "delivered_at": now, **values}
+        if cursor.checkpoint_at is None:
+            done.setdefault("checkpoint_at", now)  # the time-based checkpoint counts from the first delivery
+        return done
+
+    def _checkpoint_due_by_time(self, cursor: cursors.Cursor, now: datetime) -> bool:
+        if cursor.checkpoint_seq >= cursor.delivered_seq:
+            return False
+        since = cursor.checkpoint_at or now
+        return (now - since).total_seconds() >= self.settings.stream_checkpoint_seconds
+
+    def _attempt(self, stream: Stream, cursor: cursors.Cursor, event: Event, seq: int | None) -> _Sent | None:
+        """Send ``event``; on failure, schedule the retry (and on a 410, disable the stream)."""
+        started = time.monotonic()
+        outcome = self.senders.send_event(stream, event)
+        sent = _Sent(event, outcome, int((time.monotonic() - started) * 1000), cursor.attempts + 1)
+        if outcome.ok:
+            return sent
+        now = datetime.now(UTC)
+        values = {
+            "attempts": sent.attempt,
+            "next_attempt_at": now + timedelta(seconds=retry_delay(sent.attempt)),
+            "last_error": (outcome.error or "failed")[:500],
+        }
+        self._move(cursor, values, sent)
+        log.warning("stream %s: %s failed (attempt %d): %s", stream.id, event.id, sent.attempt, outcome.error)
+        if outcome.gone:
+            uow = UnitOfWork(
+                self.db, account_id=stream.account_id, actor=SYSTEM_STREAMS, context=RequestContext()
+            )
+            streams.disable_stream(uow, stream.id, f"the destination answered 410 Gone to {event.id}")
+        return None
+
+    def _send_checkpoint(self, stream: Stream, cursor: cursors.Cursor) -> int:
+        size = cursor.pending_checkpoint
+        assert size is not None
+        done = {"pending_checkpoint": None, "checkpoint_seq": size, "checkpoint_at": datetime.now(UTC)}
+        try:
+            event = self.checkpoint(stream.account_id, size)
+        except HistoryRejected as exc:  # the signer refuses this tree: go on, without its checkpoint
+            log.error("stream %s: no checkpoint at %d: %s", stream.id, size, exc)
+            return 0 if self._move(cursor, done) else -1
+        sent = self._attempt(stream, cursor, event, None)
+        if sent is None:
+            return -1
+        return 1 if self._move(cursor, self._delivered(cursor, done), sent) else -1
+
+    def checkpoint(self, account_id: str, size: int) -> Event:
+        """The checkpoint event of tree ``size``: its signed note, entry ``size`` and its audit path."""
+        note = self.signer().sign(self.db, account_id, size)
+        with self.db.for_account(account_id).reader() as session:
+            row = session.execute(
+                select(ActivityEntry.hash, ActivityEntry.occurred_at).where(
+                    ActivityEntry.account_id == account_id, ActivityEntry.seq == size
+                )
+            ).one()
+            path = TreeReader(session.connection(), account_id).inclusion(size, size)
+        return checkpoint_event(account_id, size, row.hash, format_instant(row.occurred_at), note, path)
+
+
+class _Sent:
+    __slots__ = ("attempt", "duration_ms", "event", "outcome")
+
+    def __init__(self, event: Event, outcome: Outcome, duration_ms: int, attempt: int) -> None:
+        self.event, self.outcome, self.duration_ms, self.attempt = event, outcome, duration_ms, attempt
