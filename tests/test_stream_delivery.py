@@ -400,3 +400,32 @@ def test_checkpoint_events_let_the_receiver_prove_it_missed_nothing(db: Database
         assert data["hash"] == prev == held[n - 1]["hash"]
         path = [base64.b64decode(h) for h in data["inclusion"]]
         assert inclusion_root(n - 1, n, leaf_hash(data["hash"]), path) == note.root
+
+
+def test_activitylog_worker_runs_the_relay(tmp_path: Path) -> None:
+    """``activitylog worker`` (which ``serve`` starts beside itself) delivers streams."""
+    from activitylog.db.base import connect
+    from activitylog.db.migrate import upgrade
+
+    fresh = connect(f"sqlite:///{tmp_path / 'worker.db'}")
+    upgrade(fresh)
+    account = _account(fresh)
+    env = {
+        **os.environ,
+        "ACTIVITYLOG_DATABASE_URL": fresh.url,
+        "ACTIVITYLOG_STREAM_ALLOW_PRIVATE": "true",
+        "ACTIVITYLOG_WORKER_NICE": "0",
+    }
+    with receiving() as receiver:
+        _stream(fresh, account, receiver.url, _settings(fresh))
+        _work(fresh, account, 2)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "activitylog", "worker"], env=env, stderr=subprocess.DEVNULL
+        )
+        try:
+            receiver.wait_for(lambda rc: len(rc.entries()) >= 3, timeout=30)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    assert [e["action"] for e in receiver.entries()] == ["stream.create", "list.create", "list.create"]
+    fresh.dispose()

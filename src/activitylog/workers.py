@@ -29,6 +29,7 @@ from activitylog.config import Settings
 from activitylog.db.base import Database
 from activitylog.log.checkpoints import CheckpointSigner, checkpoint_all
 from activitylog.log.signing import load_signer
+from activitylog.relay.relay import StreamRelay
 from activitylog.services import dispatcher, scheduler
 from activitylog.services.mailer import open_mailer
 
@@ -110,6 +111,25 @@ class BroadcastWorker(Periodic):
             mailer.close()
 
 
+class StreamRelayWorker(Periodic):
+    """Hands every stream with entries to deliver to the relay's threads, every
+    ``stream_interval_seconds`` (``relay/relay.py``)."""
+
+    name = "stream-relay"
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        super().__init__(db, settings, settings.stream_interval_seconds)
+        self.relay = StreamRelay(db, settings)
+
+    def run_once(self) -> int:
+        self.relay.run_once()
+        return 0  # deliveries are logged per stream; a poll is not news
+
+    def stop(self) -> None:
+        super().stop()
+        self.relay.close()
+
+
 WORKER_RESTARTS = metrics.counter(
     "activitylog_worker_restarts", "Times serve restarted its worker process after it exited"
 )
@@ -123,7 +143,11 @@ def run_workers(
     ``stop`` is set (SIGTERM, SIGINT) or, when ``parent_pid`` is given, the parent is gone."""
     if settings.worker_nice:
         os.nice(settings.worker_nice)
-    workers: list[Periodic] = [Checkpointer(db, settings), BroadcastWorker(db, settings)]
+    workers: list[Periodic] = [
+        Checkpointer(db, settings),
+        BroadcastWorker(db, settings),
+        StreamRelayWorker(db, settings),
+    ]
     for worker in workers:
         worker.start()
     try:
