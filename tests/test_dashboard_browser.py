@@ -11,14 +11,19 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from email.message import EmailMessage
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from activitylog.db.models import Broadcast
+from activitylog.services import dispatcher
 from conftest import PASSWORD, Server, Tenant, make_tenant
 
 CHROMIUM = "/usr/bin/chromium"
@@ -119,8 +124,13 @@ def test_who_changed_this_in_the_browser(browser: Browser, server: Server, tmp_p
     assert query == {"actor": [tenant.owner_id], "action": ["sending_domain.*"], "window": ["24h"]}
     rows = page.locator("#log-rows tr")
     assert rows.count() == 2
-    assert rows.nth(0).locator(".summary").inner_text() == 'Updated sending domain "mail.outfitters.example"'
-    assert rows.nth(1).locator(".summary").inner_text() == 'Created sending domain "mail.outfitters.example"'
+    assert (
+        rows.nth(0).locator(".summary a").inner_text() == 'Updated sending domain "mail.outfitters.example"'
+    )
+    assert (
+        rows.nth(1).locator(".summary a").inner_text() == 'Created sending domain "mail.outfitters.example"'
+    )
+    assert rows.nth(0).locator(".summary .changed").inner_text() == "return_path → bounce.outfitters.example"
     assert rows.nth(0).locator(".badge").inner_text() == "User"
     assert rows.nth(0).locator(".ip").inner_text() == "127.0.0.1"
     title = rows.nth(0).locator("time").get_attribute("title")
@@ -214,10 +224,113 @@ def test_custom_range_is_read_in_the_viewers_time_zone(browser: Browser, server:
     page.wait_for_url("**/activity?*")
     query = parse_qs(urlsplit(page.url).query)
     assert query == {"since": ["2000-01-15T12:00:00Z"], "q": ["Inside"]}
-    assert page.locator("#log-rows .summary").all_inner_texts() == ['Created list "Inside the range"']
+    assert page.locator("#log-rows .summary a").all_inner_texts() == ['Created list "Inside the range"']
     assert page.locator("#f-since").input_value() == "2000-01-15T07:00"  # shown back in local time
     page.fill("#f-since", "2999-01-01T00:00")
     page.click("text=Apply filters")
     page.wait_for_url("**/activity?*2999*")
     assert page.locator(".empty h2").inner_text() == "No entries match these filters"
+    context.close()
+
+
+class Quiet:
+    def send(self, message: EmailMessage) -> None: ...
+
+    def close(self) -> None: ...
+
+
+ZONED = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (EST|EDT|GMT-5|GMT-4)$")
+
+
+def test_screens_on_a_phone_in_new_york(browser: Browser, server: Server) -> None:
+    """Times in the viewer's zone, named; the audience by name; the filters folded; a sent broadcast offers
+    only what its lifecycle allows; the diff does not break words."""
+    tenant = make_tenant(server, name="Phone")
+    engine = server.db.dialect
+    api = tenant.key_client()
+    listing = api.post("/api/v1/lists", json={"name": "Customers"}).json()
+    api.post(f"/api/v1/lists/{listing['id']}/contacts", json={"email": "ada@example.com"})
+    body = {
+        "name": "Weekly digest",
+        "subject": "Hi",
+        "from_email": "news@example.com",
+        "list_id": listing["id"],
+    }
+    later = api.post("/api/v1/broadcasts", json=body).json()["id"]
+    api.post(f"/api/v1/broadcasts/{later}/schedule", json={"send_at": "2099-01-02T08:30:00Z"})
+    api.patch(
+        f"/api/v1/broadcasts/{later}", json={"subject": "Everything that happened this week, in one email"}
+    )
+    sent = api.post("/api/v1/broadcasts", json={**body, "name": "Spring picks"}).json()["id"]
+    api.post(f"/api/v1/broadcasts/{sent}/send")
+    db = server.db.for_account(tenant.account_id)
+    with db.reader() as session:
+        row = session.get(Broadcast, sent)
+    assert row is not None
+    dispatcher.dispatch(db, row, Quiet(), datetime.now(UTC))
+
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, timezone_id="America/New_York", locale="en-US"
+    )
+    page = context.new_page()
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.goto(server.url + "/broadcasts")
+    sign_in(page, tenant)
+    page.wait_for_url("**/broadcasts")
+    scheduled = page.locator("tr", has_text="Weekly digest").locator("time")
+    assert scheduled.inner_text() == "2099-01-02 03:30:00 EST"  # 08:30 UTC, in New York
+    assert scheduled.get_attribute("title") == "2099-01-02T08:30:00.000000Z (UTC)"
+    audience = page.locator("tr", has_text="Weekly digest").locator("a", has_text="Customers")
+    assert audience.get_attribute("href") == f"/lists/{listing['id']}"
+
+    # The activity page: the filters fold behind a button, so the first entry is on the first screen.
+    page.goto(server.url + "/activity")
+    toggle = page.locator("button.filters-toggle")
+    assert toggle.inner_text() == "Filters" and toggle.get_attribute("aria-expanded") == "false"
+    assert not page.locator("[data-filters]").is_visible()
+    first = page.locator("#log-rows tr").first.bounding_box()
+    assert first is not None and first["y"] < 844
+    assert ZONED.match(page.locator("#log-rows time").first.inner_text())
+    changed = page.locator("#log-rows tr", has_text="Updated broadcast").first.locator(".changed")
+    assert changed.inner_text().startswith("status → sent · delivered → 1")
+    screenshot(page, "activity-phone.png", engine)
+    toggle.click()
+    assert page.locator("[data-filters]").is_visible() and toggle.get_attribute("aria-expanded") == "true"
+    page.goto(server.url + "/activity?action=broadcast.update")
+    assert page.locator("button.filters-toggle").inner_text() == "Filters (1 in use)"
+
+    # The diff, one field after another: words stay whole.
+    page.locator("#log-rows tr", has_text="Everything that happened").first.locator(".summary a").click()
+    page.wait_for_url("**/activity/*")
+    after = page.locator("table.diff tr", has_text="subject").locator("ins")
+    assert after.evaluate("el => getComputedStyle(el).overflowWrap") == "break-word"
+    broken = after.evaluate(
+        """el => { const r = document.createRange(); const t = el.firstChild; const tops = [];
+        for (let i = 0; i < t.length; i++) { r.setStart(t, i); r.setEnd(t, i + 1);
+          tops.push(r.getBoundingClientRect().top); }
+        const words = []; let start = 0;
+        for (let i = 0; i <= t.length; i++) { if (i === t.length || t.data[i] === " ") {
+          if (new Set(tops.slice(start, i)).size > 1) words.push(t.data.slice(start, i)); start = i + 1; } }
+        return words; }"""
+    )
+    assert broken == [], f"words broken across lines: {broken}"
+    assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+    screenshot(page, "entry-phone.png", engine)
+
+    # A sent broadcast offers Archive only, says why, and then its list can go.
+    page.goto(f"{server.url}/broadcasts/{sent}")
+    buttons = page.locator("main button").all_inner_texts()
+    assert buttons == ["Archive"], buttons
+    assert "cannot be deleted: its delivery records" in page.locator(".lifecycle-note").all_inner_texts()[1]
+    page.click("main button:text-is('Archive')")
+    page.wait_for_url(f"**/broadcasts/{sent}?saved=action:archive")
+    assert "archived" in page.locator(".facts").inner_text()
+    assert page.locator("main button").count() == 0
+    page.goto(f"{server.url}/broadcasts/{later}")
+    page.click("main button:text-is('Delete broadcast')")
+    page.wait_for_url("**/broadcasts")
+    page.goto(f"{server.url}/lists/{listing['id']}")
+    page.click("main button:text-is('Delete list')")
+    page.wait_for_url("**/lists")
+    assert page.locator("[role=alert]").count() == 0
     context.close()

@@ -58,8 +58,9 @@ def actor_choices(db: Any, account_id: str) -> list[tuple[str, list[Choice]]]:
         ).all()
     return [
         ("Users", [Choice(u.id, u.email) for u in users]),
-        ("API keys", [Choice(k.id, f"{k.name} ({k.id})") for k in keys]),
-        ("Reputation rules", [Choice(r.id, r.name) for r in rules]),
+        # A closed menu shows the label alone: it names the kind, and the id tells same-named ones apart.
+        ("API keys", [Choice(k.id, f"API key: {k.name} ({k.id})") for k in keys]),
+        ("Reputation rules", [Choice(r.id, f"Rule: {r.name} ({r.id})") for r in rules]),
         ("System", [Choice(v, label) for v, label in SYSTEM_ACTORS]),
     ]
 

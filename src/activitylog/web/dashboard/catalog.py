@@ -85,6 +85,7 @@ class Action:
     fields: tuple[FormField, ...] = ()
     danger: bool = False
     shows_secret: bool = False
+    confirm: str = ""  # asked before it runs
 
 
 @dataclass(frozen=True)
@@ -94,9 +95,19 @@ class Column:
 
 
 @dataclass(frozen=True)
+class Ref:
+    """A cell naming another resource by id (a broadcast's list): the page shows its name, linked."""
+
+    kind: str  # the slug of its kind in KINDS
+    id: str
+    label: str  # what it is, before its name: "list", "segment"
+
+
+@dataclass(frozen=True)
 class Panel:
     title: str
-    caption: str
+    checked_at: str  # when the rows were found so (an instant, shown in the viewer's zone)
+    verdict: str
     rows: tuple[tuple[str, str, bool, str], ...]  # label, what was asked, whether it holds, why
 
 
@@ -123,6 +134,9 @@ class Kind:
     details: tuple[Column, ...] = field(default=())
     panel: Callable[[Any, str, Any], Panel | None] | None = None
     """(db, account_id, row) -> a table the detail page shows below the facts (a domain's DNS checks)."""
+    offer: Callable[[Any, str, Any], broadcasts.Offer] | None = None
+    """(db, account_id, row) -> what the row's lifecycle allows now (edit, delete, which actions) and why
+    not the rest; None: edit and delete are always offered, each action by its ``when``."""
 
     @property
     def audit_type(self) -> str:
@@ -262,8 +276,8 @@ def _dns_panel(db: Any, account_id: str, row: SendingDomain) -> Panel | None:
         return None
     return Panel(
         title="DNS records",
-        caption=f"As checked at {entries[0]['occurred_at']}: "
-        + ("every record holds." if all(c.ok for c in checks.values()) else "not verified."),
+        checked_at=entries[0]["occurred_at"],
+        verdict="every record holds." if all(c.ok for c in checks.values()) else "not verified.",
         rows=tuple((DNS_LABELS.get(k, k), c.name, c.ok, c.detail) for k, c in checks.items()),
     )
 
@@ -297,20 +311,28 @@ def _update_user(uow: UnitOfWork, id_: str, v: dict[str, Any]) -> Any:
     return users.update_user(uow, id_, validated(schemas.UserPatch, v).changes())
 
 
-def _when(*statuses: str) -> Callable[[Any], bool]:
-    return lambda row: row.status in statuses
+def _audience(row: Any) -> Ref | str:
+    if row.list_id:
+        return Ref("lists", row.list_id, "list")
+    if row.segment_id:
+        return Ref("segments", row.segment_id, "segment")
+    return "released when archived (see History)"
 
 
-def _audience(row: Any) -> str:
-    return f"list {row.list_id}" if row.list_id else f"segment {row.segment_id}"
+def _when_at(row: Any) -> datetime | None:
+    return row.send_at or row.sent_at  # type: ignore[no-any-return]
 
 
-def _when_at(row: Any) -> str:
-    moment = row.send_at or row.sent_at
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if moment else ""
+def _lifecycle(name: str) -> Callable[[UnitOfWork, str, dict[str, Any]], Any]:
+    step = getattr(broadcasts, name)
+    return lambda u, i, _v: step(u, i)
 
 
 NAME = FormField("name", "Name", required=True)
+ARCHIVE_CONFIRM = (
+    "Archive this broadcast? It is kept with its delivery records and can no longer be sent or edited; "
+    "its list or segment is released."
+)
 SEND_AT = (FormField("send_at", "Send at", "datetime", required=True, hint="In your time zone."),)
 CONDITIONS_HINT = 'A JSON list, e.g. [{"field": "email", "op": "ends_with", "value": "@example.com"}]'
 RULE_HINT = (
@@ -357,26 +379,25 @@ KINDS: dict[str, Kind] = {
                 Column("From", lambda r: r.from_email),
                 Column("Recipients", lambda r: r.recipients),
                 Column("Delivered", lambda r: r.delivered),
+                Column("Failed", lambda r: r.failed),
+                Column("Suppressed", lambda r: r.suppressed),
+                Column("Finished", lambda r: r.finished_at),
             ),
             create_fields=BROADCAST_FIELDS,
             create=_create_broadcast,
             edit_fields=BROADCAST_FIELDS,
             update=_update_broadcast,
             delete=broadcasts.delete_broadcast,
+            # which of these a broadcast offers is the lifecycle's to say (services/broadcasts.py)
             actions=(
-                Action(
-                    "send", "Send now", lambda u, i, _v: broadcasts.send(u, i), _when("draft", "scheduled")
-                ),
-                Action("schedule", "Schedule", _schedule, _when("draft", "scheduled"), fields=SEND_AT),
-                Action(
-                    "unschedule",
-                    "Unschedule",
-                    lambda u, i, _v: broadcasts.unschedule(u, i),
-                    _when("scheduled"),
-                ),
-                Action("pause", "Pause", lambda u, i, _v: broadcasts.pause(u, i), _when("sending")),
-                Action("resume", "Resume", lambda u, i, _v: broadcasts.resume(u, i), _when("paused")),
+                Action("send", "Send now", _lifecycle("send")),
+                Action("schedule", "Schedule", _schedule, fields=SEND_AT),
+                Action("unschedule", "Unschedule", _lifecycle("unschedule")),
+                Action("pause", "Pause", _lifecycle("pause")),
+                Action("resume", "Resume", _lifecycle("resume")),
+                Action("archive", "Archive", _lifecycle("archive"), confirm=ARCHIVE_CONFIRM),
             ),
+            offer=broadcasts.offer,
         ),
         Kind(
             slug="lists",
@@ -427,7 +448,10 @@ KINDS: dict[str, Kind] = {
             title="Segments",
             noun="segment",
             model=Segment,
-            columns=(Column("Name", lambda r: r.name), Column("List", lambda r: r.list_id)),
+            columns=(
+                Column("Name", lambda r: r.name),
+                Column("List", lambda r: Ref("lists", r.list_id, "list")),
+            ),
             details=(Column("Conditions", lambda r: json.dumps(r.conditions)),),
             create_fields=(
                 NAME,

@@ -11,7 +11,7 @@ import hmac
 import json
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -52,7 +52,44 @@ def instant(value: datetime | str | None) -> str:
     return value if isinstance(value, str) else format_instant(value)
 
 
+def utc_text(value: datetime | str) -> str:
+    """An instant as every page shows it before ``app.js`` puts it in the viewer's zone: the same shape,
+    with the zone named (``2026-03-14 09:26:53 UTC``)."""
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else value
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@dataclass(frozen=True)
+class Link:
+    """A cell that links elsewhere, e.g. a broadcast's list by its name, between unlinked words."""
+
+    text: str
+    href: str
+    before: str = ""
+    after: str = ""
+
+
+def _short(value: Any, width: int = 40) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def changed_fields(changes: dict[str, Any], shown: int = 3) -> list[str]:
+    """What an entry changed, in a few words beside its summary (``status → sent``, ``delivered → 2``), so
+    that "Updated broadcast" says what the update was; the entry's page has the whole diff."""
+    items = sorted(changes.items(), key=lambda kv: (kv[0] != "status", kv[0]))
+    diffs = [(k, v) for k, v in items if isinstance(v, dict) and set(v) <= {"from", "to"}]
+    if diffs and all(v.get("to") is None for _, v in diffs):
+        return []  # a delete: its summary says it all
+    words = [f"{k} → {_short(v['to'])}" if v.get("to") is not None else f"{k} cleared" for k, v in diffs]
+    words += [k for k, v in items if (k, v) not in diffs]
+    return words[:shown] + ([f"+{len(words) - shown} more"] if len(words) > shown else [])
+
+
 environment.filters["instant"] = instant
+environment.filters["changed"] = changed_fields
+environment.filters["utc_text"] = utc_text
+environment.tests["link"] = lambda v: isinstance(v, Link)
 environment.filters["pretty"] = lambda v: v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
 environment.tests["datetime"] = lambda v: isinstance(v, datetime)
 

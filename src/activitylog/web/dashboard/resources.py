@@ -14,10 +14,11 @@ from sqlalchemy import select
 
 from activitylog.errors import DomainError, NotFound
 from activitylog.services.listing import decode_after, encode_after
-from activitylog.web.dashboard.catalog import KINDS, FormField, Kind, cleaned
+from activitylog.web.dashboard.catalog import KINDS, Column, FormField, Kind, Ref, cleaned
 from activitylog.web.dashboard.links import history_link
 from activitylog.web.dashboard.render import (
     FormDep,
+    Link,
     PageRoute,
     Viewer,
     ViewerDep,
@@ -74,6 +75,35 @@ def url_of(kind: Kind, row: Any) -> str:
     return f"/{kind.slug}/{quote(str(getattr(row, kind.key)), safe='')}"
 
 
+def cells(request: Request, account_id: str, rows: list[Any], columns: tuple[Column, ...]) -> list[list[Any]]:
+    """Each row's cell values, with every :class:`Ref` shown as the named resource's name, linked to its page
+    (one query per kind referred to); one that no longer exists links to its history instead."""
+    values = [[c.value(r) for c in columns] for r in rows]
+    wanted: dict[str, set[str]] = {}
+    for value in (v for row in values for v in row):
+        if isinstance(value, Ref):
+            wanted.setdefault(value.kind, set()).add(value.id)
+    names: dict[tuple[str, str], str] = {}
+    for slug, ids in wanted.items():
+        model = KINDS[slug].model
+        with get_db(request).reader() as session:
+            found = session.execute(
+                select(model.id, model.name).where(model.account_id == account_id, model.id.in_(sorted(ids)))
+            ).all()
+        names.update({(slug, i): name for i, name in found})
+
+    def shown(value: Any) -> Any:
+        if not isinstance(value, Ref):
+            return value
+        name = names.get((value.kind, value.id))
+        if name is None:
+            audit_type = KINDS[value.kind].audit_type
+            return Link(f"{value.label} {value.id}", history_link(audit_type, value.id), after="(deleted)")
+        return Link(name, f"/{value.kind}/{quote(value.id, safe='')}", before=value.label)
+
+    return [[shown(v) for v in row] for row in values]
+
+
 def options_for(request: Request, kind: Kind, viewer: Viewer) -> dict[str, list[tuple[str, str]]]:
     fields = (*kind.create_fields, *kind.edit_fields, *(f for a in kind.actions for f in a.fields))
     db = get_db(request)
@@ -95,7 +125,7 @@ def list_page(
         status_code=error.status if error else 200,
         viewer=viewer,
         kind=kind,
-        rows=rows,
+        rows=list(zip(rows, cells(request, viewer.account_id, rows, kind.columns), strict=True)),
         url_of=url_of,
         next_url=f"/{kind.slug}?cursor={next_cursor}" if next_cursor else None,
         options=options_for(request, kind, viewer),
@@ -120,10 +150,16 @@ def detail_page(
         child = KINDS[slug]
         assert child.parent is not None
         child_rows, _ = rows_of(request, child, viewer.account_id, **{child.parent[0]: key})
-        children.append((child, child_rows, options_for(request, child, viewer)))
+        table = list(
+            zip(child_rows, cells(request, viewer.account_id, child_rows, child.columns), strict=True)
+        )
+        children.append((child, table, options_for(request, child, viewer)))
     parent_url = None
     if kind.parent is not None:
         parent_url = f"/{kind.parent[1]}/{quote(getattr(row, kind.parent[0]), safe='')}"
+    db = get_db(request)
+    offer = kind.offer(db, viewer.account_id, row) if kind.offer else None
+    facts = kind.columns + kind.details
     return page(
         request,
         "resource_detail.html",
@@ -133,13 +169,19 @@ def detail_page(
         row=row,
         key=key,
         url_of=url_of,
+        facts=list(
+            zip((c.label for c in facts), cells(request, viewer.account_id, [row], facts)[0], strict=True)
+        ),
+        offers=lambda name: offer is None or name in offer.actions,
+        actions=[a for a in kind.actions if a.when(row) and (offer is None or a.name in offer.actions)],
+        notes=offer.notes if offer else (),
         children=children,
         parent_url=parent_url,
         options=options_for(request, kind, viewer),
         error=error,
         notice=notice,
         values=values,
-        panel=kind.panel(get_db(request), viewer.account_id, row) if kind.panel else None,
+        panel=kind.panel(db, viewer.account_id, row) if kind.panel else None,
         history_url=history_link(kind.audit_type, str(row.audit_id)),
     )
 

@@ -17,16 +17,26 @@
       "T" + pad(date.getHours()) + ":" + pad(date.getMinutes());
   }
 
-  // Times in the viewer's zone; the UTC instant stays on hover.
+  // Times in the viewer's zone, in the shape the server writes in UTC ("2026-03-14 10:26:53 CET"), the zone
+  // named; the UTC instant stays on hover.
+  var zoned = new Intl.DateTimeFormat(undefined, {
+    year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
+    second: "2-digit", hourCycle: "h23", timeZoneName: "short"
+  });
+
+  function localText(date) {
+    var part = {};
+    zoned.formatToParts(date).forEach(function (p) { part[p.type] = p.value; });
+    return part.year + "-" + part.month + "-" + part.day + " " + part.hour + ":" + part.minute + ":" +
+      part.second + " " + part.timeZoneName;
+  }
+
   function localizeTimes(root) {
     root.querySelectorAll("time[data-local]").forEach(function (el) {
       var iso = el.getAttribute("datetime");
       var date = parseInstant(iso);
       if (isNaN(date)) return;
-      el.textContent = date.toLocaleString(undefined, {
-        year: "numeric", month: "short", day: "numeric",
-        hour: "2-digit", minute: "2-digit", second: "2-digit"
-      });
+      el.textContent = localText(date);
       el.title = iso + " (UTC)";
     });
   }
@@ -112,8 +122,34 @@
   document.querySelectorAll("[data-secret]").forEach(function (input) {
     input.addEventListener("focus", function () { input.select(); });
   });
+  // On a phone the filter form would fill more than a screen before the first entry: it folds behind a
+  // button that says how many filters are in use (and stays open when one of them needs fixing).
+  function foldOnSmallScreens(form) {
+    if (!window.matchMedia("(max-width: 640px)").matches) return;
+    var inUse = 0;
+    new URLSearchParams(window.location.search).forEach(function (value, name) {
+      if (value && name !== "cursor" && name !== "fragment") inUse += 1;
+    });
+    form.id = form.id || "activity-filters";
+    var toggle = document.createElement("button");
+    toggle.type = "button";
+    toggle.className = "filters-toggle";
+    toggle.setAttribute("aria-controls", form.id);
+    toggle.textContent = "Filters" + (inUse ? " (" + inUse + " in use)" : "");
+    function show(open) {
+      form.hidden = !open;
+      toggle.setAttribute("aria-expanded", open ? "true" : "false");
+    }
+    toggle.addEventListener("click", function () { show(form.hidden); });
+    form.parentNode.insertBefore(toggle, form);
+    show(form.querySelector(".has-error, [aria-invalid=true]") !== null);
+  }
+
   var filters = document.querySelector("[data-filters]");
-  if (filters) setUpFilters(filters);
+  if (filters) {
+    setUpFilters(filters);
+    foldOnSmallScreens(filters);
+  }
   localizeTimes(document);
   setUpLoadMore();
 })();
