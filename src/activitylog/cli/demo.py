@@ -31,16 +31,7 @@ from itertools import accumulate, count
 from typing import Any
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlalchemy import select
 
 from activitylog.config import Settings
@@ -969,13 +960,7 @@ def seed(
     h.hands = min(1.0, HANDS / entries)
     h.mix = _mix(h.hands)
     timeline = Timeline(h.now, end, h.done, target)
-    columns = (
-        TextColumn("seeding"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        EntriesPerSecond(),
-        TimeRemainingColumn(),
-    )
+    columns = (TextColumn("seeding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, disable=not show_progress) as progress:
         task = progress.add_task("seed", total=entries)
         # Wrapping up costs one entry per unfinished broadcast, and a step adds at most two to the sum
@@ -1024,14 +1009,6 @@ def _record_use(db: Database, account_id: str) -> None:
             if signed_in is not None:
                 user.last_login_at = signed_in.occurred_at
         session.commit()
-
-
-class EntriesPerSecond(ProgressColumn):
-    """How fast the history is being written, over rich's recent samples (the overall rate once done)."""
-
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:,.0f} entries/s" if speed else "- entries/s", style="progress.data.speed")
 
 
 def _refresh_statistics(db: Database) -> None:
