@@ -46,7 +46,7 @@ from sqlalchemy import select
 from activitylog.config import Settings
 from activitylog.db.base import Database, connect
 from activitylog.db.migrate import upgrade
-from activitylog.db.models import Broadcast, BroadcastStatus, User
+from activitylog.db.models import ActivityEntry, ApiKey, Broadcast, BroadcastStatus, User
 from activitylog.errors import Conflict
 from activitylog.log.record import Actor, RequestContext
 from activitylog.services import (
@@ -997,9 +997,33 @@ def seed(
                 h.uow.commit()
             h.batch_done()
             progress.update(task, completed=h.done)
+    _record_use(db, h.account_id)
     issued = _new_key(db, h.account_id, "Demo key")
     _refresh_statistics(db)
     return {"account_id": h.account_id, "email": DEMO_EMAIL, "password": DEMO_PASSWORD, "api_key": issued}
+
+
+def _record_use(db: Database, account_id: str) -> None:
+    """What signing in and authenticating would have noted: each key's last use (and from where) and each
+    user's last sign-in, from the history's own entries. Bookkeeping fields, so no entry of their own."""
+    last = (
+        select(ActivityEntry.occurred_at, ActivityEntry.ip)
+        .where(ActivityEntry.account_id == account_id)
+        .order_by(ActivityEntry.seq.desc())
+        .limit(1)
+    )
+    with db.for_account(account_id).writer() as session:
+        for key in session.scalars(select(ApiKey).where(ApiKey.account_id == account_id)):
+            used = session.execute(last.where(ActivityEntry.actor_id == key.id)).first()
+            if used is not None:
+                key.last_used_at, key.last_used_ip = used
+        for user in session.scalars(select(User).where(User.account_id == account_id)):
+            signed_in = session.execute(
+                last.where(ActivityEntry.actor_id == user.id, ActivityEntry.action == "user.login")
+            ).first()
+            if signed_in is not None:
+                user.last_login_at = signed_in.occurred_at
+        session.commit()
 
 
 class EntriesPerSecond(ProgressColumn):
