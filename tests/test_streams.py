@@ -111,7 +111,7 @@ def test_change_pause_resume_replay_delete_are_entries(open_tenant: Tenant) -> N
         ),
         ({"type": "webhook", "url": "https://example.com/", "filter": {"colour": "red"}}, "filter"),
         ({"type": "webhook", "url": "https://example.com/", "from_seq": 10**9}, "from_seq"),
-        ({"type": "webhook", "url": "https://example.com/", "format": "ocsf"}, "format"),  # not available yet
+        ({"type": "webhook", "url": "https://example.com/", "format": "cef"}, "format"),
     ],
 )
 def test_bad_input_names_the_field(tenant: Tenant, body: dict[str, Any], field: str) -> None:

@@ -107,11 +107,6 @@ def _destination(values: dict[str, Any], kind: str, settings: Settings) -> dict[
     return {"subject": check_subject(values["subject"])}
 
 
-def _format_available(fmt: str) -> None:
-    if fmt == "ocsf":
-        raise InvalidInput("format", "ocsf events are not available yet; use json")
-
-
 def _head_seq(uow: UnitOfWork) -> int:
     seq = uow.session.execute(
         select(ChainHead.seq).where(ChainHead.account_id == uow.account_id)
@@ -134,7 +129,6 @@ def create_stream(uow: UnitOfWork, values: dict[str, Any], settings: Settings) -
         **_destination(values, kind, settings),
     }
     row["filter"], _ = filter_of(values.get("filter"))
-    _format_available(row["format"])
     shown: str | None = None
     signing = values.get("signing")
     if kind == "webhook":
@@ -180,8 +174,6 @@ def update_stream(uow: UnitOfWork, stream_id: str, values: dict[str, Any], setti
             changes.update(_destination(merged, stream.type, settings))
         if "filter" in changes:
             changes["filter"], _ = filter_of(changes["filter"])
-        if "format" in changes:
-            _format_available(changes["format"])
         crud.update(uow, stream, changes)
         uow.commit()
     return stream
