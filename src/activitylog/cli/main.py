@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from activitylog import logs
 from activitylog.cli import demo, log_commands, witness
+from activitylog.cli import streams as stream_commands
 from activitylog.cli.common import CLI_CONTEXT, cli_uow, database, err, fail, require_account
 from activitylog.config import Settings
 from activitylog.db.base import Database, connect
@@ -38,6 +39,7 @@ app.add_typer(account_app, name="account")
 app.add_typer(key_app, name="api-key")
 signing_app = typer.Typer(no_args_is_help=True, help="The key that signs checkpoints.")
 app.add_typer(signing_app, name="signing-key")
+app.add_typer(stream_commands.app, name="streams")
 
 
 @app.command()

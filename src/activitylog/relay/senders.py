@@ -4,11 +4,16 @@ each made when first needed and shared by every thread that delivers."""
 from __future__ import annotations
 
 import threading
+import time
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from activitylog.config import Settings
+from activitylog.db.base import Database
 from activitylog.db.models import Stream
-from activitylog.relay.events import Event
+from activitylog.ids import ulid
+from activitylog.log.chain import format_instant
+from activitylog.relay.events import Event, test_event
 from activitylog.relay.webhook import Outcome, WebhookSender
 from activitylog.services import streams
 
@@ -53,3 +58,20 @@ class Senders:
             self._webhook.close()
         if self._nats is not None:
             self._nats.close()
+
+
+def send_test(db: Database, sender: Sender, stream: Stream) -> dict[str, Any]:
+    """Send one ``activity.test`` event to the stream's destination now and list the attempt among its
+    deliveries (the API's ``POST …/test``, the dashboard's Test button, ``activitylog streams test``)."""
+    event = test_event(stream.account_id, stream.id, ulid(), format_instant(datetime.now(UTC)))
+    started = time.monotonic()
+    outcome = sender.send_event(stream, event)
+    duration = int((time.monotonic() - started) * 1000)
+    streams.record_test(db, stream, event.id, outcome.status_code, outcome.error, duration)
+    return {
+        "delivered": outcome.ok,
+        "event_id": event.id,
+        "status_code": outcome.status_code,
+        "error": outcome.error,
+        "duration_ms": duration,
+    }

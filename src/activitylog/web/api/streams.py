@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -10,9 +10,7 @@ from pydantic import BaseModel, Field, StrictInt
 from sqlalchemy import select
 
 from activitylog.db.models import Stream, StreamCursor
-from activitylog.ids import ulid
-from activitylog.relay.events import test_event
-from activitylog.relay.senders import Senders
+from activitylog.relay.senders import Senders, send_test
 from activitylog.services import streams
 from activitylog.services.auth import Principal
 from activitylog.services.listing import page
@@ -178,20 +176,7 @@ def replay_stream(stream_id: str, body: ReplayIn, uow: StreamsUow, db: Db) -> di
 def test_stream(stream_id: str, caller: Manager, db: Db, request: Request) -> dict[str, Any]:
     """Send one `activity.test` event now (not an entry: it changes nothing) and say how it went."""
     stream = streams.get_stream(db, caller.account_id, stream_id)
-    now = datetime.now(UTC)
-    event = test_event(caller.account_id, stream.id, ulid(), now.isoformat().replace("+00:00", "Z"))
-    senders = _senders(request)
-    started = datetime.now(UTC)
-    outcome = senders.send_event(stream, event)
-    duration = int((datetime.now(UTC) - started).total_seconds() * 1000)
-    streams.record_test(db, stream, event.id, outcome.status_code, outcome.error, duration)
-    return {
-        "delivered": outcome.ok,
-        "event_id": event.id,
-        "status_code": outcome.status_code,
-        "error": outcome.error,
-        "duration_ms": duration,
-    }
+    return send_test(db, _senders(request), stream)
 
 
 def _senders(request: Request) -> Senders:
