@@ -241,9 +241,11 @@ def behind_the_apps_back(db: Database) -> Iterator[Connection]:
         if db.dialect == "postgresql":
             conn.execute(text("ALTER TABLE activity_entries DISABLE TRIGGER USER"))
             conn.execute(text("ALTER TABLE activity_tree DISABLE TRIGGER USER"))
+            conn.execute(text("ALTER TABLE activity_affected DISABLE TRIGGER USER"))
             yield conn
             conn.execute(text("ALTER TABLE activity_entries ENABLE TRIGGER USER"))
             conn.execute(text("ALTER TABLE activity_tree ENABLE TRIGGER USER"))
+            conn.execute(text("ALTER TABLE activity_affected ENABLE TRIGGER USER"))
             return
         saved = conn.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")).all()
         for name, _ in saved:

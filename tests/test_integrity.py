@@ -81,6 +81,11 @@ PROTECTIONS = {
             for p in ("tenant_rows", "system_reads")
         },
     },
+    "0010": {  # the index of the resources each entry changed besides its own: append-only like the log
+        "sqlite": {"activity_affected_no_update", "activity_affected_no_delete"},
+        "postgresql": {"activity_affected_no_change", "activity_affected_no_truncate"}
+        | {f"activity_affected.{p}" for p in ("tenant_rows", "system_reads")},
+    },
     "0009": {"sqlite": set(), "postgresql": set()},  # sign-in failures per address: not an account's rows
     "0008": {
         "sqlite": {"activity_tree_no_update", "activity_tree_no_delete"},
@@ -164,6 +169,7 @@ def test_the_postgres_app_role_can_only_read_and_append_the_log(db: Database, te
             "TRUNCATE activity_entries",
             "ALTER TABLE activity_entries DISABLE TRIGGER USER",
             "DELETE FROM activity_tree",
+            "DELETE FROM activity_affected",
         ):
             with (
                 app_db.engine.connect() as conn,

@@ -125,6 +125,16 @@ def ip_matches(ip: str | None, token: str) -> bool:
     return ipaddress.ip_address(ip) in net
 
 
+def listed_resources(entry: dict[str, Any]) -> list[tuple[str, str]]:
+    """The other resources a bulk entry changed, as its changes list them (``contact_ids``: …)."""
+    out = []
+    for rtype in RESOURCE_TYPES:
+        diff = entry["changes"].get(f"{rtype}_ids")
+        if isinstance(diff, dict):
+            out += [(rtype, i) for side in ("from", "to") for i in (diff.get(side) or [])]
+    return out
+
+
 def reference(entries: list[dict[str, Any]], params: dict[str, str]) -> list[dict[str, Any]]:
     """The contract's filters over the full set: AND across parameters, comma = OR inside one."""
     checks: list[Callable[[dict[str, Any]], bool]] = []
@@ -137,12 +147,19 @@ def reference(entries: list[dict[str, Any]], params: dict[str, str]) -> list[dic
     if v := params.get("action"):
         acts = tokens(v)
         checks.append(lambda e: any(action_matches(e["action"], t) for t in acts))
-    if v := params.get("resource_type"):
-        rtypes = set(tokens(v))
-        checks.append(lambda e: e["resource"]["type"] in rtypes)
+    rtypes = set(tokens(params.get("resource_type", "")))
     if v := params.get("resource_id"):
+        # The target is the entry's own resource or one a bulk entry lists under "<type>_ids" (counts plus
+        # affected ids); a resource_type narrows either to that type.
         rids = set(tokens(v))
-        checks.append(lambda e: e["resource"]["id"] in rids)
+        checks.append(
+            lambda e: any(
+                rid in rids and (not rtypes or rtype in rtypes)
+                for rtype, rid in [(e["resource"]["type"], e["resource"]["id"]), *listed_resources(e)]
+            )
+        )
+    elif rtypes:
+        checks.append(lambda e: e["resource"]["type"] in rtypes)
     if v := params.get("ip"):
         nets = tokens(v)
         checks.append(lambda e: any(ip_matches(e["ip"], t) for t in nets))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO
 
@@ -22,6 +23,7 @@ from activitylog.log import verify_export as export_check
 from activitylog.log.checkpoints import CheckpointSigner
 from activitylog.log.entry import entry_to_api
 from activitylog.log.export import manifest, stream, stream_proofs
+from activitylog.log.filters import BY_NAME, FILTERS
 from activitylog.log.query import ActivityFilter, conditions, page_rows, parse_filter
 from activitylog.log.signing import load_signer
 from activitylog.services.exports import log_export
@@ -72,43 +74,28 @@ def _write(chunks: Iterable[bytes], out: IO[bytes], total: int, show: bool, fmt:
 
 def log(
     account: str = typer.Option(..., help="Account id (acc_...)."),
-    actor: str = typer.Option(None, help="Actor id(s): usr_..., key_..., rul_..., scheduler, cli."),
-    actor_type: str = typer.Option(None, help="session, api_key, rule, system."),
-    action: str = typer.Option(None, help="broadcast.send, a verb (send) or a wildcard (broadcast.*)."),
-    resource_type: str = typer.Option(None, help="e.g. sending_domain."),
-    resource_id: str = typer.Option(None, help="e.g. dom_..."),
-    ip: str = typer.Option(None, help="An address or CIDR block."),
-    since: str = typer.Option(None, help="ISO 8601, inclusive."),
-    until: str = typer.Option(None, help="ISO 8601, exclusive."),
-    q: str = typer.Option(None, help="Text in summary, resource name or actor name."),
     fmt: str = typer.Option("table", "--format", help="table (newest first), csv or jsonl (oldest first)."),
     output: Path = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
     limit: int = typer.Option(50, min=1, max=1000, help="Rows shown by --format table."),
     proofs: bool = typer.Option(
         False, "--proofs", help="With -o F: also write F.proof.jsonl, every row's proof in the signed tree."
     ),
+    **filters: str | None,
 ) -> None:
     """Query the log, or export the filtered slice (a CSV or JSONL export is itself logged). With -o F it
-    also writes the signed manifest F.manifest.json, and with --proofs the proof file F.proof.jsonl."""
+    also writes the signed manifest F.manifest.json, and with --proofs the proof file F.proof.jsonl.
+    The filters are the API's (log/filters.py), as --actor, --on-behalf-of, --resource-id and so on."""
 
     if fmt not in ("table", "csv", "jsonl"):
         fail("--format: one of table, csv, jsonl")
     if proofs and (fmt == "table" or output is None):
         fail("--proofs: needs --format csv or jsonl and --output F")
     try:
-        f = parse_filter(
-            actor=actor,
-            actor_type=actor_type,
-            action=action,
-            resource_type=resource_type,
-            resource_id=resource_id,
-            ip=ip,
-            since=since,
-            until=until,
-            q=q,
-        )
+        f = parse_filter(**filters)
     except DomainError as exc:
-        fail(f"--{(exc.field or '').replace('_', '-')}: {exc.message.split(': ', 1)[-1]}")
+        spec = BY_NAME.get(exc.field or "")
+        option = spec.option if spec else f"--{(exc.field or '').replace('_', '-')}"
+        fail(f"{option}: {exc.message.split(': ', 1)[-1]}")
     db = database()
     require_account(db, account)
     if fmt == "table":
@@ -135,6 +122,27 @@ def log(
                 out.write(chunk)
         written += f", its proof file to {proof_path}"
     err.print(f"wrote {signed['rows']} entries to {output}, {written}")
+
+
+def _with_filter_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``command``'s signature with one ``--<name>`` option per declared filter in place of ``**filters``,
+    each with the filter's own description (what Typer reads to build the options and their help)."""
+    signature = inspect.signature(command)
+    fixed = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    options = [
+        inspect.Parameter(
+            spec.name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=typer.Option(None, spec.option, help=spec.description.replace("`", "")),
+            annotation=str,
+        )
+        for spec in FILTERS
+    ]
+    command.__signature__ = signature.replace(parameters=[*fixed, *options])  # type: ignore[attr-defined]
+    return command
+
+
+log = _with_filter_options(log)
 
 
 def verify_export(

@@ -294,6 +294,57 @@ class TreeNodes(Base):
     hashes: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class AffectedResource(Base):
+    """A resource an entry changed other than its own (the contacts a list's import created or its delete
+    took with it), so ``resource_id`` finds every entry that touched a resource. Derived from each entry's
+    ``<type>_ids`` changes (``log.affected``), append-only like the log, and re-derived by ``verify``."""
+
+    __tablename__ = "activity_affected"
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    resource_id: Mapped[str] = mapped_column(String(320), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    resource_type: Mapped[str] = mapped_column(String(40))
+
+
+class LegalHold(Audited, Base):
+    """A window of the account's log (``since``..``until``, either end open) that nothing purges while the
+    hold is active; released holds are kept, with when they were released."""
+
+    __tablename__ = "legal_holds"
+    __audit_type__ = "legal_hold"
+    __table_args__ = (Index(None, "account_id", "id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    reason: Mapped[str] = mapped_column(String(500))
+    since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def audit_name(self) -> str | None:
+        return self.reason
+
+
+class PurgedEntry(Base):
+    """What a purged entry leaves behind: its seq, its hash (the tree's leaf, so proofs still verify) and its
+    prev_hash (the chain's link across the gap), with the policy it was purged under and the seq of the
+    ``activity_log.purge`` entry of the run. Append-only; an entry can only be deleted once its tombstone
+    exists (migration 0012)."""
+
+    __tablename__ = "activity_purged"
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    hash: Mapped[str] = mapped_column(String(64))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    older_than: Mapped[datetime] = mapped_column(UTCDateTime)
+    retention_days: Mapped[int] = mapped_column(Integer)
+    purge_seq: Mapped[int] = mapped_column(BigInteger)
+
+
 class SignInFailures(Base):
     """Failed sign-ins for one address in the current window, whether or not a user has the address, so
     an unknown address is locked out exactly like a known one. Keyed by a SHA-256 of the lower-cased
@@ -344,6 +395,7 @@ class ActivityEntry(Base):
         ForeignKeyConstraint(["account_id"], ["accounts.id"]),
         Index(None, "account_id", "actor_id", "seq"),
         Index(None, "account_id", "actor_type", "seq"),
+        Index(None, "account_id", "on_behalf_of", "seq"),
         Index(None, "account_id", "action", "seq"),
         Index(None, "account_id", "resource_type", "resource_id", "seq"),
         Index(None, "account_id", "ip_key", "seq"),

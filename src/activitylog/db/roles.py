@@ -18,7 +18,7 @@ from sqlalchemy import text
 import activitylog.db.models  # noqa: F401  (registers every table on Base.metadata)
 from activitylog.db.base import Base, Database
 
-APPEND_ONLY = ("activity_entries", "activity_tree")
+APPEND_ONLY = ("activity_entries", "activity_tree", "activity_affected")
 APPEND_AND_ADVANCE = ("activity_heads",)
 _ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import ipaddress
 import json
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from typing import Any
+from dataclasses import replace
+from datetime import datetime
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -29,16 +28,20 @@ from sqlalchemy import (
     or_,
     select,
     table,
+    union,
 )
 from sqlalchemy import text as text_clause
 from sqlalchemy.orm import Session
 
 from activitylog.db.base import Database
-from activitylog.db.models import ActivityEntry
+from activitylog.db.models import ActivityEntry, AffectedResource
 from activitylog.errors import InvalidInput, NotFound
-from activitylog.log.actions import ACTOR_TYPES, RESOURCE_TYPES, actions_for
+from activitylog.log.actions import RESOURCE_TYPES
 from activitylog.log.entry import entry_to_api
-from activitylog.log.record import ip_key
+from activitylog.log.filters import ActivityFilter, parse_filter, parse_instant
+
+# Declared in log/filters.py; read from here too.
+__all__ = ["ActivityFilter", "parse_filter", "parse_instant"]
 
 Reads = Session | Connection
 """Where a read runs: a session, or the sessionless read of ``Database.read_connection``."""
@@ -47,126 +50,7 @@ MAX_LIMIT = 1000
 MAX_SEQ = 2**63 - 1  # BIGINT
 DEFAULT_LIMIT = 50
 _E = ActivityEntry
-
-
-@dataclass(frozen=True)
-class ActivityFilter:
-    actor: tuple[str, ...] = ()
-    actor_type: tuple[str, ...] = ()
-    actions: tuple[str, ...] = ()
-    resource_type: tuple[str, ...] = ()
-    resource_id: tuple[str, ...] = ()
-    ip_ranges: tuple[tuple[str, str], ...] = ()
-    since: datetime | None = None
-    until: datetime | None = None
-    q: str | None = None
-    raw: dict[str, str] = field(default_factory=dict)
-    """The filter as given, for audit entries and file names."""
-    seq_window: tuple[int, int] | None = None
-    """``since``/``until`` looked up as the seq range ``[low, high)`` (:func:`with_seq_window`)."""
-
-
-def _split(value: str | None) -> tuple[str, ...]:
-    if not value:
-        return ()
-    return tuple(dict.fromkeys(p.strip() for p in value.split(",") if p.strip()))
-
-
-def parse_instant(name: str, value: str | None) -> datetime | None:
-    if value is None or value == "":
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-    except (ValueError, OverflowError):
-        raise InvalidInput(name, f"not an ISO 8601 date-time in years 1-9999 UTC: {value!r}") from None
-
-
-_IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
-
-
-def _ip_ranges(token: str) -> list[tuple[str, str]]:
-    """The ``ip_key`` ranges one address or block covers. The recorder stores an IPv4-mapped address as the
-    IPv4 address it carries (``web.context``), so a mapped address or block (``::ffff:10.0.0.0/104``) is
-    also the IPv4 block it carries; a wider IPv6 block stays IPv6 only."""
-    try:
-        net = ipaddress.ip_network(token, strict=False)
-    except ValueError:
-        raise InvalidInput("ip", f"not an IP address or CIDR block: {token!r}") from None
-    nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = [net]
-    if isinstance(net, ipaddress.IPv6Network) and net.subnet_of(_IPV4_MAPPED):
-        carried = net.network_address.ipv4_mapped
-        assert carried is not None
-        nets.append(ipaddress.IPv4Network((carried, net.prefixlen - 96)))
-    ranges = []
-    for block in nets:
-        low, high = ip_key(str(block.network_address)), ip_key(str(block.broadcast_address))
-        assert low is not None and high is not None
-        ranges.append((low, high))
-    return ranges
-
-
-def parse_filter(
-    *,
-    actor: str | None = None,
-    actor_type: str | None = None,
-    action: str | None = None,
-    resource_type: str | None = None,
-    resource_id: str | None = None,
-    ip: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
-    q: str | None = None,
-) -> ActivityFilter:
-    """Validate the contract's query parameters; every error names its parameter."""
-    raw = {
-        k: v
-        for k, v in dict(
-            actor=actor,
-            actor_type=actor_type,
-            action=action,
-            resource_type=resource_type,
-            resource_id=resource_id,
-            ip=ip,
-            since=since,
-            until=until,
-            q=q,
-        ).items()
-        if v not in (None, "")
-    }
-    for name, value in raw.items():
-        if len(value) > 4000:
-            raise InvalidInput(name, "too long (at most 4000 characters)")
-    actor_types = _split(actor_type)
-    for t in actor_types:
-        if t not in ACTOR_TYPES:
-            raise InvalidInput("actor_type", f"unknown actor type {t!r}; one of {', '.join(ACTOR_TYPES)}")
-    actions: set[str] = set()
-    for token in _split(action):
-        expanded = actions_for(token)
-        if expanded is None:
-            raise InvalidInput("action", f"unknown action, verb or wildcard {token!r}")
-        actions |= expanded
-    rtypes = _split(resource_type)
-    for t in rtypes:
-        if t not in RESOURCE_TYPES:
-            raise InvalidInput("resource_type", f"unknown resource type {t!r}")
-    start, end = parse_instant("since", since), parse_instant("until", until)
-    if start and end and start > end:
-        raise InvalidInput("since", "must not be after until")
-    text = q.strip() if q else None
-    return ActivityFilter(
-        actor=_split(actor),
-        actor_type=actor_types,
-        actions=tuple(sorted(actions)),
-        resource_type=rtypes,
-        resource_id=_split(resource_id),
-        ip_ranges=tuple(r for t in _split(ip) for r in _ip_ranges(t)),
-        since=start,
-        until=end,
-        q=text or None,
-        raw=raw,
-    )
+_A = cast(Any, AffectedResource.__table__).c
 
 
 def _like_pattern(text: str) -> str:
@@ -238,10 +122,16 @@ def conditions(account_id: str, f: ActivityFilter, dialect: str = "") -> list[Co
         where.append(_E.actor_type.in_(f.actor_type))
     if f.actions:
         where.append(_E.action.in_(f.actions))
-    if f.resource_type:
-        where.append(_E.resource_type.in_(f.resource_type))
+    if f.on_behalf_of:
+        where.append(_E.on_behalf_of.in_(f.on_behalf_of))
     if f.resource_id:
-        where.append(_E.resource_id.in_(f.resource_id))
+        if f.with_affected:
+            where.append(_E.seq.in_(_resource_seqs(account_id, f)))
+        else:
+            types = f.resource_type or RESOURCE_TYPES
+            where += _own_resource(account_id, types, f.resource_id, dialect, not f.resource_type)
+    elif f.resource_type:
+        where.append(_E.resource_type.in_(f.resource_type))
     if f.ip_ranges:
         # In a scan along seq the range is a plain row check: an expression no index covers keeps the
         # planner on the seq index.
@@ -271,6 +161,64 @@ def conditions(account_id: str, f: ActivityFilter, dialect: str = "") -> list[Co
         if not (hint and dialect == "postgresql"):
             where.append(exact)
     return where
+
+
+def _own_resource(
+    account: Any, types: Any, ids: Any, dialect: str, any_type: bool
+) -> list[ColumnElement[bool]]:
+    """The entries whose own resource is one of ``ids`` (of one of ``types``). With no type given, every
+    type of the closed vocabulary: the index is led by the type. SQLite then plans the type list as a walk
+    of the whole account along seq, so there the index is read first and the seqs it found are walked in
+    order (``seq IN (…)``, kept sorted); PostgreSQL probes the index once per type and sorts the matches."""
+    if dialect == "sqlite" and any_type:
+        own = _E.__table__.alias("own")
+        found = select(own.c.seq).where(
+            own.c.account_id == account, own.c.resource_type.in_(types), own.c.resource_id.in_(ids)
+        )
+        return [_E.seq.in_(found)]
+    return [_E.resource_type.in_(types), _E.resource_id.in_(ids)]
+
+
+def _resource_seqs(account_id: str, f: ActivityFilter) -> Any:
+    """The seqs of the entries on these resources and of those that list them among the other resources
+    they changed (``log.affected``): two index lookups, for statements that read a whole slice."""
+    entries = _E.__table__.alias("own")
+    own = select(entries.c.seq).where(
+        entries.c.account_id == account_id,
+        entries.c.resource_type.in_(f.resource_type or RESOURCE_TYPES),
+        entries.c.resource_id.in_(f.resource_id),
+    )
+    return union(own, _affected_seqs(account_id, f))
+
+
+def _affected_seqs(account_id: str, f: ActivityFilter) -> Select[Any]:
+    where = [_A.account_id == account_id, _A.resource_id.in_(f.resource_id)]
+    if f.resource_type:
+        where.append(_A.resource_type.in_(f.resource_type))
+    return select(_A.seq).where(*where)
+
+
+def _affected_page(account_id: str, f: ActivityFilter, before_seq: int | None, limit: int) -> Select[Any]:
+    """The newest entries, ``limit + 1`` at most, that list one of ``f``'s resources among the other
+    resources they changed and match its other filters: read along the (account, resource id, seq) index,
+    each entry then fetched by its key and checked row by row."""
+    others = replace(f, resource_type=(), resource_id=(), since=None, until=None, seq_window=None)
+    where = conditions(account_id, others, IN_SEQ_ORDER)
+    where.append(_A.resource_id.in_(f.resource_id))
+    if f.resource_type:
+        where.append(_A.resource_type.in_(f.resource_type))
+    if f.seq_window is not None:
+        where.extend((_A.seq >= f.seq_window[0], _A.seq < f.seq_window[1]))
+    if before_seq is not None:
+        where.append(_A.seq < before_seq)
+    joined = and_(_E.account_id == _A.account_id, _E.seq == _A.seq)
+    return (
+        select(_E.__table__)
+        .join_from(AffectedResource.__table__, _E, joined)
+        .where(_A.account_id == account_id, *where)
+        .order_by(_A.seq.desc())
+        .limit(limit + 1)
+    )
 
 
 def _first_seq_at_or_after(
@@ -346,6 +294,7 @@ def page_statement(
 _VALUE_FILTERS = {
     "actor": _E.actor_id,
     "actor_type": _E.actor_type,
+    "on_behalf_of": _E.on_behalf_of,
     "actions": _E.action,
     "resource_type": _E.resource_type,
     "resource_id": _E.resource_id,
@@ -353,11 +302,20 @@ _VALUE_FILTERS = {
 
 
 @functools.cache
-def _page_template(filters: tuple[str, ...], window: bool, before: bool) -> Select[Any]:
+def _page_template(
+    filters: tuple[str, ...], window: bool, before: bool, dialect: str = "", any_type: bool = False
+) -> Select[Any]:
     """:func:`page_statement` for one combination of value filters, with every value a parameter. Built
     once: building a statement and computing its cache key cost more than SQLite takes to run it."""
-    where = [_E.account_id == bindparam("account_id")]
-    where += [_VALUE_FILTERS[name].in_(bindparam(name, expanding=True)) for name in filters]
+    account: Any = bindparam("account_id")
+    where = [_E.account_id == account]
+    resource = "resource_id" in filters
+    plain = [n for n in filters if not (resource and n in ("resource_type", "resource_id"))]
+    where += [_VALUE_FILTERS[name].in_(bindparam(name, expanding=True)) for name in plain]
+    if resource:
+        types: Any = bindparam("resource_type", expanding=True)
+        ids: Any = bindparam("resource_id", expanding=True)
+        where += _own_resource(account, types, ids, dialect, any_type)
     if window:
         where += [_E.seq >= bindparam("window_low"), _E.seq < bindparam("window_high")]
     if before:
@@ -371,8 +329,11 @@ def _page_query(
     """The page statement and its parameters: a prebuilt template for the common filters (the same SQL
     as :func:`page_statement`, by test), a statement built for this request for text and IP searches
     and time bounds not yet looked up as seqs, whose shape depends on their values."""
-    if f.q or f.ip_ranges or (f.seq_window is None and (f.since or f.until)):
+    if f.q or f.ip_ranges or f.with_affected or (f.seq_window is None and (f.since or f.until)):
         return page_statement(account_id, f, dialect=dialect, before_seq=before_seq, limit=limit), {}
+    any_type = bool(f.resource_id) and not f.resource_type
+    if any_type:  # as conditions() reads it: every type
+        f = replace(f, resource_type=RESOURCE_TYPES)
     filters = tuple(name for name in _VALUE_FILTERS if getattr(f, name))
     values: dict[str, Any] = {"account_id": account_id, "limit": limit + 1}
     values.update((name, list(getattr(f, name))) for name in filters)
@@ -380,7 +341,7 @@ def _page_query(
         values["window_low"], values["window_high"] = f.seq_window
     if before_seq is not None:
         values["before_seq"] = before_seq
-    template = _page_template(filters, f.seq_window is not None, before_seq is not None)
+    template = _page_template(filters, f.seq_window is not None, before_seq is not None, dialect, any_type)
     return template, values
 
 
@@ -397,8 +358,22 @@ def page_rows(
     """One page (``limit + 1`` rows at most, newest first): :func:`page_statement`, except that text and
     IP-range searches, whose index does not keep seq order, read a recent window in seq order first and
     their index for everything older; on SQLite a text search walks its index newest first instead.
-    A time window is looked up as a seq range first."""
+    A time window is looked up as a seq range first. A resource id is looked up twice, as the entries'
+    own resource and in the index of the other resources entries changed, and the two pages merged."""
     f = with_seq_window(session, account_id, f)
+    if f.with_affected and f.resource_id:
+        own = _own_page_rows(
+            session, account_id, replace(f, with_affected=False), dialect, before_seq=before_seq, limit=limit
+        )
+        others = session.execute(_affected_page(account_id, f, before_seq, limit)).all()
+        by_seq = {row.seq: row for row in [*own, *others]}
+        return [by_seq[seq] for seq in sorted(by_seq, reverse=True)[: limit + 1]]
+    return _own_page_rows(session, account_id, f, dialect, before_seq=before_seq, limit=limit)
+
+
+def _own_page_rows(
+    session: Reads, account_id: str, f: ActivityFilter, dialect: str, *, before_seq: int | None, limit: int
+) -> list[Row[Any]]:
     indexed_text = bool(f.q) and len(f.q or "") >= MIN_INDEXED_TEXT and "\x1f" not in (f.q or "")
     if dialect == "sqlite" and indexed_text:
         return list(session.execute(_sqlite_text_page(account_id, f, before_seq, limit)).all())

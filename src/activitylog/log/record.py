@@ -17,8 +17,8 @@ from sqlalchemy import Connection, Table, bindparam, event, insert, select, upda
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, SessionTransaction
 
-from activitylog.db.models import ActivityEntry, Audited, ChainHead, TreeNodes
-from activitylog.log import tree
+from activitylog.db.models import ActivityEntry, AffectedResource, Audited, ChainHead, TreeNodes
+from activitylog.log import affected, tree
 from activitylog.log.actions import ALL_ACTIONS, EVENT_ACTIONS, summarize
 from activitylog.log.chain import GENESIS, canonical_json, entry_hash, format_instant
 from activitylog.log.csv_sql import CSV_COLUMNS, csv_escapes
@@ -27,6 +27,7 @@ from activitylog.log.guard import REDACTED, RowChange, claim_changes
 _entries = cast(Table, ActivityEntry.__table__)
 _heads = cast(Table, ChainHead.__table__)
 _tree = cast(Table, TreeNodes.__table__)
+_affected = cast(Table, AffectedResource.__table__)
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ _CREATE_HEAD = {
 }
 _INSERT_ENTRY = insert(_entries)
 _INSERT_NODES = insert(_tree)
+_INSERT_AFFECTED = insert(_affected)
 _ADVANCE_HEAD = (
     update(_heads)
     .where(_heads.c.account_id == bindparam("account"))
@@ -193,6 +195,8 @@ def record(
         return None
 
     resource_type, resource_id, resource_name = _resource_parts(resource)
+    others = [(type(c.obj).__audit_type__, c.obj.audit_id, c.kind) for c in claimed if c.obj is not resource]
+    changes = affected.cover(changes, others)
     conn = session.connection()  # Core statements: the log's rows are not ORM objects
     head = _head(session, conn, account_id)
     seq, prev_hash = head.seq + 1, head.hash
@@ -234,6 +238,12 @@ def record(
     conn.execute(_INSERT_ENTRY, row)
     if completed:
         conn.execute(_INSERT_NODES, {"account_id": account_id, "seq": seq, "hashes": completed})
+    touched = affected.affected(changes, (resource_type, resource_id))
+    if touched:
+        rows = [
+            {"account_id": account_id, "resource_id": i, "seq": seq, "resource_type": t} for t, i in touched
+        ]
+        conn.execute(_INSERT_AFFECTED, rows)
     conn.execute(
         _ADVANCE_HEAD,
         {

@@ -2,10 +2,10 @@
 memory (which lives outside the database), and name the first entry that does not hold.
 
 What it re-derives and compares: each entry's hash and its link to the one before; the text a reader sees
-that the hash does not cover (``summary``, the canonical ``changes`` text, ``ip_key``, ``csv_escapes``); every
-stored subtree hash and the head's tree edge. The anchor is the last checkpoint the signer signed: the tree's
-root at that size must be the signed one, so a log rebuilt from scratch by someone holding only the database
-fails here, even with every hash recomputed.
+that the hash does not cover (``summary``, the canonical ``changes`` text, ``ip_key``, ``csv_escapes``, the
+resources each entry changed besides its own); every stored subtree hash and the head's tree edge. The
+anchor is the last checkpoint the signer signed: the tree's root at that size must be the signed one, so a
+log rebuilt from scratch by someone holding only the database fails here, even with every hash recomputed.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from activitylog.db.models import ActivityEntry, ChainHead, TreeNodes
+from activitylog.db.models import ActivityEntry, AffectedResource, ChainHead, TreeNodes
 from activitylog.log import tree
 from activitylog.log.actions import summarize
+from activitylog.log.affected import affected
 from activitylog.log.chain import CHAINED_FIELDS, GENESIS, canonical_json, format_instant
 from activitylog.log.csv_sql import CSV_COLUMNS, csv_escapes
 from activitylog.log.record import ip_key
@@ -188,6 +189,15 @@ def verify_account(
     next_stored = next(stored, None)
     search = _search_rows(session, account_id, start.seq - 1, batch)
     next_search = next(search, None) if search is not None else None
+    touched = AffectedResource.__table__
+    indexed = _ordered(
+        session,
+        select(touched.c.seq, touched.c.resource_type, touched.c.resource_id)
+        .where(touched.c.account_id == account_id, touched.c.seq >= start.seq)
+        .order_by(touched.c.seq, touched.c.resource_type, touched.c.resource_id),
+        batch,
+    )
+    next_indexed = next(indexed, None)
     rows = _ordered(
         session,
         select(table).where(table.c.account_id == account_id, table.c.seq >= start.seq).order_by(table.c.seq),
@@ -236,6 +246,17 @@ def verify_account(
                     seq, "the text-search index does not hold this entry as it is (q would miss it)"
                 )
             next_search = next(search, None)
+        held: list[tuple[str, str]] = []
+        while next_indexed is not None and next_indexed.seq == seq:
+            held.append((next_indexed.resource_type, next_indexed.resource_id))
+            next_indexed = next(indexed, None)
+        own = (entry["resource_type"], entry["resource_id"])
+        if held != (affected(fields["changes"], own) if '_ids"' in entry["changes"] else []) or (
+            next_indexed is not None and next_indexed.seq < seq
+        ):
+            return _broken(
+                seq, "the index of the resources this entry changed does not match its changes (resource_id)"
+            )
         if anchor is not None and seq == anchor.size and tree.fold(frontier) != anchor.root:
             return _broken(
                 1, f"the tree of the first {seq} entries is not the one the signer signed (history rewritten)"
@@ -262,6 +283,13 @@ def verify_account(
             checked,
             first_bad_seq=checked + 1,
             reason="the text-search index holds entries that are missing",
+        )
+    if next_indexed is not None:
+        return Verdict(
+            False,
+            checked,
+            first_bad_seq=checked + 1,
+            reason="the index of changed resources holds entries that are missing",
         )
     head = session.get(ChainHead, account_id)
     if head is not None and checked > head.seq:

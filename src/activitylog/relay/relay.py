@@ -42,6 +42,7 @@ from activitylog.relay.events import Event, checkpoint_event, entry_event
 from activitylog.relay.senders import Sender, Senders
 from activitylog.relay.webhook import Outcome
 from activitylog.services import streams
+from activitylog.services.stream_metrics import ATTEMPTS
 from activitylog.services.uow import UnitOfWork
 
 log = logging.getLogger("activitylog.streams")
@@ -242,6 +243,7 @@ class StreamRelay:
         started = time.monotonic()
         outcome = self.senders.send_event(stream, event)
         sent = _Sent(event, outcome, int((time.monotonic() - started) * 1000), cursor.attempts + 1)
+        ATTEMPTS.labels(stream.type, "delivered" if outcome.ok else "failed").inc()
         if outcome.ok:
             return sent
         now = datetime.now(UTC)

@@ -16,6 +16,7 @@ from activitylog.log.chain import format_instant
 from activitylog.relay.events import Event, test_event
 from activitylog.relay.webhook import Outcome, WebhookSender
 from activitylog.services import streams
+from activitylog.services.stream_metrics import ATTEMPTS
 
 
 class Sender(Protocol):
@@ -67,6 +68,7 @@ def send_test(db: Database, sender: Sender, stream: Stream) -> dict[str, Any]:
     started = time.monotonic()
     outcome = sender.send_event(stream, event)
     duration = int((time.monotonic() - started) * 1000)
+    ATTEMPTS.labels(stream.type, "delivered" if outcome.ok else "failed").inc()
     streams.record_test(db, stream, event.id, outcome.status_code, outcome.error, duration)
     return {
         "delivered": outcome.ok,

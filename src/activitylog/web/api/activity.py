@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -9,6 +11,7 @@ from fastapi.responses import StreamingResponse
 
 from activitylog.log.export import filename as export_filename
 from activitylog.log.export import manifest, stream
+from activitylog.log.filters import FILTERS
 from activitylog.log.query import (
     MAX_SEQ,
     ActivityFilter,
@@ -25,86 +28,37 @@ from activitylog.web.schemas import EntryOut, ManifestOut, Page, VerifyOut
 
 router = APIRouter(prefix="/api/v1/activity", tags=["activity log"], responses=ERROR_RESPONSES)
 AS_OF_HEADER = "X-Activity-As-Of-Seq"
-Text = Annotated[str | None, Query(max_length=4000)]
 
 
-_OR = " A comma means OR."
-_N = 4000
-Actor = Annotated[
-    str | None,
-    Query(
-        max_length=_N,
-        description="Actor id(s): `usr_…`, `key_…`, `rul_…`, `scheduler`, `dispatcher`, `cli`." + _OR,
-    ),
-]
-ActorType = Annotated[
-    str | None,
-    Query(max_length=_N, description="Actor type(s): `session`, `api_key`, `rule`, `system`." + _OR),
-]
-Action = Annotated[
-    str | None,
-    Query(
-        max_length=_N,
-        description="A full action (`broadcast.send`), a verb (`send`) or a wildcard (`broadcast.*`)." + _OR,
-    ),
-]
-ResourceType = Annotated[
-    str | None,
-    Query(max_length=_N, description="Resource type(s) of the target, e.g. `sending_domain`." + _OR),
-]
-ResourceId = Annotated[
-    str | None,
-    Query(
-        max_length=_N, description="Id(s) of the target, e.g. `dom_…` (for an address: the address)." + _OR
-    ),
-]
-Ip = Annotated[
-    str | None,
-    Query(max_length=_N, description="Source IP: an address or a CIDR block (`203.0.113.0/24`)." + _OR),
-]
-Since = Annotated[
-    str | None,
-    Query(max_length=_N, description="ISO 8601 instant, inclusive (`Z` or an offset; naive = UTC)."),
-]
-Until = Annotated[
-    str | None,
-    Query(max_length=_N, description="ISO 8601 instant, exclusive (`Z` or an offset; naive = UTC)."),
-]
-Q = Annotated[
-    str | None,
-    Query(
-        max_length=_N, description="Case-insensitive text in the summary, the resource's or the actor's name."
-    ),
-]
+def _filter_dependency() -> Callable[..., Awaitable[ActivityFilter]]:
+    """The filters of ``log/filters.py`` as query parameters, each with its declared description and
+    length, so the OpenAPI schema and the parsing read the one table."""
+
+    async def activity_filter(request: Request, **values: str | None) -> ActivityFilter:
+        """The contract's filters (comma = OR inside one, AND across them). Parsing only, no I/O: on the
+        event loop, not a worker thread. A parameter the endpoint does not take, or one given twice or
+        empty, is refused rather than dropped: a mistyped filter must not answer as if no filter had
+        been asked."""
+        check_route_query(request)
+        return parse_filter(**values)
+
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    parameters = [inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request)]
+    parameters += [
+        inspect.Parameter(
+            spec.name,
+            keyword,
+            default=None,
+            annotation=Annotated[str | None, Query(max_length=spec.max_length, description=spec.description)],
+        )
+        for spec in FILTERS
+    ]
+    signature = inspect.Signature(parameters, return_annotation=ActivityFilter)
+    activity_filter.__signature__ = signature  # type: ignore[attr-defined]
+    return activity_filter
 
 
-async def activity_filter(
-    request: Request,
-    actor: Actor = None,
-    actor_type: ActorType = None,
-    action: Action = None,
-    resource_type: ResourceType = None,
-    resource_id: ResourceId = None,
-    ip: Ip = None,
-    since: Since = None,
-    until: Until = None,
-    q: Q = None,
-) -> ActivityFilter:
-    """The contract's filters (comma = OR inside one, AND across them). Parsing only, no I/O: on the event
-    loop, not a worker thread. A parameter the endpoint does not take, or one given twice or empty, is
-    refused rather than dropped: a mistyped filter must not answer as if no filter had been asked."""
-    check_route_query(request)
-    return parse_filter(
-        actor=actor,
-        actor_type=actor_type,
-        action=action,
-        resource_type=resource_type,
-        resource_id=resource_id,
-        ip=ip,
-        since=since,
-        until=until,
-        q=q,
-    )
+activity_filter = _filter_dependency()
 
 
 Filter = Annotated[ActivityFilter, Depends(activity_filter)]
@@ -147,7 +101,7 @@ def export(
     )
 
 
-@router.get("/export/manifest", response_model=ManifestOut)
+@router.get("/export/manifest", response_model=ManifestOut, response_model_exclude_unset=True)
 def export_manifest(
     caller: LogReader,
     request: Request,

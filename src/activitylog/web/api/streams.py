@@ -9,9 +9,10 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field, StrictInt
 from sqlalchemy import select
 
+from activitylog.db.base import Database
 from activitylog.db.models import Stream, StreamCursor
 from activitylog.relay.senders import Senders, send_test
-from activitylog.services import streams
+from activitylog.services import stream_metrics, streams
 from activitylog.services.auth import Principal
 from activitylog.services.listing import page
 from activitylog.services.uow import UnitOfWork
@@ -177,6 +178,11 @@ def test_stream(stream_id: str, caller: Manager, db: Db, request: Request) -> di
     """Send one `activity.test` event now (not an entry: it changes nothing) and say how it went."""
     stream = streams.get_stream(db, caller.account_id, stream_id)
     return send_test(db, _senders(request), stream)
+
+
+def install_metrics(db: Database) -> None:
+    """Every stream's lag, state and retries on ``GET /metrics``, read from ``db`` at scrape time."""
+    stream_metrics.install(db)
 
 
 def _senders(request: Request) -> Senders:

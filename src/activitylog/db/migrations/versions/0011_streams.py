@@ -6,7 +6,7 @@ lease) and ``stream_deliveries`` the recent attempts: operational state the rela
 security like every tenant table. Both go with their stream (ON DELETE CASCADE).
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-02 14:00:00.000000
 """
 
@@ -18,7 +18,7 @@ from alembic import op
 from activitylog.db.base import UTCDateTime
 
 revision: str = "0011"
-down_revision: str | None = "0009"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
