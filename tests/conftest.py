@@ -34,6 +34,7 @@ from activitylog.log.record import RequestContext
 from activitylog.services import accounts, api_keys
 from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
 from activitylog.web.app import create_app
+from activitylog.web.guards import MAX_REQUEST_HEAD_BYTES
 
 PG_ENV = "ACTIVITYLOG_TEST_DATABASE_URL"
 TRUSTED_PROXY = "127.0.0.1"  # the test client's address; clients bound to 127.0.0.2 are untrusted
@@ -133,7 +134,12 @@ def serving(db: Database, **overrides: Any) -> Iterator[Server]:
     settings = Settings(database_url=db.url, trusted_proxies=TRUSTED_PROXY, **overrides)
     port = free_port()
     config = uvicorn.Config(
-        create_app(settings, db), host="127.0.0.1", port=port, log_level="warning", proxy_headers=False
+        create_app(settings, db),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        proxy_headers=False,
+        h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,  # as serve reads requests
     )
     uv = uvicorn.Server(config)
     thread = threading.Thread(target=uv.run, daemon=True)

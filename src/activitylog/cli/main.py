@@ -29,6 +29,7 @@ from activitylog.log.verify import verify_account
 from activitylog.services import accounts, api_keys
 from activitylog.services.auth import SCOPES
 from activitylog.services.uow import SYSTEM_CLI
+from activitylog.web.guards import MAX_REQUEST_HEAD_BYTES
 from activitylog.workers import WorkerProcess, run_workers, stop_on_signals
 
 log = logging.getLogger("activitylog.cli")
@@ -93,6 +94,7 @@ def serve(
             host=host,
             port=port,
             proxy_headers=False,
+            h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,  # over-long queries get a 414 that says so
             log_config=None,  # logs.configure's JSON lines, for uvicorn's own messages too
             access_log=False,  # web/observe.py writes one line per request, with its request id
         )

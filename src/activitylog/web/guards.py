@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from starlette.responses import JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from activitylog.web.errors import MAX_BODY_BYTES, BodyTooLarge, error_body, too_large_body
@@ -20,6 +20,13 @@ PAGE_CSP = (
     b"base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
 )
 DOCS_PATHS = ("/docs", "/redoc")  # the OpenAPI viewers start from an inline script
+MAX_QUERY_BYTES = 16 * 1024
+"""The longest query string taken: every filter at its longest fits, and longer is refused with a 414 that
+says so (the dashboard's inputs carry the filters' lengths as maxlength, so its form cannot get there)."""
+MAX_REQUEST_HEAD_BYTES = 256 * 1024
+"""What the server reads of a request's line and headers (uvicorn's h11 option): beyond the query limit, so
+an over-long query string reaches the 414 above instead of the bare "Invalid HTTP request received."."""
+TOO_LONG = f"query: too long (at most {MAX_QUERY_BYTES // 1024} KiB); use fewer or shorter filters"
 
 
 class EdgeGuards:
@@ -60,7 +67,16 @@ class EdgeGuards:
         await self.app(scope, counted_receive, send_with_headers)
 
     @staticmethod
-    def _refusal(scope: Scope) -> JSONResponse | None:
+    def _refusal(scope: Scope) -> Response | None:
+        if len(scope.get("query_string", b"")) > MAX_QUERY_BYTES:
+            if scope["path"].startswith("/api/"):
+                return JSONResponse(error_body("uri_too_long", TOO_LONG, "query"), 414)
+            page = (
+                "<!doctype html><html lang=en><meta charset=utf-8><title>Address too long</title>"
+                f"<h1>That address is too long</h1><p role=alert>{TOO_LONG}.</p>"
+                '<p><a href="/activity">Back to the activity log</a></p></html>'
+            )
+            return HTMLResponse(page, 414)
         if "\x00" in scope["path"]:
             return JSONResponse(error_body("invalid", "path: must not contain NUL characters", "path"), 422)
         query = scope.get("query_string", b"")

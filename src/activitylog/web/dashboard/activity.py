@@ -1,7 +1,9 @@
 """The Activity page: the log filtered by actor, action, resource, window and text, newest first.
 
 Its query string is the API's filter (plus ``window`` for the relative presets), so a URL is a shareable
-view and the Export link downloads exactly the slice on screen.
+view; the form's Export CSV button submits the form as it stands (applied or not) to ``/activity/export``,
+which sends the browser to the API's export of exactly that slice. A filter value the log refuses keeps the
+form as typed, with the message beside its field.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from sqlalchemy import select
 from activitylog.db.models import ApiKey, ReputationRule, User
 from activitylog.errors import InvalidInput
 from activitylog.log.actions import ACTIONS, ACTOR_TYPES, RESOURCE_TYPES, VERBS
-from activitylog.log.query import entries_page, one_entry, parse_filter
-from activitylog.web.dashboard.links import resource_link
+from activitylog.log.filters import BY_NAME, NAMES
+from activitylog.log.query import ActivityFilter, encode_cursor, entries_page, one_entry, parse_filter
+from activitylog.web.dashboard.links import actor_link, resource_link
 from activitylog.web.dashboard.render import PageRoute, ViewerDep, page, redirect
 from activitylog.web.deps import get_db
 from activitylog.web.params import check_query
@@ -31,8 +34,9 @@ WINDOWS = {
     "7d": timedelta(days=7),
     "30d": timedelta(days=30),
 }
-FILTER_FIELDS = ("actor", "actor_type", "action", "resource_type", "resource_id", "ip", "since", "until", "q")
+FILTER_FIELDS = NAMES  # log/filters.py
 PAGE_PARAMS = (*FILTER_FIELDS, "window", "cursor", "fragment")
+EXPORT_PARAMS = (*FILTER_FIELDS, "window")
 SYSTEM_ACTORS = (("scheduler", "Scheduler"), ("dispatcher", "Dispatcher"), ("cli", "Command line"))
 
 
@@ -83,11 +87,61 @@ def resolve_window(window: str | None, now: datetime) -> str | None:
     return (now - WINDOWS[window]).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _rows(request: Request, viewer: ViewerDep, params: dict[str, str], cursor: str | None) -> dict[str, Any]:
-    entries, next_cursor = entries_page(
-        get_db(request), viewer.account_id, parse_filter(**params), cursor=cursor, limit=PAGE_SIZE
-    )
-    return {"entries": entries, "next_cursor": next_cursor}
+def _given(request: Request) -> dict[str, str]:
+    """The filters as the form or URL gave them (empty ones dropped), ``window`` turned into ``since``."""
+    params = {k: v.strip() for k in FILTER_FIELDS if (v := request.query_params.get(k)) and v.strip()}
+    window = request.query_params.get("window")
+    if window and "since" not in params:
+        params["since"] = resolve_window(window, datetime.now(UTC)) or ""
+    return params
+
+
+def _without_empties(request: Request, path: str) -> Response | None:
+    """A form submitted without script sends every field, empty for "any": the browser is sent to the URL
+    without them, so the URL a view is shared by holds only the filters in use."""
+    if any(not value.strip() for value in request.query_params.values()):
+        kept = [(k, v) for k, v in request.query_params.multi_items() if v.strip()]
+        return redirect(path + (f"?{urlencode(kept)}" if kept else ""))
+    return None
+
+
+@dataclass(frozen=True)
+class Behalf:
+    """Whom an entry's work was for, as the page shows it: a name and, when it has one, its page."""
+
+    ref: str
+    type: str
+    name: str
+    href: str | None
+
+
+def behalf_of(db: Any, account_id: str, refs: set[str]) -> dict[str, Behalf]:
+    """The users, keys and rules that ``on_behalf_of`` refs name, found in one query per kind."""
+    ids: dict[str, set[str]] = {}
+    for ref in refs:
+        kind, _, ident = ref.partition(":")
+        ids.setdefault(kind, set()).add(ident)
+    names: dict[str, str] = {}
+    lookups = (("session", User.id, User.email), ("api_key", ApiKey.id, ApiKey.name))
+    with db.reader() as session:
+        for kind, key, label in (*lookups, ("rule", ReputationRule.id, ReputationRule.name)):
+            if ids.get(kind):
+                model = key.class_
+                found = session.execute(
+                    select(key, label).where(model.account_id == account_id, key.in_(ids[kind]))
+                ).all()
+                names.update((f"{kind}:{i}", n) for i, n in found)
+    out = {}
+    for ref in refs:
+        kind, _, ident = ref.partition(":")
+        known = ref in names
+        out[ref] = Behalf(ref, kind, names.get(ref, ident), actor_link(kind, ident) if known else None)
+    return out
+
+
+def _behalf_for(request: Request, viewer: ViewerDep, entries: list[dict[str, Any]]) -> dict[str, Behalf]:
+    refs = {e["on_behalf_of"] for e in entries if e["on_behalf_of"]}
+    return behalf_of(get_db(request), viewer.account_id, refs) if refs else {}
 
 
 @router.get("/activity")
@@ -99,46 +153,82 @@ def activity_page(
     fragment: Annotated[bool, Query()] = False,
 ) -> Response:
     viewer.require("activity:read")
-    # An unknown or repeated parameter is refused, as by the API; an empty one is what a form submitted
-    # without script sends for "any", so it is dropped by sending the browser to the URL without it.
+    # An unknown or repeated parameter is refused, as by the API; an empty one means "any".
     check_query(request, PAGE_PARAMS, empty_ok=PAGE_PARAMS)
-    if any(not value.strip() for value in request.query_params.values()):
-        kept = [(k, v) for k, v in request.query_params.multi_items() if v.strip()]
-        return redirect("/activity" + (f"?{urlencode(kept)}" if kept else ""))
-    # The API's filter parameters, read as given (parse_filter validates them, naming each one).
-    given = {name: request.query_params.get(name) for name in FILTER_FIELDS}
-    params = {k: v.strip() for k, v in given.items() if v and v.strip()}
-    if window and "since" not in params:
-        params["since"] = resolve_window(window, datetime.now(UTC)) or ""
-    result = _rows(request, viewer, params, cursor)
-    shown = {k: v for k, v in given.items() if v}
+    if (bare := _without_empties(request, "/activity")) is not None:
+        return bare
+    shown = {k: v for k in FILTER_FIELDS if (v := request.query_params.get(k))}
     if window:
         shown["window"] = window
-    more_url = None
-    if result["next_cursor"]:
-        more_url = "/activity?" + urlencode({**shown, "cursor": result["next_cursor"]})
+    actors = actor_choices(get_db(request), viewer.account_id)
+    context: dict[str, Any] = {
+        "viewer": viewer,
+        "filters": shown,
+        "fields": BY_NAME,
+        "errors": {},
+        "actors": actors,
+        "actor_values": {c.value for _, choices in actors for c in choices},
+        "actions": action_choices(),
+        "actor_types": ACTOR_TYPES,
+        "resource_types": RESOURCE_TYPES,
+        "windows": tuple(WINDOWS),
+        "link": resource_link,
+        "behalf": {},
+        "entries": [],
+        "more_url": None,
+        "deeper": cursor is not None,
+    }
+    try:
+        params = _given(request)
+        f = parse_filter(**params)
+    except InvalidInput as exc:
+        # The form stays as typed, the message (which names the parameter, as the label does) beside its
+        # field, or above the form for the others.
+        field = exc.field if exc.field in (*FILTER_FIELDS, "window") else "form"
+        context.update(errors={field: exc.message}, filtered=True)
+        return page(request, "activity.html", status_code=exc.status, **context)
+    entries, next_cursor = entries_page(get_db(request), viewer.account_id, f, cursor=cursor, limit=PAGE_SIZE)
+    if next_cursor:
+        context["more_url"] = "/activity?" + urlencode({**shown, "cursor": next_cursor})
+    context.update(entries=entries, filtered=bool(params), behalf=_behalf_for(request, viewer, entries))
     template = "_activity_rows.html" if fragment else "activity.html"
-    return page(
-        request,
-        template,
-        viewer=viewer,
-        entries=result["entries"],
-        more_url=more_url,
-        filters=shown,
-        filtered=bool(params),
-        deeper=cursor is not None,
-        export_url="/api/v1/activity/export?" + urlencode(params),
-        actors=actor_choices(get_db(request), viewer.account_id),
-        actions=action_choices(),
-        actor_types=ACTOR_TYPES,
-        resource_types=RESOURCE_TYPES,
-        windows=tuple(WINDOWS),
-        link=resource_link,
+    return page(request, template, **context)
+
+
+@router.get("/activity/export")
+def export_form(request: Request, viewer: ViewerDep) -> Response:
+    """The filter form as it stands, to the API's export of that slice (the session's cookie reads it)."""
+    viewer.require("activity:read")
+    check_query(request, EXPORT_PARAMS, empty_ok=EXPORT_PARAMS)
+    if (bare := _without_empties(request, "/activity/export")) is not None:
+        return bare
+    params = _given(request)
+    parse_filter(**params)  # a refused value is an error page here, before any export is logged
+    return redirect("/api/v1/activity/export?" + urlencode({**params, "format": "csv"}))
+
+
+def scheduled_in(db: Any, account_id: str, entry: dict[str, Any]) -> dict[str, Any] | None:
+    """For the scheduler's send of a broadcast: the schedule entry, before it, that set it up."""
+    if entry["action"] != "broadcast.send" or not entry["on_behalf_of"]:
+        return None
+    f: ActivityFilter = parse_filter(
+        resource_type="broadcast", resource_id=entry["resource"]["id"], action="broadcast.schedule"
     )
+    found, _ = entries_page(db, account_id, f, cursor=encode_cursor(entry["seq"]), limit=1)
+    return found[0] if found else None
 
 
 @router.get("/activity/{seq}")
 def entry_page(seq: int, request: Request, viewer: ViewerDep) -> Response:
     viewer.require("activity:read")
-    entry = one_entry(get_db(request), viewer.account_id, seq)
-    return page(request, "entry.html", viewer=viewer, entry=entry, link=resource_link)
+    db = get_db(request)
+    entry = one_entry(db, viewer.account_id, seq)
+    return page(
+        request,
+        "entry.html",
+        viewer=viewer,
+        entry=entry,
+        link=resource_link,
+        behalf=_behalf_for(request, viewer, [entry]),
+        scheduled_in=scheduled_in(db, viewer.account_id, entry),
+    )

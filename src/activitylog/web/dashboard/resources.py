@@ -15,7 +15,7 @@ from sqlalchemy import select
 from activitylog.errors import DomainError, NotFound
 from activitylog.services.listing import decode_after, encode_after
 from activitylog.web.dashboard.catalog import KINDS, Column, FormField, Kind, Ref, cleaned
-from activitylog.web.dashboard.links import history_link
+from activitylog.web.dashboard.links import activity_links, history_link
 from activitylog.web.dashboard.render import (
     FormDep,
     Link,
@@ -183,6 +183,7 @@ def detail_page(
         values=values,
         panel=kind.panel(db, viewer.account_id, row) if kind.panel else None,
         history_url=history_link(kind.audit_type, str(row.audit_id)),
+        activity_links=activity_links(kind.audit_type, str(row.audit_id)),
     )
 
 

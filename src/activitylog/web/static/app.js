@@ -58,9 +58,14 @@
     windowField.addEventListener("change", showRange);
     showRange();
 
-    // Submit only the filters in use, with local date-times sent as UTC instants.
+    // Submit only the filters in use, with local date-times sent as UTC instants. The form is put back
+    // as it was once the submission is on its way: an export downloads, and the page (and form) stay.
     form.addEventListener("submit", function () {
       var custom = windowField.value === "custom";
+      var changed = [];
+      setTimeout(function () {
+        changed.forEach(function (undo) { undo(); });
+      }, 0);
       form.querySelectorAll("input[data-instant]").forEach(function (input) {
         if (!custom || !input.value) {
           input.disabled = true;
@@ -72,10 +77,14 @@
         hidden.value = new Date(input.value).toISOString().replace(".000Z", "Z");
         input.disabled = true;
         form.appendChild(hidden);
+        changed.push(function () { hidden.remove(); });
       });
       if (custom) windowField.disabled = true;
       Array.prototype.forEach.call(form.elements, function (el) {
         if (el.name && !el.disabled && el.value === "") el.disabled = true;
+      });
+      Array.prototype.forEach.call(form.elements, function (el) {
+        if (el.disabled) changed.push(function () { el.disabled = false; });
       });
     });
   }
