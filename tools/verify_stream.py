@@ -1,0 +1,1 @@
+../src/activitylog/log/verify_stream.py
