@@ -191,8 +191,27 @@ def test_features_register_metrics_of_their_own_once() -> None:
     lag.labels("str_1").set(2.5)
     with pytest.raises(ValueError, match="exists"):
         metrics.counter("activitylog_test_feature_lag_seconds", "a counter now")
-    families = {f.name: f for f in text_string_to_metric_families(generate_latest(metrics.REGISTRY).decode())}
+    mine = metrics.REGISTRY.restricted_registry(["activitylog_test_feature_lag_seconds"])
+    families = {f.name: f for f in text_string_to_metric_families(generate_latest(mine).decode())}
     assert families["activitylog_test_feature_lag_seconds"].samples[0].value == 2.5
+
+
+def test_a_collector_that_fails_at_a_scrape_leaves_only_its_own_samples_out() -> None:
+    class Broken:
+        def describe(self) -> list[Any]:
+            return []
+
+        def collect(self) -> list[Any]:
+            raise RuntimeError("the database it reads is down")
+
+    broken = Broken()
+    metrics.register(broken)  # type: ignore[arg-type]
+    try:
+        page = generate_latest(metrics.REGISTRY).decode()
+    finally:
+        metrics.unregister(broken)  # type: ignore[arg-type]
+    names = {family.name for family in text_string_to_metric_families(page)}
+    assert "activitylog_entries_appended" in names
 
 
 # -- the real serve process: log lines and the worker process --------------------------------------------

@@ -19,13 +19,16 @@ are counted there, not here (see docs/api.md, "Operating it").
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+log = logging.getLogger("activitylog.metrics")
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 M = TypeVar("M", Counter, Gauge, Histogram)
@@ -63,13 +66,40 @@ def histogram(
     return _get(Histogram, name, documentation, labelnames, buckets=buckets)
 
 
+class _Guarded(Collector):
+    """A feature's collector whose failure at a scrape costs its own samples only: /metrics keeps answering
+    (and says the rest) while, say, the database the collector reads is down."""
+
+    def __init__(self, inner: Collector) -> None:
+        self.inner = inner
+
+    def describe(self) -> list[Metric]:
+        describe = getattr(self.inner, "describe", None)
+        return list(describe()) if describe is not None else self.collect()
+
+    def collect(self) -> list[Metric]:
+        try:
+            return list(self.inner.collect())
+        except Exception:
+            log.warning(
+                "metrics: %s failed; its samples are left out of this scrape", type(self.inner).__name__
+            )
+            return []
+
+
+_guarded: dict[int, _Guarded] = {}
+
+
 def register(collector: Collector) -> None:
-    """A collector of a feature's own, asked for its samples at every scrape."""
-    REGISTRY.register(collector)
+    """A collector of a feature's own, asked for its samples at every scrape. If it raises, that scrape
+    leaves its samples out (and logs why) instead of failing the whole page."""
+    guarded = _Guarded(collector)
+    REGISTRY.register(guarded)
+    _guarded[id(collector)] = guarded
 
 
 def unregister(collector: Collector) -> None:
-    REGISTRY.unregister(collector)
+    REGISTRY.unregister(_guarded.pop(id(collector)))
 
 
 # What exists today. Streams and alerts add theirs where they live, through the functions above.
