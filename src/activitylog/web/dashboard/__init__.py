@@ -5,14 +5,22 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from activitylog.web.dashboard import activity, resources, signin, verify
+from activitylog.web.dashboard import activity, resources, signin, streams, verify
 from activitylog.web.dashboard.catalog import KINDS, NAVIGATION
 from activitylog.web.dashboard.render import STATIC_DIR, environment
 
-environment.globals["nav"] = [(slug, KINDS[slug].title, KINDS[slug].read_permission) for slug in NAVIGATION]
+environment.globals["nav"] = [
+    (slug, KINDS[slug].title, KINDS[slug].read_permission) for slug in NAVIGATION
+] + [("streams", "Streams", streams.PERMISSION)]
 
 
 def install(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for module in (signin, verify, activity, resources):  # verify before activity's /activity/{seq}
+    for module in (
+        signin,
+        verify,
+        activity,
+        streams,
+        resources,
+    ):  # verify before /activity/{seq}, streams before /{slug}
         app.include_router(module.router)

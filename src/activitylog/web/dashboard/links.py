@@ -14,6 +14,7 @@ PAGES = {
     "address": "suppressions",
     "sending_domain": "sending-domains",
     "reputation_rule": "reputation-rules",
+    "stream": "streams",
 }
 
 
