@@ -73,6 +73,11 @@ TENANT_TABLES = (
 
 
 PROTECTIONS = {
+    "0012": {  # the tombstones of purged entries: append-only; legal holds: an account's rows
+        "sqlite": {"activity_purged_no_update", "activity_purged_no_delete"},
+        "postgresql": {"activity_purged_no_change", "activity_purged_no_truncate"}
+        | {f"{t}.{p}" for t in ("activity_purged", "legal_holds") for p in ("tenant_rows", "system_reads")},
+    },
     "0011": {  # streams, their cursors and delivery attempts: an account's rows, under row-level security
         "sqlite": set(),
         "postgresql": {

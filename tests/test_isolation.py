@@ -39,7 +39,7 @@ from activitylog.cli.main import app as cli
 from activitylog.config import Settings
 from activitylog.db.base import Database, connect
 from activitylog.db.migrate import upgrade
-from activitylog.db.models import Base, Delivery, StreamDelivery
+from activitylog.db.models import Base, Delivery, PurgedEntry, StreamDelivery
 from activitylog.ids import new_id
 from activitylog.web.app import create_app
 from activitylog.workers import BroadcastWorker, Checkpointer
@@ -128,6 +128,7 @@ def seed(server: Server) -> Seeded:
     ids["rule"] = s.post("/reputation-rules", rule)["id"]
     stream = {"name": f"{token} stream", "type": "webhook", "url": f"https://{token}.example.com/hook"}
     ids["stream"] = s.post("/streams", stream)["id"]
+    ids["legal_hold"] = s.post("/legal-holds", {"reason": f"{token} hold"})["id"]
     ids["suppressed"] = s.email("suppressed")
     s.post("/suppressions", {"email": ids["suppressed"], "reason": f"{token} reason"})
     user = {"email": s.email("user"), "password": PASSWORD, "role": "member"}
@@ -429,6 +430,13 @@ PROBES: dict[tuple[str, str], Probes] = {
     ("GET", f"{V1}/streams/{{stream_id}}/deliveries"): _foreign(
         "GET", f"{V1}/streams/{{id}}/deliveries", "stream"
     ),
+    ("GET", f"{V1}/legal-holds"): _one("GET", f"{V1}/legal-holds"),
+    ("POST", f"{V1}/legal-holds"): lambda me, other: [
+        Probe("POST", f"{V1}/legal-holds", json={"reason": other.token})
+    ],
+    ("POST", f"{V1}/legal-holds/{{hold_id}}/release"): _foreign(
+        "POST", f"{V1}/legal-holds/{{id}}/release", "legal_hold"
+    ),
     ("GET", f"{V1}/activity/{{seq}}"): _entry,
 }
 
@@ -460,6 +468,7 @@ def _snapshot(owner: Seeded) -> dict[str, Any]:
         "/suppressions",
         "/sending-domains",
         "/reputation-rules",
+        "/legal-holds",
         f"/lists/{owner.ids['list']}/contacts",
         "/activity/verify",
     ]
@@ -602,6 +611,17 @@ def test_the_app_role_sees_only_the_account_its_transaction_names(
                     broadcast_id=s.ids["broadcast"],
                     email=f"{uuid.uuid4().hex[:8]}@example.com",
                     status="sent",
+                )
+            )
+            session.add(  # a tombstone its (absent) purger would leave (seq 0 is no entry's)
+                PurgedEntry(
+                    account_id=s.tenant.account_id,
+                    seq=0,
+                    hash="0" * 64,
+                    prev_hash="0" * 64,
+                    older_than=datetime.now(UTC),
+                    retention_days=400,
+                    purge_seq=1,
                 )
             )
             session.add(  # and an attempt its (absent) stream relay would keep

@@ -742,7 +742,40 @@ BODY_CASES = [
         "user-patch-bad-email", "PATCH", "/api/v1/users/{user}", "email", json={"email": "nope"}, who="owner"
     ),
     # ---- the account ----
-    case("account-missing-name", "PATCH", "/api/v1/account", "name", json={}, who="owner"),
+    # a partial update: {} changes nothing (200), so no "missing" case
+    case("account-blank-name", "PATCH", "/api/v1/account", "name", json={"name": "  "}, who="owner"),
+    case(
+        "account-short-retention",
+        "PATCH",
+        "/api/v1/account",
+        "log_retention_days",
+        json={"log_retention_days": 364},
+        who="owner",
+    ),
+    case(
+        "account-retention-text",
+        "PATCH",
+        "/api/v1/account",
+        "log_retention_days",
+        json={"log_retention_days": "400"},
+        who="owner",
+    ),
+    # ---- legal holds ----
+    case("hold-missing-reason", "POST", "/api/v1/legal-holds", "reason", json={}),
+    case(
+        "hold-since-after-until",
+        "POST",
+        "/api/v1/legal-holds",
+        "until",
+        json={"reason": "r", "since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"},
+    ),
+    case(
+        "hold-naive-since",
+        "POST",
+        "/api/v1/legal-holds",
+        "since",
+        json={"reason": "r", "since": "2026-02-01T00:00:00"},
+    ),
     case("account-empty-name", "PATCH", "/api/v1/account", "name", json={"name": ""}, who="owner"),
     case("account-long-name", "PATCH", "/api/v1/account", "name", json={"name": LONG}, who="owner"),
     # ---- signing in ----

@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     checkpoint_interval_seconds: int = 300
     """How often ``serve`` signs a checkpoint of every account whose log moved (0 turns it off)."""
 
+    purge_interval_seconds: int = 3600
+    """How often the worker purges the entries past each account's ``log_retention_days`` that no legal
+    hold covers (0 turns it off; ``activitylog purge`` does the same by hand)."""
+
     smtp_url: str = ""
     """``smtp://[user:password@]host:port`` (``smtps://`` for TLS) to deliver broadcasts; unset: .eml files
     under ``outbox/`` beside the database."""

@@ -30,7 +30,7 @@ from activitylog.db.base import Database
 from activitylog.log.checkpoints import CheckpointSigner, checkpoint_all
 from activitylog.log.signing import load_signer
 from activitylog.relay.relay import StreamRelay
-from activitylog.services import dispatcher, scheduler
+from activitylog.services import dispatcher, retention, scheduler
 from activitylog.services.mailer import open_mailer
 
 log = logging.getLogger("activitylog.workers")
@@ -84,6 +84,25 @@ class Checkpointer(Periodic):
 
     def run_once(self) -> int:
         return checkpoint_all(self.db, CheckpointSigner(self.settings, load_signer(self.settings)))
+
+
+class Purger(Periodic):
+    """Purges every account's entries past its retention that no legal hold covers, every
+    ``purge_interval_seconds`` (``services/retention.py``)."""
+
+    name = "purger"
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        super().__init__(db, settings, settings.purge_interval_seconds)
+
+    def run_once(self) -> int:
+        purged = 0
+        for account_id in retention.account_ids(self.db):
+            try:  # one account's failure (logged) does not keep the others from their retention
+                purged += retention.purge_account(self.db, account_id).plan.count
+            except Exception:
+                log.exception("purger: account %s failed; retrying next interval", account_id)
+        return purged
 
 
 class BroadcastWorker(Periodic):
@@ -147,6 +166,7 @@ def run_workers(
         Checkpointer(db, settings),
         BroadcastWorker(db, settings),
         StreamRelayWorker(db, settings),
+        Purger(db, settings),
     ]
     for worker in workers:
         worker.start()

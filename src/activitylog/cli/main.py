@@ -12,7 +12,7 @@ import uvicorn
 from sqlalchemy import select
 
 from activitylog import logs
-from activitylog.cli import demo, log_commands, witness
+from activitylog.cli import demo, log_commands, retention, witness
 from activitylog.cli import streams as stream_commands
 from activitylog.cli.common import CLI_CONTEXT, cli_uow, database, err, fail, require_account
 from activitylog.config import Settings
@@ -21,6 +21,7 @@ from activitylog.db.migrate import upgrade
 from activitylog.db.models import Account
 from activitylog.db.roles import grant_app_role
 from activitylog.errors import DomainError
+from activitylog.log.chain import format_instant
 from activitylog.log.checkpoints import CheckpointSigner, HistoryRejected, checkpoint_all, memory_dir
 from activitylog.log.record import ResourceRef
 from activitylog.log.signing import SigningKeyError, key_file, load_signer, public_pem, rotate_key_file
@@ -199,6 +200,12 @@ def verify(account: str = typer.Option(None, help="Only this account (acc_...)."
         signed = f", signed tree {anchor.size}" if anchor else ", no signed checkpoint yet"
         if verdict.ok:
             print(f"{account_id}: ok, {verdict.checked} entries{signed}, head {verdict.head_hash}")
+            for gone in verdict.purged:  # gaps the retention made, with their policy: not tampering
+                policy = f"retention {gone.retention_days} days: before {format_instant(gone.older_than)}"
+                print(
+                    f"{account_id}: purged seq {gone.first}-{gone.last} ({policy}; "
+                    f"purge entry seq {gone.purge_seq})"
+                )
         else:
             bad += 1
             print(f"{account_id}: BROKEN at seq {verdict.first_bad_seq}: {verdict.reason}")
@@ -278,3 +285,4 @@ app.command(name="demo")(demo.demo)
 app.command(name="log")(log_commands.log)
 app.command(name="verify-export")(log_commands.verify_export)
 app.command(name="witness")(witness.witness)
+app.command(name="purge")(retention.purge)

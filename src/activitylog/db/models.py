@@ -15,6 +15,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -62,13 +63,24 @@ class Audited:
         return getattr(self, "name", None)
 
 
+MIN_RETENTION_DAYS = 365
+DEFAULT_RETENTION_DAYS = 400
+
+
 class Account(Audited, Base):
     __tablename__ = "accounts"
     __audit_type__ = "account"
+    __table_args__ = (
+        CheckConstraint(f"log_retention_days >= {MIN_RETENTION_DAYS}", name="log_retention_days"),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # How long the account's log keeps an entry before the purge may remove it (``services/retention``).
+    log_retention_days: Mapped[int] = mapped_column(
+        Integer, default=DEFAULT_RETENTION_DAYS, server_default=str(DEFAULT_RETENTION_DAYS)
+    )
 
 
 class User(Audited, Base):

@@ -4,6 +4,10 @@ Run migrations as the owner, then ``activitylog migrate --app-role NAME`` (again
 serve as NAME: even with the application's own credentials, an UPDATE, DELETE or TRUNCATE of the log is
 refused by privileges before the append-only triggers are reached — and only the owner could drop those.
 
+Purging entries past retention is the one exception, and it is not a privilege on the log: the role may
+EXECUTE ``activity_purge()`` (migration 0012), which checks the retention and legal holds itself and leaves a
+tombstone for every entry it removes.
+
 Row-level security (migration 0006) then limits every statement of that role to the account its transaction
 names. Superusers and BYPASSRLS roles skip row security whatever the policies say, so such a role is refused
 here: serving as it would quietly turn tenant isolation back into a WHERE clause.
@@ -20,6 +24,9 @@ from activitylog.db.base import Base, Database
 
 APPEND_ONLY = ("activity_entries", "activity_tree", "activity_affected")
 APPEND_AND_ADVANCE = ("activity_heads",)
+# Tombstones of purged entries: written only by the purge function below, which runs as the tables' owner.
+READ_ONLY = ("activity_purged",)
+PURGE_FUNCTION = "activity_purge(text, bigint, bigint, timestamptz, bigint)"
 _ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -29,15 +36,19 @@ def grant_app_role(db: Database, role: str) -> None:
     if not _ROLE.match(role):
         raise ValueError(f"role name {role!r}: lower-case letters, digits and _ only")
     _refuse_bypass(db, role)
-    special = set(APPEND_ONLY) | set(APPEND_AND_ADVANCE)
+    special = set(APPEND_ONLY) | set(APPEND_AND_ADVANCE) | set(READ_ONLY)
     domain = sorted(name for name in Base.metadata.tables if name not in special)
     statements = [
         f"REVOKE ALL ON {', '.join(APPEND_ONLY)} FROM PUBLIC, {role}",
         f"REVOKE ALL ON {', '.join(APPEND_AND_ADVANCE)} FROM {role}",
+        f"REVOKE ALL ON {', '.join(READ_ONLY)} FROM PUBLIC, {role}",
         f"GRANT USAGE ON SCHEMA public TO {role}",
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON {', '.join(domain)} TO {role}",
         f"GRANT SELECT, INSERT, UPDATE ON {', '.join(APPEND_AND_ADVANCE)} TO {role}",
         f"GRANT SELECT, INSERT ON {', '.join(APPEND_ONLY)} TO {role}",
+        f"GRANT SELECT ON {', '.join(READ_ONLY)} TO {role}",
+        # the one way the app may remove entries: past retention, under no hold, each leaving a tombstone
+        f"GRANT EXECUTE ON FUNCTION {PURGE_FUNCTION} TO {role}",
         f"GRANT SELECT ON alembic_version TO {role}",
     ]
     with db.engine.begin() as conn:

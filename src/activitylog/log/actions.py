@@ -13,7 +13,7 @@ from activitylog.log.verify_export import summarize as summarize
 VERBS = (
     "create", "update", "delete", "schedule", "unschedule", "send", "pause", "resume", "suppress",
     "unsuppress", "enable", "disable", "revoke", "rotate", "verify", "import", "export", "archive",
-    "login", "logout", "login_failed", "replay",
+    "login", "logout", "login_failed", "replay", "purge", "release",
 )  # fmt: skip
 
 ACTIONS: dict[str, tuple[str, ...]] = {
@@ -29,8 +29,10 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "address": ("suppress", "unsuppress"),
     "sending_domain": ("create", "update", "delete", "verify"),
     "reputation_rule": ("create", "update", "delete", "enable", "disable"),
-    "activity_log": ("export", "update"),  # update: an operator accepted a restored history for signing
+    # update: an operator accepted a restored history for signing; purge: entries past retention removed
+    "activity_log": ("export", "update", "purge"),
     "stream": ("create", "update", "delete", "pause", "resume", "disable", "replay"),
+    "legal_hold": ("create", "release"),
 }
 
 RESOURCE_TYPES = tuple(ACTIONS)
@@ -44,6 +46,7 @@ EVENT_ACTIONS = frozenset(
         "user.login_failed",
         "api_key.login_failed",
         "activity_log.export",
+        "activity_log.purge",
         "broadcast.send",
     }
 )

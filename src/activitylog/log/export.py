@@ -14,12 +14,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import Row
+from sqlalchemy.orm import Session
 
 from activitylog import metrics
 from activitylog.db.base import Database
 from activitylog.db.models import ActivityEntry
 from activitylog.errors import InvalidInput
-from activitylog.log import csv_sql
+from activitylog.log import csv_sql, purge
 from activitylog.log.chain import canonical_json, format_instant
 from activitylog.log.checkpoints import CheckpointSigner
 from activitylog.log.csv_sql import CSV_COLUMNS, quote, safe_cell
@@ -114,6 +115,7 @@ def manifest(
         for seq, entry_hash in session.execute(statement.execution_options(yield_per=BATCH_ROWS)):
             digest.update(f"{seq}:{entry_hash}\n".encode())
             rows, first, last = rows + 1, first or seq, seq
+        purged = _purged(session, account_id, as_of)
     body = {
         "account_id": account_id,
         "filter": dict(sorted(f.raw.items())),
@@ -124,6 +126,7 @@ def manifest(
         "last_seq": last,
         "slice_digest": digest.hexdigest(),
         "checkpoint": checkpoint,
+        **purged,
     }
     signature = signer.signer.private_key.sign(canonical_json(body).encode("utf-8"))
     return {**body, "signature": base64.b64encode(signature).decode()}
@@ -135,11 +138,12 @@ def stream_proofs(
     """The proof file of the slice's export as of tree ``size`` (API.md "Exports carry proofs"): the signed
     checkpoint, then each row's audit path in that tree, oldest first, read in one snapshot."""
     checkpoint = signer.sign(db, account_id, size)
-    yield (json.dumps({"checkpoint": checkpoint, "tree_size": size}) + "\n").encode()
     statement = export_statement(account_id, f, dialect=db.dialect, through_seq=size).with_only_columns(
         ActivityEntry.seq
     )
     with db.reader() as session:
+        head = {"checkpoint": checkpoint, "tree_size": size, **_purged(session, account_id, size)}
+        yield (json.dumps(head) + "\n").encode()
         seqs = session.execute(statement.execution_options(yield_per=BATCH_ROWS)).scalars()
         lines: list[str] = []
         for seq, path in TreeReader(session.connection(), account_id).audit_paths(seqs, size):
@@ -150,6 +154,14 @@ def stream_proofs(
                 lines.clear()
         if lines:
             yield ("\n".join(lines) + "\n").encode()
+
+
+def _purged(session: Session, account_id: str, through: int) -> dict[str, Any]:
+    """What a manifest and a proof file say of the seqs up to ``through`` that were purged: nothing when none
+    were, else ``purged`` (the ranges) and ``purges`` (each run's ranges with its policy), so a gap the
+    retention made is told apart from one the filter made."""
+    ranges = purge.purged_ranges(session, account_id, through)
+    return purge.summary(ranges) if ranges else {}
 
 
 def filename(account_id: str, f: ActivityFilter, fmt: str) -> str:

@@ -1,8 +1,9 @@
 """Reading an account's Merkle tree from the database: roots of any size, inclusion and consistency proofs.
 
 Every proof is a list of leaf ranges (``log.tree``), each the fold of a few complete subtrees; the subtrees
-are fetched in one round trip per kind (leaf hashes from ``activity_entries``, higher levels from
-``activity_tree``), so a proof costs two indexed queries whatever the tree's size.
+are fetched in one round trip per kind (leaf hashes from ``activity_entries``, or from the tombstones in
+``activity_purged`` for purged seqs; higher levels from ``activity_tree``), so a proof costs two indexed
+queries whatever the tree's size.
 """
 
 from __future__ import annotations
@@ -11,23 +12,30 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import Connection, Table, bindparam, select
+from sqlalchemy import Connection, Table, bindparam, select, union_all
 
-from activitylog.db.models import ActivityEntry, ChainHead, TreeNodes
+from activitylog.db.models import ActivityEntry, ChainHead, PurgedEntry, TreeNodes
 from activitylog.log import tree
 from activitylog.log.tree import HASH, Node
 from activitylog.log.verify_export import leaf_hash
 
 _entries = cast(Table, ActivityEntry.__table__)
 _nodes = cast(Table, TreeNodes.__table__)
+_purged = cast(Table, PurgedEntry.__table__)
 _heads = cast(Table, ChainHead.__table__)
 CHUNK = 500  # seqs per IN list: well under SQLite's bound on parameters
 UPPER = (
     256  # leaves: ranges and subtrees at least this big are kept from one batch of audit paths to the next
 )
 
-_LEAVES = select(_entries.c.seq, _entries.c.hash).where(
-    _entries.c.account_id == bindparam("account"), _entries.c.seq.in_(bindparam("seqs", expanding=True))
+# A purged entry's leaf is its tombstone's hash (``log.purge``): the tree outlives the entries it covers.
+_LEAVES = union_all(
+    select(_entries.c.seq, _entries.c.hash).where(
+        _entries.c.account_id == bindparam("account"), _entries.c.seq.in_(bindparam("seqs", expanding=True))
+    ),
+    select(_purged.c.seq, _purged.c.hash).where(
+        _purged.c.account_id == bindparam("account"), _purged.c.seq.in_(bindparam("seqs", expanding=True))
+    ),
 )
 _HIGHER = select(_nodes.c.seq, _nodes.c.hashes).where(
     _nodes.c.account_id == bindparam("account"), _nodes.c.seq.in_(bindparam("seqs", expanding=True))

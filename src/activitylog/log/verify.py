@@ -6,6 +6,10 @@ that the hash does not cover (``summary``, the canonical ``changes`` text, ``ip_
 resources each entry changed besides its own); every stored subtree hash and the head's tree edge. The
 anchor is the last checkpoint the signer signed: the tree's root at that size must be the signed one, so a
 log rebuilt from scratch by someone holding only the database fails here, even with every hash recomputed.
+
+Purged entries (``log.purge``) are walked through their tombstones: a tombstone's prev_hash must link to the
+entry (or tombstone) before it and its hash is the leaf the stored tree and the signed checkpoints hold, so
+the chain and the tree are checked across every gap; the verdict names the purged ranges and their policy.
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from activitylog.db.models import ActivityEntry, AffectedResource, ChainHead, TreeNodes
-from activitylog.log import tree
+from activitylog.db.models import ActivityEntry, AffectedResource, ChainHead, PurgedEntry, TreeNodes
+from activitylog.log import purge, tree
 from activitylog.log.actions import summarize
 from activitylog.log.affected import affected
 from activitylog.log.chain import CHAINED_FIELDS, GENESIS, canonical_json, format_instant
@@ -38,11 +42,13 @@ class Verdict:
     head_hash: str | None = None
     first_bad_seq: int | None = None
     reason: str | None = None
+    purged: tuple[purge.PurgedRange, ...] = ()
+    """The purged seqs the walk crossed through their tombstones, per run and policy."""
 
     def as_api(self) -> dict[str, Any]:
         if self.ok:
             head = {"seq": self.head_seq, "hash": self.head_hash} if self.head_seq else None
-            return {"ok": True, "checked": self.checked, "head": head}
+            return {"ok": True, "checked": self.checked, "head": head, **purge.summary(list(self.purged))}
         return {"ok": False, "first_bad_seq": self.first_bad_seq, "reason": self.reason}
 
 
@@ -149,9 +155,10 @@ def _start_after(session: Session, account_id: str, anchor: Checkpoint) -> _Star
         return _broken(1, f"the stored tree is damaged: {exc}")
     if tree.fold(frontier) != anchor.root:
         return _broken(1, f"the stored tree of {size} entries is not the one the signer signed")
-    last = session.execute(
-        select(ActivityEntry.hash).where(ActivityEntry.account_id == account_id, ActivityEntry.seq == size)
-    ).scalar_one_or_none()
+    last = None
+    for table in (ActivityEntry, PurgedEntry):  # a purged entry's hash is its tombstone's
+        found = select(table.hash).where(table.account_id == account_id, table.seq == size)
+        last = last or session.execute(found).scalar_one_or_none()
     if last is None or inclusion_root(size - 1, size, leaf_hash(last), path) != anchor.root:
         return _broken(size, "the last signed entry is not the one the signer signed")
     return _Start(size + 1, last, tuple(frontier))
@@ -187,6 +194,31 @@ def verify_account(
         batch,
     )
     next_stored = next(stored, None)
+    tombstones = purge.tombstones(session, account_id, start.seq, batch)
+    next_tombstone = next(tombstones, None)
+
+    def cross_purged(before: int) -> Verdict | None:
+        """Walk the tombstones of the purged seqs from ``expected_seq`` up to ``before``: each links to the
+        one before it, and its hash is the leaf the stored tree (and any signed root) holds."""
+        nonlocal expected_seq, prev_hash, frontier, next_stored, next_tombstone
+        while next_tombstone is not None and next_tombstone.seq < before:
+            seq = next_tombstone.seq
+            if seq != expected_seq:
+                return _broken(expected_seq, "entry missing (a gap in seq, and no tombstone of a purge)")
+            if next_tombstone.prev_hash != prev_hash:
+                return _broken(seq, "the tombstone of this purged entry does not link to the entry before")
+            frontier, completed = tree.append(frontier, seq - 1, next_tombstone.hash)
+            if completed or (next_stored is not None and next_stored.seq == seq):
+                if next_stored is None or next_stored.seq != seq or bytes(next_stored.hashes) != completed:
+                    return _broken(seq, "the Merkle tree's stored hashes do not match this purged entry's")
+                next_stored = next(stored, None)
+            if anchor is not None and seq == anchor.size and tree.fold(frontier) != anchor.root:
+                return _broken(1, f"the tree of the first {seq} entries is not the one the signer signed")
+            prev_hash = next_tombstone.hash
+            expected_seq += 1
+            next_tombstone = next(tombstones, None)
+        return None
+
     search = _search_rows(session, account_id, start.seq - 1, batch)
     next_search = next(search, None) if search is not None else None
     touched = AffectedResource.__table__
@@ -208,6 +240,12 @@ def verify_account(
         entry = row._mapping
         seq = entry["seq"]
 
+        if next_tombstone is not None and next_tombstone.seq <= seq:
+            crossed = cross_purged(seq)
+            if crossed is not None:
+                return crossed
+            if next_tombstone is not None and next_tombstone.seq == seq:
+                return _broken(seq, "purged (it has a tombstone), yet still present")
         if seq != expected_seq:
             return _broken(expected_seq, "entry missing (a gap in seq)")
         fields = {name: entry[name] for name in CHAINED_FIELDS}
@@ -265,6 +303,9 @@ def verify_account(
         expected_seq += 1
         if progress is not None and seq % batch == 0:
             progress(seq)
+    crossed = cross_purged(2**63)
+    if crossed is not None:
+        return crossed
     checked = expected_seq - 1
     if anchor is not None and anchor.size > checked:
         return Verdict(
@@ -304,4 +345,10 @@ def verify_account(
         )
     if progress is not None:
         progress(checked)
-    return Verdict(True, checked, head_seq=checked or None, head_hash=prev_hash if checked else None)
+    return Verdict(
+        True,
+        checked,
+        head_seq=checked or None,
+        head_hash=prev_hash if checked else None,
+        purged=tuple(purge.purged_ranges(session, account_id)),
+    )

@@ -66,12 +66,13 @@ _PAST = {
     "suppress": "Suppressed", "unsuppress": "Unsuppressed", "enable": "Enabled", "disable": "Disabled",
     "revoke": "Revoked", "rotate": "Rotated", "verify": "Verified", "import": "Imported",
     "export": "Exported", "replay": "Replayed",
-    "archive": "Archived",
+    "archive": "Archived", "purge": "Purged", "release": "Released",
 }  # fmt: skip
 _NOUN = {
     "account": "account", "user": "user", "api_key": "API key", "list": "list", "contact": "contact",
     "segment": "segment", "broadcast": "broadcast", "address": "address", "sending_domain": "sending domain",
     "reputation_rule": "reputation rule", "activity_log": "activity log", "stream": "stream",
+    "legal_hold": "legal hold",
 }  # fmt: skip
 
 
@@ -508,6 +509,7 @@ class ProofFile:
             raise Tampered(
                 f"the proof file says tree_size {size}, its signed checkpoint {self.checkpoint.size}"
             )
+        self.purges = read_purges(head, "the proof file's first line")  # not signed: only what it says
         self.pending: dict[str, Any] | None = None
 
     def _next(self) -> dict[str, Any] | None:
@@ -581,12 +583,89 @@ MANIFEST_FIELDS = {
     "first_seq": (int, None), "last_seq": (int, None), "slice_digest": str, "checkpoint": str,
     "signature": str,
 }  # fmt: skip
+# Present when seqs up to ``as_of_seq`` were purged under the account's retention (API.md part 2).
+PURGE_FIELDS = {"purged": list, "purges": list}
+PURGE_RUN_FIELDS = {"from": int, "to": int, "older_than": str, "retention_days": int, "purge_seq": int}
+
+
+@dataclass(frozen=True)
+class Purge:
+    """Seqs ``first``..``last`` purged by one run, under a retention of ``retention_days`` days: every entry
+    that occurred before ``older_than`` and no legal hold covered."""
+
+    first: int
+    last: int
+    older_than: str
+    retention_days: int
+    purge_seq: int
+
+
+def read_purges(obj: dict[str, Any], where: str) -> list[Purge]:
+    """The ``purges`` a manifest or proof file states (none when it states none); a malformed statement is
+    tampering in a signed manifest and unreadable in a proof file, so the caller decides."""
+    if "purged" not in obj and "purges" not in obj:
+        return []
+    runs, ranges = obj.get("purges"), obj.get("purged")
+    if not isinstance(runs, list) or not isinstance(ranges, list):
+        raise UnreadableExport(f"{where}: purged and purges must both be lists")
+    out = []
+    for run in runs:
+        if not isinstance(run, dict) or _type_problem(run, PURGE_RUN_FIELDS, ""):
+            raise UnreadableExport(
+                f"{where}: a purge is not {{from, to, older_than, retention_days, purge_seq}}"
+            )
+        if not 1 <= run["from"] <= run["to"] < run["purge_seq"]:
+            raise UnreadableExport(f"{where}: a purge's seqs are out of order")
+        out.append(Purge(run["from"], run["to"], run["older_than"], run["retention_days"], run["purge_seq"]))
+    out.sort(key=lambda p: p.first)
+    merged: list[list[int]] = []
+    for p in out:
+        if merged and p.first <= merged[-1][1]:
+            raise UnreadableExport(f"{where}: two purges name the same seqs")
+        if merged and merged[-1][1] + 1 == p.first:
+            merged[-1][1] = p.last
+        else:
+            merged.append([p.first, p.last])
+    if ranges != merged:
+        raise UnreadableExport(f"{where}: purged is not the ranges its purges name")
+    return out
+
+
+def split_gaps(
+    gaps: list[tuple[int, int]], purges: list[Purge]
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """The gaps between rows cut into what the purges removed and what the slice's filter left out."""
+    purged, other = [], []
+    for lo, hi in gaps:
+        at = lo
+        for p in purges:
+            if p.last < at or p.first > hi:
+                continue
+            if p.first > at:
+                other.append((at, p.first - 1))
+            purged.append((max(at, p.first), min(hi, p.last)))
+            at = min(hi, p.last) + 1
+        if at <= hi:
+            other.append((at, hi))
+    return purged, other
+
+
+def describe_purges(purges: list[Purge], source: str) -> str:
+    """One line naming each purged range and the policy it went under."""
+    shown = "; ".join(
+        f"seq {p.first}-{p.last} (retention {p.retention_days} days: entries before {p.older_than}, "
+        f"purge entry seq {p.purge_seq})"
+        for p in purges[:10]
+    )
+    more = f"; and {len(purges) - 10} more" if len(purges) > 10 else ""
+    return f"PURGED ({source}): {shown}{more}; removed under the retention policy, not tampered with"
 
 
 @dataclass(frozen=True)
 class Manifest:
     body: dict[str, Any]
     checkpoint: Checkpoint
+    purges: list[Purge] = field(default_factory=list)
 
 
 def open_manifest(text: str, key: VerifierKey) -> Manifest:
@@ -600,8 +679,13 @@ def open_manifest(text: str, key: VerifierKey) -> Manifest:
     body = {k: v for k, v in manifest.items() if k != "signature"}
     if not _signed_by(key, body, manifest["signature"]):
         raise Tampered("the manifest's signature does not verify with the verifier key")
-    if problem := _type_problem(manifest, MANIFEST_FIELDS, "the manifest's "):
+    fields = {**MANIFEST_FIELDS, **PURGE_FIELDS} if set(PURGE_FIELDS) & set(manifest) else MANIFEST_FIELDS
+    if problem := _type_problem(manifest, fields, "the manifest's "):
         raise Tampered(problem)
+    try:
+        purges = read_purges(manifest, "the manifest")
+    except UnreadableExport as exc:
+        raise Tampered(str(exc)) from None
     try:
         checkpoint = open_checkpoint(manifest["checkpoint"], key)
     except BadCheckpoint as exc:
@@ -610,7 +694,9 @@ def open_manifest(text: str, key: VerifierKey) -> Manifest:
         raise Tampered(f"the manifest is as of seq {manifest['as_of_seq']}, its checkpoint {checkpoint.size}")
     if not checkpoint.origin.endswith("/" + manifest["account_id"]):
         raise Tampered(f"the manifest is for {manifest['account_id']}, its checkpoint {checkpoint.origin}")
-    return Manifest(body, checkpoint)
+    if any(p.last > checkpoint.size for p in purges):
+        raise Tampered("the manifest names purged seqs beyond its signed tree")
+    return Manifest(body, checkpoint, purges)
 
 
 def manifest_problem(report: Report, manifest: Manifest, fmt: str | None) -> str | None:
@@ -686,7 +772,7 @@ def rows_from_api(url: str, key: str, page_size: int = 1000) -> list[dict[str, A
 
 
 # ---- the verdict ----
-def describe(report: Report) -> str:
+def describe(report: Report, purges: list[Purge] | None = None) -> str:
     if not report.ok:
         held = "1 row before it holds" if report.rows == 1 else f"{report.rows} rows before it hold"
         if report.bad_seq is None and report.bad_line is None:
@@ -696,12 +782,14 @@ def describe(report: Report) -> str:
     if not report.rows:
         return "OK: the export holds no rows"
     span = f"seq {report.first_seq}..{report.last_seq}"
+    purged, other = split_gaps(report.gaps, purges or [])
     gaps = ""
-    if report.gaps:
-        shown = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in report.gaps[:10])
-        more = f" and {len(report.gaps) - 10} more" if len(report.gaps) > 10 else ""
-        noun = "gap" if len(report.gaps) == 1 else "gaps"
-        gaps = f"; {len(report.gaps)} {noun} (not in the slice: {shown}{more})"
+    for found, what in ((purged, "purged"), (other, "not in the slice")):
+        if found:
+            shown = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in found[:10])
+            more = f" and {len(found) - 10} more" if len(found) > 10 else ""
+            noun = "gap" if len(found) == 1 else "gaps"
+            gaps += f"; {len(found)} {noun} ({what}: {shown}{more})"
     return f"OK: {report.rows} rows verified, {span}{gaps}; last hash {report.head_hash}"
 
 
@@ -761,7 +849,12 @@ def _check(args: argparse.Namespace) -> list[str]:
         report = verify_rows(rows_from_file(args.file), proofs)
     if not report.ok:
         raise Tampered(describe(report).removeprefix("TAMPERED: "))
-    lines = [describe(report)]
+    # What the signed manifest says was purged, else what the proof file says (not signed, but a gap is
+    # never tampering in a slice: this only names why the seqs are missing).
+    purges, source = (manifest.purges, "the signed manifest") if manifest else ([], "")
+    if not purges and proofs is not None and proofs.purges:
+        purges, source = proofs.purges, "the proof file"
+    lines = [describe(report, purges)]
     if proofs is not None:
         c = proofs.checkpoint
         lines.append(
@@ -776,6 +869,8 @@ def _check(args: argparse.Namespace) -> list[str]:
             f"MANIFEST OK: all {m['rows']} rows of {describe_filter(m['filter'])} as of seq {m['as_of_seq']} "
             f"are present and unaltered; signed tree: {manifest.checkpoint.size} entries, root {root}"
         )
+    if purges:
+        lines.append(describe_purges(purges, source))
     return lines
 
 

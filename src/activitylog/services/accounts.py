@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from activitylog.db.base import Database
 from activitylog.db.models import Account, User
 from activitylog.ids import new_id
 from activitylog.log.record import Actor, RequestContext
 from activitylog.services import credentials
+from activitylog.services.retention import check_retention_days
 from activitylog.services.uow import UnitOfWork, assign
 
 
@@ -48,10 +50,15 @@ def create_account(
     return NewAccount(account=account, owner=owner)
 
 
-def update_account(uow: UnitOfWork, *, name: str) -> Account:
+def update_account(uow: UnitOfWork, values: dict[str, Any] | None = None, **fields: Any) -> Account:
+    """A partial update: only the fields given change (``name``, ``log_retention_days``, as a dict or as
+    keywords), and the entry names them; an update to the same values is no change and writes no entry."""
+    values = {**(values or {}), **fields}
+    if "log_retention_days" in values:
+        check_retention_days(values["log_retention_days"])
     with uow:
         account = uow.get(Account, uow.account_id, what="account")
-        assign(account, {"name": name})
+        assign(account, values)
         uow.record("account.update", account)
         uow.commit()
     return account

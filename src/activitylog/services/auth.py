@@ -40,6 +40,8 @@ _PERMISSIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "api_keys:manage": (frozenset({"owner", "admin"}), frozenset()),
     # Where the log is delivered: a stream carries every entry off the machine.
     "streams:manage": (frozenset({"owner", "admin"}), frozenset({"full"})),
+    # Legal holds decide what the retention purge may remove.
+    "holds:manage": (frozenset({"owner", "admin"}), frozenset({"full"})),
     "users:manage": (frozenset({"owner"}), frozenset()),
     "account:manage": (frozenset({"owner"}), frozenset()),
 }

@@ -17,6 +17,7 @@ from activitylog.web.api import (
     api_keys,
     broadcasts,
     delivery_events,
+    legal_holds,
     lists,
     proofs,
     reputation_rules,
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         app.include_router(module.router)
     app.include_router(streams.router)
     streams.install_metrics(app.state.db)  # stream lag and failures on /metrics
+    app.include_router(legal_holds.router)
     dashboard.install(app)
     app.add_middleware(EdgeGuards)
     app.add_middleware(ObservedRequests)  # inside the request id, outside everything that answers

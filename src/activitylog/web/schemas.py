@@ -18,7 +18,9 @@ from pydantic import (
     model_validator,
 )
 
+from activitylog.db.models import DEFAULT_RETENTION_DAYS, MIN_RETENTION_DAYS
 from activitylog.services.auth import ROLES, SCOPES
+from activitylog.services.retention import MAX_RETENTION_DAYS
 
 T = TypeVar("T")
 
@@ -124,10 +126,20 @@ class AccountOut(BaseModel):
     id: str
     name: str
     created_at: datetime
+    log_retention_days: int = Field(description="how long the log keeps an entry before it is purged")
 
 
 class AccountPatch(Input):
-    name: Name
+    """A partial update: only the fields given change."""
+
+    name: Name | None = None
+    log_retention_days: StrictInt | None = Field(
+        default=None,
+        ge=MIN_RETENTION_DAYS,
+        le=MAX_RETENTION_DAYS,
+        description=f"days the log keeps an entry (at least {MIN_RETENTION_DAYS}; default "
+        f"{DEFAULT_RETENTION_DAYS}); entries older than that, and under no legal hold, are purged",
+    )
 
 
 class UserIn(Input):
@@ -430,6 +442,16 @@ class EntryOut(BaseModel):
     hash: str
 
 
+class PurgeRunOut(BaseModel):
+    from_: int = Field(alias="from", description="the first seq of the range")
+    to: int = Field(description="the last seq of the range")
+    older_than: str = Field(description="the run's cut-off: every entry before it that no legal hold covered")
+    retention_days: int = Field(description="the account's retention when the run purged the range")
+    purge_seq: int = Field(description="the run's activity_log.purge entry")
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+
 class ManifestOut(BaseModel):
     account_id: str
     filter: dict[str, str]
@@ -440,6 +462,12 @@ class ManifestOut(BaseModel):
     last_seq: int | None
     slice_digest: str
     checkpoint: str = Field(description="the signed note of the tree of as_of_seq entries")
+    purged: list[tuple[int, int]] | None = Field(
+        None, description="only when seqs up to as_of_seq were purged: the purged ranges [from, to]"
+    )
+    purges: list[PurgeRunOut] | None = Field(
+        None, description="only with purged: each run's ranges and the retention policy it purged them under"
+    )
     signature: str = Field(description="base64 Ed25519 over the canonical JSON of the other fields")
 
 
@@ -470,4 +498,10 @@ class VerifyOut(BaseModel):
     mode: Literal["full", "incremental"] | None = None
     signed_size: int | None = Field(
         None, description="the size of the signed tree the log was checked against"
+    )
+    purged: list[tuple[int, int]] | None = Field(
+        None, description="the ranges of seqs purged under the retention policy ([] when none were)"
+    )
+    purges: list[PurgeRunOut] | None = Field(
+        None, description="each purge run's ranges with the policy it purged them under"
     )

@@ -24,7 +24,7 @@ def get_account(caller: Reader, db: Db) -> Account:
 
 @router.patch("/account", response_model=AccountOut)
 def patch_account(body: AccountPatch, uow: AccountUow) -> Account:
-    return accounts.update_account(uow, name=body.name)
+    return accounts.update_account(uow, body.changes())
 
 
 @router.get("/users", response_model=Page[UserOut])

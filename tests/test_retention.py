@@ -1,0 +1,469 @@
+"""Retention and legal holds, on both engines: a purge removes what is past the account's retention and under
+no hold (so several ranges), leaves tombstones, and afterwards every retained entry, the chain across the
+gaps, every checkpoint and every consistency and inclusion proof still verify — with the auditor's code, the
+stdlib tool and Go's tlog — while verify, manifests and proof files name the purged ranges and the policy."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.exc import DBAPIError
+
+from activitylog.db.base import Database, connect
+from activitylog.db.models import ActivityEntry, PurgedEntry
+from activitylog.errors import InvalidInput
+from activitylog.log.record import RequestContext
+from activitylog.log.verify import verify_account
+from activitylog.log.verify_export import (
+    consistency_holds,
+    inclusion_root,
+    leaf_hash,
+    open_checkpoint,
+    parse_verifier_key,
+)
+from activitylog.services import accounts, api_keys, lists, retention
+from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
+from conftest import PASSWORD, Server, Tenant, app_role_on, run_auditor_tool
+from test_go_checker import Checker, checkpointcheck  # noqa: F401  (the Go checker's fixture)
+
+NOW = datetime.now(UTC)
+DAY = timedelta(days=1)
+
+# Days ago of each entry the aged account writes before today (seq 1 and 2: account and owner).
+LISTS = (880, 860, 840, 820)  # seq 3-6
+IMPORT = 800  # seq 7: an import, which indexes the contacts it created (activity_affected)
+HELD_A = (700, 690, 680)  # seq 8-10: under hold A (705..675 days ago)
+FREE = (600, 590)  # seq 11-12: a hold covered them, but it was released
+HELD_B = (500,)  # seq 13: under hold B (505..495 days ago)
+LATE = (450, 420)  # seq 14-15: past 400 days only
+YOUNG = (300, 200)  # seq 16-17: within the retention
+PURGED = [[1, 7], [11, 12], [14, 15]]
+
+
+class Clock:
+    def __init__(self, days_ago: float) -> None:
+        self.at = NOW - days_ago * DAY
+
+    def __call__(self) -> datetime:
+        return self.at
+
+    def days_ago(self, days: float) -> None:
+        self.at = NOW - days * DAY
+
+
+@dataclass
+class Aged:
+    tenant: Tenant
+    hashes: dict[int, str]  # seq -> hash, as written (before any purge)
+    holds: dict[str, str]  # name -> hold id
+
+
+def aged_tenant(server: Server) -> Aged:
+    """An account 900 days old with entries spread over its life, two active legal holds and a released
+    one; everything after seq 17 happens today."""
+    clock = Clock(900)
+    email = f"owner-{uuid.uuid4().hex[:10]}@example.com"
+    created = accounts.create_account(
+        server.db,
+        name="Aged",
+        owner_email=email,
+        password=PASSWORD,
+        actor=SYSTEM_CLI,
+        context=RequestContext(),
+        clock=clock,
+    )
+    account_id = created.account.id
+
+    def uow(clocked: Callable[[], datetime] | None = clock) -> UnitOfWork:
+        return UnitOfWork(
+            server.db, account_id=account_id, actor=SYSTEM_CLI, context=RequestContext(), clock=clocked
+        )
+
+    def lists_at(days: tuple[int, ...]) -> str:
+        made = ""
+        for d in days:
+            clock.days_ago(d)
+            made = lists.create_list(uow(), f"List {d}").id
+        return made
+
+    target = lists_at(LISTS)
+    clock.days_ago(IMPORT)
+    lists.import_contacts(uow(), target, _rows(3))
+    for days in (HELD_A, FREE, HELD_B, LATE, YOUNG):
+        lists_at(days)
+    issued = api_keys.create_api_key(uow(None), name="Test key", scopes=["full"])
+    tenant = Tenant(account_id, created.owner.id, email, issued.key.id, issued.secret, server)
+    holds = {}
+    with tenant.key_client() as client:
+        for name, since, until in (("A", 705, 675), ("B", 505, 495), ("released", 605, 585)):
+            body = {"reason": f"hold {name}", "since": _ago(since), "until": _ago(until)}
+            response = client.post("/api/v1/legal-holds", json=body)
+            assert response.status_code == 201, response.text
+            holds[name] = response.json()["id"]
+        assert client.post(f"/api/v1/legal-holds/{holds['released']}/release").status_code == 200
+    with server.db.for_account(account_id).reader() as session:
+        rows = session.execute(
+            select(ActivityEntry.seq, ActivityEntry.hash).where(ActivityEntry.account_id == account_id)
+        )
+        hashes = {seq: h for seq, h in rows}
+    assert len(hashes) == 17 + 1 + 4  # the key, three holds and a release
+    return Aged(tenant, hashes, holds)
+
+
+def _rows(n: int) -> list[dict[str, Any]]:
+    return [{"email": f"c{i}-{uuid.uuid4().hex[:6]}@example.com"} for i in range(n)]
+
+
+def _ago(days: float) -> str:
+    return (NOW - days * DAY).isoformat()
+
+
+def _b(values: list[str]) -> list[bytes]:
+    return [base64.b64decode(v) for v in values]
+
+
+def _seqs(db: Database, account_id: str) -> list[int]:
+    with db.for_account(account_id).reader() as session:
+        return list(
+            session.scalars(
+                select(ActivityEntry.seq)
+                .where(ActivityEntry.account_id == account_id)
+                .order_by(ActivityEntry.seq)
+            )
+        )
+
+
+def _vkey(tenant: Tenant) -> str:
+    with httpx.Client(base_url=tenant.server.url) as anonymous:
+        return str(anonymous.get(f"/api/v1/accounts/{tenant.account_id}/verifier-key").json()["verifier_key"])
+
+
+def cli(db: Database, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ACTIVITYLOG_DATABASE_URL": db.url}
+    return subprocess.run(
+        [sys.executable, "-m", "activitylog", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_dry_run_and_as_of_judge_ages_at_that_instant_and_change_nothing(server: Server) -> None:
+    aged = aged_tenant(server)
+    db, account_id = server.db, aged.tenant.account_id
+    before = _seqs(db, account_id)
+    preview = retention.purge_account(db, account_id, dry_run=True)
+    assert preview.plan.ranges == [tuple(r) for r in PURGED] and preview.plan.count == 11
+    # 150 days ago, the entries of 450 and 420 days ago were not yet 400 days old
+    earlier = retention.purge_account(db, account_id, as_of=NOW - 150 * DAY, dry_run=True)
+    assert earlier.plan.ranges == [(1, 7), (11, 12)]
+    # a year from now, the young ones are past it too (a preview only)
+    later = retention.purge_account(db, account_id, as_of=NOW + 365 * DAY, dry_run=True)
+    assert later.plan.ranges == [(1, 7), (11, 12), (14, 17)]
+    with pytest.raises(InvalidInput, match="as_of"):
+        retention.purge_account(db, account_id, as_of=NOW + 365 * DAY)
+    done = cli(db, "purge", "--account", account_id, "--dry-run", "--as-of", (NOW - 150 * DAY).isoformat())
+    assert done.returncode == 0, done.stderr
+    assert f"{account_id}: would purge 9 entries, seq 1-7, 11-12 (retention 400 days" in done.stdout
+    assert _seqs(db, account_id) == before  # nothing changed, and no entry was written
+
+    # a purge as of 150 days ago really purges what was old then, and only that
+    done = cli(db, "purge", "--account", account_id, "--as-of", (NOW - 150 * DAY).isoformat())
+    assert done.returncode == 0, done.stderr
+    assert f"{account_id}: purged 9 entries, seq 1-7, 11-12" in done.stdout
+    remaining = _seqs(db, account_id)
+    assert remaining[0] == 8 and 11 not in remaining and 14 in remaining
+    with aged.tenant.key_client() as client:
+        entry = client.get(f"/api/v1/activity/{remaining[-1]}").json()
+    assert entry["action"] == "activity_log.purge" and entry["actor"]["type"] == "system"
+    assert entry["changes"]["ranges"] == [[1, 7], [11, 12]] and entry["changes"]["count"] == 9
+    assert entry["changes"]["older_than"].startswith((NOW - 550 * DAY).strftime("%Y-%m-%d"))
+    assert entry["summary"] == 'Purged activity log "activity log"'
+
+    # a second run as of the same instant finds nothing, and writes nothing
+    again = cli(db, "purge", "--account", account_id, "--as-of", (NOW - 150 * DAY).isoformat())
+    assert again.returncode == 0 and "nothing to purge" in again.stdout
+    assert _seqs(db, account_id) == remaining
+
+
+def test_a_purge_with_holds_keeps_every_proof(
+    server: Server,
+    tmp_path: Path,
+    checkpointcheck: Path,  # noqa: F811
+) -> None:
+    aged = aged_tenant(server)
+    db, tenant, account_id = server.db, aged.tenant, aged.tenant.account_id
+    key = parse_verifier_key(_vkey(tenant))
+    with tenant.key_client() as client:
+        old = open_checkpoint(client.get("/api/v1/activity/tree/checkpoint").text, key)
+        small = open_checkpoint(client.get("/api/v1/activity/tree/checkpoint?tree_size=5").text, key)
+
+    result = retention.purge_account(db, account_id)
+    assert result.plan.ranges == [tuple(r) for r in PURGED] and result.entry_seq == old.size + 1
+    with db.for_account(account_id).reader() as session:
+        tombstones = session.execute(
+            select(PurgedEntry.seq, PurgedEntry.hash, PurgedEntry.prev_hash, PurgedEntry.retention_days)
+            .where(PurgedEntry.account_id == account_id)
+            .order_by(PurgedEntry.seq)
+        ).all()
+        verdict = verify_account(session, account_id)
+        affected = session.execute(text("SELECT count(*) FROM activity_affected WHERE seq = 7")).scalar_one()
+    assert [t.seq for t in tombstones] == [1, 2, 3, 4, 5, 6, 7, 11, 12, 14, 15]
+    assert all(t.hash == aged.hashes[t.seq] and t.retention_days == 400 for t in tombstones)
+    assert affected == 0
+    assert verdict.ok, verdict
+    assert [[r.first, r.last] for r in verdict.purged] == PURGED
+
+    with tenant.key_client() as client:
+        # lists and entries: the purged are gone
+        listed = client.get("/api/v1/activity", params={"limit": 1000}).json()["data"]
+        assert {e["seq"] for e in listed} == set(aged.hashes) - {
+            s for a, b in PURGED for s in range(a, b + 1)
+        } | {old.size + 1}
+        assert client.get("/api/v1/activity/3").status_code == 404
+        # verify, through the API
+        checked = client.get("/api/v1/activity/verify").json()
+        assert checked["ok"] is True and checked["purged"] == PURGED, checked
+        assert [p["retention_days"] for p in checked["purges"]] == [400, 400, 400]
+        assert {p["purge_seq"] for p in checked["purges"]} == {old.size + 1}
+        # every checkpoint signed before still holds: same roots, and the new tree extends them
+        new = open_checkpoint(client.get("/api/v1/activity/tree/checkpoint").text, key)
+        again = open_checkpoint(
+            client.get(f"/api/v1/activity/tree/checkpoint?tree_size={old.size}").text, key
+        )
+        assert again.root == old.root and new.size == old.size + 1
+        for before in (old, small):
+            proof = client.get(
+                "/api/v1/activity/tree/consistency", params={"old_size": before.size, "tree_size": new.size}
+            ).json()
+            assert consistency_holds(before.size, new.size, before.root, new.root, _b(proof["hashes"]))
+        # inclusion, of retained and of purged seqs (their leaf is the tombstone's hash)
+        go_inclusions = []
+        for seq in (1, 3, 7, 8, 12, 13, 16, new.size):
+            path = client.get(
+                "/api/v1/activity/tree/inclusion", params={"seq": seq, "tree_size": new.size}
+            ).json()
+            leaf = base64.b64decode(path["leaf_hash"])
+            expected = aged.hashes.get(seq) or client.get(f"/api/v1/activity/{seq}").json()["hash"]
+            assert leaf == leaf_hash(expected)
+            assert inclusion_root(seq - 1, new.size, leaf, _b(path["hashes"])) == new.root
+            go_inclusions.append({**path, "seq": seq, "entry_hash": expected})
+        go_consistency = [
+            client.get(
+                "/api/v1/activity/tree/consistency", params={"old_size": b.size, "tree_size": new.size}
+            ).json()
+            for b in (old, small)
+        ]
+        checkpoints = [c.text for c in (small, old, new)]
+
+        # the export, its proof file and its manifest: the stdlib tool names the purged ranges
+        export = client.get("/api/v1/activity/export")
+        assert export.status_code == 200
+        as_of = int(export.headers["x-activity-as-of-seq"])
+        rows = list(csvrows(export.text))
+        assert [int(r[1]) for r in rows][:3] == [8, 9, 10] and "11" not in [r[1] for r in rows]
+        proof = client.get("/api/v1/activity/export/proof", params={"tree_size": as_of})
+        manifest = client.get("/api/v1/activity/export/manifest", params={"as_of_seq": as_of})
+        assert manifest.status_code == 200, manifest.text
+        assert manifest.json()["purged"] == PURGED
+        assert json.loads(proof.text.split("\n", 1)[0])["purged"] == PURGED
+    (tmp_path / "e.csv").write_text(export.text)
+    (tmp_path / "e.proof").write_text(proof.text)
+    (tmp_path / "e.manifest").write_text(manifest.text)
+    (tmp_path / "vkey").write_text(_vkey(tenant))
+    plain = run_auditor_tool(str(tmp_path / "e.csv"))
+    assert plain.returncode == 0 and "not in the slice: 11-12, 14-15" in plain.stdout, plain.stdout
+    full = run_auditor_tool(
+        str(tmp_path / "e.csv"),
+        "--proof",
+        str(tmp_path / "e.proof"),
+        "--manifest",
+        str(tmp_path / "e.manifest"),
+        "--verifier-key",
+        str(tmp_path / "vkey"),
+        stdlib_only=False,
+    )
+    assert full.returncode == 0, full.stdout + full.stderr
+    assert "2 gaps (purged: 11-12, 14-15)" in full.stdout and "not in the slice" not in full.stdout
+    assert "PURGED (the signed manifest): seq 1-7 (retention 400 days" in full.stdout
+    assert "MANIFEST OK" in full.stdout and "PROOF OK" in full.stdout and "TAMPERED" not in full.stdout
+    files = [str(tmp_path / "e.csv"), "--proof", str(tmp_path / "e.proof")]
+    proof_only = run_auditor_tool(*files, "--verifier-key", str(tmp_path / "vkey"), stdlib_only=False)
+    assert proof_only.returncode == 0 and "PURGED (the proof file)" in proof_only.stdout, proof_only.stdout
+
+    # Go's sumdb/tlog agrees: the checkpoints, the consistency across the purge, purged and kept leaves
+    check = Checker(checkpointcheck, tmp_path)
+    code, said = check(
+        _vkey(tenant), {"checkpoints": checkpoints, "consistency": go_consistency, "inclusion": go_inclusions}
+    )
+    assert code == 0, said
+
+
+def csvrows(body: str) -> Any:
+    reader = csv.reader(io.StringIO(body))
+    next(reader)
+    return reader
+
+
+def test_a_purge_of_nothing_writes_no_entry(tenant: Tenant) -> None:
+    db = tenant.server.db
+    before = _seqs(db, tenant.account_id)
+    result = retention.purge_account(db, tenant.account_id)
+    assert result.plan.count == 0 and result.entry_seq is None
+    assert _seqs(db, tenant.account_id) == before
+
+
+def test_the_log_still_refuses_deletes_without_a_tombstone(server: Server) -> None:
+    aged = aged_tenant(server)
+    db, account_id = server.db, aged.tenant.account_id
+    engine = create_engine(db.engine.url)
+    try:
+        with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+            if db.dialect == "postgresql":
+                conn.execute(text("SELECT set_config('activitylog.account_id', :a, true)"), {"a": account_id})
+            conn.execute(
+                text("DELETE FROM activity_entries WHERE account_id = :a AND seq = 3"), {"a": account_id}
+            )
+    finally:
+        engine.dispose()
+    retention.purge_account(db, account_id)
+    engine = create_engine(db.engine.url)
+    try:  # nor may a tombstone go
+        with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+            if db.dialect == "postgresql":
+                conn.execute(text("SELECT set_config('activitylog.account_id', :a, true)"), {"a": account_id})
+            conn.execute(text("DELETE FROM activity_purged WHERE account_id = :a"), {"a": account_id})
+    finally:
+        engine.dispose()
+    assert 3 not in _seqs(db, account_id)
+
+
+def test_the_app_role_may_purge_only_through_the_function(server: Server) -> None:
+    if server.db.dialect != "postgresql":
+        pytest.skip("roles are a PostgreSQL feature")
+    aged = aged_tenant(server)
+    account_id = aged.tenant.account_id
+    with app_role_on(server.db) as url:
+        app = connect(url)
+        try:
+            for statement in (
+                "DELETE FROM activity_entries WHERE account_id = :a AND seq = 3",
+                "UPDATE activity_entries SET actor_name = 'x' WHERE account_id = :a AND seq = 3",
+                "INSERT INTO activity_purged SELECT account_id, seq, hash, prev_hash, now(), 400, 99 "
+                "FROM activity_entries WHERE account_id = :a AND seq = 3",
+                "DELETE FROM activity_purged WHERE account_id = :a",
+            ):
+                with (
+                    pytest.raises(DBAPIError, match="permission denied"),
+                    app.for_account(account_id).writer() as session,
+                ):
+                    session.execute(text(statement), {"a": account_id})
+                    session.commit()
+            # the function is the one door, and it checks the retention by the database's clock
+            with (
+                pytest.raises(DBAPIError, match="within the retention"),
+                app.for_account(account_id).writer() as session,
+            ):
+                head = session.execute(
+                    text("SELECT seq FROM activity_heads WHERE account_id = :a"), {"a": account_id}
+                ).scalar_one()
+                session.execute(
+                    text("SELECT activity_purge(:a, 16, 17, now(), :s)"), {"a": account_id, "s": head + 1}
+                )
+            # ... and legal holds: seq 8-10 are held, so asking for them purges nothing
+            with app.for_account(account_id).writer() as session:
+                head = session.execute(
+                    text("SELECT seq FROM activity_heads WHERE account_id = :a"), {"a": account_id}
+                ).scalar_one()
+                n = session.execute(
+                    text("SELECT activity_purge(:a, 8, 10, now() - interval '400 days', :s)"),
+                    {"a": account_id, "s": head + 1},
+                ).scalar_one()
+                assert n == 0
+                session.rollback()
+            result = retention.purge_account(app, account_id)  # the worker's purge, as the app role
+            assert result.plan.count == 11
+            with app.for_account(account_id).reader() as session:
+                assert verify_account(session, account_id).ok
+        finally:
+            app.dispose()
+
+
+def test_retention_is_a_partial_owner_only_logged_update(tenant: Tenant) -> None:
+    with closing(tenant.session_client()) as owner:
+        account = owner.get("/api/v1/account").json()
+        assert account["log_retention_days"] == 400
+        for bad in (364, 0, -1, "400", 400.5, None, 36501):
+            response = owner.patch("/api/v1/account", json={"log_retention_days": bad})
+            if bad is None:
+                assert response.status_code == 200  # null: no change
+            else:
+                assert response.status_code == 422, (bad, response.text)
+        response = owner.patch("/api/v1/account", json={"log_retention_days": 730})
+        assert response.status_code == 200 and response.json()["log_retention_days"] == 730
+        assert response.json()["name"] == account["name"]  # a partial update: the name stayed
+        entry = owner.get("/api/v1/activity", params={"action": "account.update", "limit": 1}).json()["data"][
+            0
+        ]
+        assert entry["changes"] == {"log_retention_days": {"from": 400, "to": 730}}
+        assert owner.patch("/api/v1/account", json={"name": "Renamed"}).json()["log_retention_days"] == 730
+        admin_email = f"admin-{uuid.uuid4().hex[:8]}@example.com"
+        created = owner.post(
+            "/api/v1/users", json={"email": admin_email, "password": PASSWORD, "role": "admin"}
+        )
+        assert created.status_code == 201
+    with closing(tenant.session_client(admin_email)) as admin:
+        assert admin.patch("/api/v1/account", json={"log_retention_days": 365}).status_code == 403
+    with tenant.key_client() as key:
+        assert key.patch("/api/v1/account", json={"log_retention_days": 365}).status_code == 403
+
+
+def test_legal_holds_are_created_listed_released_and_logged(tenant: Tenant) -> None:
+    with tenant.key_client() as client:
+        bad = client.post("/api/v1/legal-holds", json={"reason": "x", "since": _ago(1), "until": _ago(2)})
+        assert bad.status_code == 422 and bad.json()["error"]["field"] == "until"
+        assert client.post("/api/v1/legal-holds", json={"reason": " "}).status_code == 422
+        assert (
+            client.post(
+                "/api/v1/legal-holds", json={"reason": "x", "since": "2026-01-01T00:00:00"}
+            ).status_code
+            == 422
+        )
+        made = client.post("/api/v1/legal-holds", json={"reason": "Case 42", "since": _ago(30)})
+        assert made.status_code == 201, made.text
+        hold = made.json()
+        assert hold["active"] is True and hold["until"] is None and hold["id"].startswith("lh_")
+        listed = client.get("/api/v1/legal-holds").json()["data"]
+        assert [h["id"] for h in listed] == [hold["id"]]
+        released = client.post(f"/api/v1/legal-holds/{hold['id']}/release")
+        assert released.status_code == 200 and released.json()["active"] is False
+        assert client.post(f"/api/v1/legal-holds/{hold['id']}/release").status_code == 409
+        assert client.post("/api/v1/legal-holds/lh_nope/release").status_code == 404
+        entries = client.get("/api/v1/activity", params={"resource_type": "legal_hold"}).json()["data"]
+        assert [e["action"] for e in entries] == ["legal_hold.release", "legal_hold.create"]
+        assert entries[1]["summary"] == 'Created legal hold "Case 42"'
+        assert entries[0]["summary"] == 'Released legal hold "Case 42"'
+    with closing(tenant.session_client()) as owner:
+        member_email = f"member-{uuid.uuid4().hex[:8]}@example.com"
+        owner.post("/api/v1/users", json={"email": member_email, "password": PASSWORD, "role": "member"})
+    with closing(tenant.session_client(member_email)) as member:
+        assert member.get("/api/v1/legal-holds").status_code == 403
+        assert member.post("/api/v1/legal-holds", json={"reason": "x"}).status_code == 403
