@@ -114,9 +114,9 @@ def test_the_dashboard_verify_page_shows_the_verdict(tenant: Tenant) -> None:
 
 
 def test_a_search_index_that_hides_an_entry_is_caught(db: Database, tenant: Tenant) -> None:
-    """SQLite's search index is its own table: deleting or rewriting its rows would hide entries from ``q``."""
+    """SQLite's search index is its own table: deleting or rewriting its rows would hide entries from q."""
     if db.dialect != "sqlite":
-        return  # PostgreSQL's trigram index is over the entries' own columns: nothing apart from them to alter
+        return  # PostgreSQL's trigram index is over the entries' own columns: nothing apart to alter
     _grow(db, tenant, 6)
     with behind_the_apps_back(db) as conn:
         conn.execute(

@@ -182,7 +182,7 @@ class Segment(Audited, Base):
 
 
 class BroadcastStatus(StrEnum):
-    """Where a broadcast is in its life; which action may move it where is ``services.broadcasts.LIFECYCLE``."""
+    """Where a broadcast is in its life; which action may move it where: ``services.broadcasts.LIFECYCLE``."""
 
     DRAFT = "draft"
     SCHEDULED = "scheduled"

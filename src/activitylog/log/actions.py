@@ -24,8 +24,16 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "contact": ("create", "update", "delete"),
     "segment": ("create", "update", "delete"),
     "broadcast": (
-        "create", "update", "delete", "schedule", "unschedule", "send", "pause", "resume", "archive",
-    ),  # fmt: skip
+        "create",
+        "update",
+        "delete",
+        "schedule",
+        "unschedule",
+        "send",
+        "pause",
+        "resume",
+        "archive",
+    ),
     "address": ("suppress", "unsuppress"),
     "sending_domain": ("create", "update", "delete", "verify"),
     "reputation_rule": ("create", "update", "delete", "enable", "disable"),
