@@ -92,14 +92,14 @@ def move(
     owner: str,
     values: dict[str, Any],
     *,
-    attempt: dict[str, Any] | None = None,
+    attempts: list[dict[str, Any]] | None = None,
     now: datetime,
     ttl: float,
 ) -> Cursor | None:
     """Set ``values`` on the cursor (and renew the lease) if it is still where ``cursor`` saw it, under
-    this worker's lease; with ``attempt``, record the delivery attempt in the same transaction. Returns
-    the cursor as it now is, or None if someone else moved it (a replay, a resume, another worker after
-    this one's lease expired): the caller stops."""
+    this worker's lease, and record the delivery ``attempts`` in the same transaction. Returns the cursor
+    as it now is, or None if someone else moved it (a replay, a resume, another worker after this one's
+    lease expired): the caller stops."""
     account_id, stream_id = cursor.account_id, cursor.stream_id
     with db.for_account(account_id).writer() as session:
         result = session.execute(
@@ -113,14 +113,22 @@ def move(
             .values(lease_until=now + timedelta(seconds=ttl), **values)
         )
         moved = cast(int, result.rowcount) == 1  # type: ignore[attr-defined]
-        if attempt is not None:
-            delivery_id = new_id("dlv")
+        if attempts:
+            ids = [new_id("dlv") for _ in attempts]
             session.execute(
-                insert(_deliveries).values(
-                    account_id=account_id, stream_id=stream_id, id=delivery_id, at=now, **attempt
-                )
+                insert(_deliveries),
+                [
+                    {
+                        "account_id": account_id,
+                        "stream_id": stream_id,
+                        "id": i,
+                        "at": now,
+                        **a,
+                    }  # an attempt that says when it was made keeps its own "at"
+                    for i, a in zip(ids, attempts, strict=True)
+                ],
             )
-            if hash(delivery_id) % PRUNE_EVERY == 0:
+            if any(hash(i) % PRUNE_EVERY == 0 for i in ids):
                 _prune(session, account_id, stream_id)
         session.commit()
     return replace(cursor, **values) if moved else None

@@ -52,6 +52,11 @@ FIRST_RETRY = 2.0  # seconds; with jitter the first retry comes within 3 s
 MAX_RETRY = 600.0
 BATCH = 200
 SLICE_SECONDS = 5.0  # one task delivers at most this long, then lets other streams have the thread
+# The cursor moves after every MOVE_EVERY acknowledged events or MOVE_SECONDS, whichever comes first (and
+# before a checkpoint or a failure): one commit per event capped delivery at the database's commit rate. A
+# crash in between resends at most those events, with the same ids.
+MOVE_EVERY = 50
+MOVE_SECONDS = 0.25
 
 
 def retry_delay(attempts: int) -> float:
@@ -183,22 +188,40 @@ class StreamRelay:
         if not batch.rows and batch.through == cursor.delivered_seq:
             return -1
         sent = 0
+        acked: list[_Sent] = []  # acknowledged, the cursor not yet moved past them
+        values: dict[str, Any] = {}
+        moved_at = time.monotonic()
         for row in batch.rows:
-            attempt = self._attempt(stream, cursor, entry_event(row, stream.format), row.seq)
-            if attempt is None:
+            attempt_no = cursor.attempts + 1 if sent == 0 else 1
+            attempt = self._send(stream, entry_event(row, stream.format), attempt_no)
+            if not attempt.outcome.ok:
+                if acked and (cursor := self._move(cursor, self._delivered(cursor, values), acked)) is None:
+                    return -1
+                self._failed(stream, cursor, attempt)
                 return -1
             sent += 1
-            values: dict[str, Any] = {"delivered_seq": row.seq}
+            acked.append(attempt)
+            values = {"delivered_seq": row.seq}
             if not unfiltered:
                 values["checkpoint_seq"] = row.seq  # filtered streams carry no checkpoints
             elif row.seq - cursor.checkpoint_seq >= self.settings.stream_checkpoint_entries:
                 values["pending_checkpoint"] = row.seq
-            moved = self._move(cursor, self._delivered(cursor, values), attempt)
+            if (
+                "pending_checkpoint" in values
+                or len(acked) >= MOVE_EVERY
+                or time.monotonic() - moved_at >= MOVE_SECONDS
+            ):
+                moved = self._move(cursor, self._delivered(cursor, values), acked)
+                if moved is None:
+                    return -1
+                cursor, acked, moved_at = moved, [], time.monotonic()
+                if cursor.pending_checkpoint is not None:
+                    return sent  # the checkpoint goes next, before entry seq + 1
+        if acked:
+            moved = self._move(cursor, self._delivered(cursor, values), acked)
             if moved is None:
                 return -1
             cursor = moved
-            if cursor.pending_checkpoint is not None:
-                return sent  # the checkpoint goes next, before entry seq + 1
         if batch.through > cursor.delivered_seq:  # passed over by the filter, up to the head it read
             values = {"delivered_seq": batch.through}
             if not unfiltered:
@@ -207,21 +230,23 @@ class StreamRelay:
         return sent
 
     def _move(
-        self, cursor: cursors.Cursor, values: dict[str, Any], attempt: _Sent | None = None
+        self, cursor: cursors.Cursor, values: dict[str, Any], attempts: list[_Sent] | None = None
     ) -> cursors.Cursor | None:
-        record = None
-        if attempt is not None:
-            record = {
-                "event_id": attempt.event.id,
-                "seq": attempt.event.seq,
-                "attempt": attempt.attempt,
-                "status_code": attempt.outcome.status_code,
-                "error": attempt.outcome.error,
-                "duration_ms": attempt.duration_ms,
+        records = [
+            {
+                "event_id": a.event.id,
+                "seq": a.event.seq,
+                "attempt": a.attempt,
+                "status_code": a.outcome.status_code,
+                "error": a.outcome.error,
+                "duration_ms": a.duration_ms,
+                "at": a.at,
             }
+            for a in attempts or ()
+        ]
         now = datetime.now(UTC)
         return cursors.move(
-            self.db, cursor, self.owner, values, attempt=record, now=now, ttl=self.lease_seconds
+            self.db, cursor, self.owner, values, attempts=records, now=now, ttl=self.lease_seconds
         )
 
     @staticmethod
@@ -238,28 +263,28 @@ class StreamRelay:
         since = cursor.checkpoint_at or now
         return (now - since).total_seconds() >= self.settings.stream_checkpoint_seconds
 
-    def _attempt(self, stream: Stream, cursor: cursors.Cursor, event: Event, seq: int | None) -> _Sent | None:
-        """Send ``event``; on failure, schedule the retry (and on a 410, disable the stream)."""
+    def _send(self, stream: Stream, event: Event, attempt_no: int) -> _Sent:
         started = time.monotonic()
         outcome = self.senders.send_event(stream, event)
-        sent = _Sent(event, outcome, int((time.monotonic() - started) * 1000), cursor.attempts + 1)
         ATTEMPTS.labels(stream.type, "delivered" if outcome.ok else "failed").inc()
-        if outcome.ok:
-            return sent
+        return _Sent(event, outcome, int((time.monotonic() - started) * 1000), attempt_no, datetime.now(UTC))
+
+    def _failed(self, stream: Stream, cursor: cursors.Cursor, sent: _Sent) -> None:
+        """Schedule the retry of a failed attempt (and on a 410, disable the stream)."""
         now = datetime.now(UTC)
         values = {
             "attempts": sent.attempt,
             "next_attempt_at": now + timedelta(seconds=retry_delay(sent.attempt)),
-            "last_error": (outcome.error or "failed")[:500],
+            "last_error": (sent.outcome.error or "failed")[:500],
         }
-        self._move(cursor, values, sent)
+        self._move(cursor, values, [sent])
+        event, outcome = sent.event, sent.outcome
         log.warning("stream %s: %s failed (attempt %d): %s", stream.id, event.id, sent.attempt, outcome.error)
         if outcome.gone:
             uow = UnitOfWork(
                 self.db, account_id=stream.account_id, actor=SYSTEM_STREAMS, context=RequestContext()
             )
             streams.disable_stream(uow, stream.id, f"the destination answered 410 Gone to {event.id}")
-        return None
 
     def _send_checkpoint(self, stream: Stream, cursor: cursors.Cursor) -> int:
         size = cursor.pending_checkpoint
@@ -270,10 +295,11 @@ class StreamRelay:
         except HistoryRejected as exc:  # the signer refuses this tree: go on, without its checkpoint
             log.error("stream %s: no checkpoint at %d: %s", stream.id, size, exc)
             return 0 if self._move(cursor, done) else -1
-        sent = self._attempt(stream, cursor, event, None)
-        if sent is None:
+        sent = self._send(stream, event, cursor.attempts + 1)
+        if not sent.outcome.ok:
+            self._failed(stream, cursor, sent)
             return -1
-        return 1 if self._move(cursor, self._delivered(cursor, done), sent) else -1
+        return 1 if self._move(cursor, self._delivered(cursor, done), [sent]) else -1
 
     def checkpoint(self, account_id: str, size: int) -> Event:
         """The checkpoint event of tree ``size``: its signed note, entry ``size`` and its audit path."""
@@ -289,7 +315,13 @@ class StreamRelay:
 
 
 class _Sent:
-    __slots__ = ("attempt", "duration_ms", "event", "outcome")
+    __slots__ = ("at", "attempt", "duration_ms", "event", "outcome")
 
-    def __init__(self, event: Event, outcome: Outcome, duration_ms: int, attempt: int) -> None:
-        self.event, self.outcome, self.duration_ms, self.attempt = event, outcome, duration_ms, attempt
+    def __init__(self, event: Event, outcome: Outcome, duration_ms: int, attempt: int, at: datetime) -> None:
+        self.event, self.outcome, self.duration_ms, self.attempt, self.at = (
+            event,
+            outcome,
+            duration_ms,
+            attempt,
+            at,
+        )

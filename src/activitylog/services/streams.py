@@ -345,7 +345,7 @@ def recent_deliveries(
         rows = session.scalars(
             select(StreamDelivery)
             .where(StreamDelivery.account_id == account_id, StreamDelivery.stream_id == stream_id)
-            .order_by(StreamDelivery.id.desc())
+            .order_by(StreamDelivery.at.desc(), StreamDelivery.id.desc())  # a batch's ids share a ms
             .limit(limit)
         ).all()
     return [
