@@ -111,6 +111,8 @@ def seed(server: Server) -> Seeded:
     ids["contact"] = s.post(
         f"/lists/{ids['list']}/contacts", {"email": ids["contact_email"], "first_name": token}
     )["id"]
+    # an import: an entry that lists the contacts it created among its affected ids (activity_affected)
+    s.post(f"/lists/{ids['list']}/contacts/import", [{"email": s.email("imported")}])
     ids["segment"] = s.post("/segments", {"name": f"{token} segment", "list_id": ids["list"]})["id"]
     broadcast = {
         "name": f"{token} broadcast",
