@@ -56,8 +56,10 @@ from activitylog.services import (
     dkim,
     lists,
     reputation_rules,
+    retention,
     segments,
     sending_domains,
+    streams,
     suppressions,
     users,
 )
@@ -73,6 +75,8 @@ MAX_KEYS, MAX_DOMAINS, MAX_RULES = 6, 5, 8
 REMEMBERED = 20_000  # contacts (and suppressed addresses) kept for later edits: memory stays flat at 1M
 CLI_CONTEXT = RequestContext(user_agent="activitylog-cli")
 SCHEDULER = "system", "scheduler", "activitylog scheduler"
+STREAMS = "system", "streams", "activitylog streams"
+HOLD_REASONS = ("Annual PCI DSS review", "Customer complaint #4411", "Vendor security assessment")
 DISPATCHER = "system", "dispatcher", "activitylog dispatcher"
 
 BROWSERS = (
@@ -200,6 +204,7 @@ class History:
         self.events: list[tuple[datetime, str]] = []  # heap of (due, broadcast id)
         self.domains: dict[str, tuple[str, str]] = {}  # id -> (domain, status)
         self.rules: dict[str, tuple[str, str, bool]] = {}  # id -> (name, action type, enabled)
+        self.holds: dict[str, bool] = {}  # legal hold id -> released
 
     # -- time and entries ------------------------------------------------------------------------------------
 
@@ -836,6 +841,39 @@ def _revoke_key(h: History) -> bool:
     return True
 
 
+def _hold(h: History) -> bool:
+    """An admin places a legal hold for an audit, and later releases it."""
+    open_holds = [i for i, released in h.holds.items() if not released]
+    if open_holds:
+        retention.release_hold(h.admin(), open_holds[0])
+        h.holds[open_holds[0]] = True
+        return True
+    hold = retention.create_hold(
+        h.admin(), reason=h.rng.choice(HOLD_REASONS), since=h.now - timedelta(days=90)
+    )
+    h.holds[hold.id] = False
+    return True
+
+
+def _stream_life(h: History) -> bool:
+    """The security team tries a stream to their SIEM: set up paused, renamed, resumed, replayed, turned
+    off by its destination, then removed — so no stream is left for a server's relay to deliver."""
+    settings = Settings()
+    created = streams.create_stream(
+        h.admin(),
+        {"name": "SIEM (trial)", "type": "nats", "subject": "siem.trial", "format": "json"},
+        settings,
+    )
+    stream_id = created.stream.id
+    streams.pause_stream(h.admin(), stream_id)
+    streams.update_stream(h.admin(), stream_id, {"name": "SIEM"}, settings)
+    streams.resume_stream(h.admin(), stream_id)
+    streams.replay_stream(h.admin(), stream_id, 1)
+    streams.disable_stream(h.system(STREAMS, None), stream_id, "the destination answered 410 Gone")
+    streams.delete_stream(h.admin(), stream_id)
+    return True
+
+
 def _rename_account(h: History) -> bool:
     accounts.update_account(
         h.owner(), name=h.rng.choice(["Demo Outfitters", "Demo Outfitters Ltd", "Demo Outfitters EU"])
@@ -883,6 +921,7 @@ ONBOARDING: tuple[Move, ...] = (
     _remove_broadcast, _add_segment, _remove_segment, _add_list, _remove_list,
     _suppress, _unsuppress, _rule_suppresses, _sign_in, _failed_sign_in, _sign_in, _sign_out,
     _invite_user, _change_role, _remove_user, _create_key, _rotate_key, _revoke_key,
+    _hold, _hold, _stream_life,
 )  # fmt: skip
 
 
@@ -989,6 +1028,13 @@ def seed(
                 h.uow.commit()
             h.batch_done()
             progress.update(task, completed=h.done)
+        if leave_work and not _unfinished(h):  # asked to leave work: at least one send for the workers
+            with h.uow:
+                if h.broadcast_pick("schedule") is None:
+                    _until_logged(h, _add_broadcast)
+                _until_logged(h, _schedule)
+                h.uow.commit()
+            h.batch_done()
         if not leave_work:
             with h.uow:
                 _wrap_up(h)
