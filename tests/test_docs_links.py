@@ -35,3 +35,12 @@ def test_the_api_reference_is_in_the_repository(root: Path) -> None:
     ):
         assert heading in reference, heading
     assert "](docs/api.md)" in (root / "README.md").read_text()
+
+
+def test_the_readme_documents_every_setting_and_only_real_ones(root: Path) -> None:
+    """The configuration table and ``Settings`` name the same variables, so neither drifts from the other."""
+    from activitylog.config import Settings
+
+    table = set(re.findall(r"^\| `ACTIVITYLOG_([A-Z0-9_]+)` \|", (root / "README.md").read_text(), re.M))
+    declared = {name.upper() for name in Settings.model_fields}
+    assert table - {"TEST_DATABASE_URL"} == declared  # the one variable the tests read, not the service
