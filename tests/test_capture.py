@@ -95,6 +95,9 @@ class Ctx:
             self.post(f"/api/v1/streams/{sid}/{step}")
         return sid
 
+    def hold_id(self) -> str:
+        return self.post("/api/v1/legal-holds", {"reason": "Annual review"})["id"]
+
     def user_id(self) -> str:
         body = {"email": f"u{uuid.uuid4().hex[:8]}@example.com", "password": PASSWORD, "role": "member"}
         response = self.session.post("/api/v1/users", json=body)
@@ -567,6 +570,19 @@ def _scenarios() -> dict[tuple[str, str], Callable[[Ctx], Call]]:
                 json={"from_seq": 1},
             )
         )(c.stream_id()),
+        ("POST", f"{v1}/legal-holds"): lambda c: Call(
+            "POST",
+            f"{v1}/legal-holds",
+            "legal_hold.create",
+            ("legal_hold", None),
+            json={"reason": "Annual review"},
+            changes={"reason": _c("Annual review")},
+        ),
+        ("POST", f"{v1}/legal-holds/{{hold_id}}/release"): lambda c: (
+            lambda hid: Call(
+                "POST", f"{v1}/legal-holds/{hid}/release", "legal_hold.release", ("legal_hold", hid)
+            )
+        )(c.hold_id()),
     }
 
 
