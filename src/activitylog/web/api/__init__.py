@@ -19,6 +19,7 @@ _ERRORS = {
     404: "no such resource in this account",
     409: "the resource's state or other resources do not allow it",
     413: "the body is larger than 6 MB",
+    414: "the query string is longer than 16 KiB",
     422: "invalid input; the message and field name it",
     429: "too many failed sign-ins",
 }
