@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 import activitylog.db.base
+from activitylog.db.protections import append_only, row_security
 from activitylog.log import tree
 
 revision: str = "0008"
@@ -27,8 +28,6 @@ down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-TENANT_SETTING = "activitylog.account_id"
-SYSTEM_SETTING = "activitylog.system"
 BATCH = 5000
 
 
@@ -84,28 +83,12 @@ def upgrade() -> None:
     if postgres:
         for table in ("activity_heads", "activity_entries"):
             op.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
-        _row_security("activity_tree")
-        op.execute(
-            "CREATE FUNCTION activity_tree_append_only() RETURNS trigger LANGUAGE plpgsql AS "
-            "$$ BEGIN RAISE EXCEPTION 'activity_tree is append-only'; END $$"
-        )
-        op.execute(
-            "CREATE TRIGGER activity_tree_no_change BEFORE UPDATE OR DELETE ON activity_tree "
-            "FOR EACH ROW EXECUTE FUNCTION activity_tree_append_only()"
-        )
-        op.execute(
-            "CREATE TRIGGER activity_tree_no_truncate BEFORE TRUNCATE ON activity_tree "
-            "FOR EACH STATEMENT EXECUTE FUNCTION activity_tree_append_only()"
-        )
+        row_security("activity_tree")
         op.execute("DROP TABLE activity_checkpoints")  # its triggers and policies go with it
         op.execute("DROP FUNCTION activity_checkpoints_append_only()")
     else:
-        for event in ("UPDATE", "DELETE"):
-            op.execute(
-                f"CREATE TRIGGER activity_tree_no_{event.lower()} BEFORE {event} ON activity_tree "
-                "BEGIN SELECT RAISE(ABORT, 'activity_tree is append-only'); END"
-            )
         op.drop_table("activity_checkpoints")
+    append_only("activity_tree", postgres=postgres)
     op.drop_table("signing_keys")
 
 
@@ -136,38 +119,9 @@ def _old_checkpoint_tables(postgres: bool) -> None:
         ),
         sa.PrimaryKeyConstraint("account_id", "seq", name=op.f("pk_activity_checkpoints")),
     )
-    if not postgres:
-        for event in ("UPDATE", "DELETE"):
-            op.execute(
-                f"CREATE TRIGGER activity_checkpoints_no_{event.lower()} BEFORE {event} ON activity_checkpoints "
-                "BEGIN SELECT RAISE(ABORT, 'activity_checkpoints is append-only'); END"
-            )
-        return
-    op.execute(
-        "CREATE FUNCTION activity_checkpoints_append_only() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$ BEGIN RAISE EXCEPTION 'activity_checkpoints is append-only'; END $$"
-    )
-    op.execute(
-        "CREATE TRIGGER activity_checkpoints_no_change BEFORE UPDATE OR DELETE ON activity_checkpoints "
-        "FOR EACH ROW EXECUTE FUNCTION activity_checkpoints_append_only()"
-    )
-    op.execute(
-        "CREATE TRIGGER activity_checkpoints_no_truncate BEFORE TRUNCATE ON activity_checkpoints "
-        "FOR EACH STATEMENT EXECUTE FUNCTION activity_checkpoints_append_only()"
-    )
-    _row_security("activity_checkpoints")
-
-
-def _row_security(table: str) -> None:
-    """0006's policies on one table."""
-    mine = f"current_setting('{TENANT_SETTING}', true)"
-    system = f"current_setting('{SYSTEM_SETTING}', true) = 'on'"
-    op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
-    op.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
-    op.execute(
-        f"CREATE POLICY tenant_rows ON {table} USING (account_id = {mine}) WITH CHECK (account_id = {mine})"
-    )
-    op.execute(f"CREATE POLICY system_reads ON {table} FOR SELECT USING ({system})")
+    append_only("activity_checkpoints", postgres=postgres)
+    if postgres:
+        row_security("activity_checkpoints")
 
 
 def downgrade() -> None:

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from activitylog.db.protections import append_only, row_security
 from activitylog.log.affected import affected
 
 revision: str = "0010"
@@ -29,8 +30,6 @@ down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-TENANT_SETTING = "activitylog.account_id"
-SYSTEM_SETTING = "activitylog.system"
 BATCH = 5000
 
 
@@ -84,35 +83,10 @@ def upgrade() -> None:
         # A data migration over every account: row security off for this transaction only.
         op.execute("ALTER TABLE activity_entries NO FORCE ROW LEVEL SECURITY")
     _index_existing(bind)
-    if not postgres:
-        for event in ("UPDATE", "DELETE"):
-            op.execute(
-                f"CREATE TRIGGER activity_affected_no_{event.lower()} BEFORE {event} ON activity_affected "
-                "BEGIN SELECT RAISE(ABORT, 'activity_affected is append-only'); END"
-            )
-        return
-    op.execute("ALTER TABLE activity_entries FORCE ROW LEVEL SECURITY")
-    mine = f"current_setting('{TENANT_SETTING}', true)"
-    system = f"current_setting('{SYSTEM_SETTING}', true) = 'on'"
-    op.execute("ALTER TABLE activity_affected ENABLE ROW LEVEL SECURITY")
-    op.execute("ALTER TABLE activity_affected FORCE ROW LEVEL SECURITY")
-    op.execute(
-        "CREATE POLICY tenant_rows ON activity_affected "
-        f"USING (account_id = {mine}) WITH CHECK (account_id = {mine})"
-    )
-    op.execute(f"CREATE POLICY system_reads ON activity_affected FOR SELECT USING ({system})")
-    op.execute(
-        "CREATE FUNCTION activity_affected_append_only() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$ BEGIN RAISE EXCEPTION 'activity_affected is append-only'; END $$"
-    )
-    op.execute(
-        "CREATE TRIGGER activity_affected_no_change BEFORE UPDATE OR DELETE ON activity_affected "
-        "FOR EACH ROW EXECUTE FUNCTION activity_affected_append_only()"
-    )
-    op.execute(
-        "CREATE TRIGGER activity_affected_no_truncate BEFORE TRUNCATE ON activity_affected "
-        "FOR EACH STATEMENT EXECUTE FUNCTION activity_affected_append_only()"
-    )
+    append_only("activity_affected", postgres=postgres)
+    if postgres:
+        op.execute("ALTER TABLE activity_entries FORCE ROW LEVEL SECURITY")
+        row_security("activity_affected")
 
 
 def downgrade() -> None:

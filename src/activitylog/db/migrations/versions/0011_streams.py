@@ -16,14 +16,13 @@ import sqlalchemy as sa
 from alembic import op
 
 from activitylog.db.base import UTCDateTime
+from activitylog.db.protections import row_security
 
 revision: str = "0011"
 down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-TENANT_SETTING = "activitylog.account_id"
-SYSTEM_SETTING = "activitylog.system"
 TABLES = ("streams", "stream_cursors", "stream_deliveries")
 
 
@@ -103,19 +102,7 @@ def upgrade() -> None:
     )
     if op.get_bind().dialect.name == "postgresql":
         for table in TABLES:
-            _row_security(table)
-
-
-def _row_security(table: str) -> None:
-    """0006's policies: a transaction sees and writes only its account's rows; the system view reads."""
-    mine = f"current_setting('{TENANT_SETTING}', true)"
-    system = f"current_setting('{SYSTEM_SETTING}', true) = 'on'"
-    op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
-    op.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
-    op.execute(
-        f"CREATE POLICY tenant_rows ON {table} USING (account_id = {mine}) WITH CHECK (account_id = {mine})"
-    )
-    op.execute(f"CREATE POLICY system_reads ON {table} FOR SELECT USING ({system})")
+            row_security(table)
 
 
 def downgrade() -> None:

@@ -47,14 +47,13 @@ import sqlalchemy as sa
 from alembic import op
 
 from activitylog.db.base import UTCDateTime
+from activitylog.db.protections import append_only, row_security
 
 revision: str = "0012"
 down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-TENANT_SETTING = "activitylog.account_id"
-SYSTEM_SETTING = "activitylog.system"
 MIN_RETENTION_DAYS = 365
 DEFAULT_RETENTION_DAYS = 400
 
@@ -133,18 +132,6 @@ def _sqlite_delete_trigger(table: str, allow_tombstoned_delete: bool) -> None:
     )
 
 
-def _row_security(table: str) -> None:
-    """0006's policies on one table."""
-    mine = f"current_setting('{TENANT_SETTING}', true)"
-    system = f"current_setting('{SYSTEM_SETTING}', true) = 'on'"
-    op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
-    op.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
-    op.execute(
-        f"CREATE POLICY tenant_rows ON {table} USING (account_id = {mine}) WITH CHECK (account_id = {mine})"
-    )
-    op.execute(f"CREATE POLICY system_reads ON {table} FOR SELECT USING ({system})")
-
-
 def upgrade() -> None:
     bind = op.get_bind()
     postgres = bind.dialect.name == "postgresql"
@@ -181,26 +168,13 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("account_id", "seq", name=op.f("pk_activity_purged")),
     )
+    append_only("activity_purged", postgres=postgres)
     if not postgres:
-        for event in ("UPDATE", "DELETE"):
-            op.execute(
-                f"CREATE TRIGGER activity_purged_no_{event.lower()} BEFORE {event} ON activity_purged "
-                "BEGIN SELECT RAISE(ABORT, 'activity_purged is append-only'); END"
-            )
         for table in ("activity_entries", "activity_affected"):
             _sqlite_delete_trigger(table, allow_tombstoned_delete=True)
         return
     for table in ("legal_holds", "activity_purged"):
-        _row_security(table)
-    op.execute(_guard_function("activity_purged", allow_tombstoned_delete=False))
-    op.execute(
-        "CREATE TRIGGER activity_purged_no_change BEFORE UPDATE OR DELETE ON activity_purged "
-        "FOR EACH ROW EXECUTE FUNCTION activity_purged_append_only()"
-    )
-    op.execute(
-        "CREATE TRIGGER activity_purged_no_truncate BEFORE TRUNCATE ON activity_purged "
-        "FOR EACH STATEMENT EXECUTE FUNCTION activity_purged_append_only()"
-    )
+        row_security(table)
     for table in ("activity_entries", "activity_affected"):
         op.execute(_guard_function(table, allow_tombstoned_delete=True))
     schema = bind.execute(sa.text("SELECT current_schema()")).scalar_one()
