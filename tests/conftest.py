@@ -214,6 +214,19 @@ def root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
+def run_cli(*args: str, db_url: str | None = None, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    """``activitylog`` as an operator runs it, in a process of its own, on ``db_url`` when given."""
+    env = {**os.environ, **({"ACTIVITYLOG_DATABASE_URL": db_url} if db_url else {})}
+    return subprocess.run(
+        [sys.executable, "-m", "activitylog", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def run_auditor_tool(*args: str, stdlib_only: bool = True) -> subprocess.CompletedProcess[str]:
     """tools/verify_export.py as an auditor runs it; ``-S`` (no site-packages) proves the stdlib suffices."""
     tool = Path(__file__).resolve().parent.parent / "tools" / "verify_export.py"

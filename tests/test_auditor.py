@@ -9,9 +9,7 @@ import base64
 import csv
 import io
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +24,7 @@ from activitylog.log.record import RequestContext
 from activitylog.log.signing import Signer
 from activitylog.services import lists
 from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
-from conftest import Tenant, make_tenant, run_auditor_tool
+from conftest import Tenant, make_tenant, run_auditor_tool, run_cli
 
 EXPORT = "/api/v1/activity/export"
 # Names a spreadsheet would evaluate, and text that must survive byte for byte.
@@ -456,24 +454,12 @@ def test_cannot_check_is_exit_2_with_one_line(tenant: Tenant, tmp_path: Path) ->
 
 
 # ---- the shell: --proofs and verify-export pass the files through ----
-def _cli(*args: str, db_url: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ACTIVITYLOG_DATABASE_URL": db_url}
-    return subprocess.run(
-        [sys.executable, "-m", "activitylog", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_cli_writes_proofs_against_the_export_tree_and_verifies_them(tenant: Tenant, tmp_path: Path) -> None:
     _fill(tenant)
     key = _verifier_key(tenant)
     url = tenant.server.db.url
     out = tmp_path / "slice.csv"
-    exported = _cli(
+    exported = run_cli(
         "log",
         "--account",
         tenant.account_id,
@@ -490,7 +476,7 @@ def test_cli_writes_proofs_against_the_export_tree_and_verifies_them(tenant: Ten
     proof, manifest = tmp_path / "slice.csv.proof.jsonl", tmp_path / "slice.csv.manifest.json"
     head = json.loads(proof.read_text().splitlines()[0])
     assert head["tree_size"] == json.loads(manifest.read_text())["as_of_seq"]
-    verified = _cli(
+    verified = run_cli(
         "verify-export",
         str(out),
         "--proof",
@@ -504,9 +490,9 @@ def test_cli_writes_proofs_against_the_export_tree_and_verifies_them(tenant: Ten
     _one_line(verified, 0, "PROOF OK", "MANIFEST OK", "filter resource_type=list")
     rows = _rows(out.read_text())
     _write_csv(out, [r for r in rows if r[COLUMN["resource_name"]] != "'-2"])
-    tampered = _cli("verify-export", str(out), "--proof", str(proof), "--verifier-key", key, db_url=url)
+    tampered = run_cli("verify-export", str(out), "--proof", str(proof), "--verifier-key", key, db_url=url)
     _one_line(tampered, 1, "TAMPERED")
-    refused = _cli("log", "--account", tenant.account_id, "--proofs", db_url=url)
+    refused = run_cli("log", "--account", tenant.account_id, "--proofs", db_url=url)
     assert refused.returncode == 2 and "--proofs" in refused.stderr
 
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import subprocess
-import sys
 import uuid
 
 from sqlalchemy import select
@@ -14,18 +12,11 @@ from sqlalchemy import select
 from activitylog.db.base import Database
 from activitylog.db.models import ActivityEntry
 from activitylog.log.actions import ALL_ACTIONS
+from conftest import run_cli
 
 
 def cli(db: Database, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ACTIVITYLOG_DATABASE_URL": db.url}
-    return subprocess.run(
-        [sys.executable, "-m", "activitylog", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
+    return run_cli(*args, db_url=db.url)
 
 
 def _entries(db: Database, account_id: str) -> list[ActivityEntry]:

@@ -6,16 +6,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from activitylog.log import verify_export
 from activitylog.log.export import CSV_COLUMNS
-from conftest import Tenant
+from conftest import Tenant, run_cli
 
 DANGEROUS = ['=HYPERLINK("http://x")', "+1+1", "-2", "@SUM(A1)", "\tTabbed", "'quoted", "\rCR"]
 
@@ -95,15 +92,15 @@ def test_a_filtered_slice_verifies_with_gaps_and_tampering_is_named(tenant: Tena
     path.write_text(
         "".join([*lines[:3], victim.replace("m2.example.com", "evil.example.com", 1), *lines[4:]])
     )
-    result = _cli("verify-export", str(path))
+    result = run_cli("verify-export", str(path))
     assert result.returncode == 1 and f"TAMPERED: seq {seq}: hash does not match" in result.stdout
 
     path.write_text("".join(lines[:2] + lines[3:]))  # a row removed: a gap, not a broken row
-    result = _cli("verify-export", str(path))
+    result = run_cli("verify-export", str(path))
     assert result.returncode == 0 and "gaps" in result.stdout
 
     path.write_text("not,an,export\n1,2,3\n")
-    assert _cli("verify-export", str(path)).returncode == 2
+    assert run_cli("verify-export", str(path)).returncode == 2
 
 
 def test_jsonl_export_and_the_export_entry(tenant: Tenant) -> None:
@@ -141,31 +138,19 @@ def test_export_needs_log_permission_and_valid_filters(tenant: Tenant) -> None:
         assert client.get("/api/v1/activity/export", params={"ip": "1.2.3.4/99"}).status_code == 422
 
 
-def _cli(*args: str, db_url: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **({"ACTIVITYLOG_DATABASE_URL": db_url} if db_url else {})}
-    return subprocess.run(
-        [sys.executable, "-m", "activitylog", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_cli_log_table_and_export(tenant: Tenant, tmp_path: Path) -> None:
     url = tenant.server.db.url
     with tenant.key_client() as client:
         client.post("/api/v1/lists", json={"name": "From the shell"})
-    table = _cli("log", "--account", tenant.account_id, "--action", "list.create", db_url=url)
+    table = run_cli("log", "--account", tenant.account_id, "--action", "list.create", db_url=url)
     assert table.returncode == 0 and "From the shell" in table.stdout
     out = tmp_path / "slice.csv"
-    exported = _cli("log", "--account", tenant.account_id, "--format", "csv", "-o", str(out), db_url=url)
+    exported = run_cli("log", "--account", tenant.account_id, "--format", "csv", "-o", str(out), db_url=url)
     assert exported.returncode == 0, exported.stderr
     assert "wrote" in exported.stderr
-    verified = _cli("verify-export", str(out))
+    verified = run_cli("verify-export", str(out))
     assert verified.returncode == 0 and "OK:" in verified.stdout
-    jsonl = _cli(
+    jsonl = run_cli(
         "log", "--account", tenant.account_id, "--format", "jsonl", "--actor-type", "system", db_url=url
     )
     assert jsonl.returncode == 0
@@ -177,7 +162,7 @@ def test_cli_log_table_and_export(tenant: Tenant, tmp_path: Path) -> None:
         "id": "cli",
         "name": "activitylog CLI",
     }
-    bad = _cli("log", "--account", tenant.account_id, "--since", "yesterday", db_url=url)
+    bad = run_cli("log", "--account", tenant.account_id, "--since", "yesterday", db_url=url)
     assert bad.returncode == 2 and "--since" in bad.stderr
 
 

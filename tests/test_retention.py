@@ -9,9 +9,6 @@ import base64
 import csv
 import io
 import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable
 from contextlib import closing
@@ -40,6 +37,7 @@ from activitylog.log.verify_export import (
 from activitylog.services import accounts, api_keys, lists, retention
 from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
 from conftest import PASSWORD, Server, Tenant, app_role_on, run_auditor_tool
+from test_cli import cli
 from test_go_checker import Checker, checkpointcheck  # noqa: F401  (the Go checker's fixture)
 
 NOW = datetime.now(UTC)
@@ -152,18 +150,6 @@ def _seqs(db: Database, account_id: str) -> list[int]:
 def _vkey(tenant: Tenant) -> str:
     with httpx.Client(base_url=tenant.server.url) as anonymous:
         return str(anonymous.get(f"/api/v1/accounts/{tenant.account_id}/verifier-key").json()["verifier_key"])
-
-
-def cli(db: Database, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ACTIVITYLOG_DATABASE_URL": db.url}
-    return subprocess.run(
-        [sys.executable, "-m", "activitylog", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
 
 
 def test_dry_run_and_as_of_judge_ages_at_that_instant_and_change_nothing(server: Server) -> None:
