@@ -28,6 +28,7 @@ from conftest import (
     app_role_on,
     behind_the_apps_back,
     make_tenant,
+    run_cli,
 )
 from drills import entry_row, forge, rebuild_tree, rechain_from, set_entry
 
@@ -184,6 +185,16 @@ def test_the_postgres_app_role_can_only_read_and_append_the_log(db: Database, te
         with app_db.for_account(tenant.account_id).reader() as session:
             assert verify_account(session, tenant.account_id).ok
         app_db.dispose()
+
+
+def test_a_role_that_bypasses_row_security_is_refused_as_the_app_role(db: Database) -> None:
+    """Serving as a superuser or BYPASSRLS role would turn tenant isolation back into a WHERE clause."""
+    if db.dialect != "postgresql":
+        pytest.skip("application roles are a PostgreSQL feature")
+    with db.engine.connect() as conn:
+        superuser = conn.execute(text("SELECT current_user")).scalar_one()
+    migrate = run_cli("migrate", "--app-role", superuser, db_url=db.url)
+    assert migrate.returncode == 2 and "bypasses row-level security" in migrate.stderr, migrate.stderr
 
 
 def test_truncate_is_refused_even_for_the_owner(db: Database) -> None:
