@@ -74,6 +74,10 @@ TENANT_TABLES = (
 
 
 PROTECTIONS = {
+    "0018": {  # verify runs, shared by the web processes: an account's rows, under row-level security
+        "sqlite": set(),
+        "postgresql": {f"verify_runs.{p}" for p in ("tenant_rows", "system_reads")},
+    },
     "0012": {  # the tombstones of purged entries: append-only; legal holds: an account's rows
         "sqlite": {"activity_purged_no_update", "activity_purged_no_delete"},
         "postgresql": {"activity_purged_no_change", "activity_purged_no_truncate"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from datetime import timedelta
 
 from sqlalchemy import text
 
@@ -65,9 +66,68 @@ def test_one_run_per_account_at_a_time(db: Database, tenant: Tenant, tmp_path, m
     release.set()
     for t in askers:
         t.join()
-    assert walks == [tenant.account_id] and len(answers) == 8 and all(a is answers[0] for a in answers)
+    assert walks == [tenant.account_id] and len(answers) == 8 and all(a == answers[0] for a in answers)
     run = answers[0]
-    assert run.verdict is not None and run.verdict.ok and run.verdict.checked == 43 and run.percent == 100  # type: ignore[attr-defined]
+    assert (
+        run.verdict is not None and run.verdict["ok"] and run.verdict["checked"] == 43 and run.percent == 100
+    )  # type: ignore[attr-defined]
+
+
+def _runs(db: Database, tmp_path) -> VerifyRuns:  # type: ignore[no-untyped-def]
+    settings = Settings(signing_key_file=str(tmp_path / "k.key"))
+    return VerifyRuns(db, CheckpointSigner(settings, load_signer(settings)))
+
+
+def test_a_run_is_joined_and_watched_from_another_process(
+    db: Database, tenant: Tenant, tmp_path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """``serve --processes N``: the request that starts a verify and the ones that watch or join it may be
+    answered by different processes. Each VerifyRuns below is what one process holds; only the database
+    is shared."""
+    _grow(db, tenant, 30)
+    first, second = _runs(db, tmp_path), _runs(db, tmp_path)
+    release, walks = threading.Event(), []
+
+    def held_walk(*args, **kwargs):  # type: ignore[no-untyped-def]
+        walks.append(args[1])
+        kwargs["progress"](17)
+        release.wait(10)
+        return verify_account(*args, **kwargs)
+
+    monkeypatch.setattr(verification, "verify_account", held_walk)
+    monkeypatch.setattr(verification, "HEARTBEAT_SECONDS", 0.05)
+    started = first.start(tenant.account_id)
+    deadline = time.monotonic() + 10
+    while (seen := second.latest(tenant.account_id)) is None or seen.checked != 17:
+        assert time.monotonic() < deadline, seen
+        time.sleep(0.05)
+    assert (
+        seen.verdict is None and seen.total == 33 and seen.started == started.started
+    )  # progress, seen there
+    joined = second.start(tenant.account_id)  # a second process asking joins the run: no second walk
+    assert joined.started == started.started and walks == [tenant.account_id]
+    answers: list[object] = []
+    waiter = threading.Thread(target=lambda: answers.append(second.verify(tenant.account_id)))
+    waiter.start()
+    time.sleep(0.3)
+    assert not answers  # it waits for the other process's verdict
+    release.set()
+    waiter.join(10)
+    (answer,) = answers
+    assert answer.verdict is not None and answer.verdict["ok"] and answer.verdict["checked"] == 33  # type: ignore[attr-defined]
+    assert walks == [tenant.account_id]
+
+
+def test_a_run_whose_process_died_is_walked_again(
+    db: Database, tenant: Tenant, tmp_path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    _grow(db, tenant, 5)
+    dead, alive = _runs(db, tmp_path), _runs(db, tmp_path)
+    dead._claim(tenant.account_id, "full")  # claimed, then the process died before it walked a step
+    assert alive.start(tenant.account_id).verdict is None  # still fresh: joined, not taken over
+    monkeypatch.setattr(verification, "STALE_AFTER", timedelta(0))
+    run = alive.verify(tenant.account_id)
+    assert run.verdict is not None and run.verdict["ok"] and run.verdict["checked"] == 8
 
 
 def test_incremental_sees_new_entries_but_not_an_old_body_under_its_kept_hash(
@@ -90,8 +150,8 @@ def test_incremental_sees_new_entries_but_not_an_old_body_under_its_kept_hash(
         )
     incremental = runs.verify(tenant.account_id, incremental=True).verdict
     full = runs.verify(tenant.account_id).verdict
-    assert incremental is not None and not incremental.ok and incremental.first_bad_seq == 15
-    assert full is not None and not full.ok and full.first_bad_seq == 5
+    assert incremental is not None and not incremental["ok"] and incremental["first_bad_seq"] == 15
+    assert full is not None and not full["ok"] and full["first_bad_seq"] == 5
 
 
 def test_the_dashboard_verify_page_shows_the_verdict(tenant: Tenant) -> None:

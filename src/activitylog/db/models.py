@@ -491,6 +491,25 @@ class StreamCursor(Base):
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class VerifyRunState(Base):
+    """The latest verify run of an account in one mode, as every web process sees it: who runs it, how far
+    it got and, once done, its verdict as the API gives it (migration 0018). Operational state, not
+    audited."""
+
+    __tablename__ = "verify_runs"
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    mode: Mapped[str] = mapped_column(String(20), primary_key=True)
+    runner: Mapped[str] = mapped_column(String(80))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    total: Mapped[int] = mapped_column(BigInteger)
+    checked: Mapped[int] = mapped_column(BigInteger)
+    signed_size: Mapped[int | None] = mapped_column(BigInteger)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
 class StreamDelivery(Base):
     """One delivery attempt of one event (kept for the most recent attempts of each stream)."""
 
