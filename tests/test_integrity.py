@@ -74,6 +74,7 @@ TENANT_TABLES = (
 
 
 PROTECTIONS = {
+    "0019": {"sqlite": set(), "postgresql": set()},  # indexes only
     "0018": {  # verify runs, shared by the web processes: an account's rows, under row-level security
         "sqlite": set(),
         "postgresql": {f"verify_runs.{p}" for p in ("tenant_rows", "system_reads")},

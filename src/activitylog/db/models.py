@@ -409,7 +409,8 @@ class ActivityEntry(Base):
         Index(None, "account_id", "actor_type", "seq"),
         Index(None, "account_id", "on_behalf_of", "seq"),
         Index(None, "account_id", "action", "seq"),
-        Index(None, "account_id", "resource_type", "resource_id", "seq"),
+        Index(None, "account_id", "resource_type", "seq"),
+        Index(None, "account_id", "resource_id", "seq"),
         Index(None, "account_id", "ip_key", "seq"),
         Index(None, "account_id", "occurred_at", "seq"),
     )

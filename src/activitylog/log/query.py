@@ -36,7 +36,6 @@ from sqlalchemy.orm import Session
 from activitylog.db.base import Database
 from activitylog.db.models import ActivityEntry, AffectedResource
 from activitylog.errors import InvalidInput, NotFound
-from activitylog.log.actions import RESOURCE_TYPES
 from activitylog.log.entry import entry_to_api
 from activitylog.log.filters import ActivityFilter, parse_filter, parse_instant
 
@@ -124,14 +123,13 @@ def conditions(account_id: str, f: ActivityFilter, dialect: str = "") -> list[Co
         where.append(_E.action.in_(f.actions))
     if f.on_behalf_of:
         where.append(_E.on_behalf_of.in_(f.on_behalf_of))
-    if f.resource_id:
-        if f.with_affected:
-            where.append(_E.seq.in_(_resource_seqs(account_id, f)))
-        else:
-            types = f.resource_type or RESOURCE_TYPES
-            where += _own_resource(account_id, types, f.resource_id, dialect, not f.resource_type)
-    elif f.resource_type:
-        where.append(_E.resource_type.in_(f.resource_type))
+    if f.resource_id and f.with_affected:
+        where.append(_E.seq.in_(_resource_seqs(account_id, f)))
+    else:
+        if f.resource_type:
+            where.append(_E.resource_type.in_(f.resource_type))
+        if f.resource_id:
+            where.append(_E.resource_id.in_(f.resource_id))
     if f.ip_ranges:
         # In a scan along seq the range is a plain row check: an expression no index covers keeps the
         # planner on the seq index.
@@ -163,31 +161,15 @@ def conditions(account_id: str, f: ActivityFilter, dialect: str = "") -> list[Co
     return where
 
 
-def _own_resource(
-    account: Any, types: Any, ids: Any, dialect: str, any_type: bool
-) -> list[ColumnElement[bool]]:
-    """The entries whose own resource is one of ``ids`` (of one of ``types``). With no type given, every
-    type of the closed vocabulary: the index is led by the type. SQLite then plans the type list as a walk
-    of the whole account along seq, so there the index is read first and the seqs it found are walked in
-    order (``seq IN (…)``, kept sorted); PostgreSQL probes the index once per type and sorts the matches."""
-    if dialect == "sqlite" and any_type:
-        own = _E.__table__.alias("own")
-        found = select(own.c.seq).where(
-            own.c.account_id == account, own.c.resource_type.in_(types), own.c.resource_id.in_(ids)
-        )
-        return [_E.seq.in_(found)]
-    return [_E.resource_type.in_(types), _E.resource_id.in_(ids)]
-
-
 def _resource_seqs(account_id: str, f: ActivityFilter) -> Any:
     """The seqs of the entries on these resources and of those that list them among the other resources
     they changed (``log.affected``): two index lookups, for statements that read a whole slice."""
     entries = _E.__table__.alias("own")
     own = select(entries.c.seq).where(
-        entries.c.account_id == account_id,
-        entries.c.resource_type.in_(f.resource_type or RESOURCE_TYPES),
-        entries.c.resource_id.in_(f.resource_id),
+        entries.c.account_id == account_id, entries.c.resource_id.in_(f.resource_id)
     )
+    if f.resource_type:
+        own = own.where(entries.c.resource_type.in_(f.resource_type))
     return union(own, _affected_seqs(account_id, f))
 
 
@@ -302,20 +284,11 @@ _VALUE_FILTERS = {
 
 
 @functools.cache
-def _page_template(
-    filters: tuple[str, ...], window: bool, before: bool, dialect: str = "", any_type: bool = False
-) -> Select[Any]:
+def _page_template(filters: tuple[str, ...], window: bool, before: bool) -> Select[Any]:
     """:func:`page_statement` for one combination of value filters, with every value a parameter. Built
     once: building a statement and computing its cache key cost more than SQLite takes to run it."""
-    account: Any = bindparam("account_id")
-    where = [_E.account_id == account]
-    resource = "resource_id" in filters
-    plain = [n for n in filters if not (resource and n in ("resource_type", "resource_id"))]
-    where += [_VALUE_FILTERS[name].in_(bindparam(name, expanding=True)) for name in plain]
-    if resource:
-        types: Any = bindparam("resource_type", expanding=True)
-        ids: Any = bindparam("resource_id", expanding=True)
-        where += _own_resource(account, types, ids, dialect, any_type)
+    where = [_E.account_id == bindparam("account_id")]
+    where += [_VALUE_FILTERS[name].in_(bindparam(name, expanding=True)) for name in filters]
     if window:
         where += [_E.seq >= bindparam("window_low"), _E.seq < bindparam("window_high")]
     if before:
@@ -331,9 +304,6 @@ def _page_query(
     and time bounds not yet looked up as seqs, whose shape depends on their values."""
     if f.q or f.ip_ranges or f.with_affected or (f.seq_window is None and (f.since or f.until)):
         return page_statement(account_id, f, dialect=dialect, before_seq=before_seq, limit=limit), {}
-    any_type = bool(f.resource_id) and not f.resource_type
-    if any_type:  # as conditions() reads it: every type
-        f = replace(f, resource_type=RESOURCE_TYPES)
     filters = tuple(name for name in _VALUE_FILTERS if getattr(f, name))
     values: dict[str, Any] = {"account_id": account_id, "limit": limit + 1}
     values.update((name, list(getattr(f, name))) for name in filters)
@@ -341,7 +311,7 @@ def _page_query(
         values["window_low"], values["window_high"] = f.seq_window
     if before_seq is not None:
         values["before_seq"] = before_seq
-    template = _page_template(filters, f.seq_window is not None, before_seq is not None, dialect, any_type)
+    template = _page_template(filters, f.seq_window is not None, before_seq is not None)
     return template, values
 
 
