@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import statistics
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -375,8 +376,22 @@ def render(report: Report) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+# The page statements select every column of the entry; the plans depend on the rest of the statement.
+_ENTRY_COLUMNS = re.compile(r"SELECT (?:activity_entries\.\w+, )+activity_entries\.\w+ ?\n")
+# Plan lines that say nothing about the access path (the buffers and planning time of each node).
+_PLAN_NOISE = ("Buffers:", "Planning:", "Planning Time:", "I/O Timings:")
+
+
+def short_sql(sql: str) -> str:
+    return _ENTRY_COLUMNS.sub("SELECT <every column of the entry>\n", sql)
+
+
+def plan_lines(plan: str) -> str:
+    return "\n".join(line for line in plan.splitlines() if not line.strip().startswith(_PLAN_NOISE))
+
+
 def _sql(result: QueryResult) -> str:
-    return "\n\n".join(f"{s.sql}\n-- parameters: {s.params!r}" for s in result.statements)
+    return "\n\n".join(f"{short_sql(s.sql)}\n-- parameters: {s.params!r}" for s in result.statements)
 
 
 def render_plans(report: Report) -> str:
@@ -384,8 +399,9 @@ def render_plans(report: Report) -> str:
         "# Query plans",
         "",
         f"From the run of {report.started:%Y-%m-%d %H:%M} UTC (`bench/run.py`), on the data described in "
-        "RESULTS.md. For every query: the SQL the application sends (captured at the driver), then its "
-        "plan. SQLite: `EXPLAIN QUERY PLAN`. PostgreSQL: `EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)` of the "
+        "RESULTS.md. For every query: the SQL the application sends (captured at the driver; the list of "
+        "the entry's columns shortened), then its plan (without buffer and planning lines). "
+        "SQLite: `EXPLAIN QUERY PLAN`. PostgreSQL: `EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)` of the "
         "custom plan (planned with the values), then of the generic plan "
         "(`SET plan_cache_mode = force_generic_plan`, `PREPARE`, `EXPLAIN … EXECUTE`) — "
         "the plan a statement prepared by psycopg can switch to.",
@@ -397,9 +413,9 @@ def render_plans(report: Report) -> str:
             out += [f"### {r.name}", "", f"API parameters: {_params(r.params)}; matching: {r.matches:,}", ""]
             out += ["```sql", _sql(r), "```", ""]
             label = "custom plan" if r.plan.generic is not None else "plan"
-            out += [f"{label}:", "", "```", r.plan.custom, "```", ""]
+            out += [f"{label}:", "", "```", plan_lines(r.plan.custom), "```", ""]
             if r.plan.generic is not None:
-                out += ["generic plan:", "", "```", r.plan.generic, "```", ""]
+                out += ["generic plan:", "", "```", plan_lines(r.plan.generic), "```", ""]
     return "\n".join(out).rstrip() + "\n"
 
 
