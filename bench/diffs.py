@@ -150,6 +150,7 @@ def _broadcast_diff(rng: random.Random, verb: str) -> Diff:
         "send": {"status": ("scheduled", "sending"), "sent_at": (None, at)},
         "pause": {"status": ("sending", "paused")},
         "resume": {"status": ("paused", "sending")},
+        "archive": {"status": ("sent", "archived")},
     }[verb]
     return {k: {"from": a, "to": b} for k, (a, b) in steps.items()}
 
@@ -206,7 +207,12 @@ def _other(rng: random.Random, rtype: str, verb: str) -> Diff:
             "filter": {"from": None, "to": window},
             "format": {"from": None, "to": rng.choice(["csv", "jsonl"])},
         }
-    raise ValueError(f"no diff shape for {rtype}.{verb}")
+    # The rest of the vocabulary (holds, streams, purges, ...) is rare in a history: a small generic shape.
+    if verb == "create":
+        return _created({"name": f"{rtype} {rng.randrange(20)}"})
+    if verb == "delete":
+        return _deleted({"name": f"{rtype} {rng.randrange(20)}"})
+    return _changed("state", "before", verb)
 
 
 _SHAPES: dict[str, Callable[[random.Random, str], Diff]] = {

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from activitylog.log.actions import RESOURCE_TYPES
 from activitylog.log.record import ip_key
 
 # isort: split
@@ -176,6 +177,8 @@ def _resources(
         "contact": [(ulid_id(rng, "con"), email) for email in emails[: n["contact"]]],
         "address": [(email, email) for email in emails[n["contact"] :]],
     }  # fmt: skip
+    for rtype in RESOURCE_TYPES:  # the rest of the vocabulary (holds, streams, ...): a few of each
+        named.setdefault(rtype, [(ulid_id(rng, rtype[:3]), f"{rtype} {i}") for i in range(3)])
     out = {}
     for rtype, items in named.items():
         rng.shuffle(items)
