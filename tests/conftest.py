@@ -39,6 +39,9 @@ from activitylog.web.guards import MAX_REQUEST_HEAD_BYTES
 PG_ENV = "ACTIVITYLOG_TEST_DATABASE_URL"
 TRUSTED_PROXY = "127.0.0.1"  # the test client's address; clients bound to 127.0.0.2 are untrusted
 PASSWORD = "correct horse battery"
+# Every `serve` a test starts answers with one process (each more costs a second of start-up on a busy
+# machine); test_operations.py serves with several on purpose.
+os.environ.setdefault("ACTIVITYLOG_WEB_PROCESSES", "1")
 
 
 def pytest_report_header(config: pytest.Config) -> str:

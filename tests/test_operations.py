@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -269,7 +270,7 @@ def _log_lines(tmp_path: Path) -> list[dict[str, Any]]:
     return lines
 
 
-def _children(pid: int) -> list[int]:
+def _all_children(pid: int) -> list[int]:
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -278,6 +279,18 @@ def _children(pid: int) -> list[int]:
             continue
         if int(fields[1]) == pid and fields[0] != "Z":
             found.append(int(stat.parent.name))
+    return found
+
+
+def _children(pid: int) -> list[int]:
+    """The worker processes serve started (``activitylog worker``), not its web processes."""
+    found = []
+    for child in _all_children(pid):
+        try:
+            if b"worker" in Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0"):
+                found.append(child)
+        except OSError:
+            continue
     return found
 
 
@@ -359,6 +372,42 @@ def test_serve_runs_the_workers_in_a_process_it_restarts_and_stops(db: Database,
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=40) == 0
     assert not _alive(replaced[0]), "serve left its worker process running"
+
+
+@pytest.mark.slow
+def test_serve_answers_from_several_processes_that_share_what_they_know(db: Database, tmp_path: Path) -> None:
+    """``serve --processes 2``: two processes answer on one port, and a verify one of them runs is the
+    run every request joins, whichever process answers it."""
+    with serve_process(db.url, tmp_path, "--processes", "2", "--no-workers") as (base, process):
+        web = _until(lambda: _all_children(process.pid) if len(_all_children(process.pid)) >= 2 else [])
+        assert len(web) == 2 and _children(process.pid) == [], web
+        tenant = make_tenant(Server(url=base, db=db))
+        with tenant.key_client() as client:
+            for i in range(5):
+                assert client.post("/api/v1/lists", json={"name": f"Processes {i}"}).status_code == 201
+        answers, deadline = [], time.monotonic() + 60
+        while len({line["pid"] for line in _log_lines(tmp_path) if line.get("route") == "/healthz"}) < 2:
+            assert time.monotonic() < deadline, "one process answered every connection"
+            with ThreadPoolExecutor(8) as pool:  # a new connection each: the kernel hands them out
+                answers += pool.map(lambda _: httpx.get(f"{base}/healthz").status_code, range(16))
+        assert set(answers) == {200}
+        answered_by = {line["pid"] for line in _log_lines(tmp_path) if line.get("route") == "/healthz"}
+        assert answered_by == set(web)
+
+        def verify(_: int) -> dict[str, Any]:
+            with tenant.key_client() as client:  # a connection of its own, to either process
+                return client.get("/api/v1/activity/verify").json()
+
+        with ThreadPoolExecutor(4) as pool:
+            verdicts = list(pool.map(verify, range(8)))
+        assert all(v["ok"] and v["checked"] == 8 for v in verdicts), verdicts
+        verifiers = {
+            line["pid"] for line in _log_lines(tmp_path) if line.get("route") == "/api/v1/activity/verify"
+        }
+        assert verifiers <= set(web)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=40) == 0
+    assert not any(_alive(pid) for pid in web), "serve left a web process running"
 
 
 @pytest.mark.slow

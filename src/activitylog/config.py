@@ -7,6 +7,7 @@ import os
 from functools import cached_property
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -96,6 +97,9 @@ class Settings(BaseSettings):
 
     log_level: str = "info"
     """The level of the JSON log lines ``serve`` and ``worker`` write to standard error."""
+
+    web_processes: int = Field(default=0, ge=0, le=64)
+    """How many processes ``serve`` answers requests with (0: one per CPU); the workers run in one more."""
 
     worker_nice: int = 10
     """How much the worker process lowers its CPU priority (``nice``), so requests come first (0: not)."""

@@ -23,6 +23,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
+            "pid": record.process,  # which of serve's processes wrote it
         }
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):

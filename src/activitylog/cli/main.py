@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import threading
 
@@ -70,11 +71,19 @@ def serve(
     no_workers: bool = typer.Option(
         False, "--no-workers", help="Leave scheduling, delivery and checkpoints to 'activitylog worker'."
     ),
+    processes: int = typer.Option(
+        None,
+        "--processes",
+        min=1,
+        max=64,
+        help="Processes answering requests (default: ACTIVITYLOG_WEB_PROCESSES, else one per CPU).",
+    ),
 ) -> None:
     """Serve the API and dashboard; scheduling, delivery and checkpoints run in a worker process beside it."""
     from activitylog.web.app import create_app  # noqa: PLC0415  (other commands need no web stack)
 
     settings = Settings()
+    processes = processes or settings.web_processes or os.cpu_count() or 1
     logs.configure(settings.log_level)
     db = connect(settings.database_url)
     if not no_migrate:
@@ -89,9 +98,16 @@ def serve(
     # there before it: this one, which ends serve normally, so the worker process is stopped below.
     signal.signal(signal.SIGTERM, _exit_normally)
     signal.signal(signal.SIGINT, _exit_normally)
+    log.info("serving on %s:%d with %d process%s", host, port, processes, "" if processes == 1 else "es")
     try:
         uvicorn.run(
-            create_app(settings, db),
+            # several processes each build the app for themselves, from the same environment
+            create_app(settings, db) if processes == 1 else "activitylog.web.app:from_environment",
+            factory=processes > 1,
+            workers=processes,
+            # a process that does not answer its supervisor's ping in time is killed and replaced: on a
+            # small, busy machine a process still importing the app can take longer than uvicorn's 5 s
+            timeout_worker_healthcheck=30,
             host=host,
             port=port,
             proxy_headers=False,

@@ -7,7 +7,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from activitylog import __version__
+from activitylog import __version__, logs
 from activitylog.config import Settings
 from activitylog.db.base import Database, connect
 from activitylog.web import dashboard, errors, openapi, ops
@@ -51,6 +51,14 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+def from_environment() -> FastAPI:
+    """The app as each process of ``serve --processes N`` builds it for itself: its settings from the
+    environment, a database pool of its own, the JSON log lines."""
+    settings = Settings()
+    logs.configure(settings.log_level)
+    return create_app(settings)
 
 
 def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
