@@ -111,7 +111,8 @@ def seed(server: Server) -> Seeded:
     ids["contact"] = s.post(
         f"/lists/{ids['list']}/contacts", {"email": ids["contact_email"], "first_name": token}
     )["id"]
-    # an erasure (before the legal hold below, which would refuse it): a contact's entries scrubbed, each with its record (activity_erased)
+    # an erasure: a contact's entries scrubbed, each with its record (activity_erased); before the legal
+    # hold below, which would refuse it
     erased = s.email("erased")
     s.post(f"/lists/{ids['list']}/contacts", {"email": erased, "first_name": token})
     s.post("/erasures", {"email": erased})
