@@ -150,6 +150,7 @@ def _broadcast_diff(rng: random.Random, verb: str) -> Diff:
         "send": {"status": ("scheduled", "sending"), "sent_at": (None, at)},
         "pause": {"status": ("sending", "paused")},
         "resume": {"status": ("paused", "sending")},
+        "archive": {"status": ("sent", "archived")},
     }[verb]
     return {k: {"from": a, "to": b} for k, (a, b) in steps.items()}
 
@@ -200,6 +201,14 @@ def _other(rng: random.Random, rtype: str, verb: str) -> Diff:
         }
     if rtype == "api_key":
         return _changed("revoked_at", None, at)
+    if rtype == "legal_hold":
+        if verb == "create":
+            return _created({"reason": "litigation", "since": None, "until": at})
+        return _changed("released_at", None, at)
+    if rtype == "stream":
+        return _changed("status", "active", {"pause": "paused", "disable": "disabled"}.get(verb, "active"))
+    if rtype == "contact" and verb == "erase":
+        return {"entries_erased": {"from": None, "to": rng.randrange(1, 40)}}
     if rtype == "activity_log":
         window = {"since": at[:10], "action": rng.choice(["broadcast.*", "contact.create", "send"])}
         return {

@@ -186,9 +186,10 @@ def execute(session: Session, account_id: str, email: str, scrubs: list[Scrub], 
         _reindex_sqlite(session, account_id, [s.seq for s in scrubs])
 
 
-_SEARCH_DELETE = text("DELETE FROM activity_search WHERE account_id = :a AND seq IN :seqs").bindparams(
-    bindparam("seqs", expanding=True)
-)
+_SEARCH_DELETE = text(
+    "DELETE FROM activity_search WHERE rowid IN "
+    "(SELECT id FROM activity_search_content WHERE c3 = :a AND c4 IN :seqs)"
+).bindparams(bindparam("seqs", expanding=True))
 _SEARCH_ADD = text(
     "INSERT INTO activity_search(summary, resource_name, actor_name, account_id, seq) "
     "SELECT summary, resource_name, actor_name, account_id, seq FROM activity_entries "

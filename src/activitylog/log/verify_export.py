@@ -16,6 +16,10 @@ derived from the action and resource name, the ``changes`` cell exactly the cano
 formula guard exactly the contract's rule; JSON Lines entries must have the contract's fields and types and
 no duplicate keys.
 
+Rows in canonical form v2 (a non-empty ``salts`` cell or field: entries holding a subscriber's personal data)
+are hashed with each personal value replaced by its commitment ``SHA-256(salt || value)``, or by the
+commitment an erasure kept (:func:`committed`, the one definition of the form, which the service uses too).
+
 With ``--proof`` (the export's proof file) and ``--verifier-key`` (obtained out of band, never from a file
 it checks), every row is proven to be in the account's Merkle tree whose root the service signed (RFC 6962
 audit paths, a C2SP signed-note checkpoint). With ``--manifest``, the signed manifest proves that no row of

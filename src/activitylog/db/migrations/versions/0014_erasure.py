@@ -23,6 +23,8 @@ its entry's erasure is recorded (the erased address's row).
   the update. ``gone`` lists the ``activity_affected`` resource ids (of type ``address``) the update removes.
 - The purge function of 0012 is replaced by one that may also run in batches after the run's entry is
   written (see ``PURGE_FUNCTION``), so a long purge no longer holds the chain head: appends interleave.
+- SQLite: the text-search index's content table gets an index on (account_id, seq), so removing some
+  entries' copies (a purge's piece, an erasure) no longer scans the whole index.
 - SQLite has no roles: the UPDATE trigger and the DELETE trigger of ``activity_affected`` take the same
   conditions as a ``WHEN NOT``, and ``log.erasure`` runs the same statements in the caller's transaction.
 
@@ -42,6 +44,7 @@ from alembic import op
 from activitylog.db.protections import append_only, row_security
 
 MIN_RETENTION_DAYS = 365
+SEARCH_KEY_INDEX = "ix_activity_search_content_account_seq"  # SQLite: (account_id, seq) of the FTS copy
 
 revision: str = "0014"
 down_revision: str | None = "0012"
@@ -208,6 +211,9 @@ def upgrade() -> None:
     append_only("activity_erased", postgres=postgres)
     if not postgres:
         _sqlite_triggers(erasable=True)
+        # The text-search index's copy of (account_id, seq) is found by this index of its content table, so
+        # a purge or an erasure removes a few entries' text without scanning the whole index.
+        op.execute(f"CREATE INDEX {SEARCH_KEY_INDEX} ON activity_search_content (c3, c4)")
         return
     row_security("activity_erased")
     for table in ("activity_entries", "activity_affected"):
@@ -236,6 +242,7 @@ def downgrade() -> None:
             op.execute(_pg_guard(table, erasable=False))
     else:
         _sqlite_triggers(erasable=False)
+        op.execute(f"DROP INDEX {SEARCH_KEY_INDEX}")
     op.drop_table("activity_erased")
     if postgres:
         op.execute("DROP FUNCTION activity_erased_append_only()")
