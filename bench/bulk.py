@@ -141,6 +141,18 @@ def load_tree(store: Store, conn: Any, rows: list[tuple[str, int, bytes]]) -> No
     conn.commit()
 
 
+def load_affected(store: Store, conn: Any, rows: list[tuple[str, str, int, str]]) -> None:
+    """The seeded bulk entries' ``activity_affected`` rows: (account, resource id, seq, resource type)."""
+    columns = "account_id, resource_id, seq, resource_type"
+    if store.is_sqlite:
+        _insert(store, conn, f"INSERT INTO activity_affected ({columns}) VALUES (?, ?, ?, ?)", rows)
+        return
+    with conn.cursor() as cur, cur.copy(f"COPY activity_affected ({columns}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+    conn.commit()
+
+
 def write_heads(
     store: Store, conn: Any, heads: list[tuple[str, int, str, Any, bytes]], existing: set[str]
 ) -> None:

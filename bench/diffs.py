@@ -201,13 +201,21 @@ def _other(rng: random.Random, rtype: str, verb: str) -> Diff:
         }
     if rtype == "api_key":
         return _changed("revoked_at", None, at)
+    if rtype == "legal_hold":
+        if verb == "create":
+            return _created({"reason": "litigation", "since": None, "until": at})
+        return _changed("released_at", None, at)
+    if rtype == "stream":
+        return _changed("status", "active", {"pause": "paused", "disable": "disabled"}.get(verb, "active"))
+    if rtype == "contact" and verb == "erase":
+        return {"entries_erased": {"from": None, "to": rng.randrange(1, 40)}}
     if rtype == "activity_log":
         window = {"since": at[:10], "action": rng.choice(["broadcast.*", "contact.create", "send"])}
         return {
             "filter": {"from": None, "to": window},
             "format": {"from": None, "to": rng.choice(["csv", "jsonl"])},
         }
-    # The rest of the vocabulary (holds, streams, purges, ...) is rare in a history: a small generic shape.
+    # The rest of the vocabulary (what later resources add) is rare in a history: a small generic shape.
     if verb == "create":
         return _created({"name": f"{rtype} {rng.randrange(20)}"})
     if verb == "delete":

@@ -31,7 +31,7 @@ from stores import Store
 CSV_COLUMNS = (
     "account_id", "seq", "occurred_at", "actor_type", "actor_id", "actor_name", "on_behalf_of", "ip",
     "user_agent", "action", "resource_type", "resource_id", "resource_name", "summary", "changes",
-    "request_id", "prev_hash", "hash",
+    "request_id", "prev_hash", "hash", "salts",
 )  # fmt: skip
 CHUNK = 1 << 20
 END_MARK = "-- end of export --"

@@ -23,6 +23,7 @@ from typing import Any
 
 from activitylog.log import tree
 from activitylog.log.actions import ALL_ACTIONS, summarize
+from activitylog.log.affected import affected
 from activitylog.log.chain import CHAINED_FIELDS, GENESIS, canonical_json, entry_hash
 from activitylog.log.csv_sql import CSV_COLUMNS, csv_escapes
 
@@ -40,7 +41,7 @@ assert tuple(sorted(CHAINED_FIELDS)) == CANONICAL_ORDER, "the chained fields cha
 COLUMNS = (
     "account_id", "seq", "occurred_at", "actor_type", "actor_id", "actor_name", "on_behalf_of", "ip",
     "ip_key", "user_agent", "action", "resource_type", "resource_id", "resource_name", "summary",
-    "changes", "request_id", "prev_hash", "hash", "csv_escapes",
+    "changes", "request_id", "prev_hash", "hash", "salts", "csv_escapes",
 )  # fmt: skip
 assert tuple(c for c in COLUMNS if c in CSV_COLUMNS) == CSV_COLUMNS, "the CSV columns changed: update COLUMNS"
 _CSV_CELLS = [COLUMNS.index(c) for c in CSV_COLUMNS]
@@ -104,7 +105,11 @@ class History:
     ) -> None:
         self.rng, self.pops, self.heads, self.pools = rng, pops, heads, pools
         self.sqlite_times = sqlite_times
-        self.actions = [*COMMON_ACTIONS, *sorted(ALL_ACTIONS - set(COMMON_ACTIONS) - {"account.create"})]
+        cast = set(pops[0].resource_cum) if pops else set()  # resource types the populations have
+        rest = (
+            {a for a in ALL_ACTIONS if a.split(".", 1)[0] in cast} - set(COMMON_ACTIONS) - {"account.create"}
+        )
+        self.actions = [*COMMON_ACTIONS, *sorted(rest)]
         self.action_cum = cumulative(zipf(len(self.actions), 0.9))
         self.action_json = {a: enc(a) for a in ALL_ACTIONS}
         self.hour_cum = cumulative(HOUR_WEIGHTS)
@@ -112,6 +117,8 @@ class History:
         self.generated = 0
         # (account_id, seq, hashes): the ``activity_tree`` rows, as the recorder writes them
         self.tree_rows: list[tuple[str, int, bytes]] = []
+        # ids a bulk entry lists besides its resource: ``activity_affected``, as the recorder writes it
+        self.affected_rows: list[tuple[str, str, int, str]] = []
 
     def _times(self, day: date, n: int) -> list[tuple[str, str]]:
         """``n`` sorted instants in the day, as (contract string, database text)."""
@@ -188,12 +195,15 @@ class History:
             row = [
                 pop.account_id, seq, iso, actor.type, actor.id, actor.name, on_behalf, address.ip or None,
                 address.key, agent, action, rtype, resource.id, resource.name, summary, changes,
-                request_id, prev, digest,
+                request_id, prev, digest, None,
             ]  # fmt: skip
             escapes = csv_escapes([row[i] for i in _CSV_CELLS])  # as the recorder writes it
             if self.sqlite_times:
                 row[2] = db_time
             rows.append((*row, escapes))
+            if '_ids"' in changes:
+                for t, i in affected(json.loads(changes), (rtype, resource.id)):
+                    self.affected_rows.append((pop.account_id, i, seq, t))
             head.frontier, completed = tree.append(head.frontier, head.seq, digest)
             if completed:
                 self.tree_rows.append((pop.account_id, seq, completed))

@@ -177,7 +177,7 @@ def _resources(
         "contact": [(ulid_id(rng, "con"), email) for email in emails[: n["contact"]]],
         "address": [(email, email) for email in emails[n["contact"] :]],
     }  # fmt: skip
-    for rtype in RESOURCE_TYPES:  # the rest of the vocabulary (holds, streams, ...): a few of each
+    for rtype in RESOURCE_TYPES:  # the rest of the vocabulary: a few of each
         named.setdefault(rtype, [(ulid_id(rng, rtype[:3]), f"{rtype} {i}") for i in range(3)])
     out = {}
     for rtype, items in named.items():

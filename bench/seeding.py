@@ -83,12 +83,16 @@ def seed(
     accounts_total: int = 1000,
     seed_value: int = 20261128,
     big_share: float = BIG_SHARE,
+    days: int = DAYS,
+    ends_days_ago: int = 0,
 ) -> Seeded:
-    """``entries`` entries over ``accounts_total`` accounts (the first holding ``big_share``), a year long."""
+    """``entries`` entries over ``accounts_total`` accounts (the first holding ``big_share``), ``days`` long
+    (a year by default), ending ``ends_days_ago`` days before today."""
     rng = random.Random(seed_value)
     phases: dict[str, float] = {}
     began = time.perf_counter()
-    first_day = datetime.now(UTC).date() - timedelta(days=DAYS)  # the history ends yesterday
+    # the history ends yesterday (by default)
+    first_day = datetime.now(UTC).date() - timedelta(days=days + ends_days_ago)
     start = datetime.combine(first_day, clock(), tzinfo=UTC)
     db = store.app_db()
     try:
@@ -116,12 +120,14 @@ def seed(
         )
         began = time.perf_counter()
         history = History(rng, pops, heads, pools, sqlite_times=store.is_sqlite)
-        bulk.load(store, conn, history.days(first_day, day_counts(entries, first_day, DAYS), weights))
+        bulk.load(store, conn, history.days(first_day, day_counts(entries, first_day, days), weights))
         phases["generate + load"] = time.perf_counter() - began
         began = time.perf_counter()
         bulk.load_tree(store, conn, history.tree_rows)
         phases[f"load {len(history.tree_rows):,} tree rows"] = time.perf_counter() - began
         history.tree_rows.clear()
+        bulk.load_affected(store, conn, history.affected_rows)
+        history.affected_rows.clear()
         began = time.perf_counter()
         bulk.create_indexes(store, conn, indexes)
         phases[f"build {len(indexes)} indexes"] = time.perf_counter() - began
@@ -141,7 +147,7 @@ def seed(
         api_key=key,
         population=pops[0],
         start=start,
-        end=datetime.combine(first_day + timedelta(DAYS), clock(), tzinfo=UTC),
+        end=datetime.combine(first_day + timedelta(days), clock(), tzinfo=UTC),
         accounts=accounts_total,
         generated={a: h.seq - s for a, h, s in zip(ids, heads, first_seq, strict=True)},
         phases=phases,

@@ -578,6 +578,16 @@ def _scenarios() -> dict[tuple[str, str], Callable[[Ctx], Call]]:
             json={"reason": "Annual review"},
             changes={"reason": _c("Annual review")},
         ),
+        ("POST", f"{v1}/erasures"): lambda c: (
+            lambda _contact: Call(
+                "POST",
+                f"{v1}/erasures",
+                "contact.erase",
+                ("contact", None),
+                json={"email": "c@example.com"},
+                changes={"suppression_deleted": _c(False)},
+            )
+        )(c.contact_id()),
         ("POST", f"{v1}/legal-holds/{{hold_id}}/release"): lambda c: (
             lambda hid: Call(
                 "POST", f"{v1}/legal-holds/{hid}/release", "legal_hold.release", ("legal_hold", hid)

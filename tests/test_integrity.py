@@ -79,6 +79,11 @@ PROTECTIONS = {
         "sqlite": set(),
         "postgresql": {f"verify_runs.{p}" for p in ("tenant_rows", "system_reads")},
     },
+    "0014": {  # the records of erased entries: append-only, an account's rows
+        "sqlite": {"activity_erased_no_update", "activity_erased_no_delete"},
+        "postgresql": {"activity_erased_no_change", "activity_erased_no_truncate"}
+        | {f"activity_erased.{p}" for p in ("tenant_rows", "system_reads")},
+    },
     "0012": {  # the tombstones of purged entries: append-only; legal holds: an account's rows
         "sqlite": {"activity_purged_no_update", "activity_purged_no_delete"},
         "postgresql": {"activity_purged_no_change", "activity_purged_no_truncate"}

@@ -111,6 +111,11 @@ def seed(server: Server) -> Seeded:
     ids["contact"] = s.post(
         f"/lists/{ids['list']}/contacts", {"email": ids["contact_email"], "first_name": token}
     )["id"]
+    # an erasure: a contact's entries scrubbed, each with its record (activity_erased); before the legal
+    # hold below, which would refuse it
+    erased = s.email("erased")
+    s.post(f"/lists/{ids['list']}/contacts", {"email": erased, "first_name": token})
+    s.post("/erasures", {"email": erased})
     # an import: an entry that lists the contacts it created among its affected ids (activity_affected)
     s.post(f"/lists/{ids['list']}/contacts/import", [{"email": s.email("imported")}])
     ids["segment"] = s.post("/segments", {"name": f"{token} segment", "list_id": ids["list"]})["id"]
@@ -440,6 +445,10 @@ PROBES: dict[tuple[str, str], Probes] = {
         "POST", f"{V1}/legal-holds/{{id}}/release", "legal_hold"
     ),
     ("GET", f"{V1}/activity/{{seq}}"): _entry,
+    # the other account's subscriber, erased from mine: found nowhere here (404), theirs untouched
+    ("POST", f"{V1}/erasures"): lambda me, other: [
+        Probe("POST", f"{V1}/erasures", json={"email": other.ids["contact_email"]})
+    ],
 }
 
 

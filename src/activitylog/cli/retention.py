@@ -1,4 +1,5 @@
-"""``activitylog purge``: remove the entries past each account's retention that no legal hold covers."""
+"""``activitylog purge``: remove the entries past each account's retention that no legal hold covers;
+``activitylog erase``: erase one subscriber's personal data."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from activitylog.cli.common import CLI_CONTEXT, database, err, fail, require_account
 from activitylog.errors import DomainError
-from activitylog.services import retention
-from activitylog.services.uow import SYSTEM_CLI
+from activitylog.services import erasure, retention
+from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
 
 
 def _instant(value: str) -> datetime:
@@ -79,3 +80,23 @@ def purge(
             f"(retention {plan.retention_days} days: before {plan.changes()['older_than']}){entry}"
         )
     err.print(f"{'would purge' if dry_run else 'purged'} {total} entries in {len(results)} accounts")
+
+
+def erase(
+    account: str = typer.Option(..., help="The account (acc_...) whose subscriber is erased."),
+    email: str = typer.Option(..., help="The subscriber's address."),
+) -> None:
+    """Erase a subscriber: their address, names and other fields leave the account's tables and every entry
+    that holds them, while every proof still verifies; one contact.erase entry."""
+    db = database()
+    require_account(db, account)
+    uow = UnitOfWork(db, account_id=account, actor=SYSTEM_CLI, context=CLI_CONTEXT)
+    try:
+        done = erasure.erase_subscriber(uow, email)
+    except DomainError as exc:
+        fail(exc.message, code=1)
+    suppression = " and the suppression" if done.suppressed else ""
+    print(
+        f"{account}: erased {done.entries} entries, deleted {done.contacts} contacts{suppression}; "
+        f"pseudonym {done.id}; entry seq {done.entry_seq}"
+    )

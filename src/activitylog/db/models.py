@@ -357,6 +357,17 @@ class PurgedEntry(Base):
     purge_seq: Mapped[int] = mapped_column(BigInteger)
 
 
+class ErasedEntry(Base):
+    """A permanent record that an erasure removed personal values from an entry (its ``contact.erase``
+    entry's seq); only with one may an entry's personal values be scrubbed (migration 0014)."""
+
+    __tablename__ = "activity_erased"
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    erase_seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+
+
 class SignInFailures(Base):
     """Failed sign-ins for one address in the current window, whether or not a user has the address, so
     an unknown address is locked out exactly like a known one. Keyed by a SHA-256 of the lower-cased
@@ -437,6 +448,9 @@ class ActivityEntry(Base):
     # Which cells of the entry's CSV row need a formula guard or quotes (``log.csv_sql``), so the export
     # builds its lines without scanning every cell; NULL (entries written before it existed) means check.
     csv_escapes: Mapped[int | None] = mapped_column(BigInteger)
+    # Canonical form v2 (``log.personal``): the salts of the personal values the hash covers only as
+    # commitments, as canonical JSON ``{path: salt}`` (``{path: {"commitment": …}}`` once erased); NULL: v1.
+    salts: Mapped[str | None] = mapped_column(Text)
 
 
 class Stream(Audited, Base):

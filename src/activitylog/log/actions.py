@@ -13,7 +13,7 @@ from activitylog.log.verify_export import summarize as summarize
 VERBS = (
     "create", "update", "delete", "schedule", "unschedule", "send", "pause", "resume", "suppress",
     "unsuppress", "enable", "disable", "revoke", "rotate", "verify", "import", "export", "archive",
-    "login", "logout", "login_failed", "replay", "purge", "release",
+    "login", "logout", "login_failed", "replay", "purge", "release", "erase",
 )  # fmt: skip
 
 ACTIONS: dict[str, tuple[str, ...]] = {
@@ -21,7 +21,7 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "user": ("create", "update", "delete", "login", "logout", "login_failed"),
     "api_key": ("create", "revoke", "rotate", "login_failed"),  # login_failed: a revoked key was refused
     "list": ("create", "update", "delete", "import"),
-    "contact": ("create", "update", "delete"),
+    "contact": ("create", "update", "delete", "erase"),  # erase: a subscriber's personal data removed
     "segment": ("create", "update", "delete"),
     "broadcast": (
         "create",

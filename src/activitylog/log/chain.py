@@ -2,6 +2,10 @@
 
 ``hash = sha256_hex(prev_hash + "\\n" + canonical)`` where ``canonical`` is the compact, key-sorted JSON of
 the entry's fields (``CHAINED_FIELDS``); the first entry's ``prev_hash`` is 64 zeros.
+
+Entries holding a subscriber's personal data use canonical form v2 (``salts`` given): each such value enters
+the canonical object only as ``SHA-256(salt || value)``. The form is declared once, in the stdlib verifier
+(``verify_export.committed``), which every writer and checker here uses.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ import hashlib
 import json
 from datetime import UTC, datetime
 from typing import Any
+
+from activitylog.log.verify_export import committed
 
 GENESIS = "0" * 64
 
@@ -41,8 +47,10 @@ def format_instant(instant: datetime) -> str:
     return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def entry_hash(prev_hash: str, fields: dict[str, Any]) -> str:
-    """Hash of one entry given its chained fields (``changes`` as an object, not text)."""
+def entry_hash(prev_hash: str, fields: dict[str, Any], salts: dict[str, Any] | None = None) -> str:
+    """Hash of one entry given its chained fields (``changes`` as an object, not text); v2 with ``salts``."""
     obj = {name: fields[name] for name in CHAINED_FIELDS}
+    if salts is not None:
+        obj = committed(obj, salts)
     payload = prev_hash + "\n" + canonical_json(obj)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()

@@ -24,8 +24,9 @@ from activitylog.log.chain import CHAINED_FIELDS
 from activitylog.log.verify_export import TRIGGERS  # the contract's guard rule, as the auditor checks it
 
 _E = ActivityEntry
-# The contract's header: the chained fields, with the summary before the changes, then the two hashes.
-CSV_COLUMNS = (*CHAINED_FIELDS[:-2], "summary", "changes", "request_id", "prev_hash", "hash")
+# The contract's header: the chained fields, with the summary before the changes, then the two hashes,
+# then a v2 entry's salts (empty for v1).
+CSV_COLUMNS = (*CHAINED_FIELDS[:-2], "summary", "changes", "request_id", "prev_hash", "hash", "salts")
 QUOTE_MARKS = ('"', ",", "\r", "\n")  # RFC 4180: a cell holding one of these is quoted
 # What a cell needs, two bits per column of CSV_COLUMNS in ``csv_escapes``.
 GUARD, QUOTE = 1, 2

@@ -8,16 +8,18 @@ from typing import Any
 from sqlalchemy import Row
 
 from activitylog.log.chain import format_instant
+from activitylog.log.verify_export import CHAIN_VERSION, is_erased
 
 
 def entry_to_api(row: Any) -> dict[str, Any]:
-    """Turn an ``activity_entries`` row (ORM object or Core row) into the contract's entry object."""
+    """Turn an ``activity_entries`` row (ORM object or Core row) into the contract's entry object; a v2
+    entry (personal data committed) adds ``chain_version``, ``salts`` and ``erased``."""
     if isinstance(row, Row):
         row = row._mapping
         get = row.__getitem__
     else:
         get = row.__getattribute__
-    return {
+    entry = {
         "account_id": get("account_id"),
         "seq": get("seq"),
         "occurred_at": format_instant(get("occurred_at")),
@@ -33,3 +35,9 @@ def entry_to_api(row: Any) -> dict[str, Any]:
         "prev_hash": get("prev_hash"),
         "hash": get("hash"),
     }
+    salts = get("salts")
+    if salts is None:  # canonical form v1: the contract's part 1 shape, unchanged
+        return entry
+    parsed = json.loads(salts)
+    entry.update(chain_version=CHAIN_VERSION, salts=parsed, erased=is_erased(parsed))
+    return entry

@@ -10,13 +10,15 @@ are a prefix of the log; legal holds cut holes in it, so one run may purge sever
 The deletion itself goes through the database's own door (migration 0012): ``activity_purge()``, a
 ``SECURITY DEFINER`` function on PostgreSQL that re-checks the policy, and on SQLite the same statements in
 the caller's transaction, which the append-only triggers let through only for rows whose tombstone exists.
-Everything here runs inside the caller's transaction, with the account's chain head locked, so the run's
-``activity_log.purge`` entry (written by the caller) takes the seq the tombstones name.
+The run's ``activity_log.purge`` entry (written by the caller, under the head's lock, with the plan) comes
+first; then the plan is carried out in pieces of a few thousand seqs, each in a transaction of its own that
+does not hold the chain head, so appends go on between them (``services.retention``). A hold placed during
+a run protects what the remaining pieces would have taken: the database re-checks the holds in each piece.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -123,31 +125,38 @@ def lock_head(session: Session, account_id: str) -> int:
 _PG_PURGE = text("SELECT activity_purge(:account, :lo, :hi, :older_than, :purge_seq)")
 
 
-def execute(
-    session: Session, plan: Plan, purge_seq: int, progress: Callable[[int], None] | None = None
-) -> int:
-    """Tombstone and delete the plan's ranges; returns how many entries went. The caller holds the head's
-    lock (:func:`lock_head`) and records the run's entry at ``purge_seq`` in the same transaction."""
-    done = 0
-    postgres = session.get_bind().dialect.name == "postgresql"
-    for lo, hi in plan.ranges:
-        if postgres:
-            params = {
-                "account": plan.account_id,
-                "lo": lo,
-                "hi": hi,
-                "older_than": plan.older_than,
-                "purge_seq": purge_seq,
-            }
-            n = int(session.execute(_PG_PURGE, params).scalar_one())
-        else:
-            n = _purge_sqlite(session, plan, lo, hi, purge_seq)
-        if n != hi - lo + 1:  # the plan was made under the same lock: anything else is a bug or tampering
-            raise RuntimeError(f"purge of seq {lo}..{hi} removed {n} entries, not {hi - lo + 1}")
-        done += n
-        if progress is not None:
-            progress(n)
-    return done
+def batches(ranges: list[Range], size: int) -> Iterator[Range]:
+    """The ranges cut into pieces of at most ``size`` seqs, oldest first."""
+    for lo, hi in ranges:
+        for start in range(lo, hi + 1, size):
+            yield start, min(hi, start + size - 1)
+
+
+def execute_range(session: Session, plan: Plan, lo: int, hi: int, purge_seq: int) -> int:
+    """Tombstone and delete the plan's entries in ``lo..hi`` (one of its ranges or a piece of one); returns
+    how many went. ``purge_seq`` is the run's ``activity_log.purge`` entry, written before in a transaction
+    of its own (or by the caller, in this one, while it holds the head's lock)."""
+    if session.get_bind().dialect.name == "postgresql":
+        params = {
+            "account": plan.account_id,
+            "lo": lo,
+            "hi": hi,
+            "older_than": plan.older_than,
+            "purge_seq": purge_seq,
+        }
+        n = int(session.execute(_PG_PURGE, params).scalar_one())
+    else:
+        n = _purge_sqlite(session, plan, lo, hi, purge_seq)
+    if n > hi - lo + 1:
+        raise RuntimeError(f"purge of seq {lo}..{hi} removed {n} entries, more than {hi - lo + 1}")
+    return n
+
+
+# The text-search index's copies, found through its content table's (account_id, seq) index (0014).
+_SEARCH_DELETE = text(
+    "DELETE FROM activity_search WHERE rowid IN (SELECT id FROM activity_search_content "
+    "WHERE c3 = :account AND c4 BETWEEN :lo AND :hi)"
+)
 
 
 def _purge_sqlite(session: Session, plan: Plan, lo: int, hi: int, purge_seq: int) -> int:
@@ -174,10 +183,7 @@ def _purge_sqlite(session: Session, plan: Plan, lo: int, hi: int, purge_seq: int
             exists().where(gone, _purged.c.seq == _affected.c.seq),
         )
     )
-    session.execute(
-        text("DELETE FROM activity_search WHERE account_id = :account AND seq BETWEEN :lo AND :hi"),
-        {"account": plan.account_id, "lo": lo, "hi": hi},
-    )
+    session.execute(_SEARCH_DELETE, {"account": plan.account_id, "lo": lo, "hi": hi})
     session.execute(
         delete(_entries).where(
             _entries.c.account_id == plan.account_id,

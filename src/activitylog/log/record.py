@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, SessionTransaction
 
 from activitylog.db.models import ActivityEntry, AffectedResource, Audited, ChainHead, TreeNodes
-from activitylog.log import affected, tree
+from activitylog.log import affected, personal, tree
 from activitylog.log.actions import ALL_ACTIONS, EVENT_ACTIONS, summarize
 from activitylog.log.chain import GENESIS, canonical_json, entry_hash, format_instant
 from activitylog.log.csv_sql import CSV_COLUMNS, csv_escapes
@@ -219,7 +219,8 @@ def record(
         "changes": changes,
         "request_id": context.request_id,
     }
-    digest = entry_hash(prev_hash, fields)
+    salts = personal.new_salts(fields)  # v2 when the entry holds a subscriber's personal data
+    digest = entry_hash(prev_hash, fields, salts)
     summary = summarize(action, resource_name)
     cells = {
         **fields,
@@ -227,6 +228,7 @@ def record(
         "summary": summary,
         "prev_hash": prev_hash,
         "hash": digest,
+        "salts": canonical_json(salts) if salts else None,
     }
     row = {
         **cells,
@@ -255,4 +257,4 @@ def record(
         },
     )
     session.info[_HEADS][account_id] = Head(seq, digest, occurred_at, frontier)
-    return {**fields, "summary": summary, "prev_hash": prev_hash, "hash": digest}
+    return {**fields, "summary": summary, "prev_hash": prev_hash, "hash": digest, "salts": salts}

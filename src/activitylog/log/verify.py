@@ -10,6 +10,9 @@ log rebuilt from scratch by someone holding only the database fails here, even w
 Purged entries (``log.purge``) are walked through their tombstones: a tombstone's prev_hash must link to the
 entry (or tombstone) before it and its hash is the leaf the stored tree and the signed checkpoints hold, so
 the chain and the tree are checked across every gap; the verdict names the purged ranges and their policy.
+
+Entries in canonical form v2 (``salts`` set) are hashed with their personal values committed; an erased
+value is checked through the commitment its salts keep (``verify_export.committed``).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from activitylog.db.models import ActivityEntry, AffectedResource, ChainHead, Pu
 from activitylog.log import purge, tree
 from activitylog.log.actions import summarize
 from activitylog.log.affected import affected
-from activitylog.log.chain import CHAINED_FIELDS, GENESIS, canonical_json, format_instant
+from activitylog.log.chain import CHAINED_FIELDS, GENESIS, canonical_json, entry_hash, format_instant
 from activitylog.log.csv_sql import CSV_COLUMNS, csv_escapes
 from activitylog.log.record import ip_key
 from activitylog.log.tree_store import TreeDamaged, TreeReader
@@ -114,6 +117,18 @@ def _entry_hash_given(prev_hash: str, fields: dict[str, Any], changes_text: str)
         _CHANGES_STAND_IN, f'"changes":{changes_text},', 1
     )
     return hashlib.sha256(f"{prev_hash}\n{canonical}".encode()).hexdigest()
+
+
+def _v2_hash(prev_hash: str, fields: dict[str, Any], salts_text: str) -> str | None:
+    """A v2 entry's hash (its personal values committed, ``verify_export.committed``), or None when its
+    salts are not canonical JSON or do not fit it."""
+    try:
+        salts = json.loads(salts_text)
+        if canonical_json(salts) != salts_text:
+            return None
+        return entry_hash(prev_hash, fields, salts)
+    except (ValueError, TypeError, AttributeError):
+        return None
 
 
 def _ordered(session: Session, statement: Any, batch: int) -> Iterator[Any]:
@@ -255,7 +270,15 @@ def verify_account(
         except ValueError:
             return _broken(seq, "changes is not valid JSON")
         changes_text = canonical_json(fields["changes"])
-        self_consistent = _entry_hash_given(entry["prev_hash"], fields, changes_text) == entry["hash"]
+        if entry["salts"] is None:  # canonical form v1
+            self_consistent = _entry_hash_given(entry["prev_hash"], fields, changes_text) == entry["hash"]
+        else:
+            v2 = _v2_hash(entry["prev_hash"], fields, entry["salts"])
+            if v2 is None:
+                return _broken(
+                    seq, "salts are not the canonical JSON of salts and commitments that fit the entry"
+                )
+            self_consistent = v2 == entry["hash"]
         if entry["prev_hash"] != prev_hash:
             if self_consistent and seq > start.seq:  # this entry is intact, so the one before it is not
                 return _broken(seq - 1, f"replaced: seq {seq} does not link to it")

@@ -16,6 +16,10 @@ derived from the action and resource name, the ``changes`` cell exactly the cano
 formula guard exactly the contract's rule; JSON Lines entries must have the contract's fields and types and
 no duplicate keys.
 
+Rows in canonical form v2 (a non-empty ``salts`` cell or field: entries holding a subscriber's personal data)
+are hashed with each personal value replaced by its commitment ``SHA-256(salt || value)``, or by the
+commitment an erasure kept (:func:`committed`, the one definition of the form, which the service uses too).
+
 With ``--proof`` (the export's proof file) and ``--verifier-key`` (obtained out of band, never from a file
 it checks), every row is proven to be in the account's Merkle tree whose root the service signed (RFC 6962
 audit paths, a C2SP signed-note checkpoint). With ``--manifest``, the signed manifest proves that no row of
@@ -49,8 +53,10 @@ CHAINED = (
 CSV_HEADER = (
     "account_id", "seq", "occurred_at", "actor_type", "actor_id", "actor_name", "on_behalf_of", "ip",
     "user_agent", "action", "resource_type", "resource_id", "resource_name", "summary", "changes",
-    "request_id", "prev_hash", "hash",
+    "request_id", "prev_hash", "hash", "salts",
 )  # fmt: skip
+# Exports written before canonical form v2 end at ``hash`` (every row v1).
+CSV_HEADER_V1 = CSV_HEADER[:-1]
 # The contract's formula safety: a cell whose text begins with one of these gets one extra leading ``'``.
 TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n", "'")
 
@@ -66,7 +72,7 @@ _PAST = {
     "suppress": "Suppressed", "unsuppress": "Unsuppressed", "enable": "Enabled", "disable": "Disabled",
     "revoke": "Revoked", "rotate": "Rotated", "verify": "Verified", "import": "Imported",
     "export": "Exported", "replay": "Replayed",
-    "archive": "Archived", "purge": "Purged", "release": "Released",
+    "archive": "Archived", "purge": "Purged", "release": "Released", "erase": "Erased",
 }  # fmt: skip
 _NOUN = {
     "account": "account", "user": "user", "api_key": "API key", "list": "list", "contact": "contact",
@@ -97,9 +103,78 @@ def canonical_text(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def entry_hash(prev_hash: str, fields: dict[str, Any]) -> str:
+def entry_hash(prev_hash: str, fields: dict[str, Any], salts: dict[str, Any] | None = None) -> str:
+    """v1 without ``salts``; v2 (personal data committed, see :func:`committed`) with them. ValueError
+    when the salts do not fit the entry."""
     obj = {name: fields[name] for name in CHAINED}
+    if salts is not None:
+        obj = committed(obj, salts)
     return hashlib.sha256((prev_hash + "\n" + canonical_text(obj)).encode("utf-8")).hexdigest()
+
+
+# ---- canonical form v2: a subscriber's personal values enter the hash only as salted commitments ----
+CHAIN_VERSION = 2
+SALT_HEX = 32  # 16 random bytes per value
+
+
+def commitment(salt_hex: str, value: Any) -> str:
+    """``SHA-256(salt || value)``, hex; the value as its canonical JSON text (a string with its quotes)."""
+    return hashlib.sha256(bytes.fromhex(salt_hex) + canonical_text(value).encode("utf-8")).hexdigest()
+
+
+def _is_hex(text: Any, length: int) -> bool:
+    return isinstance(text, str) and len(text) == length and all(c in "0123456789abcdef" for c in text)
+
+
+def pointer_parts(path: str) -> list[str]:
+    """An RFC 6901 JSON Pointer (``/changes/email/to``, ``/changes/address_ids/to/0``) into its tokens."""
+    if not path.startswith("/"):
+        raise ValueError(f"salts: {path!r} is not a JSON Pointer")
+    return [t.replace("~1", "/").replace("~0", "~") for t in path[1:].split("/")]
+
+
+def _step(node: Any, token: str) -> tuple[Any, Any]:
+    """The container and key a pointer token names inside ``node``."""
+    if isinstance(node, dict) and token in node:
+        return node, token
+    if isinstance(node, list) and token.isdigit() and str(int(token)) == token and int(token) < len(node):
+        return node, int(token)
+    raise ValueError(f"salts: {token!r} names nothing in the entry")
+
+
+def locate(obj: dict[str, Any], path: str) -> tuple[Any, Any]:
+    """The container and key of the value at ``path`` (a chained field, or a value inside ``changes``)."""
+    parts = pointer_parts(path)
+    if parts[0] not in obj or parts[0] in ("account_id", "seq"):
+        raise ValueError(f"salts: {path!r} is not a field that can hold personal data")
+    node, key = obj, parts[0]
+    for token in parts[1:]:
+        node, key = _step(node[key], token)
+    return node, key
+
+
+def committed(obj: dict[str, Any], salts: dict[str, Any]) -> dict[str, Any]:
+    """The v2 canonical object: every value a salt names replaced by its commitment, plus
+    ``"chain_version": 2`` and ``"committed"`` (the sorted paths), so neither can be changed unseen.
+
+    ``salts`` maps each path to the value's salt (hex), or, once the value was erased, to
+    ``{"commitment": hex}``: value and salt are gone, the commitment is what the hash still covers."""
+    if not isinstance(salts, dict) or not salts:
+        raise ValueError("salts: a v2 entry names at least one committed value")
+    out = json.loads(canonical_text(obj))  # a deep copy: the caller's fields stay as they are
+    for path, salt in salts.items():
+        node, key = locate(out, path)
+        if _is_hex(salt, SALT_HEX):
+            node[key] = commitment(salt, node[key])
+        elif isinstance(salt, dict) and set(salt) == {"commitment"} and _is_hex(salt["commitment"], 64):
+            node[key] = salt["commitment"]
+        else:
+            raise ValueError(f"salts: {path!r} is neither a salt nor an erased value's commitment")
+    return {**out, "chain_version": CHAIN_VERSION, "committed": sorted(salts)}
+
+
+def is_erased(salts: dict[str, Any] | None) -> bool:
+    return salts is not None and any(isinstance(s, dict) for s in salts.values())
 
 
 # ---- reading exports: what a reader sees must be exactly what the contract's rules produce ----
@@ -146,17 +221,21 @@ def rows_from_csv(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
     ``problem`` (and the seq it names, when readable)."""
     reader = csv.reader(lines)
     header = next(reader, None)
-    if header is None or tuple(header) != CSV_HEADER:
+    if header is None or tuple(header) not in (CSV_HEADER, CSV_HEADER_V1):
         raise UnreadableExport("not an activity-log CSV: the header row differs from the contract's")
+    columns = tuple(header)
     for cells in reader:
-        row: dict[str, Any] = {"line": reader.line_num, "problem": None}
-        if len(cells) != len(CSV_HEADER):
-            row["problem"] = f"{len(cells)} cells, the header has {len(CSV_HEADER)}"
+        row: dict[str, Any] = {"line": reader.line_num, "problem": None, "salts": None}
+        if len(cells) != len(columns):
+            row["problem"] = f"{len(cells)} cells, the header has {len(columns)}"
             yield row
             return
-        row.update({name: unescape(cell) for name, cell in zip(CSV_HEADER, cells, strict=True)})
+        row.update({name: unescape(cell) for name, cell in zip(columns, cells, strict=True)})
         row["seq"] = _seq_of(row["seq"])
-        for name, cell in zip(CSV_HEADER, cells, strict=True):
+        if row["salts"] is not None:
+            row["salts"], problem = _salts_cell(row["salts"])
+            row["problem"] = problem
+        for name, cell in zip(columns, cells, strict=True):
             if problem := guard_problem(cell):
                 row["problem"] = f"{name}: {problem}"
                 break
@@ -175,12 +254,25 @@ def rows_from_csv(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
         yield row
 
 
+def _salts_cell(text: str) -> tuple[Any, str | None]:
+    """A v2 row's ``salts`` cell: the canonical JSON text of an object (a v1 row's cell is empty)."""
+    try:
+        salts = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+    except ValueError:
+        return None, "salts is not JSON"
+    if not isinstance(salts, dict) or canonical_text(salts) != text:
+        return None, "salts is not the canonical JSON text of an object"
+    return salts, None
+
+
 ENTRY_FIELDS = {
     "account_id": str, "seq": int, "occurred_at": str, "actor": dict, "on_behalf_of": (str, None),
     "ip": (str, None), "user_agent": (str, None), "action": str, "resource": dict, "summary": str,
     "changes": object, "request_id": (str, None), "prev_hash": str, "hash": str,
 }  # fmt: skip
 PARTY_FIELDS = {"type": str, "id": str, "name": (str, None)}
+# What a v2 entry (canonical form v2: personal data committed) has besides.
+V2_FIELDS = {"chain_version": int, "salts": dict, "erased": bool}
 
 
 def _type_problem(obj: dict[str, Any], fields: dict[str, Any], where: str) -> str | None:
@@ -191,7 +283,9 @@ def _type_problem(obj: dict[str, Any], fields: dict[str, Any], where: str) -> st
         allowed = kind if isinstance(kind, tuple) else (kind,)
         value = obj[name]
         ok = any(
-            value is None if t is None else (isinstance(value, t) and not isinstance(value, bool))
+            value is None
+            if t is None
+            else (isinstance(value, t) and (t is bool or not isinstance(value, bool)))
             for t in allowed
         )
         if not ok:
@@ -202,7 +296,12 @@ def _type_problem(obj: dict[str, Any], fields: dict[str, Any], where: str) -> st
 def flatten(entry: dict[str, Any]) -> dict[str, Any]:
     """The API's (and JSON Lines export's) nested entry as the flat row the chain covers; a row that breaks
     the contract's shape carries its ``problem``."""
-    problem = _type_problem(entry, ENTRY_FIELDS, "")
+    v2 = entry.get("chain_version", 1) != 1
+    problem = _type_problem(entry, {**ENTRY_FIELDS, **V2_FIELDS} if v2 else ENTRY_FIELDS, "")
+    if problem is None and v2 and entry["chain_version"] != CHAIN_VERSION:
+        problem = f"chain_version {entry['chain_version']} is not one this verifier knows"
+    if problem is None and v2 and entry["erased"] != is_erased(entry["salts"]):
+        problem = "erased does not say whether the salts name erased values"
     for party in ("actor", "resource"):
         if problem is None:
             problem = _type_problem(entry[party], PARTY_FIELDS, f"{party}: ")
@@ -220,6 +319,7 @@ def flatten(entry: dict[str, Any]) -> dict[str, Any]:
         "resource_type": entry["resource"]["type"],
         "resource_id": entry["resource"]["id"],
         "resource_name": entry["resource"]["name"],
+        "salts": entry["salts"] if v2 else None,
         "problem": None,
     }
 
@@ -289,7 +389,11 @@ def verify_rows(rows: Iterable[dict[str, Any]], proofs: ProofFile | None = None)
             return report.fail("seq is not positive", seq)
         elif seq == 1 and row["prev_hash"] != GENESIS:
             return report.fail("seq 1 does not link to the genesis hash", seq)
-        if entry_hash(row["prev_hash"], row) != row["hash"]:
+        try:
+            digest = entry_hash(row["prev_hash"], row, row.get("salts"))
+        except ValueError as exc:
+            return report.fail(f"a v2 entry's {exc}", seq)
+        if digest != row["hash"]:
             return report.fail("hash does not match the row's content", seq)
         try:
             summary = summarize(row["action"], row["resource_name"])

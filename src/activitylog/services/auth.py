@@ -42,6 +42,8 @@ _PERMISSIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "streams:manage": (frozenset({"owner", "admin"}), frozenset({"full"})),
     # Legal holds decide what the retention purge may remove.
     "holds:manage": (frozenset({"owner", "admin"}), frozenset({"full"})),
+    # Erasing a subscriber removes their personal data from the tables and the log for good.
+    "subscribers:erase": (frozenset({"owner", "admin"}), frozenset({"full"})),
     "users:manage": (frozenset({"owner"}), frozenset()),
     "account:manage": (frozenset({"owner"}), frozenset()),
 }

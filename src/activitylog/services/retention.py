@@ -29,6 +29,7 @@ from activitylog.services import crud
 from activitylog.services.uow import UnitOfWork, assign
 
 MAX_RETENTION_DAYS = 36_500  # a century: beyond it, a typo rather than a policy
+PURGE_BATCH = 2000  # seqs per transaction: bench/RESULTS-retention.md
 SYSTEM_PURGE = Actor(type="system", id="purge", name="retention purge")
 
 
@@ -99,9 +100,11 @@ def purge_account(
     actor: Actor = SYSTEM_PURGE,
     context: RequestContext | None = None,
     progress: Callable[[int], None] | None = None,
+    batch: int = PURGE_BATCH,
 ) -> PurgeResult:
-    """Purge the account's entries older than its retention as of ``as_of`` that no active hold covers, in
-    one transaction with the run's ``activity_log.purge`` entry (none when nothing was purged)."""
+    """Purge the account's entries older than its retention as of ``as_of`` that no active hold covers: the
+    run's ``activity_log.purge`` entry (none when nothing is to go) with the plan, then the plan in pieces of
+    ``batch`` seqs, each a short transaction of its own (appends wait for one piece at most)."""
     if as_of is not None and as_of.tzinfo is None:
         raise InvalidInput("as_of", "give a time zone (e.g. 2027-01-31T00:00:00Z)")
     uow = UnitOfWork(db, account_id=account_id, actor=actor, context=context or RequestContext())
@@ -121,7 +124,6 @@ def purge_account(
         planned = purge.plan(uow.session, account_id, as_of - timedelta(days=days), days)
         if dry_run or not planned.count:
             return PurgeResult(account_id, planned, dry_run)
-        purge.execute(uow.session, planned, purge_seq, progress)
         entry = uow.record(
             "activity_log.purge",
             ResourceRef("activity_log", account_id, "activity log"),
@@ -129,6 +131,13 @@ def purge_account(
         )
         assert entry is not None and entry["seq"] == purge_seq, "the run's entry must take the locked seq"
         uow.commit()
+    scoped = db.for_account(account_id)
+    for lo, hi in purge.batches(planned.ranges, batch):  # each piece short, so appends interleave
+        with scoped.writer() as session:
+            n = purge.execute_range(session, planned, lo, hi, purge_seq)
+            session.commit()
+        if progress is not None:
+            progress(n)
     return PurgeResult(account_id, planned, dry_run, entry_seq=purge_seq)
 
 

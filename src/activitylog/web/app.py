@@ -17,6 +17,7 @@ from activitylog.web.api import (
     api_keys,
     broadcasts,
     delivery_events,
+    erasures,
     legal_holds,
     lists,
     proofs,
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(streams.router)
     streams.install_metrics(app.state.db)  # stream lag and failures on /metrics
     app.include_router(legal_holds.router)
+    app.include_router(erasures.router)
     dashboard.install(app)
     app.add_middleware(EdgeGuards)
     app.add_middleware(ObservedRequests)  # inside the request id, outside everything that answers

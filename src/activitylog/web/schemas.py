@@ -440,6 +440,16 @@ class EntryOut(BaseModel):
     request_id: str | None
     prev_hash: str
     hash: str
+    chain_version: int | None = Field(
+        default=None,
+        description="2 for an entry holding a subscriber's personal data (canonical form v2); absent for v1",
+    )
+    salts: dict[str, Any] | None = Field(
+        default=None,
+        description="v2 only: for each committed value (a JSON Pointer) its salt (hex), or, once erased, "
+        '{"commitment": hex}',
+    )
+    erased: bool | None = Field(default=None, description="v2 only: whether personal values were erased")
 
 
 class PurgeRunOut(BaseModel):

@@ -129,6 +129,6 @@ def verify(
     return run.as_api()
 
 
-@router.get("/{seq}", response_model=EntryOut)
+@router.get("/{seq}", response_model=EntryOut, response_model_exclude_unset=True)
 def get_entry(seq: int, caller: LogReader, db: Db) -> dict[str, Any]:
     return one_entry(db, caller.account_id, seq)

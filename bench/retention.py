@@ -1,0 +1,313 @@
+"""``bench/retention.py``: a purge of 1M entries of a 2M-entry account (target < 60 s) while no append waits
+more than 250 ms, and an erasure touching 1,000 entries (target < 5 s), on both engines.
+
+For each engine: a throw-away database built by the real migrations; one account of ``--entries`` entries
+spread over 800 days ending 30 days ago (so about half are past the default 400-day retention) with its
+Merkle tree (``seeding``), beside a few small tenants. With the server started as ``make run`` starts it
+(``activitylog serve``, workers on; the worker's own purge interval set to 0, so the measured run is the
+operator's), in its own process:
+
+1. appends: one client creates lists through the API of the same account, one request at a time, each
+   timed: first alone (the baseline), then while the purge runs;
+2. the purge: ``activitylog purge --account A`` in a process of its own, wall clock (start-up included);
+3. checks: the tombstones are as many as the entries purged, and ``verify_account`` passes afterwards;
+4. erasure: one address given 1,000 v2 entries through the recorder (a contact created, then updated), then
+   ``services.erasure.erase_subscriber`` timed in-process, and the account verified again.
+
+Results: bench/RESULTS-retention.md (one run; medians, p95, p99 and max; ratios within the run).
+
+    .venv/bin/python bench/retention.py [--entries 2000000] [--engines sqlite,postgresql] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select
+
+from activitylog.db.models import ActivityEntry, PurgedEntry
+from activitylog.log.record import RequestContext
+from activitylog.log.verify import verify_account
+from activitylog.services import erasure, lists
+from activitylog.services.retention import PURGE_BATCH
+from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
+
+# isort: split
+# Sibling modules of bench/ (this runs as a script, so they import as top-level modules).
+from proofs import ACTIVITYLOG, _open, app_env, server
+from seeding import seed
+from stores import Store, describe
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS-retention.md"
+BIG_SHARE = 0.95
+HISTORY_DAYS, ENDS_DAYS_AGO = 800, 30
+APPEND_TARGET_MS, PURGE_TARGET_S, ERASE_TARGET_S = 250.0, 60.0, 5.0
+
+
+@dataclass
+class Latencies:
+    ms: list[float] = field(default_factory=list)
+    errors: int = 0
+
+    def row(self) -> str:
+        if not self.ms:
+            return "no requests"
+        ordered = sorted(self.ms)
+
+        def pct(p: float) -> float:
+            return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
+
+        over = sum(1 for m in ordered if m > APPEND_TARGET_MS)
+        return (
+            f"{len(ordered):,} | {statistics.median(ordered):.1f} | {pct(0.95):.1f} | {pct(0.99):.1f} | "
+            f"{ordered[-1]:.1f} | {over} | {self.errors}"
+        )
+
+
+@dataclass
+class EngineRun:
+    engine: str
+    versions: dict[str, str]
+    seeded: int = 0
+    seed_s: float = 0.0
+    purge_s: float = 0.0
+    purged: int = 0
+    purge_output: str = ""
+    baseline: Latencies = field(default_factory=Latencies)
+    during: Latencies = field(default_factory=Latencies)
+    verify_s: float = 0.0
+    verified: bool = False
+    erase_entries: int = 0
+    erase_s: float = 0.0
+    erase_verified: bool = False
+    load: list[float] = field(default_factory=list)
+
+
+class Appender(threading.Thread):
+    """Creates lists through the API, one request at a time, until stopped; times each."""
+
+    def __init__(self, client: httpx.Client, into: Latencies) -> None:
+        super().__init__(daemon=True)
+        self.client, self.into, self.stop = client, into, threading.Event()
+
+    def run(self) -> None:
+        n = 0
+        while not self.stop.is_set():
+            n += 1
+            began = time.perf_counter()
+            response = self.client.post("/api/v1/lists", json={"name": f"bench {n} {time.time_ns()}"})
+            self.into.ms.append((time.perf_counter() - began) * 1000)
+            if response.status_code != 201:
+                self.into.errors += 1
+
+
+def _count(store: Store, account_id: str, model: Any) -> int:
+    db = store.app_db()
+    try:
+        with db.for_account(account_id).reader() as session:
+            return int(session.scalar(select(func.count()).where(model.account_id == account_id)) or 0)
+    finally:
+        db.dispose()
+
+
+def _verify(store: Store, account_id: str) -> tuple[bool, float]:
+    db = store.app_db()
+    try:
+        began = time.perf_counter()
+        with db.for_account(account_id).reader() as session:
+            verdict = verify_account(session, account_id)
+        return verdict.ok, time.perf_counter() - began
+    finally:
+        db.dispose()
+
+
+def bench_erasure(store: Store, account_id: str, entries: int, run: EngineRun) -> None:
+    """One address in ``entries`` v2 entries (a contact created, then updated), then erased."""
+    db = store.app_db()
+    try:
+        address = f"erase-me-{time.time_ns()}@subscriber.example"
+
+        def uow() -> UnitOfWork:
+            return UnitOfWork(db, account_id=account_id, actor=SYSTEM_CLI, context=RequestContext())
+
+        lst = lists.create_list(uow(), "erasure bench")
+        contact = lists.create_contact(
+            uow(), lst.id, {"email": address, "first_name": "F0", "last_name": "L"}
+        )
+        for i in range(1, entries):
+            lists.update_contact(uow(), contact.id, {"first_name": f"F{i}"})
+        began = time.perf_counter()
+        done = erasure.erase_subscriber(uow(), address)
+        run.erase_s = time.perf_counter() - began
+        run.erase_entries = done.entries
+    finally:
+        db.dispose()
+    run.erase_verified, _ = _verify(store, account_id)
+
+
+def bench_engine(store: Store, args: argparse.Namespace) -> EngineRun:
+    run = EngineRun(store.engine, describe(store))
+    began = time.perf_counter()
+
+    def log(message: str) -> None:
+        run.load.append(os.getloadavg()[0])
+        print(f"[{store.engine} +{time.perf_counter() - began:6.1f}s] {message}", flush=True)
+
+    workdir = Path(tempfile.mkdtemp(prefix=f"activitylog-retention-{store.engine}-"))
+    total = int(args.entries / BIG_SHARE)
+    log(f"seeding {total:,} entries, {args.entries:,} in the account under test, {HISTORY_DAYS} days")
+    phase = time.perf_counter()
+    seeded = seed(
+        store,
+        entries=total,
+        accounts_total=args.accounts,
+        big_share=BIG_SHARE,
+        days=HISTORY_DAYS,
+        ends_days_ago=ENDS_DAYS_AGO,
+    )
+    run.seed_s = time.perf_counter() - phase
+    account = seeded.account_id
+    run.seeded = _count(store, account, ActivityEntry)
+    env = {**os.environ, **app_env(store, workdir), "ACTIVITYLOG_PURGE_INTERVAL_SECONDS": "0"}
+    os.environ["ACTIVITYLOG_PURGE_INTERVAL_SECONDS"] = "0"  # the served worker: no purge of its own
+    headers = {"Authorization": f"Bearer {seeded.api_key}", "User-Agent": "activitylog-bench"}
+    with (
+        server(store, workdir) as (url, _pid),
+        httpx.Client(base_url=url, headers=headers, timeout=60) as client,
+    ):
+        log(f"appends alone for {args.baseline_seconds:g} s")
+        appender = Appender(client, run.baseline)
+        appender.start()
+        time.sleep(args.baseline_seconds)
+        appender.stop.set()
+        appender.join()
+        log("the purge, with appends")
+        appender = Appender(client, run.during)
+        appender.start()
+        phase = time.perf_counter()
+        done = subprocess.run(
+            [str(ACTIVITYLOG), "purge", "--account", account],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        run.purge_s = time.perf_counter() - phase
+        appender.stop.set()
+        appender.join()
+        run.purge_output = (done.stdout + done.stderr).strip().splitlines()[-2:].__str__()
+        if done.returncode != 0:
+            raise RuntimeError(f"purge failed: {done.stdout}{done.stderr}")
+    run.purged = _count(store, account, PurgedEntry)
+    log(f"purged {run.purged:,} in {run.purge_s:.1f} s; verifying")
+    run.verified, run.verify_s = _verify(store, account)
+    log(f"erasure of an address in {args.erase_entries:,} entries")
+    bench_erasure(store, account, args.erase_entries, run)
+    log(f"erased {run.erase_entries:,} entries in {run.erase_s:.2f} s")
+    return run
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def render(runs: list[EngineRun], args: argparse.Namespace, started: datetime) -> str:
+    lines = [
+        "# Retention: purge and erasure at scale",
+        "",
+        f"Run {started:%Y-%m-%d %H:%M} UTC by `bench/retention.py` ({' '.join(sys.argv[1:]) or 'defaults'}), "
+        "on this 2-core machine shared with other work (load average during the run: "
+        f"{', '.join(f'{max(r.load, default=0):.1f}' for r in runs)} at most). The server runs as `make run` "
+        "starts it (`activitylog serve`, workers on); the purge is `activitylog purge --account A` in its "
+        "own process; appends are `POST /api/v1/lists` of the same account, one at a time, each a durable "
+        "transaction with its entry (the latency is the client's: HTTP + the transaction).",
+        "",
+        "The purge writes the run's `activity_log.purge` entry first (under the chain head's lock), then "
+        f"carries out the plan in pieces of {PURGE_BATCH:,} seqs, each a transaction of its own that does "
+        "not hold the head: an append waits at most for one piece (on SQLite, whose write lock is the whole "
+        "file) or not at all (PostgreSQL, where the piece locks only the rows it deletes).",
+        "",
+        "| engine | entries in the account | purged | purge wall time | target < 60 s | verify after |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in runs:
+        lines.append(
+            f"| {r.engine} | {r.seeded:,} | {r.purged:,} | {r.purge_s:.1f} s "
+            f"({r.purged / max(r.purge_s, 1e-9):,.0f}/s) | {_met(r.purge_s < PURGE_TARGET_S)} | "
+            f"{'ok' if r.verified else 'FAILED'} ({r.verify_s:.0f} s) |"
+        )
+    lines += [
+        "",
+        "Appends (ms, client side):",
+        "",
+        "| engine | when | requests | median | p95 | p99 | max | > 250 ms | errors |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in runs:
+        lines.append(f"| {r.engine} | alone | {r.baseline.row()} |")
+        lines.append(f"| {r.engine} | during the purge | {r.during.row()} |")
+    lines += ["", "Targets: no append over 250 ms during the purge; erasure of 1,000 entries < 5 s.", ""]
+    lines += [
+        "| engine | appends ≤ 250 ms during the purge | median during / alone | erasure |",
+        "| --- | --- | --- | --- |",
+    ]
+    for r in runs:
+        worst = max(r.during.ms, default=0.0)
+        ratio = statistics.median(r.during.ms) / statistics.median(r.baseline.ms) if r.during.ms else 0.0
+        lines.append(
+            f"| {r.engine} | {_met(worst <= APPEND_TARGET_MS)} (max {worst:.0f} ms) | {ratio:.2f}x | "
+            f"{r.erase_entries:,} entries in {r.erase_s:.2f} s, {_met(r.erase_s < ERASE_TARGET_S)}, verify "
+            f"{'ok' if r.erase_verified else 'FAILED'} |"
+        )
+    lines += ["", "Seeding and versions:", ""]
+    for r in runs:
+        lines.append(f"- {r.engine}: seeded in {r.seed_s:.0f} s; {r.versions}; purge said {r.purge_output}")
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="50,000 entries: a smoke test")
+    parser.add_argument("--entries", type=int, help="entries of the account under test (2,000,000)")
+    parser.add_argument("--accounts", type=int, default=5, help="accounts seeded, the first holding 95%%")
+    parser.add_argument(
+        "--baseline-seconds", type=float, default=10.0, help="appends alone, before the purge"
+    )
+    parser.add_argument("--erase-entries", type=int, default=1000, help="entries holding the erased address")
+    parser.add_argument("--engines", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql")
+    parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    args = parser.parse_args(argv)
+    if args.entries is None:
+        args.entries = 50_000 if args.quick else 2_000_000
+    if args.quick:
+        args.baseline_seconds = min(args.baseline_seconds, 3.0)
+        args.erase_entries = min(args.erase_entries, 200)
+    return args
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    started = datetime.now(UTC)
+    runs: list[EngineRun] = []
+    for engine in (e.strip() for e in args.engines.split(",") if e.strip()):
+        with _open(engine, args) as store:
+            runs.append(bench_engine(store, args))
+        RESULTS.write_text(render(runs, args, started))  # after each engine: a late failure keeps it
+    print(f"wrote {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

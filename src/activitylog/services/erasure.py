@@ -1,0 +1,110 @@
+"""Erasure of a subscriber (GDPR art. 17): their address, names and other fields leave the account's tables
+and every entry of the log that holds them, while every proof still holds (``log.erasure``).
+
+One erasure is one transaction and one entry, ``contact.erase``, whose body holds no personal data: the
+pseudonym the erased entries now show as the address's id, how many entries were scrubbed, and the ids of the
+contacts that went (``con_…``, never the address). Deliveries and delivery events keep their counts under the
+pseudonym. An active legal hold covering any of the entries refuses the whole erasure (409, naming the hold).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+
+from activitylog.db.models import Contact, Delivery, DeliveryEvent, Suppression
+from activitylog.errors import Conflict, InvalidInput, NotFound
+from activitylog.ids import new_id
+from activitylog.log import erasure, purge
+from activitylog.log.guard import claim_changes
+from activitylog.log.record import ResourceRef
+from activitylog.services.uow import UnitOfWork
+
+PSEUDONYM_PREFIX = "era"
+MAX_ADDRESS = 320
+
+
+@dataclass(frozen=True)
+class Erasure:
+    id: str  # the pseudonym
+    entries: int
+    contacts: int
+    suppressed: bool
+    entry_seq: int
+
+    def as_api(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "entries_erased": self.entries,
+            "contacts_deleted": self.contacts,
+            "suppression_deleted": self.suppressed,
+            "entry_seq": self.entry_seq,
+        }
+
+
+def normalized(email: str) -> str:
+    """The address as the tables hold it (lists and suppressions keep it stripped and lower-cased)."""
+    address = email.strip().lower()
+    if not address or len(address) > MAX_ADDRESS or "@" not in address or any(c.isspace() for c in address):
+        raise InvalidInput("email", "must be an email address")
+    return address
+
+
+def erase_subscriber(uow: UnitOfWork, email: str) -> Erasure:
+    address = normalized(email)
+    pseudonym = new_id(PSEUDONYM_PREFIX)
+    with uow:
+        session, account_id = uow.session, uow.account_id
+        erase_seq = purge.lock_head(session, account_id)  # the erasure's entry takes the next seq
+        contacts = list(
+            session.scalars(
+                select(Contact)
+                .where(Contact.account_id == account_id, Contact.email == address)
+                .order_by(Contact.id)
+                .with_for_update()
+            )
+        )
+        suppression = session.get(Suppression, (account_id, address), with_for_update=True)
+        scrubs, contact_ids = erasure.plan(session, account_id, address, {c.id for c in contacts}, pseudonym)
+        deliveries = _count(uow, Delivery, address) + _count(uow, DeliveryEvent, address)
+        if not (contacts or suppression or scrubs or deliveries):
+            raise NotFound("no contact, suppression, delivery or entry of this account holds that address")
+        hold = erasure.covering_hold(session, account_id, scrubs)
+        if hold is not None:
+            raise Conflict(f"legal hold {hold} covers entries holding this address: release it first")
+        erasure.execute(session, account_id, address, scrubs, erase_seq)
+        for contact in contacts:
+            uow.delete(contact)
+        if suppression is not None:
+            uow.delete(suppression)
+        for model in (Delivery, DeliveryEvent):  # bookkeeping rows: counts stay, under the pseudonym
+            session.execute(
+                update(model.__table__)  # type: ignore[arg-type]
+                .where(model.account_id == account_id, model.email == address)
+                .values(email=pseudonym)
+            )
+        # The deleted rows' diffs hold the very data being erased: this entry covers them by id alone.
+        for change in claim_changes(session):
+            if getattr(change.obj, "account_id", None) != account_id:
+                raise PermissionError("an erasure changed another account's row")
+        changes: dict[str, Any] = {
+            "entries_erased": {"from": None, "to": len(scrubs)},
+            "suppression_deleted": {"from": None, "to": suppression is not None},
+        }
+        if contact_ids:
+            changes["contact_ids"] = {"from": sorted(contact_ids), "to": None}
+        entry = uow.record("contact.erase", ResourceRef("contact", pseudonym), changes)
+        assert entry is not None and entry["seq"] == erase_seq, "the erasure's entry must take the locked seq"
+        uow.commit()
+    if uow.db.dialect == "sqlite":
+        erasure.checkpoint_sqlite(uow.db.engine)
+    return Erasure(pseudonym, len(scrubs), len(contacts), suppression is not None, erase_seq)
+
+
+def _count(uow: UnitOfWork, model: Any, address: str) -> int:
+    found = uow.session.execute(
+        select(model.email).where(model.account_id == uow.account_id, model.email == address).limit(1)
+    ).first()
+    return 1 if found else 0
