@@ -150,6 +150,7 @@ def _broadcast_diff(rng: random.Random, verb: str) -> Diff:
         "send": {"status": ("scheduled", "sending"), "sent_at": (None, at)},
         "pause": {"status": ("sending", "paused")},
         "resume": {"status": ("paused", "sending")},
+        "archive": {"status": ("sent", "archived")},
     }[verb]
     return {k: {"from": a, "to": b} for k, (a, b) in steps.items()}
 
@@ -206,7 +207,8 @@ def _other(rng: random.Random, rtype: str, verb: str) -> Diff:
             "filter": {"from": None, "to": window},
             "format": {"from": None, "to": rng.choice(["csv", "jsonl"])},
         }
-    raise ValueError(f"no diff shape for {rtype}.{verb}")
+    # Later vocabulary (streams, legal holds, the log's own purge and restore): a status move.
+    return {"status": {"from": None, "to": verb}}
 
 
 _SHAPES: dict[str, Callable[[random.Random, str], Diff]] = {

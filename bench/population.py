@@ -175,6 +175,8 @@ def _resources(
         ],
         "contact": [(ulid_id(rng, "con"), email) for email in emails[: n["contact"]]],
         "address": [(email, email) for email in emails[n["contact"] :]],
+        "stream": [(ulid_id(rng, "str"), f"SIEM {i}") for i in range(3)],
+        "legal_hold": [(ulid_id(rng, "hld"), f"Matter {i}") for i in range(2)],
     }  # fmt: skip
     out = {}
     for rtype, items in named.items():

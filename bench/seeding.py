@@ -83,12 +83,14 @@ def seed(
     accounts_total: int = 1000,
     seed_value: int = 20261128,
     big_share: float = BIG_SHARE,
+    days: int = DAYS,
 ) -> Seeded:
-    """``entries`` entries over ``accounts_total`` accounts (the first holding ``big_share``), a year long."""
+    """``entries`` entries over ``accounts_total`` accounts (the first holding ``big_share``), ``days`` long
+    (a year unless told)."""
     rng = random.Random(seed_value)
     phases: dict[str, float] = {}
     began = time.perf_counter()
-    first_day = datetime.now(UTC).date() - timedelta(days=DAYS)  # the history ends yesterday
+    first_day = datetime.now(UTC).date() - timedelta(days=days)  # the history ends yesterday
     start = datetime.combine(first_day, clock(), tzinfo=UTC)
     db = store.app_db()
     try:
@@ -116,7 +118,7 @@ def seed(
         )
         began = time.perf_counter()
         history = History(rng, pops, heads, pools, sqlite_times=store.is_sqlite)
-        bulk.load(store, conn, history.days(first_day, day_counts(entries, first_day, DAYS), weights))
+        bulk.load(store, conn, history.days(first_day, day_counts(entries, first_day, days), weights))
         phases["generate + load"] = time.perf_counter() - began
         began = time.perf_counter()
         bulk.load_tree(store, conn, history.tree_rows)
@@ -141,7 +143,7 @@ def seed(
         api_key=key,
         population=pops[0],
         start=start,
-        end=datetime.combine(first_day + timedelta(DAYS), clock(), tzinfo=UTC),
+        end=datetime.combine(first_day + timedelta(days), clock(), tzinfo=UTC),
         accounts=accounts_total,
         generated={a: h.seq - s for a, h, s in zip(ids, heads, first_seq, strict=True)},
         phases=phases,
