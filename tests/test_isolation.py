@@ -397,6 +397,12 @@ PROBES: dict[tuple[str, str], Probes] = {
     ("GET", f"{V1}/activity"): lambda me, other: [
         Probe("GET", f"{V1}/activity", params={**f(other), "limit": "1000"}) for f in FILTERS
     ],
+    ("GET", f"{V1}/activity/histogram"): lambda me, other: [
+        Probe("GET", f"{V1}/activity/histogram", params={**f(other), "bucket": "week"}) for f in FILTERS
+    ],
+    ("GET", f"{V1}/activity/facets"): lambda me, other: [
+        Probe("GET", f"{V1}/activity/facets", params=f(other)) for f in FILTERS
+    ],
     ("GET", f"{V1}/activity/export"): lambda me, other: (
         _exports("csv")(me, other) + _exports("jsonl")(me, other)
     ),

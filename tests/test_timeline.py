@@ -38,6 +38,7 @@ class History:
     client: httpx.Client
     start: datetime
     server: Server
+    owner_email: str
 
     def uow(self, actor: Actor, at: datetime) -> UnitOfWork:
         return UnitOfWork(
@@ -73,7 +74,7 @@ def make_history(server: Server, start: datetime) -> History:
     )
     key = api_keys.create_api_key(uow, name="reader", scopes=["full"]).secret
     client = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
-    h = History(account_id, client, start, server)
+    h = History(account_id, client, start, server, email)
     plan = [  # (hours after start, actor, how many lists, renamed?, deleted?)
         (1.25, ALICE, 3, True, False),
         (1.5, ZAPIER, 2, False, False),
@@ -99,7 +100,8 @@ def make_history(server: Server, start: datetime) -> History:
 @pytest.fixture
 def history(server: Server) -> History:
     # A fresh, distinct past per test: the log's times only move forward within an account.
-    start = datetime(2026, 3, 2, tzinfo=UTC) + timedelta(days=uuid.uuid4().int % 300)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = today - timedelta(days=330 - uuid.uuid4().int % 300)
     return make_history(server, start)
 
 
@@ -250,7 +252,8 @@ def test_facets_refuse_a_bucket(history: History) -> None:
 
 
 def test_an_account_counts_only_its_own_entries(server: Server) -> None:
-    start = datetime(2025, 6, 2, tzinfo=UTC) + timedelta(days=uuid.uuid4().int % 200)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = today - timedelta(days=330 - uuid.uuid4().int % 300)
     first, second = make_history(server, start), make_history(server, start)
     counts.catch_up(server.db, first.account_id)
     for h in (first, second):

@@ -515,14 +515,23 @@ class StreamDelivery(Base):
 
 
 class ActivityCount(Base):
-    """Derived data: how many entries of one actor, action and resource type an hour (``unit`` "hour") or a
-    UTC day ("day") starting at ``start`` holds, for the activity page's timeline and facet counts. Written
-    only by the counts follower (``log/counts.py``) after the entries commit, never on a mutation's commit
-    path; rebuilt from the log when lost or after a purge."""
+    """Derived data: how many entries an hour (``unit`` "hour") or a UTC day ("day") starting at ``start``
+    holds, per value of the columns of its ``grain`` (``log/counts.py``: by actor, by action, by both; a
+    column outside the grain is ""), for the activity page's timeline and facet counts. Written only by the
+    counts follower after the entries commit, never on a mutation's commit path; rebuilt from the log when
+    lost or after a purge."""
 
     __tablename__ = "activity_counts"
+    # SQLite keeps the rows in key order (no rowid), so a window is one sequential range; the two other
+    # indexes hold every column a reader sums, so a filter on an actor or an action never visits the rows.
+    __table_args__ = (
+        Index(None, "account_id", "grain", "unit", "actor_id", "start", "action", "resource_type", "entries"),
+        Index(None, "account_id", "grain", "unit", "action", "start", "actor_id", "actor_type", "entries"),
+        {"sqlite_with_rowid": False},
+    )
 
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    grain: Mapped[str] = mapped_column(String(8), primary_key=True)
     unit: Mapped[str] = mapped_column(String(8), primary_key=True)
     start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
     actor_type: Mapped[str] = mapped_column(String(20), primary_key=True)

@@ -8,6 +8,12 @@ runs at most every hour); until it has, readers see the purge entry past ``purge
 log itself. A lost cursor is a rebuild too; ``verify`` checks the counts against the entries
 (:func:`mismatch`).
 
+Four grains, because a row per (actor, action) and hour is nearly a row per entry: "type" (actor type),
+"actor" (actor type and id), "action" (actor type, action and its resource type) and "both" (all four).
+The timeline and each facet read the smallest grain that has the columns of the filter and of what is
+counted, so the default view sums a few thousand rows for 90 days, and a filter on an actor or an action
+reads "both" through its covering index.
+
 Readers (``log/timeline.py``) take from here only whole hours of the window, only what the follower
 counted (``through_seq``), and only for the filters the counts keep a column for.
 """
@@ -15,11 +21,12 @@ counted (``through_seq``), and only for the filters the counts keep a column for
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Connection, Table, and_, delete, func, or_, select, update
+from sqlalchemy import Connection, Table, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -37,6 +44,12 @@ BATCH = 20_000
 """Entries counted per transaction."""
 PURGE = "activity_log.purge"
 KEY = ("actor_type", "actor_id", "action", "resource_type")
+GRAINS: dict[str, tuple[str, ...]] = {
+    "type": ("actor_type",),
+    "actor": ("actor_type", "actor_id"),
+    "action": ("actor_type", "action", "resource_type"),
+    "both": KEY,
+}
 
 _counts = cast(Table, ActivityCount.__table__)
 _cursors = cast(Table, ActivityCountsCursor.__table__)
@@ -69,6 +82,22 @@ def _grouped_hours(session: Session, account_id: str, low: int, high: int) -> li
             .group_by(hour, *dims)
         ).all()
     )
+
+
+def derived_rows(hours: list[Any]) -> list[dict[str, Any]]:
+    """The rows of every grain and unit that counted hours (``_grouped_hours``) add up to."""
+    added: Counter[tuple[str, str, datetime, tuple[str, ...]]] = Counter()
+    for start, *dims, n in hours:
+        hour = as_utc(start)
+        values = dict(zip(KEY, dims, strict=True))
+        for grain, columns in GRAINS.items():
+            key = tuple(values[k] if k in columns else "" for k in KEY)
+            added[(grain, "hour", hour, key)] += n
+            added[(grain, "day", hour.replace(hour=0), key)] += n
+    return [
+        {"grain": grain, "unit": unit, "start": start, **dict(zip(KEY, key, strict=True)), "entries": n}
+        for (grain, unit, start, key), n in added.items()
+    ]
 
 
 def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -116,19 +145,10 @@ def catch_up_once(db: Database, account_id: str, batch: int = BATCH) -> int:
             session.execute(delete(_counts).where(_counts.c.account_id == account_id))
             _move(session, account_id, through, 0, purge_seq)
             return through or 1
-        hours = _grouped_hours(session, account_id, through, high)
-        rows: list[dict[str, Any]] = []
-        days: Counter[tuple[Any, ...]] = Counter()
-        for start, *dims, n in hours:
-            start = as_utc(start)
-            rows.append({"unit": "hour", "start": start, **dict(zip(KEY, dims, strict=True)), "entries": n})
-            days[(start.replace(hour=0), *dims)] += n
-        rows += [
-            {"unit": "day", "start": key[0], **dict(zip(KEY, key[1:], strict=True)), "entries": n}
-            for key, n in days.items()
+        rows = [
+            {"account_id": account_id, **row}
+            for row in derived_rows(_grouped_hours(session, account_id, through, high))
         ]
-        for row in rows:
-            row["account_id"] = account_id
         _upsert(session, rows)
         _move(session, account_id, through, high, purges_through)
         return high - through
@@ -207,32 +227,42 @@ def add_counted(
     reads: Connection, account_id: str, f: ActivityFilter, plan: Plan, unit: str, tally: Tally
 ) -> None:
     """Adds the counts of the plan's whole hours that match ``f``: day rows for whole days when the buckets
-    are days or weeks, hour rows for the rest."""
+    are days or weeks, hour rows for the rest; each of the three counts from the smallest grain that has
+    the filter's columns and its own."""
     assert plan.covered is not None
     low, high = plan.covered
     c = _counts.c
     days = (ceil(low, "day"), floor(high, "day")) if unit != "hour" else (high, high)
     if days[0] >= days[1]:
         days = (high, high)
-    spans = or_(
-        and_(c.unit == "hour", c.start >= low, c.start < days[0]),
-        and_(c.unit == "day", c.start >= days[0], c.start < days[1]),
-        and_(c.unit == "hour", c.start >= days[1], c.start < high),
-    )
-    where = [c.account_id == account_id, spans]
-    for name, values in (
+    # each span its own range of the primary key (an OR of them had SQLite read every row of the grain)
+    spans = [("hour", low, days[0]), ("day", days[0], days[1]), ("hour", days[1], high)]
+    spans = [(u, a, b) for u, a, b in spans if a < b]
+    by_actor, by_action = bool(f.actor), bool(f.actions or f.resource_type)
+    filters = (
         ("actor_id", f.actor),
         ("actor_type", f.actor_type),
         ("action", f.actions),
         ("resource_type", f.resource_type),
-    ):
-        if values:
-            where.append(c[name].in_(values))
-    bucket = truncated(c.start, unit, reads.dialect.name).label("bucket")
-    dims = [c[k] for k in KEY]
-    statement = select(bucket, *dims, func.sum(c.entries)).where(*where).group_by(bucket, *dims)
-    for row in reads.execute(statement):
-        tally.add(as_utc(row[0]), row[1], row[2], row[3], row[4], int(row[5]))
+    )
+
+    def rows(grain: str, *columns: Any) -> Iterator[Any]:
+        for span_unit, span_low, span_high in spans:
+            where = [c.account_id == account_id, c.grain == grain, c.unit == span_unit]
+            where += [c.start >= span_low, c.start < span_high]
+            where += [c[name].in_(values) for name, values in filters if values]
+            yield from reads.execute(select(*columns, func.sum(c.entries)).where(*where).group_by(*columns))
+
+    timeline = (
+        "both" if by_actor and by_action else "actor" if by_actor else "action" if by_action else "type"
+    )
+    for start, actor_type, n in rows(timeline, c.start, c.actor_type):  # bucketed here: no SQL per row
+        tally.buckets[(floor(as_utc(start), unit), actor_type)] += int(n)
+    for actor_id, n in rows("both" if by_action else "actor", c.actor_id):
+        tally.facets["actor_id"][actor_id] += int(n)
+    for action, resource_type, n in rows("both" if by_actor else "action", c.action, c.resource_type):
+        tally.facets["action"][action] += int(n)
+        tally.facets["resource_type"][resource_type] += int(n)
 
 
 # ---- verify ----
@@ -259,22 +289,20 @@ def mismatch(session: Session, account_id: str) -> tuple[int, str] | None:
     if pending is not None:
         return None
     expected: Counter[tuple[Any, ...]] = Counter()
-    for start, *dims, n in _grouped_hours(session, account_id, 0, int(cursor.through_seq)):
-        hour = as_utc(start)
-        expected[("hour", hour, *dims)] += n
-        expected[("day", hour.replace(hour=0), *dims)] += n
+    for want in derived_rows(_grouped_hours(session, account_id, 0, int(cursor.through_seq))):
+        expected[(want["grain"], want["unit"], want["start"], *(want[k] for k in KEY))] += want["entries"]
     stored: Counter[tuple[Any, ...]] = Counter()
     c = _counts.c
     for row in session.execute(
-        select(c.unit, c.start, *(c[k] for k in KEY), c.entries).where(c.account_id == account_id)
+        select(c.grain, c.unit, c.start, *(c[k] for k in KEY), c.entries).where(c.account_id == account_id)
     ):
-        stored[(row.unit, as_utc(row.start), *row[2:6])] += int(row.entries)
+        stored[(row.grain, row.unit, as_utc(row.start), *row[3:7])] += int(row.entries)
     differing = [k for k in set(expected) | set(stored) if expected.get(k, 0) != stored.get(k, 0)]
     if not differing:
         return None
-    first = min(differing, key=lambda k: k[1])
-    seq = session.execute(select(first_seq_at_or_after(account_id, first[1], 1))).scalar_one()
-    unit, start = first[0], first[1].isoformat().replace("+00:00", "Z")
+    first = min(differing, key=lambda k: k[2])
+    seq = session.execute(select(first_seq_at_or_after(account_id, first[2], 1))).scalar_one()
+    unit, start = first[1], first[2].isoformat().replace("+00:00", "Z")
     return int(seq), (
         f"the derived activity counts ({unit} from {start}) do not match the entries: "
         "rebuild them with `activitylog counts --rebuild`"
