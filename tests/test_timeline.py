@@ -23,7 +23,7 @@ from activitylog.log.verify import verify_account
 from activitylog.services import accounts, api_keys, lists, retention
 from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
 from activitylog.web.app import create_app
-from conftest import PASSWORD, Server
+from conftest import PASSWORD, Server, run_cli
 
 V1 = "/api/v1/activity"
 ALICE = Actor("session", "usr_alice0000000000000000000", "alice@example.com")
@@ -304,7 +304,8 @@ def test_verify_finds_counts_that_disagree_with_the_log(history: History) -> Non
     with db.reader() as session:
         verdict = verify_account(session, history.account_id)
     assert not verdict.ok and "derived activity counts" in (verdict.reason or "")
-    counts.rebuild(db, history.account_id)
+    rebuilt = run_cli("counts", "--account", history.account_id, "--rebuild", db_url=db.url)
+    assert rebuilt.returncode == 0, rebuilt.stderr
     with db.reader() as session:
         assert verify_account(session, history.account_id).ok
 

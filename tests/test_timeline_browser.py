@@ -60,6 +60,7 @@ def test_the_timeline_matches_the_api_and_a_bar_narrows_the_window(
     page = signed_in(browser, h, "/activity?" + "&".join(f"{k}={v}" for k, v in window.items()))
     assert "People" in page.locator(".legend").inner_text()
     if (target := os.environ.get("ACTIVITYLOG_SCREENSHOTS_DIR")) and h.server.db.dialect == "sqlite":
+        page.set_viewport_size({"width": 1280, "height": 900})
         page.screenshot(path=str(Path(target) / "activity-timeline.png"))  # the top of the page
     busiest = max(bars(page), key=lambda b: int(b["count"]))
     # a bar's label is in the viewer's zone (Paris), no longer in UTC
