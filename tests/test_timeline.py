@@ -235,6 +235,7 @@ def test_facets_are_largest_first_and_ties_go_by_value(history: History) -> None
         ({"since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, "since"),
         ({"actor_type": "robot"}, "actor_type"),
         ({"buckets": "day"}, "buckets"),
+        ({"since": "9999-12-31T00:00:00Z", "bucket": "day"}, "until"),
     ],
 )
 def test_bad_parameters_are_refused_by_name(history: History, params: dict[str, str], name: str) -> None:

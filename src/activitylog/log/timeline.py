@@ -205,7 +205,14 @@ def summarize(db: Database, account_id: str, f: ActivityFilter, bucket: str | No
         unit = resolve_unit(window, bucket)
         if window is None:
             return Summary(unit, None, Tally.empty(), {})
-        counted = tally(reads, account_id, f, window, unit)
+        try:
+            counted = tally(reads, account_id, f, window, unit)
+            summary = Summary(unit, window, counted, {})
+            summary.histogram()  # every bucket's start and end is a date-time
+        except OverflowError:
+            raise InvalidInput(
+                "until", "too close to the end of year 9999 for its last bucket to end"
+            ) from None
         names = actor_names(reads, account_id, [a for a, _ in top(counted.facets["actor_id"])])
     return Summary(unit, window, counted, names)
 

@@ -196,8 +196,12 @@ def activity_page(
         context["more_url"] = "/activity?" + urlencode({**shown, "cursor": next_cursor})
     context.update(entries=entries, filtered=bool(params), behalf=_behalf_for(request, viewer, entries))
     if not fragment:  # the timeline and facet counts of the same filter (web/dashboard/timeline.py)
-        summary = summarize(get_db(request), viewer.account_id, f, None, datetime.now(UTC))
-        context.update(timeline=timeline_view(summary, shown), facets=facets_view(summary, shown))
+        try:
+            summary = summarize(get_db(request), viewer.account_id, f, None, datetime.now(UTC))
+        except InvalidInput:  # a window no bucket fits (centuries): the rows without a timeline
+            summary = None
+        if summary is not None:
+            context.update(timeline=timeline_view(summary, shown), facets=facets_view(summary, shown))
     template = "_activity_rows.html" if fragment else "activity.html"
     return page(request, template, **context)
 
