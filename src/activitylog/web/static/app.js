@@ -145,8 +145,10 @@
     toggle.className = "filters-toggle";
     toggle.setAttribute("aria-controls", form.id);
     toggle.textContent = "Filters" + (inUse ? " (" + inUse + " in use)" : "");
+    var facets = document.querySelector(".facets");  // the facet counts fold with the filters they set
     function show(open) {
       form.hidden = !open;
+      if (facets) facets.hidden = !open;
       toggle.setAttribute("aria-expanded", open ? "true" : "false");
     }
     toggle.addEventListener("click", function () { show(form.hidden); });
