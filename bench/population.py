@@ -176,6 +176,8 @@ def _resources(
         ],
         "contact": [(ulid_id(rng, "con"), email) for email in emails[: n["contact"]]],
         "address": [(email, email) for email in emails[n["contact"] :]],
+        "stream": [(ulid_id(rng, "str"), f"SIEM {i}") for i in range(3)],
+        "legal_hold": [(ulid_id(rng, "hld"), f"Matter {i}") for i in range(2)],
     }  # fmt: skip
     for rtype in RESOURCE_TYPES:  # the rest of the vocabulary: a few of each
         named.setdefault(rtype, [(ulid_id(rng, rtype[:3]), f"{rtype} {i}") for i in range(3)])

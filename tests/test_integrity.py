@@ -79,6 +79,14 @@ PROTECTIONS = {
         "sqlite": set(),
         "postgresql": {f"verify_runs.{p}" for p in ("tenant_rows", "system_reads")},
     },
+    "0015": {  # the derived counts of the timeline and facets, and their cursors: an account's rows
+        "sqlite": set(),
+        "postgresql": {
+            f"{t}.{p}"
+            for t in ("activity_counts", "activity_counts_cursors")
+            for p in ("tenant_rows", "system_reads")
+        },
+    },
     "0014": {  # the records of erased entries: append-only, an account's rows
         "sqlite": {"activity_erased_no_update", "activity_erased_no_delete"},
         "postgresql": {"activity_erased_no_change", "activity_erased_no_truncate"}

@@ -41,6 +41,7 @@ from activitylog.db.base import Database, connect
 from activitylog.db.migrate import upgrade
 from activitylog.db.models import Base, Delivery, PurgedEntry, StreamDelivery
 from activitylog.ids import new_id
+from activitylog.log import counts
 from activitylog.web.app import create_app
 from activitylog.workers import BroadcastWorker, Checkpointer
 from conftest import (
@@ -402,6 +403,12 @@ PROBES: dict[tuple[str, str], Probes] = {
     ("GET", f"{V1}/activity"): lambda me, other: [
         Probe("GET", f"{V1}/activity", params={**f(other), "limit": "1000"}) for f in FILTERS
     ],
+    ("GET", f"{V1}/activity/histogram"): lambda me, other: [
+        Probe("GET", f"{V1}/activity/histogram", params={**f(other), "bucket": "week"}) for f in FILTERS
+    ],
+    ("GET", f"{V1}/activity/facets"): lambda me, other: [
+        Probe("GET", f"{V1}/activity/facets", params=f(other)) for f in FILTERS
+    ],
     ("GET", f"{V1}/activity/export"): lambda me, other: (
         _exports("csv")(me, other) + _exports("jsonl")(me, other)
     ),
@@ -648,6 +655,8 @@ def test_the_app_role_sees_only_the_account_its_transaction_names(
                 )
             )
         session.commit()
+    for s in pair:  # and the counts its (absent) counts follower would keep
+        counts.catch_up(db, s.tenant.account_id)
     app_db = connect(app_role)
     try:
         for table, column in _tenant_tables().items():

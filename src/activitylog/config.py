@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     dns_resolver: str = ""
     """``host:port`` of the DNS resolver that "Verify DNS" asks (unset: the system's resolver)."""
 
+    counts_interval_seconds: float = 2.0
+    """How often the worker brings the activity page's timeline and facet counts up with the log (0 turns
+    it off: the page then counts the log itself, exact but slower on a big account)."""
+
     worker_interval_seconds: float = 1.0
     """How often the scheduler/dispatcher looks for due and sending broadcasts."""
 

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from activitylog import metrics
 from activitylog.config import Settings
 from activitylog.db.base import Database
+from activitylog.log import counts
 from activitylog.log.checkpoints import CheckpointSigner, checkpoint_all
 from activitylog.log.signing import load_signer
 from activitylog.relay.relay import StreamRelay
@@ -105,6 +106,27 @@ class Purger(Periodic):
         return purged
 
 
+class CountsFollower(Periodic):
+    """Keeps the activity page's derived counts (``log/counts.py``) up with every account's log, every
+    ``counts_interval_seconds``: after entries commit, never on their commit path."""
+
+    name = "counts"
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        super().__init__(db, settings, settings.counts_interval_seconds)
+
+    def run_once(self) -> int:
+        done = 0
+        for account_id in counts.accounts_behind(self.db):
+            if self._stop.is_set():
+                break
+            try:
+                done += counts.catch_up(self.db, account_id)
+            except Exception:
+                log.exception("counts: account %s failed; retrying next interval", account_id)
+        return done
+
+
 class BroadcastWorker(Periodic):
     """Starts due scheduled broadcasts and delivers sending ones, every ``worker_interval_seconds``."""
 
@@ -167,6 +189,7 @@ def run_workers(
         BroadcastWorker(db, settings),
         StreamRelayWorker(db, settings),
         Purger(db, settings),
+        CountsFollower(db, settings),
     ]
     for worker in workers:
         worker.start()

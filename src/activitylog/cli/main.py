@@ -13,7 +13,7 @@ import uvicorn
 from sqlalchemy import select
 
 from activitylog import logs
-from activitylog.cli import demo, log_commands, retention, witness
+from activitylog.cli import counts, demo, log_commands, retention, witness
 from activitylog.cli import streams as stream_commands
 from activitylog.cli.common import CLI_CONTEXT, cli_uow, database, err, fail, require_account
 from activitylog.config import Settings
@@ -303,3 +303,4 @@ app.command(name="verify-export")(log_commands.verify_export)
 app.command(name="witness")(witness.witness)
 app.command(name="purge")(retention.purge)
 app.command(name="erase")(retention.erase)
+app.command(name="counts")(counts.counts)

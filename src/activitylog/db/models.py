@@ -546,3 +546,41 @@ class StreamDelivery(Base):
     error: Mapped[str | None] = mapped_column(String(500))
     duration_ms: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ActivityCount(Base):
+    """Derived data: how many entries an hour (``unit`` "hour") or a UTC day ("day") starting at ``start``
+    holds, per value of the columns of its ``grain`` (``log/counts.py``: by actor, by action, by both; a
+    column outside the grain is ""), for the activity page's timeline and facet counts. Written only by the
+    counts follower after the entries commit, never on a mutation's commit path; rebuilt from the log when
+    lost or after a purge."""
+
+    __tablename__ = "activity_counts"
+    # SQLite keeps the rows in key order (no rowid), so a window is one sequential range; the two other
+    # indexes hold every column a reader sums, so a filter on an actor or an action never visits the rows.
+    __table_args__ = (
+        Index(None, "account_id", "grain", "unit", "actor_id", "start", "action", "resource_type", "entries"),
+        Index(None, "account_id", "grain", "unit", "action", "start", "actor_id", "actor_type", "entries"),
+        {"sqlite_with_rowid": False},
+    )
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    grain: Mapped[str] = mapped_column(String(8), primary_key=True)
+    unit: Mapped[str] = mapped_column(String(8), primary_key=True)
+    start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    actor_type: Mapped[str] = mapped_column(String(20), primary_key=True)
+    actor_id: Mapped[str] = mapped_column(String(60), primary_key=True)
+    action: Mapped[str] = mapped_column(String(60), primary_key=True)
+    resource_type: Mapped[str] = mapped_column(String(40), primary_key=True)
+    entries: Mapped[int] = mapped_column(BigInteger)
+
+
+class ActivityCountsCursor(Base):
+    """How far ``activity_counts`` has counted an account's log: every entry up to ``through_seq``, with
+    the removals of every purge up to the purge entry ``purges_through`` reflected."""
+
+    __tablename__ = "activity_counts_cursors"
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    through_seq: Mapped[int] = mapped_column(BigInteger)
+    purges_through: Mapped[int] = mapped_column(BigInteger)

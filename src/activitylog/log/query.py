@@ -217,6 +217,9 @@ def _first_seq_at_or_after(
     return func.coalesce(first, otherwise)
 
 
+first_seq_at_or_after = _first_seq_at_or_after  # public: the timeline turns its bucket edges into seqs
+
+
 def with_seq_window(session: Reads, account_id: str, f: ActivityFilter) -> ActivityFilter:
     """The time window turned into seq numbers before the page query runs, so PostgreSQL plans with the
     real range: with the bounds as sub-query parameters it guessed a narrow range and sorted every match

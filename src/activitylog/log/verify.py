@@ -27,7 +27,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from activitylog.db.models import ActivityEntry, AffectedResource, ChainHead, PurgedEntry, TreeNodes
-from activitylog.log import purge, tree
+from activitylog.log import counts, purge, tree
 from activitylog.log.actions import summarize
 from activitylog.log.affected import affected
 from activitylog.log.chain import CHAINED_FIELDS, GENESIS, canonical_json, entry_hash, format_instant
@@ -366,6 +366,8 @@ def verify_account(
         return Verdict(
             False, checked, first_bad_seq=checked, reason="the head's tree edge does not match the entries"
         )
+    if not incremental and (miscounted := counts.mismatch(session, account_id)) is not None:
+        return _broken(*miscounted)  # the timeline's derived counts (log/counts.py)
     if progress is not None:
         progress(checked)
     return Verdict(

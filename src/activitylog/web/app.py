@@ -27,6 +27,7 @@ from activitylog.web.api import (
     session,
     streams,
     suppressions,
+    timeline,
 )
 from activitylog.web.context import request_id
 from activitylog.web.guards import EdgeGuards
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         reputation_rules,
         delivery_events,
         proofs,
+        timeline,  # before activity: its /{seq} would take /histogram
         activity,
         ops,
     ):

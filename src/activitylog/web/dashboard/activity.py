@@ -21,8 +21,10 @@ from activitylog.errors import InvalidInput
 from activitylog.log.actions import ACTIONS, ACTOR_TYPES, RESOURCE_TYPES, VERBS
 from activitylog.log.filters import BY_NAME, NAMES
 from activitylog.log.query import ActivityFilter, encode_cursor, entries_page, one_entry, parse_filter
+from activitylog.log.timeline import summarize
 from activitylog.web.dashboard.links import actor_link, resource_link
 from activitylog.web.dashboard.render import PageRoute, ViewerDep, page, redirect
+from activitylog.web.dashboard.timeline import facets_view, timeline_view
 from activitylog.web.deps import get_db
 from activitylog.web.params import check_query
 
@@ -177,6 +179,8 @@ def activity_page(
         "entries": [],
         "more_url": None,
         "deeper": cursor is not None,
+        "timeline": None,
+        "facets": [],
     }
     try:
         params = _given(request)
@@ -191,6 +195,13 @@ def activity_page(
     if next_cursor:
         context["more_url"] = "/activity?" + urlencode({**shown, "cursor": next_cursor})
     context.update(entries=entries, filtered=bool(params), behalf=_behalf_for(request, viewer, entries))
+    if not fragment:  # the timeline and facet counts of the same filter (web/dashboard/timeline.py)
+        try:
+            summary = summarize(get_db(request), viewer.account_id, f, None, datetime.now(UTC))
+        except InvalidInput:  # a window no bucket fits (centuries): the rows without a timeline
+            summary = None
+        if summary is not None:
+            context.update(timeline=timeline_view(summary, shown), facets=facets_view(summary, shown))
     template = "_activity_rows.html" if fragment else "activity.html"
     return page(request, template, **context)
 

@@ -145,14 +145,89 @@
     toggle.className = "filters-toggle";
     toggle.setAttribute("aria-controls", form.id);
     toggle.textContent = "Filters" + (inUse ? " (" + inUse + " in use)" : "");
+    var facets = document.querySelector(".facets");  // the facet counts fold with the filters they set
     function show(open) {
       form.hidden = !open;
+      if (facets) facets.hidden = !open;
       toggle.setAttribute("aria-expanded", open ? "true" : "false");
     }
     toggle.addEventListener("click", function () { show(form.hidden); });
     form.parentNode.insertBefore(toggle, form);
     show(form.querySelector(".has-error, [aria-invalid=true]") !== null);
   }
+
+  // The timeline (templates/_timeline.html): its ticks and bar labels in the viewer's zone, the zone named,
+  // and a drag across bars narrows the window to them (a click on one bar is its own link).
+  function setUpTimeline(figure) {
+    var zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+    var shortZone = localText(new Date()).split(" ").pop();
+    figure.querySelectorAll("[data-zone-name]").forEach(function (el) {
+      el.textContent = zone + (shortZone && shortZone !== zone ? " (" + shortZone + ")" : "");
+    });
+    function shown(date, unit) {
+      var text = localText(date);
+      if (unit === "hour") return text.slice(5, 16);
+      if (unit === "week") return "week of " + text.slice(0, 10);
+      return text.slice(0, 10);
+    }
+    figure.querySelectorAll("time[data-tick]").forEach(function (el) {
+      var date = parseInstant(el.getAttribute("datetime"));
+      if (!isNaN(date)) el.textContent = shown(date, el.getAttribute("data-tick"));
+    });
+    var bars = Array.prototype.slice.call(figure.querySelectorAll("[data-bucket]"));
+    bars.forEach(function (bar) {
+      var label = bar.getAttribute("aria-label");
+      var rest = label.slice(label.indexOf(": "));
+      var since = parseInstant(bar.getAttribute("data-since"));
+      var until = parseInstant(bar.getAttribute("data-until"));
+      var local = localText(since).slice(0, 16) + " – " + localText(until).slice(11);
+      bar.setAttribute("aria-label", local + rest);
+      bar.querySelector("title").textContent = local + rest;
+    });
+    var first = null, last = null, dragged = false;
+    function mark() {
+      var lo = Math.min(bars.indexOf(first), bars.indexOf(last));
+      var hi = Math.max(bars.indexOf(first), bars.indexOf(last));
+      bars.forEach(function (bar, i) { bar.classList.toggle("picked", first !== null && i >= lo && i <= hi); });
+      return [bars[lo], bars[hi]];
+    }
+    figure.addEventListener("pointerdown", function (event) {
+      var bar = event.target.closest("[data-bucket]");
+      if (!bar || event.button !== 0) return;
+      first = last = bar;
+      dragged = false;
+      event.preventDefault();
+    });
+    figure.addEventListener("pointermove", function (event) {
+      if (first === null) return;
+      var under = document.elementFromPoint(event.clientX, event.clientY);
+      var bar = under && under.closest("[data-bucket]");
+      if (bar && bar !== last) {
+        last = bar;
+        dragged = dragged || bar !== first;
+        mark();
+      }
+    });
+    document.addEventListener("pointerup", function () {
+      if (first === null) return;
+      var ends = mark();
+      var wasDrag = dragged;
+      first = last = null;
+      if (!wasDrag) {
+        mark();
+        return; // a click: the bar's own link
+      }
+      var url = new URL(ends[0].getAttribute("href"), window.location.href);
+      url.searchParams.set("until", new URL(ends[1].getAttribute("href"), window.location.href).searchParams.get("until"));
+      window.location.href = url.pathname + url.search;
+    });
+    figure.addEventListener("click", function (event) {
+      if (dragged) event.preventDefault();
+    });
+  }
+
+  var timeline = document.querySelector("[data-timeline]");
+  if (timeline) setUpTimeline(timeline);
 
   var filters = document.querySelector("[data-filters]");
   if (filters) {

@@ -1,0 +1,317 @@
+"""Derived counts of the log: entries per UTC hour and per UTC day by actor, action and resource type.
+
+A follower of the log (``log/follow.py``'s rule: one cursor per account, moved only with what it
+counted) keeps ``activity_counts`` in the worker process, after entries commit, never on a mutation's
+commit path. A purge removes entries the counts hold, and its entry (``activity_log.purge``) is in the log:
+when the follower reaches one, it drops the account's counts and counts the log again from seq 1 (a purge
+runs at most every hour); until it has, readers see the purge entry past ``purges_through`` and count the
+log itself. A lost cursor is a rebuild too; ``verify`` checks the counts against the entries
+(:func:`mismatch`).
+
+Four grains, because a row per (actor, action) and hour is nearly a row per entry: "type" (actor type),
+"actor" (actor type and id), "action" (actor type, action and its resource type) and "both" (all four).
+The timeline and each facet read the smallest grain that has the columns of the filter and of what is
+counted, so the default view sums a few thousand rows for 90 days, and a filter on an actor or an action
+reads "both" through its covering index.
+
+Readers (``log/timeline.py``) take from here only whole hours of the window, only what the follower
+counted (``through_seq``), and only for the filters the counts keep a column for.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, cast
+
+from sqlalchemy import Connection, Table, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from activitylog.db.base import Database
+from activitylog.db.models import ActivityCount, ActivityCountsCursor, ActivityEntry, ChainHead
+from activitylog.log.buckets import as_utc, ceil, floor, truncated
+from activitylog.log.follow import committed_head
+from activitylog.log.query import first_seq_at_or_after
+
+if TYPE_CHECKING:
+    from activitylog.log.query import ActivityFilter
+    from activitylog.log.timeline import Tally
+
+BATCH = 20_000
+"""Entries counted per transaction."""
+PURGE = "activity_log.purge"
+KEY = ("actor_type", "actor_id", "action", "resource_type")
+GRAINS: dict[str, tuple[str, ...]] = {
+    "type": ("actor_type",),
+    "actor": ("actor_type", "actor_id"),
+    "action": ("actor_type", "action", "resource_type"),
+    "both": KEY,
+}
+
+_counts = cast(Table, ActivityCount.__table__)
+_cursors = cast(Table, ActivityCountsCursor.__table__)
+_entries = cast(Table, ActivityEntry.__table__)
+_heads = cast(Table, ChainHead.__table__)
+
+
+# ---- the follower ----
+
+
+def accounts_behind(db: Database) -> list[str]:
+    """Accounts whose log has entries the counts have not reached (a cross-account read)."""
+    with db.system().reader() as session:
+        rows = session.execute(
+            select(_heads.c.account_id)
+            .outerjoin(_cursors, _cursors.c.account_id == _heads.c.account_id)
+            .where(_heads.c.seq > func.coalesce(_cursors.c.through_seq, 0))
+        ).all()
+    return [r.account_id for r in rows]
+
+
+def _grouped_hours(session: Session, account_id: str, low: int, high: int) -> list[Any]:
+    e = _entries.c
+    hour = truncated(e.occurred_at, "hour", session.get_bind().dialect.name).label("hour")
+    dims = [e[k] for k in KEY]
+    return list(
+        session.execute(
+            select(hour, *dims, func.count())
+            .where(e.account_id == account_id, e.seq > low, e.seq <= high)
+            .group_by(hour, *dims)
+        ).all()
+    )
+
+
+def derived_rows(hours: list[Any]) -> list[dict[str, Any]]:
+    """The rows of every grain and unit that counted hours (``_grouped_hours``) add up to."""
+    added: Counter[tuple[str, str, datetime, tuple[str, ...]]] = Counter()
+    for start, *dims, n in hours:
+        hour = as_utc(start)
+        values = dict(zip(KEY, dims, strict=True))
+        for grain, columns in GRAINS.items():
+            key = tuple(values[k] if k in columns else "" for k in KEY)
+            added[(grain, "hour", hour, key)] += n
+            added[(grain, "day", hour.replace(hour=0), key)] += n
+    return [
+        {"grain": grain, "unit": unit, "start": start, **dict(zip(KEY, key, strict=True)), "entries": n}
+        for (grain, unit, start, key), n in added.items()
+    ]
+
+
+def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    insert = sqlite.insert(_counts) if dialect == "sqlite" else postgresql.insert(_counts)
+    statement = insert.on_conflict_do_update(
+        index_elements=[c.name for c in _counts.primary_key.columns],
+        set_={"entries": _counts.c.entries + insert.excluded.entries},
+    )
+    session.execute(statement, rows)
+
+
+def catch_up_once(db: Database, account_id: str, batch: int = BATCH) -> int:
+    """Count up to ``batch`` more entries of the account in one transaction; returns how many seqs the
+    cursor moved (0 when caught up). A purge entry past ``purges_through`` restarts the count instead."""
+    scoped = db.for_account(account_id)
+    with scoped.writer() as session, session.begin():
+        cursor = session.execute(
+            select(_cursors.c.through_seq, _cursors.c.purges_through)
+            .where(_cursors.c.account_id == account_id)
+            .with_for_update()
+        ).one_or_none()
+        if cursor is None:  # never counted, or the cursor was lost: count from the start
+            session.execute(delete(_counts).where(_counts.c.account_id == account_id))
+            session.execute(_cursors.insert().values(account_id=account_id, through_seq=0, purges_through=0))
+            through, purges_through = 0, 0
+        else:
+            through, purges_through = int(cursor.through_seq), int(cursor.purges_through)
+        head = committed_head(session, account_id)
+        high = min(head, through + batch)
+        if high <= through:
+            return 0
+        purge_seq = session.execute(
+            select(func.max(_entries.c.seq)).where(
+                _entries.c.account_id == account_id,
+                _entries.c.action == PURGE,
+                _entries.c.seq > purges_through,
+                _entries.c.seq <= head,
+            )
+        ).scalar()
+        if purge_seq is not None:
+            # Entries already counted may be gone: start again from what the log holds now.
+            session.execute(delete(_counts).where(_counts.c.account_id == account_id))
+            _move(session, account_id, through, 0, purge_seq)
+            return through or 1
+        rows = [
+            {"account_id": account_id, **row}
+            for row in derived_rows(_grouped_hours(session, account_id, through, high))
+        ]
+        _upsert(session, rows)
+        _move(session, account_id, through, high, purges_through)
+        return high - through
+
+
+def _move(session: Session, account_id: str, was: int, to: int, purges_through: int) -> None:
+    moved = session.execute(
+        update(_cursors)
+        .where(_cursors.c.account_id == account_id, _cursors.c.through_seq == was)
+        .values(through_seq=to, purges_through=purges_through)
+    )
+    if cast(Any, moved).rowcount != 1:  # another follower moved it first: let it
+        raise RuntimeError(f"account {account_id}: the counts cursor moved under this follower")
+
+
+def catch_up(db: Database, account_id: str, batch: int = BATCH) -> int:
+    """Count the account's log up to its head, a batch per transaction."""
+    total = 0
+    while moved := catch_up_once(db, account_id, batch):
+        total += moved
+    return total
+
+
+def rebuild(db: Database, account_id: str) -> int:
+    """Drop the account's counts and count its whole log again."""
+    with db.for_account(account_id).writer() as session, session.begin():
+        session.execute(delete(_counts).where(_counts.c.account_id == account_id))
+        session.execute(delete(_cursors).where(_cursors.c.account_id == account_id))
+    return catch_up(db, account_id)
+
+
+# ---- reading ----
+
+
+@dataclass(frozen=True)
+class Plan:
+    covered: tuple[datetime, datetime] | None
+    """The whole hours of the window the counts answer; None: count the log for the whole window."""
+    through_seq: int = 0
+    """The counts hold the entries up to this seq; the log is counted past it."""
+
+    @property
+    def log_edges(self) -> list[datetime]:
+        return list(self.covered) if self.covered else []
+
+
+def answerable(f: ActivityFilter) -> bool:
+    """Whether every filter of ``f`` is a column of the counts (or the time window)."""
+    return not (f.on_behalf_of or f.resource_id or f.ip_ranges or f.q)
+
+
+def plan(reads: Connection, account_id: str, f: ActivityFilter, since: datetime, until: datetime) -> Plan:
+    low, high = ceil(since, "hour"), floor(until, "hour")
+    if low >= high or not answerable(f):
+        return Plan(None)
+    cursor = reads.execute(
+        select(_cursors.c.through_seq, _cursors.c.purges_through).where(_cursors.c.account_id == account_id)
+    ).one_or_none()
+    if cursor is None:
+        return Plan(None)
+    stale = reads.execute(
+        select(_entries.c.seq)
+        .where(
+            _entries.c.account_id == account_id,
+            _entries.c.action == PURGE,
+            _entries.c.seq > cursor.purges_through,
+        )
+        .limit(1)
+    ).first()
+    if stale is not None:  # a purge the counts do not reflect yet
+        return Plan(None)
+    return Plan((low, high), int(cursor.through_seq))
+
+
+def add_counted(
+    reads: Connection, account_id: str, f: ActivityFilter, plan: Plan, unit: str, tally: Tally
+) -> None:
+    """Adds the counts of the plan's whole hours that match ``f``: day rows for whole days when the buckets
+    are days or weeks, hour rows for the rest; each of the three counts from the smallest grain that has
+    the filter's columns and its own."""
+    assert plan.covered is not None
+    low, high = plan.covered
+    c = _counts.c
+    days = (ceil(low, "day"), floor(high, "day")) if unit != "hour" else (high, high)
+    if days[0] >= days[1]:
+        days = (high, high)
+    # each span its own range of the primary key (an OR of them had SQLite read every row of the grain)
+    spans = [("hour", low, days[0]), ("day", days[0], days[1]), ("hour", days[1], high)]
+    spans = [(u, a, b) for u, a, b in spans if a < b]
+    by_actor, by_action = bool(f.actor), bool(f.actions or f.resource_type)
+    filters = (
+        ("actor_id", f.actor),
+        ("actor_type", f.actor_type),
+        ("action", f.actions),
+        ("resource_type", f.resource_type),
+    )
+
+    def rows(grain: str, *columns: Any) -> Iterator[Any]:
+        for span_unit, span_low, span_high in spans:
+            where = [c.account_id == account_id, c.grain == grain, c.unit == span_unit]
+            where += [c.start >= span_low, c.start < span_high]
+            where += [c[name].in_(values) for name, values in filters if values]
+            yield from reads.execute(select(*columns, func.sum(c.entries)).where(*where).group_by(*columns))
+
+    timeline = (
+        "both" if by_actor and by_action else "actor" if by_actor else "action" if by_action else "type"
+    )
+    for start, actor_type, n in rows(timeline, c.start, c.actor_type):  # bucketed here: no SQL per row
+        tally.buckets[(floor(as_utc(start), unit), actor_type)] += int(n)
+    for actor_id, n in rows("both" if by_action else "actor", c.actor_id):
+        tally.facets["actor_id"][actor_id] += int(n)
+    for action, resource_type, n in rows("both" if by_actor else "action", c.action, c.resource_type):
+        tally.facets["action"][action] += int(n)
+        tally.facets["resource_type"][resource_type] += int(n)
+
+
+# ---- verify ----
+
+
+def mismatch(session: Session, account_id: str) -> tuple[int, str] | None:
+    """Where the counts disagree with the entries they say they counted: the first seq of the first hour
+    that differs, and why; None when they agree (or are not built, or wait on a purge, and so are not
+    read)."""
+    cursor = session.execute(
+        select(_cursors.c.through_seq, _cursors.c.purges_through).where(_cursors.c.account_id == account_id)
+    ).one_or_none()
+    if cursor is None:
+        return None
+    pending = session.execute(
+        select(_entries.c.seq)
+        .where(
+            _entries.c.account_id == account_id,
+            _entries.c.action == PURGE,
+            _entries.c.seq > cursor.purges_through,
+        )
+        .limit(1)
+    ).first()
+    if pending is not None:
+        return None
+    expected: Counter[tuple[Any, ...]] = Counter()
+    for want in derived_rows(_grouped_hours(session, account_id, 0, int(cursor.through_seq))):
+        expected[(want["grain"], want["unit"], want["start"], *(want[k] for k in KEY))] += want["entries"]
+    stored: Counter[tuple[Any, ...]] = Counter()
+    c = _counts.c
+    for row in session.execute(
+        select(c.grain, c.unit, c.start, *(c[k] for k in KEY), c.entries).where(c.account_id == account_id)
+    ):
+        stored[(row.grain, row.unit, as_utc(row.start), *row[3:7])] += int(row.entries)
+    differing = [k for k in set(expected) | set(stored) if expected.get(k, 0) != stored.get(k, 0)]
+    if not differing:
+        return None
+    first = min(differing, key=lambda k: k[2])
+    seq = session.execute(select(first_seq_at_or_after(account_id, first[2], 1))).scalar_one()
+    unit, start = first[1], first[2].isoformat().replace("+00:00", "Z")
+    return int(seq), (
+        f"the derived activity counts ({unit} from {start}) do not match the entries: "
+        "rebuild them with `activitylog counts --rebuild`"
+    )
+
+
+def lag(reads: Connection, account_id: str) -> int:
+    """How many entries the counts have not reached yet (for the page's and the bench's reports)."""
+    cursor = reads.execute(
+        select(_cursors.c.through_seq).where(_cursors.c.account_id == account_id)
+    ).scalar_one_or_none()
+    return max(0, committed_head(reads, account_id) - int(cursor or 0))
