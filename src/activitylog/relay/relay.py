@@ -1,12 +1,14 @@
 """The relay: finds streams with something to deliver and delivers each, in seq order, one worker at a time.
 
 For each due stream a worker thread takes the stream's lease (``relay.cursor``), reads the committed
-entries after its cursor (``log.follow``) and sends them one by one; the cursor moves after each
-acknowledgement (2xx, or JetStream's ack), so a crash anywhere resends at most the event in flight, with
-the same id. A failure schedules a retry with exponential backoff (the first within 5 s, capped at 10 min)
-and later events wait: order is never given up. A 410 disables the stream (an entry by
-``system:streams``). Streams are delivered on a pool of threads, each stream a task of its own, so a slow
-or failing destination holds one thread, never the API or the other streams.
+entries after its cursor (``log.follow``) and sends them in order — a webhook one POST at a time, JetStream
+a window of publishes whose acknowledgements are awaited together. The cursor moves only past acknowledged
+events (2xx, or JetStream's ack), a batch of them at a time (``MOVE_EVERY``), so a crash anywhere resends
+at most the events since the last move, with the same ids. A failure schedules a retry with exponential
+backoff (the first within 5 s, capped at 10 min) and later events wait: order is never given up. A 410
+disables the stream (an entry by ``system:streams``). Streams are delivered on a pool of threads, each
+stream a task of its own, so a slow or failing destination holds one thread, never the API or the other
+streams.
 
 Unfiltered streams also carry checkpoint events (the signed note of tree N, and entry N's inclusion proof)
 at least every ``stream_checkpoint_entries`` entries or ``stream_checkpoint_seconds`` seconds.
@@ -57,6 +59,9 @@ SLICE_SECONDS = 5.0  # one task delivers at most this long, then lets other stre
 # crash in between resends at most those events, with the same ids.
 MOVE_EVERY = 50
 MOVE_SECONDS = 0.25
+# JetStream events are published a window at a time, their acknowledgements awaited together
+# (``relay.jetstream``); webhooks get one POST at a time, each after the one before it was answered.
+NATS_WINDOW = 100
 
 
 def retry_delay(attempts: int) -> float:
@@ -191,21 +196,32 @@ class StreamRelay:
         acked: list[_Sent] = []  # acknowledged, the cursor not yet moved past them
         values: dict[str, Any] = {}
         moved_at = time.monotonic()
-        for row in batch.rows:
-            attempt_no = cursor.attempts + 1 if sent == 0 else 1
-            attempt = self._send(stream, entry_event(row, stream.format), attempt_no)
-            if not attempt.outcome.ok:
-                if acked and (cursor := self._move(cursor, self._delivered(cursor, values), acked)) is None:
+        rows, at = batch.rows, 0
+        window = NATS_WINDOW if stream.type == "nats" else 1
+        while at < len(rows):
+            chunk = rows[at : at + window]
+            if unfiltered:  # a window ends at the entry a checkpoint falls due after
+                due = cursor.checkpoint_seq + self.settings.stream_checkpoint_entries
+                chunk = [r for r in chunk if r.seq <= due] or chunk[:1]
+            at += len(chunk)
+            events = [entry_event(row, stream.format) for row in chunk]
+            attempts = self._send_many(stream, events, cursor.attempts + 1 if sent == 0 else 1)
+            for row, attempt in zip(chunk, attempts, strict=False):  # attempts: through the first failure
+                if not attempt.outcome.ok:
+                    if (
+                        acked
+                        and (cursor := self._move(cursor, self._delivered(cursor, values), acked)) is None
+                    ):
+                        return -1
+                    self._failed(stream, cursor, attempt)
                     return -1
-                self._failed(stream, cursor, attempt)
-                return -1
-            sent += 1
-            acked.append(attempt)
-            values = {"delivered_seq": row.seq}
-            if not unfiltered:
-                values["checkpoint_seq"] = row.seq  # filtered streams carry no checkpoints
-            elif row.seq - cursor.checkpoint_seq >= self.settings.stream_checkpoint_entries:
-                values["pending_checkpoint"] = row.seq
+                sent += 1
+                acked.append(attempt)
+                values = {"delivered_seq": row.seq}
+                if not unfiltered:
+                    values["checkpoint_seq"] = row.seq  # filtered streams carry no checkpoints
+                elif row.seq - cursor.checkpoint_seq >= self.settings.stream_checkpoint_entries:
+                    values["pending_checkpoint"] = row.seq
             if (
                 "pending_checkpoint" in values
                 or len(acked) >= MOVE_EVERY
@@ -262,6 +278,18 @@ class StreamRelay:
             return False
         since = cursor.checkpoint_at or now
         return (now - since).total_seconds() >= self.settings.stream_checkpoint_seconds
+
+    def _send_many(self, stream: Stream, events: list[Event], first_attempt: int) -> list[_Sent]:
+        """Send ``events`` in order (a JetStream window at once, webhooks one by one); the attempts made,
+        through the first failure. The first event's attempt number is ``first_attempt``."""
+        started = time.monotonic()
+        outcomes = self.senders.send_events(stream, events)
+        took, now = int((time.monotonic() - started) * 1000), datetime.now(UTC)
+        done = []
+        for i, (event, outcome) in enumerate(zip(events, outcomes, strict=False)):
+            ATTEMPTS.labels(stream.type, "delivered" if outcome.ok else "failed").inc()
+            done.append(_Sent(event, outcome, took, first_attempt if i == 0 else 1, now))
+        return done
 
     def _send(self, stream: Stream, event: Event, attempt_no: int) -> _Sent:
         started = time.monotonic()
