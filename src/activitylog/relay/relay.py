@@ -12,6 +12,10 @@ streams.
 
 Unfiltered streams also carry checkpoint events (the signed note of tree N, and entry N's inclusion proof)
 at least every ``stream_checkpoint_entries`` entries or ``stream_checkpoint_seconds`` seconds.
+
+A stream behind a purge steps over each purged range with an ``activity.skipped`` event (its range, the
+purge run's entry, the chain's links on either side) and a delivery record saying so; an unfiltered stream
+first sends a checkpoint of what it delivered before the gap, so the receiver can prove both sides.
 """
 
 from __future__ import annotations
@@ -31,16 +35,16 @@ from sqlalchemy import and_, or_, select
 
 from activitylog.config import Settings
 from activitylog.db.base import Database
-from activitylog.db.models import ActivityEntry, ChainHead, Stream, StreamCursor
+from activitylog.db.models import ActivityEntry, ChainHead, PurgedEntry, Stream, StreamCursor
 from activitylog.errors import NotFound
 from activitylog.log.chain import format_instant
 from activitylog.log.checkpoints import CheckpointSigner, HistoryRejected
-from activitylog.log.follow import entries_after
+from activitylog.log.follow import Batch, PurgedRun, entries_after, first_purged_after, purged_run
 from activitylog.log.record import Actor, RequestContext
 from activitylog.log.signing import load_signer
 from activitylog.log.tree_store import TreeReader
 from activitylog.relay import cursor as cursors
-from activitylog.relay.events import Event, checkpoint_event, entry_event
+from activitylog.relay.events import Event, checkpoint_event, entry_event, skipped_event
 from activitylog.relay.senders import Sender, Senders
 from activitylog.relay.webhook import Outcome
 from activitylog.services import streams
@@ -190,6 +194,16 @@ class StreamRelay:
         where = streams.filter_of(stream.filter)[1] if stream.filter else None
         with db.read_connection() as conn:
             batch = entries_after(conn, account_id, cursor.delivered_seq, limit=BATCH, where=where)
+            gap = first_purged_after(conn, account_id, cursor.delivered_seq, batch.through)
+            at_gap = gap == cursor.delivered_seq + 1
+            proof_first = at_gap and unfiltered and self._checkpoint_before_gap(cursor)
+            run = purged_run(conn, account_id, cursor.delivered_seq + 1, batch.through) if at_gap else None
+        if proof_first:
+            return 0 if self._move(cursor, {"pending_checkpoint": cursor.delivered_seq}) else -1
+        if run is not None:  # the stream is at a purged range: step over it
+            return self._skip(stream, cursor, run)
+        if gap is not None:  # deliver up to the purged range, then step over it
+            batch = Batch([row for row in batch.rows if row.seq < gap], gap - 1)
         if not batch.rows and batch.through == cursor.delivered_seq:
             return -1
         sent = 0
@@ -244,6 +258,31 @@ class StreamRelay:
                 values["checkpoint_seq"] = batch.through
             return sent if self._move(cursor, values) else -1
         return sent
+
+    @staticmethod
+    def _checkpoint_before_gap(cursor: cursors.Cursor) -> bool:
+        """Whether the entries before a purged range need a checkpoint first, so that what the receiver
+        holds before the gap is proven too: some were delivered since the last one. (After a skipped
+        range the checkpoints count from its end: nothing was delivered there.)"""
+        return cursor.delivered_seq > cursor.checkpoint_seq
+
+    def _skip(self, stream: Stream, cursor: cursors.Cursor, run: PurgedRun) -> int:
+        """Step over a purged range, saying so: an ``activity.skipped`` event to the destination (in order,
+        acknowledged like any event) and a delivery record with its range."""
+        with self.db.for_account(stream.account_id).read_connection() as conn:
+            at = conn.execute(
+                select(ActivityEntry.occurred_at).where(
+                    ActivityEntry.account_id == stream.account_id, ActivityEntry.seq == run.purge_seq
+                )
+            ).scalar_one_or_none()
+        event = skipped_event(stream.account_id, run, format_instant(at or datetime.now(UTC)))
+        sent = self._send(stream, event, cursor.attempts + 1)
+        if not sent.outcome.ok:
+            self._failed(stream, cursor, sent)
+            return -1
+        log.info("stream %s: seq %d-%d were purged; skipped", stream.id, run.first, run.last)
+        values = {"delivered_seq": run.last, "checkpoint_seq": run.last}
+        return 1 if self._move(cursor, self._delivered(cursor, values), [sent]) else -1
 
     def _move(
         self, cursor: cursors.Cursor, values: dict[str, Any], attempts: list[_Sent] | None = None
@@ -330,14 +369,22 @@ class StreamRelay:
         return 1 if self._move(cursor, self._delivered(cursor, done), [sent]) else -1
 
     def checkpoint(self, account_id: str, size: int) -> Event:
-        """The checkpoint event of tree ``size``: its signed note, entry ``size`` and its audit path."""
+        """The checkpoint event of tree ``size``: its signed note, entry ``size`` and its audit path. An
+        entry purged since the stream delivered it is named by its tombstone's hash (the receiver holds
+        the entry itself)."""
         note = self.signer().sign(self.db, account_id, size)
         with self.db.for_account(account_id).reader() as session:
             row = session.execute(
                 select(ActivityEntry.hash, ActivityEntry.occurred_at).where(
                     ActivityEntry.account_id == account_id, ActivityEntry.seq == size
                 )
-            ).one()
+            ).one_or_none()
+            if row is None:
+                row = session.execute(
+                    select(PurgedEntry.hash, PurgedEntry.older_than.label("occurred_at")).where(
+                        PurgedEntry.account_id == account_id, PurgedEntry.seq == size
+                    )
+                ).one()
             path = TreeReader(session.connection(), account_id).inclusion(size, size)
         return checkpoint_event(account_id, size, row.hash, format_instant(row.occurred_at), note, path)
 
