@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import signal
+import tempfile
 import threading
 
 import typer
@@ -76,6 +79,11 @@ def serve(
 
     settings = Settings()
     logs.configure(settings.log_level)
+    metrics_dir = None
+    if settings.metrics and not settings.worker_metrics_dir and not no_workers:
+        metrics_dir = tempfile.mkdtemp(prefix="activitylog-metrics-")  # the worker's metrics, for /metrics
+        os.environ["ACTIVITYLOG_WORKER_METRICS_DIR"] = metrics_dir  # the worker process inherits it
+        settings = Settings()
     db = connect(settings.database_url)
     if not no_migrate:
         upgrade(db)
@@ -102,6 +110,8 @@ def serve(
     finally:
         if workers is not None:
             workers.stop()
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _exit_normally(_signum: int, _frame: object) -> None:
@@ -112,13 +122,19 @@ def _exit_normally(_signum: int, _frame: object) -> None:
 def worker(
     parent_pid: int = typer.Option(None, "--parent-pid", hidden=True, help="Exit when this process is gone."),
 ) -> None:
-    """Run the scheduler, dispatcher and checkpoints alone (serve starts this in a process of its own)."""
+    """Run the background work alone: scheduled and sending broadcasts, checkpoints, stream delivery and
+    retention purges (serve starts this in a process of its own)."""
     settings = Settings()
     logs.configure(settings.log_level)
     db = connect(settings.database_url)
     stop = threading.Event()
     stop_on_signals(stop)
-    log.info("worker: scheduling and delivering every %ss; Ctrl-C stops", settings.worker_interval_seconds)
+    log.info(
+        "worker: broadcasts every %ss, streams every %ss, checkpoints every %ss; Ctrl-C stops",
+        settings.worker_interval_seconds,
+        settings.stream_interval_seconds,
+        settings.checkpoint_interval_seconds,
+    )
     run_workers(db, settings, stop, parent_pid)
 
 
