@@ -165,7 +165,8 @@ class StreamRelay:
             deadline = time.monotonic() + SLICE_SECONDS
             while time.monotonic() < deadline:
                 step = self._step(account_id, stream_id)
-                if step < 0:
+                if step < 0:  # ~n: n sent, and nothing more to do now
+                    sent += ~step
                     break
                 sent += step
         finally:
@@ -174,7 +175,8 @@ class StreamRelay:
 
     def _step(self, account_id: str, stream_id: str) -> int:
         """One round: a pending or due checkpoint, else the next batch of entries. Returns the events
-        sent, or -1 when there is nothing more to do now (caught up, waiting to retry, or stopped)."""
+        sent, or ``~sent`` (negative; -1 when none) when there is nothing more to do now: caught up with
+        the head it read (no second round just to find nothing), waiting to retry, or stopped."""
         db = self.db.for_account(account_id)
         try:
             stream = streams.get_stream(db, account_id, stream_id)
@@ -194,7 +196,12 @@ class StreamRelay:
         where = streams.filter_of(stream.filter)[1] if stream.filter else None
         with db.read_connection() as conn:
             batch = entries_after(conn, account_id, cursor.delivered_seq, limit=BATCH, where=where)
-            gap = first_purged_after(conn, account_id, cursor.delivered_seq, batch.through)
+            moved_on = batch.through > cursor.delivered_seq  # else nothing new, purged or not
+            gap = (
+                first_purged_after(conn, account_id, cursor.delivered_seq, batch.through)
+                if moved_on
+                else None
+            )
             at_gap = gap == cursor.delivered_seq + 1
             proof_first = at_gap and unfiltered and self._checkpoint_before_gap(cursor)
             run = purged_run(conn, account_id, cursor.delivered_seq + 1, batch.through) if at_gap else None
@@ -202,6 +209,7 @@ class StreamRelay:
             return 0 if self._move(cursor, {"pending_checkpoint": cursor.delivered_seq}) else -1
         if run is not None:  # the stream is at a purged range: step over it
             return self._skip(stream, cursor, run)
+        caught_up = gap is None and len(batch.rows) < BATCH  # the batch reached the head it read
         if gap is not None:  # deliver up to the purged range, then step over it
             batch = Batch([row for row in batch.rows if row.seq < gap], gap - 1)
         if not batch.rows and batch.through == cursor.delivered_seq:
@@ -256,8 +264,9 @@ class StreamRelay:
             values = {"delivered_seq": batch.through}
             if not unfiltered:
                 values["checkpoint_seq"] = batch.through
-            return sent if self._move(cursor, values) else -1
-        return sent
+            if self._move(cursor, values) is None:
+                return -1
+        return ~sent if caught_up else sent
 
     @staticmethod
     def _checkpoint_before_gap(cursor: cursors.Cursor) -> bool:
