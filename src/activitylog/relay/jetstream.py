@@ -69,6 +69,7 @@ class JetStreamSender:
         self._acks: dict[str, asyncio.Future[Outcome]] = {}  # reply token -> the publish's outcome
         self._inbox = ""
         self._token = 0
+        self._connecting = asyncio.Lock()
 
     def _run(self, coro: Any, margin: float = 0.0) -> Any:
         future = asyncio.run_coroutine_threadsafe(coro, self.loop)
@@ -79,18 +80,23 @@ class JetStreamSender:
             raise TimeoutError(_no_answer(self.settings)) from None
 
     async def _connect(self) -> Any:
-        if self._nc is None or self._nc.is_closed:
-            self._nc = await nats.connect(
-                self.settings.nats_url,
-                connect_timeout=min(self.settings.stream_timeout_seconds, 5),
-                allow_reconnect=False,  # see above: a lost connection fails the window in flight
-            )
-            self._js = self._nc.jetstream(timeout=self.settings.stream_timeout_seconds)
-            self._ensured.clear()
-            self._acks = {}
-            self._inbox = self._nc.new_inbox()
-            await self._nc.subscribe(f"{self._inbox}.*", cb=self._on_ack)
+        async with self._connecting:  # streams delivered at once share one connection, made once
+            if self._nc is None or self._nc.is_closed:
+                await self._open()
         return self._js
+
+    async def _open(self) -> None:
+        """A new connection, and the inbox its publishes' acknowledgements come to."""
+        self._nc = await nats.connect(
+            self.settings.nats_url,
+            connect_timeout=min(self.settings.stream_timeout_seconds, 5),
+            allow_reconnect=False,  # see above: a lost connection fails the window in flight
+        )
+        self._js = self._nc.jetstream(timeout=self.settings.stream_timeout_seconds)
+        self._ensured.clear()
+        self._acks = {}
+        self._inbox = self._nc.new_inbox()
+        await self._nc.subscribe(f"{self._inbox}.*", cb=self._on_ack)
 
     async def _on_ack(self, msg: Any) -> None:
         """JetStream's answer to one publish: its ack, or why it did not store the message."""
