@@ -16,6 +16,7 @@ held up by the load generator. Writes bench/RESULTS-streams.md (or ``--output``)
 
     .venv/bin/python bench/streams.py [--rate 200] [--seconds 20] [--backlog 5000] [--rounds 3]
     .venv/bin/python bench/streams.py --database-url postgresql://…/empty_db --append
+    .venv/bin/python bench/streams.py --parts throughput,api   # some of the three
 """
 
 from __future__ import annotations
@@ -301,22 +302,21 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
             writer = Writer(base, demo["api_key"])
             hook = {"name": "bench webhook", "type": "webhook", "url": f"http://127.0.0.1:{hook_port}/hook"}
             js = {"name": "bench jetstream", "type": "nats", "subject": subject}
-            print("lag: webhook", file=sys.stderr)
-            results["lag"] = [lag_run(api, writer, hook, hook_file, options)]
-            print("lag: jetstream", file=sys.stderr)
-            results["lag"].append(lag_run(api, writer, js, nats_file, options))
-            print("throughput: webhook", file=sys.stderr)
-            results["throughput"] = [throughput_run(api, writer, hook, hook_file, options)]
-            print("throughput: jetstream", file=sys.stderr)
-            results["throughput"].append(throughput_run(api, writer, js, nats_file, options))
+            results["lag"], results["throughput"], results["rounds"] = [], [], []
+            for part, run_one in (("lag", lag_run), ("throughput", throughput_run)):
+                if part in options.parts:
+                    for body, out in ((hook, hook_file), (js, nats_file)):
+                        print(f"{part}: {body['type']}", file=sys.stderr)
+                        results[part].append(run_one(api, writer, body, out, options))
             failing = [
                 {"name": "503", "type": "webhook", "url": f"http://127.0.0.1:{fail_port}/hook"},
                 {"name": "hangs", "type": "webhook", "url": f"http://127.0.0.1:{hang_port}/hook"},
                 {"name": "refused", "type": "webhook", "url": f"http://127.0.0.1:{_free_port()}/hook"},
             ]
             rounds = []
-            api_round(api, writer, "warm-up", options)
-            for _ in range(options.rounds):
+            if "api" in options.parts:
+                api_round(api, writer, "warm-up", options)
+            for _ in range(options.rounds if "api" in options.parts else 0):
                 for mode, bodies in (("none", []), ("healthy", [hook]), ("failing", failing)):
                     ids = [api.post("/api/v1/streams", json=b).json()["id"] for b in bodies]
                     rounds.append(api_round(api, writer, mode, options))
@@ -361,24 +361,29 @@ def report(r: dict[str, Any], options: argparse.Namespace) -> str:
         "entries written through the API (one list created per entry, 6 connections); receivers and the "
         "NATS subscriber in processes of their own, on loopback; JetStream is the local nats-server.",
         "",
-        f"## Lag from commit to receipt at {options.rate:g} entries/s for {options.seconds:g} s",
-        "",
-        "| destination | entries/s written | events | p50 ms | p95 ms | p99 ms | max ms | target p95 < 1 s |",
-        "|---|---|---|---|---|---|---|---|",
     ]
+    if r["lag"]:
+        lines += [
+            f"## Lag from commit to receipt at {options.rate:g} entries/s for {options.seconds:g} s",
+            "",
+            "| destination | entries/s written | events | p50 ms | p95 ms | p99 ms | max ms "
+            "| target p95 < 1 s |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
     for x in r["lag"]:
         lines.append(
             f"| {x['target']} | {x['achieved']:.0f} | {x['events']:,} | {x['p50']:.0f} | {x['p95']:.0f} | "
             f"{x['p99']:.0f} | {x['max']:.0f} | {'met' if x['p95'] < 1000 else 'MISSED'} |"
         )
     targets = {"webhook": 500, "nats": 2000}
-    lines += [
-        "",
-        f"## Throughput: a backlog of {options.backlog:,} entries, drained",
-        "",
-        "| destination | events | seconds | events/s | target |",
-        "|---|---|---|---|---|",
-    ]
+    if r["throughput"]:
+        lines += [
+            "",
+            f"## Throughput: a backlog of {options.backlog:,} entries, drained",
+            "",
+            "| destination | events | seconds | events/s | target |",
+            "|---|---|---|---|---|",
+        ]
     for x in r["throughput"]:
         t = targets[x["target"]]
         met = "met" if x["rate"] >= t else "MISSED"
@@ -386,6 +391,8 @@ def report(r: dict[str, Any], options: argparse.Namespace) -> str:
             f"| {x['target']} | {x['events']:,} | {x['seconds']:.1f} | {x['rate']:,.0f} | ≥ {t:,}/s: {met} |"
         )
     rounds = r["rounds"]
+    if not rounds:
+        return "\n".join(lines) + "\n"
     by = {m: [x for x in rounds if x["mode"] == m] for m in ("none", "healthy", "failing")}
     lines += [
         "",
@@ -431,6 +438,12 @@ def main() -> None:
     parser.add_argument("--database-url", default="", help="default: a SQLite file in a temporary folder")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS-streams.md")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument(
+        "--parts",
+        type=lambda v: set(v.split(",")),
+        default={"lag", "throughput", "api"},
+        help="which of lag,throughput,api to run (default: all)",
+    )
     parser.add_argument(
         "--append", action="store_true", help="add to the results file instead of replacing it"
     )

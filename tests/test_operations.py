@@ -378,7 +378,10 @@ def test_serve_runs_the_workers_in_a_process_it_restarts_and_stops(db: Database,
 def test_serve_answers_from_several_processes_that_share_what_they_know(db: Database, tmp_path: Path) -> None:
     """``serve --processes 2``: two processes answer on one port, and a verify one of them runs is the
     run every request joins, whichever process answers it."""
-    with serve_process(db.url, tmp_path, "--processes", "2", "--no-workers") as (base, process):
+    with serve_process(db.url, tmp_path, "--processes", "2", "--no-workers", ACTIVITYLOG_METRICS="true") as (
+        base,
+        process,
+    ):
         web = _until(lambda: _all_children(process.pid) if len(_all_children(process.pid)) >= 2 else [])
         assert len(web) == 2 and _children(process.pid) == [], web
         tenant = make_tenant(Server(url=base, db=db))
@@ -405,6 +408,16 @@ def test_serve_answers_from_several_processes_that_share_what_they_know(db: Data
             line["pid"] for line in _log_lines(tmp_path) if line.get("route") == "/api/v1/activity/verify"
         }
         assert verifiers <= set(web)
+
+        # /metrics, whichever process answers it, counts the requests both answered (shared each second)
+        time.sleep(2.5)
+        for _ in range(4):  # a new connection each: either process answers
+            with httpx.Client(base_url=base) as anonymous:
+                samples = _samples(anonymous)
+            healthz = _value(
+                samples, "activitylog_http_requests_total", method="GET", route="/healthz", status="200"
+            )
+            assert healthz == len(answers) + 1, healthz  # with serve_process's own readiness probe
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=40) == 0
     assert not any(_alive(pid) for pid in web), "serve left a web process running"

@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     metrics: bool = False
     """Serve ``GET /metrics`` (Prometheus text format, unauthenticated: expose it to the operator only)."""
 
+    worker_metrics_dir: str = ""
+    """Where worker processes write their metrics for ``/metrics`` to add (``worker_metrics``); ``serve``
+    makes one for the worker it starts when this is empty."""
+
     log_level: str = "info"
     """The level of the JSON log lines ``serve`` and ``worker`` write to standard error."""
 

@@ -13,8 +13,8 @@ or hands over a collector that yields its samples at scrape time (``metrics.regi
 one that reads every stream's cursor. Asking again for a name that exists returns the same metric, so a
 module imported twice (tests, reloads) does not fail; asking for it with another type or labels does.
 
-The figures are this process's: with ``serve``'s workers in a process of their own, the entries they append
-are counted there, not here (see docs/api.md, "Operating it").
+The figures are this process's; the worker processes' are added to ``serve``'s ``/metrics`` from the files
+they write (``worker_metrics``; docs/api.md, "Operating it").
 """
 
 from __future__ import annotations
@@ -88,6 +88,17 @@ class _Guarded(Collector):
 
 
 _guarded: dict[int, _Guarded] = {}
+
+
+def counted() -> CollectorRegistry:
+    """The counters and histograms alone, without the gauges and the collectors that read the database at
+    each scrape: what one of several web processes shares for the others to sum (``worker_metrics``)."""
+    registry = CollectorRegistry(auto_describe=True)
+    with _lock:
+        for metric in _metrics.values():
+            if isinstance(metric, Counter | Histogram):
+                registry.register(metric)
+    return registry
 
 
 def register(collector: Collector) -> None:

@@ -1,4 +1,4 @@
-"""Background work: the scheduler, the dispatcher and the checkpointer.
+"""Background work: the scheduler, the dispatcher, the checkpointer, the stream relay and the purger.
 
 They run in a process of their own, never in the web server's: ``activitylog worker`` runs them, and
 ``serve`` starts one such process beside itself (:class:`WorkerProcess`) and stops it when it stops. A big
@@ -24,7 +24,7 @@ import threading
 import time
 from datetime import UTC, datetime
 
-from activitylog import metrics
+from activitylog import metrics, worker_metrics
 from activitylog.config import Settings
 from activitylog.db.base import Database
 from activitylog.log import counts
@@ -171,6 +171,24 @@ class StreamRelayWorker(Periodic):
         self.relay.close()
 
 
+class MetricsWriter(Periodic):
+    """Writes this process's metrics every second for serve's ``/metrics`` to add (``worker_metrics``)."""
+
+    name = "metrics-writer"
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        super().__init__(db, settings, 1.0 if settings.metrics and settings.worker_metrics_dir else 0)
+
+    def run_once(self) -> int:
+        worker_metrics.write(metrics.REGISTRY, self.settings.worker_metrics_dir)
+        return 0
+
+    def stop(self) -> None:
+        super().stop()
+        if self.interval:
+            worker_metrics.remove(self.settings.worker_metrics_dir)
+
+
 WORKER_RESTARTS = metrics.counter(
     "activitylog_worker_restarts", "Times serve restarted its worker process after it exited"
 )
@@ -180,7 +198,8 @@ WORKER_UP = metrics.gauge("activitylog_worker_up", "1 while serve's worker proce
 def run_workers(
     db: Database, settings: Settings, stop: threading.Event, parent_pid: int | None = None
 ) -> None:
-    """The worker process's body: the checkpointer and the broadcast worker on threads of their own until
+    """The worker process's body: the checkpointer, the broadcast worker, the stream relay, the purger and
+    the metrics writer on threads of their own until
     ``stop`` is set (SIGTERM, SIGINT) or, when ``parent_pid`` is given, the parent is gone."""
     if settings.worker_nice:
         os.nice(settings.worker_nice)
@@ -190,6 +209,7 @@ def run_workers(
         StreamRelayWorker(db, settings),
         Purger(db, settings),
         CountsFollower(db, settings),
+        MetricsWriter(db, settings),
     ]
     for worker in workers:
         worker.start()

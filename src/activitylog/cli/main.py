@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
+import tempfile
 import threading
 
 import typer
@@ -85,6 +87,12 @@ def serve(
     settings = Settings()
     processes = processes or settings.web_processes or os.cpu_count() or 1
     logs.configure(settings.log_level)
+    metrics_dir = None
+    if settings.metrics and not settings.worker_metrics_dir and (processes > 1 or not no_workers):
+        # the other processes' metrics (the worker's, the other web processes'), for /metrics to add
+        metrics_dir = tempfile.mkdtemp(prefix="activitylog-metrics-")
+        os.environ["ACTIVITYLOG_WORKER_METRICS_DIR"] = metrics_dir  # every child process inherits it
+        settings = Settings()
     db = connect(settings.database_url)
     if not no_migrate:
         upgrade(db)
@@ -118,6 +126,8 @@ def serve(
     finally:
         if workers is not None:
             workers.stop()
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _exit_normally(_signum: int, _frame: object) -> None:
@@ -128,13 +138,19 @@ def _exit_normally(_signum: int, _frame: object) -> None:
 def worker(
     parent_pid: int = typer.Option(None, "--parent-pid", hidden=True, help="Exit when this process is gone."),
 ) -> None:
-    """Run the scheduler, dispatcher and checkpoints alone (serve starts this in a process of its own)."""
+    """Run the background work alone: scheduled and sending broadcasts, checkpoints, stream delivery and
+    retention purges (serve starts this in a process of its own)."""
     settings = Settings()
     logs.configure(settings.log_level)
     db = connect(settings.database_url)
     stop = threading.Event()
     stop_on_signals(stop)
-    log.info("worker: scheduling and delivering every %ss; Ctrl-C stops", settings.worker_interval_seconds)
+    log.info(
+        "worker: broadcasts every %ss, streams every %ss, checkpoints every %ss; Ctrl-C stops",
+        settings.worker_interval_seconds,
+        settings.stream_interval_seconds,
+        settings.checkpoint_interval_seconds,
+    )
     run_workers(db, settings, stop, parent_pid)
 
 

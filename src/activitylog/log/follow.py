@@ -10,6 +10,9 @@ at H sees every entry up to H. Transactions of *different* accounts commit in an
 A filtered follower reads only its matches, but still moves past what it did not match: the batch says how
 far it looked (``through``), the head it read first, so the cursor moves up to it even when nothing
 matched.
+
+Entries a purge removed are not there to read: a follower behind a purge steps over the purged runs
+(:func:`first_purged_after`, :func:`purged_run`, read from the purge's tombstones) and says so.
 """
 
 from __future__ import annotations
@@ -18,10 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Connection, Row, Table, select
+from sqlalchemy import ColumnElement, Connection, Row, Table, func, select
 from sqlalchemy.orm import Session
 
-from activitylog.db.models import ActivityEntry, ChainHead
+from activitylog.db.models import ActivityEntry, ChainHead, PurgedEntry
 from activitylog.log.query import IN_SEQ_ORDER, ActivityFilter, conditions
 
 _entries = cast(Table, ActivityEntry.__table__)
@@ -70,3 +73,63 @@ def entries_after(
     )
     through = rows[-1].seq if len(rows) == limit else head
     return Batch(rows, through)
+
+
+# ---- purged ranges a follower behind a purge steps over ----
+# A purge (``log.purge``) deletes old entries and leaves a tombstone for each in ``activity_purged``. A
+# follower whose cursor is behind it finds those seqs gone: it must step over them (it cannot handle what is
+# not there) and say so, telling a purge apart from a lost entry. Every seq up to the head is an entry or a
+# tombstone, so a run of tombstones after the cursor ends at the next entry.
+_purged = cast(Table, PurgedEntry.__table__)
+
+
+@dataclass(frozen=True)
+class PurgedRun:
+    """Seqs ``first``..``last``, purged by the run whose ``activity_log.purge`` entry is ``purge_seq``."""
+
+    first: int
+    last: int
+    purge_seq: int
+    prev_hash: str
+    """Entry ``first``'s prev_hash: the hash of entry ``first - 1``."""
+    hash: str
+    """Entry ``last``'s hash: the prev_hash of entry ``last + 1``."""
+
+
+def first_purged_after(
+    reads: Connection | Session, account_id: str, after_seq: int, through: int
+) -> int | None:
+    """The first purged seq in ``after_seq + 1 .. through``, if any (one index probe)."""
+    seq = reads.execute(
+        select(func.min(_purged.c.seq)).where(
+            _purged.c.account_id == account_id, _purged.c.seq > after_seq, _purged.c.seq <= through
+        )
+    ).scalar_one_or_none()
+    return None if seq is None else int(seq)
+
+
+def purged_run(reads: Connection | Session, account_id: str, first: int, through: int) -> PurgedRun:
+    """The purged seqs from ``first`` (a purged seq) on, up to ``through``, that one purge run removed."""
+    start = reads.execute(
+        select(_purged.c.purge_seq, _purged.c.prev_hash).where(
+            _purged.c.account_id == account_id, _purged.c.seq == first
+        )
+    ).one()
+    next_entry = reads.execute(
+        select(func.min(_entries.c.seq)).where(
+            _entries.c.account_id == account_id, _entries.c.seq > first, _entries.c.seq <= through
+        )
+    ).scalar_one_or_none()
+    next_run = reads.execute(
+        select(func.min(_purged.c.seq)).where(
+            _purged.c.account_id == account_id,
+            _purged.c.seq > first,
+            _purged.c.seq <= through,
+            _purged.c.purge_seq != start.purge_seq,
+        )
+    ).scalar_one_or_none()
+    last = min(int(s) - 1 for s in (next_entry, next_run, through + 1) if s is not None)
+    end = reads.execute(
+        select(_purged.c.hash).where(_purged.c.account_id == account_id, _purged.c.seq == last)
+    ).scalar_one()
+    return PurgedRun(first, last, int(start.purge_seq), start.prev_hash, end)

@@ -18,6 +18,14 @@ key — which comes from outside the file (obtain it once, out of band: ``GET
 exactly the account's. Entries after N are checked the same way but not yet covered by a checkpoint; the
 tool says how many. Each checkpoint in the file is checked, not only the last.
 
+A stream behind a purge steps over the purged ranges: for each it sends an ``activity.skipped`` event
+(``{"skipped": [from, to], "reason": "purged", "purge_seq", "prev_hash", "hash"}``) after a checkpoint of
+what came before. A gap between received entries is accepted exactly when such events cover it, link to
+the entries on both sides (``prev_hash`` is the hash of entry from-1, ``hash`` the prev_hash of entry
+to+1), and the ``activity_log.purge`` entry each names was received, is covered by the last checkpoint and
+lists the range; the entries before the gap must be proven by a checkpoint of their own. Any other gap is
+reported as missing entries.
+
 Needs the standard library, ``cryptography`` for the signatures, and ``verify_export.py`` beside it (its
 hash, Merkle and signed-note checks). Holds the distinct entries in memory (about 1 KiB each). Exit 0 when
 everything holds; 1 naming the seq when something does not; 2 when it cannot check (usage, an unreadable
@@ -42,6 +50,9 @@ except ImportError:  # a script beside verify_export.py, with no activitylog pac
 
 OK, TAMPERED, CANNOT_CHECK = 0, 1, 2
 ENTRY, CHECKPOINT, TEST = "activity.entry", "activity.checkpoint", "activity.test"
+SKIPPED = "activity.skipped"
+SKIP_FIELDS = {"skipped", "reason", "purge_seq", "prev_hash", "hash"}
+PURGE_ACTION = "activity_log.purge"
 
 
 class Broken(Exception):
@@ -53,6 +64,7 @@ class Received:
     account_id: str | None = None
     entries: dict[int, dict[str, Any]] = field(default_factory=dict)  # seq -> the entry (API shape)
     checkpoints: dict[int, dict[str, Any]] = field(default_factory=dict)  # size -> the event's data
+    skips: dict[int, dict[str, Any]] = field(default_factory=dict)  # first skipped seq -> the event's data
     events: int = 0
     duplicates: int = 0
     tests: int = 0
@@ -130,9 +142,80 @@ def read_events(lines: Iterable[str]) -> Received:
                     raise Broken(f"checkpoint {size}: delivered twice with different content ({where})")
                 got.duplicates += 1
             got.checkpoints[size] = data
+        elif kind == SKIPPED:
+            first, skip = _skip_of(data, where)
+            if first in got.skips:
+                if got.skips[first] != skip:
+                    raise Broken(
+                        f"skipped range from {first}: delivered twice with different content ({where})"
+                    )
+                got.duplicates += 1
+            got.skips[first] = skip
         else:
             raise Broken(f"{where}: an event of unknown type {kind!r}")
     return got
+
+
+def _skip_of(data: Any, where: str) -> tuple[int, dict[str, Any]]:
+    """The first seq and the data of a well-formed ``activity.skipped`` event."""
+    if not isinstance(data, dict) or set(data) != SKIP_FIELDS:
+        raise Broken(f"{where}: a skipped event is {{skipped, reason, purge_seq, prev_hash, hash}}")
+    span, purge_seq = data["skipped"], data["purge_seq"]
+    if not (
+        isinstance(span, list)
+        and len(span) == 2
+        and all(isinstance(s, int) and not isinstance(s, bool) for s in span)
+        and 1 <= span[0] <= span[1]
+        and isinstance(purge_seq, int)
+        and purge_seq > span[1]
+        and data["reason"] == "purged"
+        and all(isinstance(data[k], str) for k in ("prev_hash", "hash"))
+    ):
+        raise Broken(f"{where}: a skipped event names no purged range [from, to] before its purge entry")
+    return int(span[0]), data
+
+
+def _purged_by(entry: dict[str, Any] | None) -> list[tuple[int, int]]:
+    """The ranges an ``activity_log.purge`` entry says its run removed."""
+    if entry is None or entry.get("action") != PURGE_ACTION:
+        return []
+    ranges = (entry.get("changes") or {}).get("ranges")
+    if isinstance(ranges, dict):  # recorded as a change {from, to}
+        ranges = ranges.get("to")
+    if not isinstance(ranges, list):
+        return []
+    return [(r[0], r[1]) for r in ranges if isinstance(r, list) and len(r) == 2]
+
+
+def _explain_gap(got: Received, lo: int, hi: int, n: int) -> list[tuple[int, int, int]]:
+    """The skipped events that account for the gap ``lo..hi`` between received entries, as (from, to,
+    purge entry seq); raises Broken when the gap is not exactly purged ranges the log itself, up to
+    checkpoint ``n``, says were purged, linked to the entries on either side."""
+    at, prev_hash, runs = lo, got.entries[lo - 1]["hash"] if lo > 1 else vx.GENESIS, []
+    while at <= hi:
+        skip = got.skips.get(at)
+        if skip is None:
+            return []  # not a purge: the caller reports the seqs as missing
+        first, last = skip["skipped"]
+        if last > hi:
+            raise Broken(f"a skipped range {first}-{last} covers received entry {hi + 1}")
+        if skip["prev_hash"] != prev_hash:
+            raise Broken(f"the skipped range {first}-{last} does not link to the entry before it")
+        purge = skip["purge_seq"]
+        if purge > n:
+            raise Broken(
+                f"the skipped range {first}-{last} names purge entry {purge}, beyond the last checkpoint {n}"
+            )
+        if not any(a <= first and last <= b for a, b in _purged_by(got.entries.get(purge))):
+            raise Broken(
+                f"seq {first}-{last} were skipped as purged, but entry {purge} is not a purge of them"
+            )
+        runs.append((first, last, purge))
+        prev_hash, at = skip["hash"], last + 1
+    after = got.entries.get(hi + 1)
+    if after is not None and after["prev_hash"] != prev_hash:
+        raise Broken(f"entry {hi + 1} does not link to the skipped range before it")
+    return runs
 
 
 def _check_checkpoint(got: Received, size: int, key: vx.VerifierKey) -> None:
@@ -176,7 +259,20 @@ def verify(got: Received, key: vx.VerifierKey) -> str:
             "1,000 entries or 60 s)"
         )
     n = max(covered)
-    missing = [(lo, hi) for lo, hi in report.gaps if lo <= n]
+    missing, purged = [], []
+    for lo, hi in report.gaps:
+        if lo > n:
+            continue
+        runs = _explain_gap(got, lo, hi, n)
+        if not runs:
+            missing.append((lo, hi))
+            continue
+        purged.extend(runs)
+        if lo - 1 not in got.checkpoints:  # what came before the gap is proven by its own checkpoint
+            raise vx.CannotCheck(
+                f"seq {lo}-{hi} were purged (entry {runs[0][2]} says so), but no checkpoint of tree {lo - 1} "
+                "proves the entries before the gap (a stream sends one before it skips)"
+            )
     if n > last:
         missing.append((last + 1, n))
     if missing:
@@ -184,13 +280,18 @@ def verify(got: Received, key: vx.VerifierKey) -> str:
         raise Broken(f"entries missing before checkpoint {n}: seq {shown}")
     for size in sorted(covered):
         _check_checkpoint(got, size, key)
+    gaps = ""
+    if purged:
+        shown = ", ".join(f"{a}-{b} (purge entry {p})" for a, b, p in purged[:10])
+        gaps = f"; purged under the retention policy, skipped as the log's purge entries say: seq {shown}"
     after = sum(1 for seq in seqs if seq > n)
     tail = f"; {after} entries after it not yet covered by a checkpoint" if after else ""
     early = len(got.checkpoints) - len(covered)
     earlier = f"; {early} checkpoints before the first entry ignored" if early else ""
     return (
-        f"OK: seq {first}..{n} of {got.account_id} complete and unaltered, proven by the checkpoint of tree "
-        f"{n} ({len(covered)} checkpoints checked){tail}{earlier}; {got.events} events read, "
+        f"OK: seq {first}..{n} of {got.account_id} complete{' but for purged ranges' if purged else ''} and "
+        f"unaltered, proven by the checkpoint of tree "
+        f"{n} ({len(covered)} checkpoints checked){gaps}{tail}{earlier}; {got.events} events read, "
         f"{got.duplicates} duplicates"
     )
 

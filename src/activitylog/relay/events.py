@@ -1,7 +1,8 @@
 """The events a stream carries, as bytes: the same body on every attempt, so a retry is the same event.
 
 ``webhook-id`` (and JetStream's ``Nats-Msg-Id``) is ``<account_id>:<seq>`` for an entry and
-``<account_id>:checkpoint:<size>`` for a checkpoint, so a receiver de-duplicates by it; the body is
+``<account_id>:checkpoint:<size>`` for a checkpoint (``<account_id>:skipped:<from>-<to>`` for a purged
+range the stream stepped over), so a receiver de-duplicates by it; the body is
 ``{"type", "timestamp", "data"}`` (Standard Webhooks), ``timestamp`` being the entry's (or the checkpoint's
 entry's) instant — not the attempt's, which is the ``webhook-timestamp`` header.
 """
@@ -14,11 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from activitylog.log.entry import entry_to_api
+from activitylog.log.follow import PurgedRun
 from activitylog.relay.ocsf import to_ocsf
 
 ENTRY = "activity.entry"
 CHECKPOINT = "activity.checkpoint"
+SKIPPED = "activity.skipped"
 TEST = "activity.test"
+PURGED = "purged"
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,39 @@ def checkpoint_event(
         subject_suffix="checkpoint",
         body=_body(CHECKPOINT, occurred_at, data),
     )
+
+
+def skipped_event(account_id: str, run: PurgedRun, purged_at: str) -> Event:
+    """The stream stepped over seqs ``run.first``..``run.last``: a purge removed them before the stream got
+    there. ``purge_seq`` is the run's ``activity_log.purge`` entry (which names the range, and which the
+    stream carries later, proven by a checkpoint); ``prev_hash`` and ``hash`` are the chain's links on
+    either side of the gap, from the purge's tombstones."""
+    data = {
+        "skipped": [run.first, run.last],
+        "reason": PURGED,
+        "purge_seq": run.purge_seq,
+        "prev_hash": run.prev_hash,
+        "hash": run.hash,
+    }
+    return Event(
+        id=skipped_id(account_id, run.first, run.last),
+        type=SKIPPED,
+        seq=None,
+        subject_suffix="skipped",
+        body=_body(SKIPPED, purged_at, data),
+    )
+
+
+def skipped_id(account_id: str, first: int, last: int) -> str:
+    return f"{account_id}:skipped:{first}-{last}"
+
+
+def skipped_range(event_id: str) -> list[int] | None:
+    """``[from, to]`` of a skipped-range event's id, else None."""
+    if ":skipped:" not in event_id:
+        return None
+    first, _, last = event_id.rsplit(":", 1)[1].partition("-")
+    return [int(first), int(last)]
 
 
 def test_event(account_id: str, stream_id: str, event_id: str, now: str) -> Event:

@@ -1,15 +1,21 @@
 """The relay: finds streams with something to deliver and delivers each, in seq order, one worker at a time.
 
 For each due stream a worker thread takes the stream's lease (``relay.cursor``), reads the committed
-entries after its cursor (``log.follow``) and sends them one by one; the cursor moves after each
-acknowledgement (2xx, or JetStream's ack), so a crash anywhere resends at most the event in flight, with
-the same id. A failure schedules a retry with exponential backoff (the first within 5 s, capped at 10 min)
-and later events wait: order is never given up. A 410 disables the stream (an entry by
-``system:streams``). Streams are delivered on a pool of threads, each stream a task of its own, so a slow
-or failing destination holds one thread, never the API or the other streams.
+entries after its cursor (``log.follow``) and sends them in order — a webhook one POST at a time, JetStream
+a window of publishes whose acknowledgements are awaited together. The cursor moves only past acknowledged
+events (2xx, or JetStream's ack), a batch of them at a time (``MOVE_EVERY``), so a crash anywhere resends
+at most the events since the last move, with the same ids. A failure schedules a retry with exponential
+backoff (the first within 5 s, capped at 10 min) and later events wait: order is never given up. A 410
+disables the stream (an entry by ``system:streams``). Streams are delivered on a pool of threads, each
+stream a task of its own, so a slow or failing destination holds one thread, never the API or the other
+streams.
 
 Unfiltered streams also carry checkpoint events (the signed note of tree N, and entry N's inclusion proof)
 at least every ``stream_checkpoint_entries`` entries or ``stream_checkpoint_seconds`` seconds.
+
+A stream behind a purge steps over each purged range with an ``activity.skipped`` event (its range, the
+purge run's entry, the chain's links on either side) and a delivery record saying so; an unfiltered stream
+first sends a checkpoint of what it delivered before the gap, so the receiver can prove both sides.
 """
 
 from __future__ import annotations
@@ -29,16 +35,16 @@ from sqlalchemy import and_, or_, select
 
 from activitylog.config import Settings
 from activitylog.db.base import Database
-from activitylog.db.models import ActivityEntry, ChainHead, Stream, StreamCursor
+from activitylog.db.models import ActivityEntry, ChainHead, PurgedEntry, Stream, StreamCursor
 from activitylog.errors import NotFound
 from activitylog.log.chain import format_instant
 from activitylog.log.checkpoints import CheckpointSigner, HistoryRejected
-from activitylog.log.follow import entries_after
+from activitylog.log.follow import Batch, PurgedRun, entries_after, first_purged_after, purged_run
 from activitylog.log.record import Actor, RequestContext
 from activitylog.log.signing import load_signer
 from activitylog.log.tree_store import TreeReader
 from activitylog.relay import cursor as cursors
-from activitylog.relay.events import Event, checkpoint_event, entry_event
+from activitylog.relay.events import Event, checkpoint_event, entry_event, skipped_event
 from activitylog.relay.senders import Sender, Senders
 from activitylog.relay.webhook import Outcome
 from activitylog.services import streams
@@ -57,6 +63,9 @@ SLICE_SECONDS = 5.0  # one task delivers at most this long, then lets other stre
 # crash in between resends at most those events, with the same ids.
 MOVE_EVERY = 50
 MOVE_SECONDS = 0.25
+# JetStream events are published a window at a time, their acknowledgements awaited together
+# (``relay.jetstream``); webhooks get one POST at a time, each after the one before it was answered.
+NATS_WINDOW = 100
 
 
 def retry_delay(attempts: int) -> float:
@@ -156,7 +165,8 @@ class StreamRelay:
             deadline = time.monotonic() + SLICE_SECONDS
             while time.monotonic() < deadline:
                 step = self._step(account_id, stream_id)
-                if step < 0:
+                if step < 0:  # ~n: n sent, and nothing more to do now
+                    sent += ~step
                     break
                 sent += step
         finally:
@@ -165,7 +175,8 @@ class StreamRelay:
 
     def _step(self, account_id: str, stream_id: str) -> int:
         """One round: a pending or due checkpoint, else the next batch of entries. Returns the events
-        sent, or -1 when there is nothing more to do now (caught up, waiting to retry, or stopped)."""
+        sent, or ``~sent`` (negative; -1 when none) when there is nothing more to do now: caught up with
+        the head it read (no second round just to find nothing), waiting to retry, or stopped."""
         db = self.db.for_account(account_id)
         try:
             stream = streams.get_stream(db, account_id, stream_id)
@@ -185,27 +196,54 @@ class StreamRelay:
         where = streams.filter_of(stream.filter)[1] if stream.filter else None
         with db.read_connection() as conn:
             batch = entries_after(conn, account_id, cursor.delivered_seq, limit=BATCH, where=where)
+            moved_on = batch.through > cursor.delivered_seq  # else nothing new, purged or not
+            gap = (
+                first_purged_after(conn, account_id, cursor.delivered_seq, batch.through)
+                if moved_on
+                else None
+            )
+            at_gap = gap == cursor.delivered_seq + 1
+            proof_first = at_gap and unfiltered and self._checkpoint_before_gap(cursor)
+            run = purged_run(conn, account_id, cursor.delivered_seq + 1, batch.through) if at_gap else None
+        if proof_first:
+            return 0 if self._move(cursor, {"pending_checkpoint": cursor.delivered_seq}) else -1
+        if run is not None:  # the stream is at a purged range: step over it
+            return self._skip(stream, cursor, run)
+        caught_up = gap is None and len(batch.rows) < BATCH  # the batch reached the head it read
+        if gap is not None:  # deliver up to the purged range, then step over it
+            batch = Batch([row for row in batch.rows if row.seq < gap], gap - 1)
         if not batch.rows and batch.through == cursor.delivered_seq:
             return -1
         sent = 0
         acked: list[_Sent] = []  # acknowledged, the cursor not yet moved past them
         values: dict[str, Any] = {}
         moved_at = time.monotonic()
-        for row in batch.rows:
-            attempt_no = cursor.attempts + 1 if sent == 0 else 1
-            attempt = self._send(stream, entry_event(row, stream.format), attempt_no)
-            if not attempt.outcome.ok:
-                if acked and (cursor := self._move(cursor, self._delivered(cursor, values), acked)) is None:
+        rows, at = batch.rows, 0
+        window = NATS_WINDOW if stream.type == "nats" else 1
+        while at < len(rows):
+            chunk = rows[at : at + window]
+            if unfiltered:  # a window ends at the entry a checkpoint falls due after
+                due = cursor.checkpoint_seq + self.settings.stream_checkpoint_entries
+                chunk = [r for r in chunk if r.seq <= due] or chunk[:1]
+            at += len(chunk)
+            events = [entry_event(row, stream.format) for row in chunk]
+            attempts = self._send_many(stream, events, cursor.attempts + 1 if sent == 0 else 1)
+            for row, attempt in zip(chunk, attempts, strict=False):  # attempts: through the first failure
+                if not attempt.outcome.ok:
+                    if (
+                        acked
+                        and (cursor := self._move(cursor, self._delivered(cursor, values), acked)) is None
+                    ):
+                        return -1
+                    self._failed(stream, cursor, attempt)
                     return -1
-                self._failed(stream, cursor, attempt)
-                return -1
-            sent += 1
-            acked.append(attempt)
-            values = {"delivered_seq": row.seq}
-            if not unfiltered:
-                values["checkpoint_seq"] = row.seq  # filtered streams carry no checkpoints
-            elif row.seq - cursor.checkpoint_seq >= self.settings.stream_checkpoint_entries:
-                values["pending_checkpoint"] = row.seq
+                sent += 1
+                acked.append(attempt)
+                values = {"delivered_seq": row.seq}
+                if not unfiltered:
+                    values["checkpoint_seq"] = row.seq  # filtered streams carry no checkpoints
+                elif row.seq - cursor.checkpoint_seq >= self.settings.stream_checkpoint_entries:
+                    values["pending_checkpoint"] = row.seq
             if (
                 "pending_checkpoint" in values
                 or len(acked) >= MOVE_EVERY
@@ -226,8 +264,34 @@ class StreamRelay:
             values = {"delivered_seq": batch.through}
             if not unfiltered:
                 values["checkpoint_seq"] = batch.through
-            return sent if self._move(cursor, values) else -1
-        return sent
+            if self._move(cursor, values) is None:
+                return -1
+        return ~sent if caught_up else sent
+
+    @staticmethod
+    def _checkpoint_before_gap(cursor: cursors.Cursor) -> bool:
+        """Whether the entries before a purged range need a checkpoint first, so that what the receiver
+        holds before the gap is proven too: some were delivered since the last one. (After a skipped
+        range the checkpoints count from its end: nothing was delivered there.)"""
+        return cursor.delivered_seq > cursor.checkpoint_seq
+
+    def _skip(self, stream: Stream, cursor: cursors.Cursor, run: PurgedRun) -> int:
+        """Step over a purged range, saying so: an ``activity.skipped`` event to the destination (in order,
+        acknowledged like any event) and a delivery record with its range."""
+        with self.db.for_account(stream.account_id).read_connection() as conn:
+            at = conn.execute(
+                select(ActivityEntry.occurred_at).where(
+                    ActivityEntry.account_id == stream.account_id, ActivityEntry.seq == run.purge_seq
+                )
+            ).scalar_one_or_none()
+        event = skipped_event(stream.account_id, run, format_instant(at or datetime.now(UTC)))
+        sent = self._send(stream, event, cursor.attempts + 1)
+        if not sent.outcome.ok:
+            self._failed(stream, cursor, sent)
+            return -1
+        log.info("stream %s: seq %d-%d were purged; skipped", stream.id, run.first, run.last)
+        values = {"delivered_seq": run.last, "checkpoint_seq": run.last}
+        return 1 if self._move(cursor, self._delivered(cursor, values), [sent]) else -1
 
     def _move(
         self, cursor: cursors.Cursor, values: dict[str, Any], attempts: list[_Sent] | None = None
@@ -262,6 +326,18 @@ class StreamRelay:
             return False
         since = cursor.checkpoint_at or now
         return (now - since).total_seconds() >= self.settings.stream_checkpoint_seconds
+
+    def _send_many(self, stream: Stream, events: list[Event], first_attempt: int) -> list[_Sent]:
+        """Send ``events`` in order (a JetStream window at once, webhooks one by one); the attempts made,
+        through the first failure. The first event's attempt number is ``first_attempt``."""
+        started = time.monotonic()
+        outcomes = self.senders.send_events(stream, events)
+        took, now = int((time.monotonic() - started) * 1000), datetime.now(UTC)
+        done = []
+        for i, (event, outcome) in enumerate(zip(events, outcomes, strict=False)):
+            ATTEMPTS.labels(stream.type, "delivered" if outcome.ok else "failed").inc()
+            done.append(_Sent(event, outcome, took, first_attempt if i == 0 else 1, now))
+        return done
 
     def _send(self, stream: Stream, event: Event, attempt_no: int) -> _Sent:
         started = time.monotonic()
@@ -302,14 +378,22 @@ class StreamRelay:
         return 1 if self._move(cursor, self._delivered(cursor, done), [sent]) else -1
 
     def checkpoint(self, account_id: str, size: int) -> Event:
-        """The checkpoint event of tree ``size``: its signed note, entry ``size`` and its audit path."""
+        """The checkpoint event of tree ``size``: its signed note, entry ``size`` and its audit path. An
+        entry purged since the stream delivered it is named by its tombstone's hash (the receiver holds
+        the entry itself)."""
         note = self.signer().sign(self.db, account_id, size)
         with self.db.for_account(account_id).reader() as session:
             row = session.execute(
                 select(ActivityEntry.hash, ActivityEntry.occurred_at).where(
                     ActivityEntry.account_id == account_id, ActivityEntry.seq == size
                 )
-            ).one()
+            ).one_or_none()
+            if row is None:
+                row = session.execute(
+                    select(PurgedEntry.hash, PurgedEntry.older_than.label("occurred_at")).where(
+                        PurgedEntry.account_id == account_id, PurgedEntry.seq == size
+                    )
+                ).one()
             path = TreeReader(session.connection(), account_id).inclusion(size, size)
         return checkpoint_event(account_id, size, row.hash, format_instant(row.occurred_at), note, path)
 

@@ -22,6 +22,11 @@ from activitylog.services.stream_metrics import ATTEMPTS
 class Sender(Protocol):
     def send_event(self, stream: Stream, event: Event) -> Outcome: ...
 
+    def send_events(self, stream: Stream, events: list[Event]) -> list[Outcome]:
+        """The outcomes of ``events`` sent in order, through the first failure (the rest not sent, or
+        sent but not counted: a later attempt sends them again, with the same ids)."""
+        ...
+
 
 class Senders:
     """The delivery channels, made when first needed and shared by every worker thread."""
@@ -39,6 +44,19 @@ class Senders:
         secret = streams.opened_secret(stream, self.settings)
         assert stream.url is not None and secret is not None and stream.signing is not None
         return self.webhook().send(stream.url, secret, stream.signing, event)
+
+    def send_events(self, stream: Stream, events: list[Event]) -> list[Outcome]:
+        """JetStream takes a window of events at once (``relay.jetstream``); a webhook gets one POST per
+        event, each after the one before it was acknowledged (in order, per Standard Webhooks)."""
+        if stream.type == "nats":
+            outcomes: list[Outcome] = self.nats().publish_many(stream, events)
+            return outcomes
+        done = []
+        for event in events:
+            done.append(self.send_event(stream, event))
+            if not done[-1].ok:
+                break
+        return done
 
     def webhook(self) -> WebhookSender:
         with self._lock:

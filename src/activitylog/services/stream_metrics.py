@@ -1,9 +1,10 @@
 """Stream lag and failures for ``GET /metrics``, read from the streams' cursors at scrape time.
 
-The relay runs in the worker process, which serves no metrics, so what the operator needs to alert on —
-how far each stream is behind, whether it is failing and since how many attempts — is read from the
-database when Prometheus scrapes the web process: one statement across accounts, per stream. The relay
-also counts its own attempts (``activitylog_stream_attempts_total``), in the process that delivers.
+The relay runs in the worker process, so what the operator needs to alert on — how far each stream is
+behind, whether it is failing and since how many attempts — is read from the database when Prometheus
+scrapes the web process: one statement across accounts, per stream, right whatever the worker is doing. The
+relay also counts its own attempts (``activitylog_stream_attempts_total``) in the process that delivers,
+which ``/metrics`` adds from the worker's metrics file (``worker_metrics``).
 """
 
 from __future__ import annotations

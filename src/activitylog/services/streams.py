@@ -28,6 +28,7 @@ from activitylog.db.models import ActivityEntry, ChainHead, Stream, StreamCursor
 from activitylog.errors import Conflict, InvalidInput, NotFound
 from activitylog.ids import new_id
 from activitylog.log.query import ActivityFilter, parse_filter
+from activitylog.relay.events import PURGED, skipped_range
 from activitylog.services import crud
 from activitylog.services.sealing import seal, unseal
 from activitylog.services.stream_targets import check_subject, check_url
@@ -357,9 +358,16 @@ def recent_deliveries(
             "error": r.error,
             "duration_ms": r.duration_ms,
             "at": r.at,
+            **_skipped(r.event_id),
         }
         for r in rows
     ]
+
+
+def _skipped(event_id: str) -> dict[str, Any]:
+    """A purged range the stream stepped over says so: ``skipped: [from, to]``, ``reason: "purged"``."""
+    span = skipped_range(event_id)
+    return {} if span is None else {"skipped": span, "reason": PURGED}
 
 
 def record_test(

@@ -7,7 +7,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from activitylog import __version__, logs
+from activitylog import __version__, logs, worker_metrics
 from activitylog.config import Settings
 from activitylog.db.base import Database, connect
 from activitylog.web import dashboard, errors, openapi, ops
@@ -60,6 +60,8 @@ def from_environment() -> FastAPI:
     environment, a database pool of its own, the JSON log lines."""
     settings = Settings()
     logs.configure(settings.log_level)
+    if settings.metrics and settings.worker_metrics_dir:  # a scrape of any process counts them all
+        worker_metrics.WebShare(settings.worker_metrics_dir).start()
     return create_app(settings)
 
 

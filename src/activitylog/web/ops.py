@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, create_engine, inspect, text
 from sqlalchemy.pool import NullPool
 from starlette.responses import JSONResponse, Response
 
-from activitylog import __version__, metrics
+from activitylog import __version__, metrics, worker_metrics
 from activitylog.config import Settings
 from activitylog.db.base import Database, normalize_url
 from activitylog.db.migrate import alembic_config
@@ -145,4 +145,7 @@ def metrics_text(request: Request) -> Response:
     settings: Settings = request.app.state.settings
     if not settings.metrics:
         raise NotFound("not found")
+    if settings.worker_metrics_dir:  # the worker processes' metrics too
+        merged = worker_metrics.Merged(metrics.REGISTRY, settings.worker_metrics_dir)
+        return Response(generate_latest(merged), media_type=CONTENT_TYPE_LATEST)
     return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)

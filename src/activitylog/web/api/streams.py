@@ -99,6 +99,10 @@ class DeliveryOut(BaseModel):
     error: str | None
     duration_ms: int
     at: datetime
+    skipped: list[int] | None = Field(
+        None, description="[from, to]: a purged range the stream stepped over (an activity.skipped event)"
+    )
+    reason: str | None = Field(None, description='why it was skipped: "purged"')
 
 
 class DeliveriesOut(BaseModel):
