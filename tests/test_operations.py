@@ -282,16 +282,16 @@ def _all_children(pid: int) -> list[int]:
     return found
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def _children(pid: int) -> list[int]:
     """The worker processes serve started (``activitylog worker``), not its web processes."""
-    found = []
-    for child in _all_children(pid):
-        try:
-            if b"worker" in Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0"):
-                found.append(child)
-        except OSError:
-            continue
-    return found
+    return [child for child in _all_children(pid) if b"worker" in _cmdline(child).split(b"\0")]
 
 
 def _alive(pid: int) -> bool:
@@ -382,7 +382,12 @@ def test_serve_answers_from_several_processes_that_share_what_they_know(db: Data
         base,
         process,
     ):
-        web = _until(lambda: _all_children(process.pid) if len(_all_children(process.pid)) >= 2 else [])
+
+        def web_processes() -> list[int]:  # uvicorn's spawned children (not multiprocessing's helpers)
+            found = [p for p in _all_children(process.pid) if b"spawn_main" in _cmdline(p)]
+            return found if len(found) >= 2 else []
+
+        web = _until(web_processes)
         assert len(web) == 2 and _children(process.pid) == [], web
         tenant = make_tenant(Server(url=base, db=db))
         with tenant.key_client() as client:
