@@ -42,6 +42,8 @@ _PERMISSIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "streams:manage": (frozenset({"owner", "admin"}), frozenset({"full"})),
     # Legal holds decide what the retention purge may remove.
     "holds:manage": (frozenset({"owner", "admin"}), frozenset({"full"})),
+    # A user's own saved views of the log: for those who may read it; a key is no user, so it has none.
+    "saved_views:manage": (frozenset({"owner", "admin"}), frozenset()),
     "users:manage": (frozenset({"owner"}), frozenset()),
     "account:manage": (frozenset({"owner"}), frozenset()),
 }

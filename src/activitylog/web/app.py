@@ -21,6 +21,7 @@ from activitylog.web.api import (
     lists,
     proofs,
     reputation_rules,
+    saved_views,
     segments,
     sending_domains,
     session,
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(streams.router)
     streams.install_metrics(app.state.db)  # stream lag and failures on /metrics
     app.include_router(legal_holds.router)
+    app.include_router(saved_views.router)
     dashboard.install(app)
     app.add_middleware(EdgeGuards)
     app.add_middleware(ObservedRequests)  # inside the request id, outside everything that answers
