@@ -73,6 +73,10 @@ TENANT_TABLES = (
 
 
 PROTECTIONS = {
+    "0017": {  # saved views: an account's rows (each user's own), under row-level security
+        "sqlite": set(),
+        "postgresql": {f"saved_views.{p}" for p in ("tenant_rows", "system_reads")},
+    },
     "0012": {  # the tombstones of purged entries: append-only; legal holds: an account's rows
         "sqlite": {"activity_purged_no_update", "activity_purged_no_delete"},
         "postgresql": {"activity_purged_no_change", "activity_purged_no_truncate"}

@@ -13,13 +13,18 @@ import html
 import json
 import re
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
+from activitylog.db.models import Broadcast
+from activitylog.services import dispatcher
 from conftest import PASSWORD, Server, Tenant, make_tenant, run_auditor_tool
+from test_broadcast_lifecycle import Quiet
+from test_on_behalf_of import scheduled_send
 
 V1 = "/api/v1/saved-views"
 
@@ -298,3 +303,27 @@ def test_an_entry_steps_through_the_log_and_through_its_filter(tenant: Tenant) -
     assert "data-in-filter" not in plain
     assert owner.get(f"/activity/{middle}", params={"action": "nope"}).status_code == 422
     assert owner.get(f"/activity/{middle}", params={"bogus": "1"}).status_code == 422
+
+
+def test_automated_work_links_the_entry_behind_it(tenant: Tenant) -> None:
+    """The scheduler's send links the schedule entry that set it up; the dispatcher's update (the delivery
+    finished) links the send that started it."""
+    db = tenant.server.db.for_account(tenant.account_id)
+    with tenant.key_client() as api:
+        broadcast_id, schedule_seq, send_seq = scheduled_send(tenant.server.db, tenant, api)
+        with db.reader() as session:
+            broadcast = session.get(Broadcast, broadcast_id)
+        assert broadcast is not None
+        dispatcher.dispatch(db, broadcast, Quiet(), datetime.now(UTC))
+        (finished,) = [
+            e
+            for e in api.get(
+                "/api/v1/activity", params={"resource_id": broadcast_id, "actor": "dispatcher"}
+            ).json()["data"]
+        ]
+    owner = tenant.session_client()
+    send_page = owner.get(f"/activity/{send_seq}").text
+    assert f'<a href="/activity/{schedule_seq}" data-scheduled-in>' in send_page
+    finished_page = owner.get(f"/activity/{finished['seq']}").text
+    assert f'<a href="/activity/{send_seq}" data-dispatched-after>' in finished_page
+    assert "data-dispatched-after" not in owner.get(f"/activity/{schedule_seq}").text
