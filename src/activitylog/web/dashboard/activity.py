@@ -209,9 +209,10 @@ def activity_page(
     if next_cursor:
         context["more_url"] = "/activity?" + urlencode({**shown, "cursor": next_cursor})
     context.update(entries=entries, filtered=bool(params), behalf=_behalf_for(request, viewer, entries))
+    if fragment:  # "Load more": the rows alone
+        return page(request, "_activity_rows.html", **context)
     context.update(with_extras(request, viewer, params, f))
-    template = "_activity_rows.html" if fragment else "activity.html"
-    return page(request, template, **context)
+    return page(request, "activity.html", **context)
 
 
 @router.get("/activity/export")
