@@ -109,6 +109,11 @@ class Ctx:
         assert response.status_code == 201, response.text
         return response.json()["id"]  # type: ignore[no-any-return]
 
+    def view_id(self, name: str = "Old view") -> str:
+        response = self.session.post("/api/v1/saved-views", json={"name": name})
+        assert response.status_code == 201, response.text
+        return response.json()["id"]  # type: ignore[no-any-return]
+
 
 def _future() -> str:
     return (datetime.now(UTC) + timedelta(days=2)).isoformat()
@@ -593,6 +598,31 @@ def _scenarios() -> dict[tuple[str, str], Callable[[Ctx], Call]]:
                 "POST", f"{v1}/legal-holds/{hid}/release", "legal_hold.release", ("legal_hold", hid)
             )
         )(c.hold_id()),
+        ("POST", f"{v1}/saved-views"): lambda c: Call(
+            "POST",
+            f"{v1}/saved-views",
+            "saved_view.create",
+            ("saved_view", None),
+            json={"name": "Deletions", "filter": {"action": "delete"}},
+            as_session=True,
+            changes={"name": _c("Deletions"), "filter": _c({"action": "delete"})},
+        ),
+        ("PATCH", f"{v1}/saved-views/{{view_id}}"): lambda c: (
+            lambda vid: Call(
+                "PATCH",
+                f"{v1}/saved-views/{vid}",
+                "saved_view.rename",
+                ("saved_view", vid),
+                json={"name": "Renamed view"},
+                as_session=True,
+                changes={"name": _c("Renamed view", "Old view")},
+            )
+        )(c.view_id()),
+        ("DELETE", f"{v1}/saved-views/{{view_id}}"): lambda c: (
+            lambda vid: Call(
+                "DELETE", f"{v1}/saved-views/{vid}", "saved_view.delete", ("saved_view", vid), as_session=True
+            )
+        )(c.view_id()),
     }
 
 

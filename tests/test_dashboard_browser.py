@@ -153,7 +153,7 @@ def test_who_changed_this_in_the_browser(browser: Browser, server: Server, tmp_p
 
     # Open the diff.
     rows.nth(0).locator(".summary a").click()
-    page.wait_for_url(f"**/activity/{seqs[0]}")
+    page.wait_for_url(f"**/activity/{seqs[0]}?*")  # the entry's page keeps the filter
     diff = page.locator("table.diff tbody tr", has_text="return_path")
     assert diff.locator(".before").inner_text() == "(empty)"
     assert diff.locator(".after").inner_text() == "bounce.outfitters.example"

@@ -79,6 +79,10 @@ PROTECTIONS = {
         "sqlite": set(),
         "postgresql": {f"verify_runs.{p}" for p in ("tenant_rows", "system_reads")},
     },
+    "0017": {  # saved views: an account's rows (each user's own), under row-level security
+        "sqlite": set(),
+        "postgresql": {f"saved_views.{p}" for p in ("tenant_rows", "system_reads")},
+    },
     "0015": {  # the derived counts of the timeline and facets, and their cursors: an account's rows
         "sqlite": set(),
         "postgresql": {

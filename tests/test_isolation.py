@@ -142,6 +142,8 @@ def seed(server: Server) -> Seeded:
     user = {"email": s.email("user"), "password": PASSWORD, "role": "member"}
     ids["user"] = s.post("/users", user, as_session=True)["id"]
     ids["api_key"] = s.post("/api-keys", {"name": f"{token} key"}, as_session=True)["id"]
+    view = {"name": f"{token} view", "filter": {"q": token}}
+    ids["saved_view"] = s.post("/saved-views", view, as_session=True)["id"]
     event = {
         "id": f"{token}-evt",
         "type": "delivered",
@@ -451,6 +453,15 @@ PROBES: dict[tuple[str, str], Probes] = {
     ("POST", f"{V1}/legal-holds/{{hold_id}}/release"): _foreign(
         "POST", f"{V1}/legal-holds/{{id}}/release", "legal_hold"
     ),
+    ("GET", f"{V1}/saved-views"): _one("GET", f"{V1}/saved-views"),
+    ("POST", f"{V1}/saved-views"): lambda me, other: [
+        Probe("POST", f"{V1}/saved-views", json={"name": other.token, "filter": {"q": other.token}})
+    ],
+    ("GET", f"{V1}/saved-views/{{view_id}}"): _foreign("GET", f"{V1}/saved-views/{{id}}", "saved_view"),
+    ("PATCH", f"{V1}/saved-views/{{view_id}}"): _foreign(
+        "PATCH", f"{V1}/saved-views/{{id}}", "saved_view", json={"name": "taken"}
+    ),
+    ("DELETE", f"{V1}/saved-views/{{view_id}}"): _foreign("DELETE", f"{V1}/saved-views/{{id}}", "saved_view"),
     ("GET", f"{V1}/activity/{{seq}}"): _entry,
     # the other account's subscriber, erased from mine: found nowhere here (404), theirs untouched
     ("POST", f"{V1}/erasures"): lambda me, other: [
@@ -487,6 +498,7 @@ def _snapshot(owner: Seeded) -> dict[str, Any]:
         "/sending-domains",
         "/reputation-rules",
         "/legal-holds",
+        "/saved-views",
         f"/lists/{owner.ids['list']}/contacts",
         "/activity/verify",
     ]

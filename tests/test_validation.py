@@ -776,6 +776,25 @@ BODY_CASES = [
         "since",
         json={"reason": "r", "since": "2026-02-01T00:00:00"},
     ),
+    # ---- saved views (a user's: sessions only) ----
+    case("view-missing-name", "POST", "/api/v1/saved-views", "name", json={"filter": {}}, who="owner"),
+    case(
+        "view-bad-action",
+        "POST",
+        "/api/v1/saved-views",
+        "filter.action",
+        json={"name": "v", "filter": {"action": "nope"}},
+        who="owner",
+    ),
+    case(
+        "view-unknown-filter",
+        "POST",
+        "/api/v1/saved-views",
+        "filter",
+        json={"name": "v", "filter": {"resource": "x"}},
+        who="owner",
+    ),
+    case("view-blank-rename", "PATCH", "/api/v1/saved-views/{view}", "name", json={"name": " "}, who="owner"),
     case("account-empty-name", "PATCH", "/api/v1/account", "name", json={"name": ""}, who="owner"),
     case("account-long-name", "PATCH", "/api/v1/account", "name", json={"name": LONG}, who="owner"),
     # ---- signing in ----
@@ -1379,6 +1398,7 @@ def ctx(server: Server) -> Iterator[Ctx]:
                 "/api/v1/users", json={"email": f"m-{tenant.account_id}@example.com", "password": PASSWORD}
             )
         )
+        ids["view"] = made(owner.post("/api/v1/saved-views", json={"name": "Target view"}))
         yield Ctx(server, tenant, ids, owner.cookies, owner.headers["X-CSRF-Token"])
     finally:
         owner.close()

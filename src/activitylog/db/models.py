@@ -340,6 +340,25 @@ class LegalHold(Audited, Base):
         return self.reason
 
 
+class SavedView(Audited, Base):
+    """A user's named activity filter (the activity page's saved views): the filters of ``log/filters.py``
+    as given, seen and changed by that user only. Removed with its user."""
+
+    __tablename__ = "saved_views"
+    __audit_type__ = "saved_view"
+    __table_args__ = (
+        UniqueConstraint("account_id", "user_id", "name"),
+        Index(None, "account_id", "user_id", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    filter: Mapped[dict[str, str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class PurgedEntry(Base):
     """What a purged entry leaves behind: its seq, its hash (the tree's leaf, so proofs still verify) and its
     prev_hash (the chain's link across the gap), with the policy it was purged under and the seq of the

@@ -13,7 +13,7 @@ from activitylog.log.verify_export import summarize as summarize
 VERBS = (
     "create", "update", "delete", "schedule", "unschedule", "send", "pause", "resume", "suppress",
     "unsuppress", "enable", "disable", "revoke", "rotate", "verify", "import", "export", "archive",
-    "login", "logout", "login_failed", "replay", "purge", "release", "erase",
+    "login", "logout", "login_failed", "replay", "purge", "release", "erase", "rename",
 )  # fmt: skip
 
 ACTIONS: dict[str, tuple[str, ...]] = {
@@ -41,6 +41,8 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "activity_log": ("export", "update", "purge"),
     "stream": ("create", "update", "delete", "pause", "resume", "disable", "replay"),
     "legal_hold": ("create", "release"),
+    # a user's named activity filter (the dashboard's saved views)
+    "saved_view": ("create", "rename", "delete"),
 }
 
 RESOURCE_TYPES = tuple(ACTIONS)

@@ -260,3 +260,27 @@ def parse_filter(**values: str | None) -> ActivityFilter:
     if start and end and start > end:
         raise InvalidInput("since", "must not be after until")
     return ActivityFilter(**parsed, raw=raw)
+
+
+def parse_filter_object(
+    raw: Mapping[str, Any] | None, field: str = "filter"
+) -> tuple[dict[str, str], ActivityFilter]:
+    """The filters as a JSON object (a stream's or a saved view's ``filter``): the same names, values and
+    errors as the query parameters, each error named ``<field>.<name>``; a list value is the comma's OR.
+    Returns the values as given (strings, empty ones dropped) and the parsed filter."""
+    values: dict[str, str] = {}
+    for name, value in (raw or {}).items():
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            value = ",".join(value)
+        if not isinstance(value, str):
+            raise InvalidInput(f"{field}.{name}", "must be a string (a comma means OR) or a list of strings")
+        if value.strip():
+            values[name] = value
+    unknown = sorted(set(values) - set(NAMES))
+    if unknown:
+        raise InvalidInput(field, f"unknown filter {', '.join(unknown)}; one of {', '.join(sorted(NAMES))}")
+    try:
+        parsed = parse_filter(**values)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{field}.{exc.field}", exc.message.split(": ", 1)[-1]) from None
+    return values, parsed

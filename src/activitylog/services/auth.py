@@ -44,6 +44,8 @@ _PERMISSIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "holds:manage": (frozenset({"owner", "admin"}), frozenset({"full"})),
     # Erasing a subscriber removes their personal data from the tables and the log for good.
     "subscribers:erase": (frozenset({"owner", "admin"}), frozenset({"full"})),
+    # A user's own saved views of the log: for those who may read it; a key is no user, so it has none.
+    "saved_views:manage": (frozenset({"owner", "admin"}), frozenset()),
     "users:manage": (frozenset({"owner"}), frozenset()),
     "account:manage": (frozenset({"owner"}), frozenset()),
 }

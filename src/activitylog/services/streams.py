@@ -27,7 +27,8 @@ from activitylog.db.base import Database
 from activitylog.db.models import ActivityEntry, ChainHead, Stream, StreamCursor, StreamDelivery
 from activitylog.errors import Conflict, InvalidInput, NotFound
 from activitylog.ids import new_id
-from activitylog.log.query import ActivityFilter, parse_filter
+from activitylog.log.filters import parse_filter_object
+from activitylog.log.query import ActivityFilter
 from activitylog.relay.events import PURGED, skipped_range
 from activitylog.services import crud
 from activitylog.services.sealing import seal, unseal
@@ -53,23 +54,7 @@ class Created:
 def filter_of(raw: dict[str, Any] | None) -> tuple[dict[str, str], ActivityFilter]:
     """A stream's filter: the activity filters of ``GET /api/v1/activity`` as an object, parsed by the
     log's own parser (the same names, values and errors); a list value is the comma-separated OR."""
-    values: dict[str, str] = {}
-    for name, value in (raw or {}).items():
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            value = ",".join(value)
-        if not isinstance(value, str):
-            raise InvalidInput(f"filter.{name}", "must be a string (a comma means OR) or a list of strings")
-        if value.strip():
-            values[name] = value
-    try:
-        parsed = parse_filter(**values)
-    except TypeError:
-        known = ", ".join(sorted(parse_filter.__kwdefaults__ or {}))
-        unknown = sorted(set(values) - set(parse_filter.__kwdefaults__ or {}))
-        raise InvalidInput("filter", f"unknown filter {', '.join(unknown)}; one of {known}") from None
-    except InvalidInput as exc:
-        raise InvalidInput(f"filter.{exc.field}", exc.message.split(": ", 1)[-1]) from None
-    return values, parsed
+    return parse_filter_object(raw)
 
 
 def hmac_key(secret: str) -> bytes:

@@ -22,6 +22,7 @@ from activitylog.web.api import (
     lists,
     proofs,
     reputation_rules,
+    saved_views,
     segments,
     sending_domains,
     session,
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     streams.install_metrics(app.state.db)  # stream lag and failures on /metrics
     app.include_router(legal_holds.router)
     app.include_router(erasures.router)
+    app.include_router(saved_views.router)
     dashboard.install(app)
     app.add_middleware(EdgeGuards)
     app.add_middleware(ObservedRequests)  # inside the request id, outside everything that answers

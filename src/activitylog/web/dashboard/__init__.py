@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from activitylog.web.dashboard import activity, resources, signin, streams, verify
+from activitylog.web.dashboard import activity, downloads, resources, saved_views, signin, streams, verify
 from activitylog.web.dashboard.catalog import KINDS, NAVIGATION
 from activitylog.web.dashboard.render import STATIC_DIR, environment
 
@@ -19,8 +19,10 @@ def install(app: FastAPI) -> None:
     for module in (
         signin,
         verify,
+        saved_views,
+        downloads,
         activity,
         streams,
         resources,
-    ):  # verify before /activity/{seq}, streams before /{slug}
+    ):  # verify, saved views and downloads before /activity/{seq}, streams before /{slug}
         app.include_router(module.router)

@@ -8,6 +8,7 @@ form as typed, with the message beside its field.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -20,10 +21,11 @@ from activitylog.db.models import ApiKey, ReputationRule, User
 from activitylog.errors import InvalidInput
 from activitylog.log.actions import ACTIONS, ACTOR_TYPES, RESOURCE_TYPES, VERBS
 from activitylog.log.filters import BY_NAME, NAMES
+from activitylog.log.neighbours import neighbours
 from activitylog.log.query import ActivityFilter, encode_cursor, entries_page, one_entry, parse_filter
 from activitylog.log.timeline import summarize
 from activitylog.web.dashboard.links import actor_link, resource_link
-from activitylog.web.dashboard.render import PageRoute, ViewerDep, page, redirect
+from activitylog.web.dashboard.render import PageRoute, Viewer, ViewerDep, page, redirect
 from activitylog.web.dashboard.timeline import facets_view, timeline_view
 from activitylog.web.deps import get_db
 from activitylog.web.params import check_query
@@ -40,6 +42,21 @@ FILTER_FIELDS = NAMES  # log/filters.py
 PAGE_PARAMS = (*FILTER_FIELDS, "window", "cursor", "fragment")
 EXPORT_PARAMS = (*FILTER_FIELDS, "window")
 SYSTEM_ACTORS = (("scheduler", "Scheduler"), ("dispatcher", "Dispatcher"), ("cli", "Command line"))
+
+
+PageExtra = Callable[[Request, Viewer, dict[str, str] | None, ActivityFilter | None], dict[str, Any]]
+PAGE_EXTRAS: list[PageExtra] = []
+"""What other modules add to the page's context (saved views, the downloads), registered when they are
+imported; each gets the applied filter, or None when the form's filter was refused."""
+
+
+def with_extras(
+    request: Request, viewer: Viewer, params: dict[str, str] | None, f: ActivityFilter | None
+) -> dict[str, Any]:
+    context: dict[str, Any] = {}
+    for extra in PAGE_EXTRAS:
+        context.update(extra(request, viewer, params, f))
+    return context
 
 
 @dataclass(frozen=True)
@@ -89,7 +106,7 @@ def resolve_window(window: str | None, now: datetime) -> str | None:
     return (now - WINDOWS[window]).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _given(request: Request) -> dict[str, str]:
+def given_filter(request: Request) -> dict[str, str]:
     """The filters as the form or URL gave them (empty ones dropped), ``window`` turned into ``since``."""
     params = {k: v.strip() for k in FILTER_FIELDS if (v := request.query_params.get(k)) and v.strip()}
     window = request.query_params.get("window")
@@ -181,29 +198,32 @@ def activity_page(
         "deeper": cursor is not None,
         "timeline": None,
         "facets": [],
+        "entry_query": f"?{urlencode(shown)}" if shown else "",  # each entry's page keeps the filter
     }
     try:
-        params = _given(request)
+        params = given_filter(request)
         f = parse_filter(**params)
     except InvalidInput as exc:
         # The form stays as typed, the message (which names the parameter, as the label does) beside its
         # field, or above the form for the others.
         field = exc.field if exc.field in (*FILTER_FIELDS, "window") else "form"
-        context.update(errors={field: exc.message}, filtered=True)
+        context.update(errors={field: exc.message}, filtered=True, **with_extras(request, viewer, None, None))
         return page(request, "activity.html", status_code=exc.status, **context)
     entries, next_cursor = entries_page(get_db(request), viewer.account_id, f, cursor=cursor, limit=PAGE_SIZE)
     if next_cursor:
         context["more_url"] = "/activity?" + urlencode({**shown, "cursor": next_cursor})
     context.update(entries=entries, filtered=bool(params), behalf=_behalf_for(request, viewer, entries))
-    if not fragment:  # the timeline and facet counts of the same filter (web/dashboard/timeline.py)
-        try:
-            summary = summarize(get_db(request), viewer.account_id, f, None, datetime.now(UTC))
-        except InvalidInput:  # a window no bucket fits (centuries): the rows without a timeline
-            summary = None
-        if summary is not None:
-            context.update(timeline=timeline_view(summary, shown), facets=facets_view(summary, shown))
-    template = "_activity_rows.html" if fragment else "activity.html"
-    return page(request, template, **context)
+    if fragment:  # "Load more": the rows alone
+        return page(request, "_activity_rows.html", **context)
+    # the timeline and facet counts of the same filter (web/dashboard/timeline.py)
+    try:
+        summary = summarize(get_db(request), viewer.account_id, f, None, datetime.now(UTC))
+    except InvalidInput:  # a window no bucket fits (centuries): the rows without a timeline
+        summary = None
+    if summary is not None:
+        context.update(timeline=timeline_view(summary, shown), facets=facets_view(summary, shown))
+    context.update(with_extras(request, viewer, params, f))
+    return page(request, "activity.html", **context)
 
 
 @router.get("/activity/export")
@@ -213,7 +233,7 @@ def export_form(request: Request, viewer: ViewerDep) -> Response:
     check_query(request, EXPORT_PARAMS, empty_ok=EXPORT_PARAMS)
     if (bare := _without_empties(request, "/activity/export")) is not None:
         return bare
-    params = _given(request)
+    params = given_filter(request)
     parse_filter(**params)  # a refused value is an error page here, before any export is logged
     return redirect("/api/v1/activity/export?" + urlencode({**params, "format": "csv"}))
 
@@ -229,9 +249,41 @@ def scheduled_in(db: Any, account_id: str, entry: dict[str, Any]) -> dict[str, A
     return found[0] if found else None
 
 
+def dispatched_after(db: Any, account_id: str, entry: dict[str, Any]) -> dict[str, Any] | None:
+    """For the dispatcher's update of a broadcast (its delivery finished): the send entry that started it."""
+    if entry["actor"]["type"] != "system" or entry["actor"]["id"] != "dispatcher":
+        return None
+    if entry["resource"]["type"] != "broadcast":
+        return None
+    f = parse_filter(resource_type="broadcast", resource_id=entry["resource"]["id"], action="broadcast.send")
+    found, _ = entries_page(db, account_id, f, cursor=encode_cursor(entry["seq"]), limit=1)
+    return found[0] if found else None
+
+
+@dataclass(frozen=True)
+class Step:
+    """The entries before and after one, in the whole log and within the filter it was opened from."""
+
+    older: int | None
+    newer: int | None
+    older_in_filter: int | None
+    newer_in_filter: int | None
+    query: str  # the filter as the URL carried it ("" for none)
+
+
+def steps(db: Any, account_id: str, seq: int, request: Request) -> Step:
+    params = given_filter(request)
+    everything = neighbours(db, account_id, seq, parse_filter())
+    within = neighbours(db, account_id, seq, parse_filter(**params)) if params else (None, None)
+    shown = {k: v for k, v in request.query_params.items() if v.strip()}
+    return Step(*everything, *within, query=f"?{urlencode(shown)}" if params else "")
+
+
 @router.get("/activity/{seq}")
 def entry_page(seq: int, request: Request, viewer: ViewerDep) -> Response:
     viewer.require("activity:read")
+    # The filter the entry was opened from, carried in the URL (the activity page's parameters).
+    check_query(request, EXPORT_PARAMS, empty_ok=EXPORT_PARAMS)
     db = get_db(request)
     entry = one_entry(db, viewer.account_id, seq)
     return page(
@@ -242,4 +294,6 @@ def entry_page(seq: int, request: Request, viewer: ViewerDep) -> Response:
         link=resource_link,
         behalf=_behalf_for(request, viewer, [entry]),
         scheduled_in=scheduled_in(db, viewer.account_id, entry),
+        dispatched_after=dispatched_after(db, viewer.account_id, entry),
+        step=steps(db, viewer.account_id, seq, request),
     )

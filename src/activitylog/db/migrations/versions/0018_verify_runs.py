@@ -8,7 +8,7 @@ process died) is started afresh by the next request. Operational state, not an a
 audited, row-secured like every tenant table.
 
 Revision ID: 0018
-Revises: 0015
+Revises: 0017
 Create Date: 2026-12-02 01:40:00.000000
 """
 
@@ -21,7 +21,7 @@ from activitylog.db.base import UTCDateTime
 from activitylog.db.protections import row_security
 
 revision: str = "0018"
-down_revision: str | None = "0015"
+down_revision: str | None = "0017"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
