@@ -13,7 +13,7 @@ from activitylog.log.verify_export import summarize as summarize
 VERBS = (
     "create", "update", "delete", "schedule", "unschedule", "send", "pause", "resume", "suppress",
     "unsuppress", "enable", "disable", "revoke", "rotate", "verify", "import", "export", "archive",
-    "login", "logout", "login_failed", "replay", "purge", "release",
+    "login", "logout", "login_failed", "replay", "purge", "release", "raise", "acknowledge",
 )  # fmt: skip
 
 ACTIONS: dict[str, tuple[str, ...]] = {
@@ -41,6 +41,8 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "activity_log": ("export", "update", "purge"),
     "stream": ("create", "update", "delete", "pause", "resume", "disable", "replay"),
     "legal_hold": ("create", "release"),
+    # raise: a detector found something (actor system:alerts); acknowledge: a user saw it
+    "alert": ("raise", "acknowledge"),
 }
 
 RESOURCE_TYPES = tuple(ACTIONS)

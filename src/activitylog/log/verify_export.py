@@ -66,13 +66,14 @@ _PAST = {
     "suppress": "Suppressed", "unsuppress": "Unsuppressed", "enable": "Enabled", "disable": "Disabled",
     "revoke": "Revoked", "rotate": "Rotated", "verify": "Verified", "import": "Imported",
     "export": "Exported", "replay": "Replayed",
-    "archive": "Archived", "purge": "Purged", "release": "Released",
+    "archive": "Archived", "purge": "Purged", "release": "Released", "raise": "Raised",
+    "acknowledge": "Acknowledged",
 }  # fmt: skip
 _NOUN = {
     "account": "account", "user": "user", "api_key": "API key", "list": "list", "contact": "contact",
     "segment": "segment", "broadcast": "broadcast", "address": "address", "sending_domain": "sending domain",
     "reputation_rule": "reputation rule", "activity_log": "activity log", "stream": "stream",
-    "legal_hold": "legal hold",
+    "legal_hold": "legal hold", "alert": "alert",
 }  # fmt: skip
 
 

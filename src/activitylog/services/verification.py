@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
+from activitylog.alerts import integrity
 from activitylog.db.base import Database
 from activitylog.db.models import ChainHead
 from activitylog.log.checkpoints import CheckpointSigner, HistoryRejected
@@ -97,6 +98,17 @@ class VerifyRuns:
             run.finished = time.time()
             run.done.set()
             self._forget_old()
+            if not run.verdict.ok:
+                self._report(run)
+
+    def _report(self, run: VerifyRun) -> None:
+        """A failed verify is an ``integrity.failure`` alert (one open per failure)."""
+        verdict = run.verdict
+        assert verdict is not None
+        seqs = [verdict.first_bad_seq] if verdict.first_bad_seq else []
+        integrity.report(
+            self.db, self.signer.settings, run.account_id, verdict.reason or "verify failed", seqs
+        )
 
     def _forget_old(self) -> None:
         cutoff = time.time() - KEEP_FINISHED_SECONDS
