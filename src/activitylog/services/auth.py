@@ -42,6 +42,11 @@ _PERMISSIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "streams:manage": (frozenset({"owner", "admin"}), frozenset({"full"})),
     # Legal holds decide what the retention purge may remove.
     "holds:manage": (frozenset({"owner", "admin"}), frozenset({"full"})),
+    # Alerts: what the detectors found (reading, acknowledging) and the policy they follow (sessions only,
+    # so a leaked key cannot turn off the detector that would notice it).
+    "alerts:read": (frozenset({"owner", "admin"}), frozenset({"full", "activity:read"})),
+    "alerts:manage": (frozenset({"owner", "admin"}), frozenset({"full"})),
+    "alert_policy:manage": (frozenset({"owner", "admin"}), frozenset()),
     "users:manage": (frozenset({"owner"}), frozenset()),
     "account:manage": (frozenset({"owner"}), frozenset()),
 }

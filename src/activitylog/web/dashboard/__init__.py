@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from activitylog.web.dashboard import activity, resources, signin, streams, verify
+from activitylog.web.dashboard import activity, alerts, resources, signin, streams, verify
 from activitylog.web.dashboard.catalog import KINDS, NAVIGATION
 from activitylog.web.dashboard.render import STATIC_DIR, environment
 
@@ -21,6 +21,7 @@ def install(app: FastAPI) -> None:
         verify,
         activity,
         streams,
+        alerts,
         resources,
     ):  # verify before /activity/{seq}, streams before /{slug}
         app.include_router(module.router)
