@@ -296,13 +296,34 @@ def test_signin_spray_across_accounts_uses_the_operators_thresholds(db: Database
     victims = [history(db, start - DAY) for _ in range(3)]
     for i, h in enumerate(victims[:2]):
         _fail_sign_in(h.at(start + i * timedelta(minutes=2)), other_ip)  # two accounts: below three
-    for i, h in enumerate(victims):
-        _fail_sign_in(h.at(start + timedelta(hours=1) + i * timedelta(minutes=3)), ip)
-    found = [detect(h, alert_spray_accounts=3, alert_spray_minutes=15) for h in victims]
-    # The third failure makes three accounts; each account then sees it (the first two on their next check).
-    assert [kinds(f) for f in found] == [[], [], ["signin.spray"]]
-    assert found[2][0]["ip"] == ip and found[2][0]["figures"] == {"accounts": 3, "minutes": 15}
-    assert [kinds(detect(h, alert_spray_accounts=0)) for h in victims] == [[], [], ["signin.spray"]]
+    for i, h in enumerate(victims):  # three accounts within 15 minutes, but the third 20 minutes late
+        _fail_sign_in(h.at(start + timedelta(hours=1) + i * timedelta(minutes=10)), ip)
+    follower = AlertFollower(db, Settings(database_url=db.url, alert_spray_accounts=3), email=False)
+    for h in victims:  # one worker checks every account: it remembers their failures by address
+        follower.follow(h.account_id, -1)
+    assert [kinds(alerts_of(h)) for h in victims] == [[], [], []]
+    for i, h in enumerate(reversed(victims)):  # in any order of checking
+        _fail_sign_in(h.at(start + timedelta(hours=2) + i * timedelta(minutes=3)), ip)
+        follower.follow(h.account_id, detect_cursor(h))
+    found = [alerts_of(h) for h in victims]
+    assert [kinds(f) for f in found] == [["signin.spray"]] * 3
+    assert {f[0]["ip"] for f in found} == {ip} and found[0][0]["figures"] == {"accounts": 3, "minutes": 15}
+    _fail_sign_in(victims[0].at(start + timedelta(hours=2, minutes=9)), ip)  # the same spray goes on
+    follower.follow(victims[0].account_id, detect_cursor(victims[0]))
+    assert [kinds(alerts_of(h)) for h in victims] == [["signin.spray"]] * 3
+    off = AlertFollower(db, Settings(database_url=db.url, alert_spray_accounts=0), email=False)
+    for h in victims:
+        _fail_sign_in(h.at(start + timedelta(hours=5)), ip)
+        off.follow(h.account_id, detect_cursor(h))
+    assert [kinds(alerts_of(h)) for h in victims] == [["signin.spray"]] * 3
+
+
+def detect_cursor(h: History) -> int:
+    with h.db.for_account(h.account_id).reader() as session:
+        seq = session.execute(
+            select(AlertCursor.seq).where(AlertCursor.account_id == h.account_id)
+        ).scalar_one()
+    return int(seq)
 
 
 def test_sensitive_changes_alert_and_ordinary_ones_do_not(db: Database) -> None:

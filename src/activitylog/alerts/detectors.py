@@ -22,12 +22,13 @@ from typing import Any, cast
 from sqlalchemy import Connection, Row, Table, func, select
 
 from activitylog.alerts.policy import Policy
+from activitylog.alerts.spray import Failure, SprayMemory
 from activitylog.alerts.store import Finding
 from activitylog.config import Settings
 from activitylog.db.base import Database
 from activitylog.db.models import ActivityEntry, Alert
 from activitylog.log.actions import ALL_ACTIONS
-from activitylog.log.record import Actor, ip_key
+from activitylog.log.record import Actor
 
 _entries = cast(Table, ActivityEntry.__table__)
 FAILED_VERBS = ("login_failed", "denied")
@@ -121,11 +122,13 @@ class Scan:
         settings: Settings,
         credentials: dict[tuple[str, str], Credential],
         load: Any,
+        spray: SprayMemory | None = None,
     ) -> None:
         self.db, self.conn, self.account_id = db, conn, account_id
         self.policy, self.settings = policy, settings
         self.credentials = credentials
         self._load = load  # (actor_type, actor_id, before_seq) -> Credential
+        self.spray = spray
         self._last_raised: dict[tuple[str, str | None], datetime | None] = {}
 
     # ---- state ----
@@ -136,11 +139,11 @@ class Scan:
             found = self.credentials[key] = self._load(actor_type, actor_id, before_seq)
         return found
 
-    def last_raised(self, kind: str, who: str | None, *, by_ip: bool = False) -> datetime | None:
-        """The trigger time of the latest alert of ``kind`` for this actor (or IP), to raise one per burst."""
+    def last_raised(self, kind: str, who: str | None) -> datetime | None:
+        """The trigger time of the latest alert of ``kind`` for this actor, to raise one per burst."""
         key = (kind, who)
         if key not in self._last_raised:
-            column = Alert.ip if by_ip else Alert.actor_id
+            column = Alert.actor_id
             where = column.is_(None) if who is None else column == who
             self._last_raised[key] = self.conn.execute(
                 select(func.max(Alert.trigger_at)).where(
@@ -319,38 +322,42 @@ class Scan:
         return [finding]
 
     def _spray(self, row: Row[Any]) -> list[Finding]:
-        """Operator-wide: one IP failing sign-ins on many accounts (a cross-account read)."""
-        needed, minutes = self.settings.alert_spray_accounts, self.settings.alert_spray_minutes
-        if needed <= 0 or not row.ip:
+        """Operator-wide: one IP failing sign-ins on many accounts (``alerts/spray.py``); the finding goes
+        to every account the window spans, each with its own failures."""
+        if self.spray is None or not self.spray.enabled or not row.ip:
             return []
-        kind = "signin.spray"
-        last = self.last_raised(kind, row.ip, by_ip=True)
-        if last is not None and row.occurred_at - last < timedelta(minutes=minutes):
+        hit = self.spray.note(row.ip, Failure(row.occurred_at, self.account_id, row.seq))
+        if hit is None:
             return []
-        e = _entries.c
-        with self.db.system().read_connection() as conn:
-            accounts = conn.execute(
-                select(func.count(e.account_id.distinct())).where(
-                    e.action == "user.login_failed",
-                    e.ip_key == ip_key(row.ip),
-                    e.occurred_at > row.occurred_at - timedelta(minutes=minutes),
-                    e.occurred_at <= row.occurred_at,
+        kind, minutes = "signin.spray", self.settings.alert_spray_minutes
+        found = []
+        for account_id, failures in sorted(hit.items()):
+            last = failures[-1]
+            if self._sprayed_recently(account_id, row.ip, last.at):
+                continue
+            found.append(
+                Finding(
+                    kind,
+                    f"{row.ip} failed sign-ins on {len(hit)} accounts within {minutes} minutes",
+                    last.at,
+                    [f.seq for f in failures][-MAX_SEQS:],
+                    {"accounts": len(hit), "minutes": minutes},
+                    ip=row.ip,
+                    dedup_key=f"{kind}:{last.seq}",
+                    account_id=account_id,
                 )
-            ).scalar_one()
-        if accounts < needed:
-            return []
-        seqs = self._window(row, minutes, actor=False, actions=["user.login_failed"])
-        finding = Finding(
-            kind,
-            f"{row.ip} failed sign-ins on {accounts} accounts within {minutes} minutes",
-            row.occurred_at,
-            seqs[-MAX_SEQS:],
-            {"accounts": accounts, "minutes": minutes},
-            ip=row.ip,
-            dedup_key=f"{kind}:{row.seq}",
-        )
-        self._last_raised[(kind, row.ip)] = row.occurred_at
-        return [finding]
+            )
+        return found
+
+    def _sprayed_recently(self, account_id: str, ip: str, at: datetime) -> bool:
+        window = timedelta(minutes=self.settings.alert_spray_minutes)
+        with self.db.for_account(account_id).read_connection() as conn:
+            last = conn.execute(
+                select(func.max(Alert.trigger_at)).where(
+                    Alert.account_id == account_id, Alert.kind == "signin.spray", Alert.ip == ip
+                )
+            ).scalar_one_or_none()
+        return last is not None and abs(at - last) < window
 
 
 def _burst_actions(kind: str) -> list[str]:

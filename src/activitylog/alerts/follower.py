@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from activitylog.alerts import notify, policy, store
 from activitylog.alerts.detectors import FAILED_VERBS, Credential, Scan, network
+from activitylog.alerts.spray import SprayMemory
 from activitylog.config import Settings
 from activitylog.db.base import Database
 from activitylog.db.models import ActivityEntry, AlertCredential, AlertCursor, ChainHead
@@ -36,6 +37,7 @@ _DIALECTS: dict[str, Any] = {"postgresql": postgresql, "sqlite": sqlite}
 class AlertFollower:
     def __init__(self, db: Database, settings: Settings, *, email: bool = True) -> None:
         self.db, self.settings, self.email = db, settings, email
+        self.spray = SprayMemory(settings.alert_spray_accounts, settings.alert_spray_minutes)
 
     def due(self) -> list[tuple[str, int]]:
         """Accounts whose log moved past the detectors' cursor (a cross-account read): (account, cursor)."""
@@ -92,17 +94,25 @@ class AlertFollower:
                 self.settings,
                 states,
                 lambda t, i, before: rebuild(conn, account_id, t, i, before, rules.credential_new_ip.days),
+                self.spray,
             )
             for row in batch.rows:
                 for finding in scan.check(row):
-                    alert = store.raise_alert(self.db, account_id, finding)
+                    alert = store.raise_alert(self.db, finding.account_id or account_id, finding)
                     if alert is not None:
                         raised.append(alert)
         self._save(db, account_id, cursor, batch.through, states)
-        if self.email and rules.email:
-            for alert in raised:
+        for alert in raised:
+            if (
+                self.email
+                and (rules if alert.account_id == account_id else self._rules(alert.account_id)).email
+            ):
                 notify.email_alert(self.db, self.settings, alert)
         return batch.through, len(raised)
+
+    def _rules(self, account_id: str) -> policy.Policy:
+        with self.db.for_account(account_id).reader() as session:
+            return policy.load(session, account_id)
 
     def _states(
         self, conn: Connection, account_id: str, rows: list[Any]

@@ -36,6 +36,8 @@ class Finding:
     actor: Actor | None = None
     ip: str | None = None
     dedup_key: str | None = None
+    account_id: str | None = None
+    """The account it is raised in, when not the one whose log it was found in (``signin.spray``)."""
 
 
 def raise_alert(db: Database, account_id: str, finding: Finding) -> Alert | None:

@@ -96,10 +96,10 @@ class VerifyRuns:
             if run.verdict is None:
                 run.verdict = Verdict(False, 0, reason="could not verify")
             run.finished = time.time()
+            if not run.verdict.ok:
+                self._report(run)  # before the waiters hear the verdict: the alert is raised by then
             run.done.set()
             self._forget_old()
-            if not run.verdict.ok:
-                self._report(run)
 
     def _report(self, run: VerifyRun) -> None:
         """A failed verify is an ``integrity.failure`` alert (one open per failure)."""
