@@ -150,6 +150,7 @@ def _broadcast_diff(rng: random.Random, verb: str) -> Diff:
         "send": {"status": ("scheduled", "sending"), "sent_at": (None, at)},
         "pause": {"status": ("sending", "paused")},
         "resume": {"status": ("paused", "sending")},
+        "archive": {"status": ("sent", "archived")},
     }[verb]
     return {k: {"from": a, "to": b} for k, (a, b) in steps.items()}
 
@@ -176,6 +177,10 @@ def _import(rng: random.Random) -> Diff:
         "skipped": {"from": None, "to": rng.randrange(20)},
         "contact_ids": {"from": None, "to": [ulid_id(rng, "con") for _ in range(n)]},
     }
+
+
+# Resource types the seeded history never writes (bench/history.py's actions): their pools stay trivial.
+NOT_SEEDED = ("stream", "legal_hold", "alert")
 
 
 def _other(rng: random.Random, rtype: str, verb: str) -> Diff:
@@ -206,6 +211,8 @@ def _other(rng: random.Random, rtype: str, verb: str) -> Diff:
             "filter": {"from": None, "to": window},
             "format": {"from": None, "to": rng.choice(["csv", "jsonl"])},
         }
+    if rtype in NOT_SEEDED:
+        return {}
     raise ValueError(f"no diff shape for {rtype}.{verb}")
 
 

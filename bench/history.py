@@ -28,6 +28,7 @@ from activitylog.log.csv_sql import CSV_COLUMNS, csv_escapes
 
 # isort: split
 # Sibling modules of bench/ (run.py runs as a script, so they import as top-level modules).
+from diffs import NOT_SEEDED
 from population import NO_ADDRESS, Actor, Population, cumulative, enc, zipf
 
 # The order the canonical JSON puts the chained fields in; the row assembly below follows it.
@@ -104,7 +105,8 @@ class History:
     ) -> None:
         self.rng, self.pops, self.heads, self.pools = rng, pops, heads, pools
         self.sqlite_times = sqlite_times
-        self.actions = [*COMMON_ACTIONS, *sorted(ALL_ACTIONS - set(COMMON_ACTIONS) - {"account.create"})]
+        rest = {a for a in ALL_ACTIONS if a.split(".")[0] not in NOT_SEEDED} - set(COMMON_ACTIONS)
+        self.actions = [*COMMON_ACTIONS, *sorted(rest - {"account.create"})]
         self.action_cum = cumulative(zipf(len(self.actions), 0.9))
         self.action_json = {a: enc(a) for a in ALL_ACTIONS}
         self.hour_cum = cumulative(HOUR_WEIGHTS)

@@ -38,6 +38,10 @@ class AlertFollower:
     def __init__(self, db: Database, settings: Settings, *, email: bool = True) -> None:
         self.db, self.settings, self.email = db, settings, email
         self.spray = SprayMemory(settings.alert_spray_accounts, settings.alert_spray_minutes)
+        # Accounts this follower checked from seq 1 (their state rebuilt from scratch), with the cursor it
+        # last saved: while the cursor is still there, a credential with no state has simply never acted,
+        # so it need not be looked up in the log (what makes a replay fast).
+        self._replayed: dict[str, int] = {}
 
     def due(self) -> list[tuple[str, int]]:
         """Accounts whose log moved past the detectors' cursor (a cross-account read): (account, cursor)."""
@@ -68,6 +72,9 @@ class AlertFollower:
                 session.execute(delete(_credentials).where(_credentials.c.account_id == account_id))
                 session.commit()
             cursor = 0
+            self._replayed[account_id] = 0
+        elif self._replayed.get(account_id) != cursor:
+            self._replayed.pop(account_id, None)  # someone else moved it: trust only the log
         raised = 0
         for _ in range(max_batches):
             moved, count = self._batch(db, account_id, cursor)
@@ -93,15 +100,18 @@ class AlertFollower:
                 rules,
                 self.settings,
                 states,
-                lambda t, i, before: rebuild(conn, account_id, t, i, before, rules.credential_new_ip.days),
+                self._loader(conn, account_id, rules.credential_new_ip.days),
                 self.spray,
             )
+            found: dict[str, list[store.Finding]] = {}
             for row in batch.rows:
                 for finding in scan.check(row):
-                    alert = store.raise_alert(self.db, finding.account_id or account_id, finding)
-                    if alert is not None:
-                        raised.append(alert)
+                    found.setdefault(finding.account_id or account_id, []).append(finding)
+        for target, findings in found.items():
+            raised += store.raise_alerts(self.db, target, findings)
         self._save(db, account_id, cursor, batch.through, states)
+        if account_id in self._replayed:
+            self._replayed[account_id] = batch.through
         for alert in raised:
             if (
                 self.email
@@ -109,6 +119,15 @@ class AlertFollower:
             ):
                 notify.email_alert(self.db, self.settings, alert)
         return batch.through, len(raised)
+
+    def _loader(self, conn: Connection, account_id: str, days: int) -> Any:
+        """How a credential with no stored state gets one: from its entries, unless this follower replayed
+        the account from seq 1 and so has seen every entry before (then it never acted)."""
+        if account_id in self._replayed:
+            return lambda actor_type, actor_id, _before: Credential(actor_type, actor_id, dirty=True)
+        return lambda actor_type, actor_id, before: rebuild(
+            conn, account_id, actor_type, actor_id, before, days
+        )
 
     def _rules(self, account_id: str) -> policy.Policy:
         with self.db.for_account(account_id).reader() as session:

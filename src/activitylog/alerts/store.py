@@ -43,38 +43,57 @@ class Finding:
 def raise_alert(db: Database, account_id: str, finding: Finding) -> Alert | None:
     """Raise ``finding`` as an alert in ``account_id``: the row and its ``alert.raise`` entry in one
     transaction. None when the same finding (its ``dedup_key``) was raised already."""
+    raised = raise_alerts(db, account_id, [finding])
+    return raised[0] if raised else None
+
+
+def raise_alerts(db: Database, account_id: str, findings: list[Finding]) -> list[Alert]:
+    """Raise several findings of one account in one transaction (a detector's batch: one commit, not one
+    per alert), each row with its ``alert.raise`` entry; those raised already (by ``dedup_key``) are
+    skipped. If another detector raised one meanwhile, each is tried on its own."""
+    if not findings:
+        return []
     uow = UnitOfWork(db, account_id=account_id, actor=SYSTEM_ALERTS, context=RequestContext())
     with uow:
-        if finding.dedup_key is not None:
-            taken = uow.session.execute(
-                select(Alert.id).where(Alert.account_id == account_id, Alert.dedup_key == finding.dedup_key)
-            ).first()
-            if taken is not None:
-                return None
-        actor = finding.actor
-        alert = Alert(
-            id=new_id("alr"),
-            account_id=account_id,
-            kind=finding.kind,
-            status="open",
-            raised_at=datetime.now(UTC),
-            trigger_at=finding.trigger_at,
-            actor_type=actor.type if actor else None,
-            actor_id=actor.id if actor else None,
-            actor_name=actor.name if actor else None,
-            ip=finding.ip,
-            summary=finding.summary[:500],
-            figures=finding.figures,
-            seqs=finding.seqs,
-            dedup_key=finding.dedup_key,
-        )
-        uow.add(alert)
-        uow.record("alert.raise", alert)
+        alerts = [a for f in findings if (a := _add(uow, f)) is not None]
         try:
             uow.commit()
-        except Conflict:  # raised by another detector meanwhile (the unique dedup key)
+            conflict = False
+        except Conflict:  # the unique dedup key: someone raised one of them first
+            conflict = True
+    if conflict:
+        return [] if len(findings) == 1 else [a for f in findings for a in raise_alerts(db, account_id, [f])]
+    for alert in alerts:
+        ALERTS_RAISED.labels(alert.kind).inc()
+    return alerts
+
+
+def _add(uow: UnitOfWork, finding: Finding) -> Alert | None:
+    if finding.dedup_key is not None:
+        taken = uow.session.execute(
+            select(Alert.id).where(Alert.account_id == uow.account_id, Alert.dedup_key == finding.dedup_key)
+        ).first()
+        if taken is not None:
             return None
-    ALERTS_RAISED.labels(finding.kind).inc()
+    actor = finding.actor
+    alert = Alert(
+        id=new_id("alr"),
+        account_id=uow.account_id,
+        kind=finding.kind,
+        status="open",
+        raised_at=datetime.now(UTC),
+        trigger_at=finding.trigger_at,
+        actor_type=actor.type if actor else None,
+        actor_id=actor.id if actor else None,
+        actor_name=actor.name if actor else None,
+        ip=finding.ip,
+        summary=finding.summary[:500],
+        figures=finding.figures,
+        seqs=finding.seqs,
+        dedup_key=finding.dedup_key,
+    )
+    uow.add(alert)
+    uow.record("alert.raise", alert)
     return alert
 
 
