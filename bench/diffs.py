@@ -179,6 +179,10 @@ def _import(rng: random.Random) -> Diff:
     }
 
 
+# Resource types the seeded history never writes (bench/history.py's actions): their pools stay trivial.
+NOT_SEEDED = ("stream", "legal_hold", "alert")
+
+
 def _other(rng: random.Random, rtype: str, verb: str) -> Diff:
     """The verbs that are neither create, update nor delete, outside contacts and broadcasts."""
     at = _when(rng)

@@ -96,6 +96,14 @@ PROTECTIONS = {
         "postgresql": {"activity_erased_no_change", "activity_erased_no_truncate"}
         | {f"activity_erased.{p}" for p in ("tenant_rows", "system_reads")},
     },
+    "0013": {  # alerts, their policies and the detectors' derived state: an account's rows
+        "sqlite": set(),
+        "postgresql": {
+            f"{t}.{p}"
+            for t in ("alerts", "alert_policies", "alert_cursors", "alert_credentials")
+            for p in ("tenant_rows", "system_reads")
+        },
+    },
     "0012": {  # the tombstones of purged entries: append-only; legal holds: an account's rows
         "sqlite": {"activity_purged_no_update", "activity_purged_no_delete"},
         "postgresql": {"activity_purged_no_change", "activity_purged_no_truncate"}

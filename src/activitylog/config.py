@@ -96,6 +96,21 @@ class Settings(BaseSettings):
     stream_checkpoint_seconds: float = 60.0
     """...and at least this often while entries arrive."""
 
+    alert_interval_seconds: float = 0.2
+    """How often the detectors look for new entries to check (0 turns the detectors off)."""
+
+    alert_from_email: str = "alerts@activitylog.local"
+    """The sender of alert emails (to each account's owners and admins, through the SMTP relay or outbox)."""
+
+    public_url: str = "http://127.0.0.1:8000"
+    """The dashboard's address as its users reach it: alert emails link to alerts and entries under it."""
+
+    alert_spray_accounts: int = 5
+    """``signin.spray``: one IP failing sign-ins on at least this many accounts... (0 turns it off)"""
+
+    alert_spray_minutes: int = 15
+    """...within this many minutes raises an alert in each of those accounts."""
+
     metrics: bool = False
     """Serve ``GET /metrics`` (Prometheus text format, unauthenticated: expose it to the operator only)."""
 

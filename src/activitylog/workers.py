@@ -1,4 +1,5 @@
-"""Background work: the scheduler, the dispatcher, the checkpointer, the stream relay and the purger.
+"""Background work: the scheduler, the dispatcher, the checkpointer, the stream relay, the purger and
+the alert detectors.
 
 They run in a process of their own, never in the web server's: ``activitylog worker`` runs them, and
 ``serve`` starts one such process beside itself (:class:`WorkerProcess`) and stops it when it stops. A big
@@ -25,10 +26,12 @@ import time
 from datetime import UTC, datetime
 
 from activitylog import metrics, worker_metrics
+from activitylog.alerts import integrity
+from activitylog.alerts.follower import AlertFollower
 from activitylog.config import Settings
 from activitylog.db.base import Database
 from activitylog.log import counts
-from activitylog.log.checkpoints import CheckpointSigner, checkpoint_all
+from activitylog.log.checkpoints import CheckpointSigner, HistoryRejected, checkpoint_all
 from activitylog.log.signing import load_signer
 from activitylog.relay.relay import StreamRelay
 from activitylog.services import dispatcher, retention, scheduler
@@ -84,7 +87,11 @@ class Checkpointer(Periodic):
         super().__init__(db, settings, settings.checkpoint_interval_seconds)
 
     def run_once(self) -> int:
-        return checkpoint_all(self.db, CheckpointSigner(self.settings, load_signer(self.settings)))
+        signer = CheckpointSigner(self.settings, load_signer(self.settings))
+        return checkpoint_all(self.db, signer, self._rejected)
+
+    def _rejected(self, account_id: str, refused: HistoryRejected) -> None:
+        integrity.report(self.db, self.settings, account_id, refused.message)
 
 
 class Purger(Periodic):
@@ -189,6 +196,20 @@ class MetricsWriter(Periodic):
             worker_metrics.remove(self.settings.worker_metrics_dir)
 
 
+class AlertWorker(Periodic):
+    """Runs the detectors over every account's new entries, every ``alert_interval_seconds``
+    (``alerts/follower.py``): short, so an alert comes within a second or so of its entry's commit."""
+
+    name = "alerts"
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        super().__init__(db, settings, settings.alert_interval_seconds)
+        self.follower = AlertFollower(db, settings)
+
+    def run_once(self) -> int:
+        return self.follower.run_once()
+
+
 WORKER_RESTARTS = metrics.counter(
     "activitylog_worker_restarts", "Times serve restarted its worker process after it exited"
 )
@@ -210,6 +231,7 @@ def run_workers(
         Purger(db, settings),
         CountsFollower(db, settings),
         MetricsWriter(db, settings),
+        AlertWorker(db, settings),
     ]
     for worker in workers:
         worker.start()

@@ -603,3 +603,81 @@ class ActivityCountsCursor(Base):
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
     through_seq: Mapped[int] = mapped_column(BigInteger)
     purges_through: Mapped[int] = mapped_column(BigInteger)
+
+
+class Alert(Audited, Base):
+    """What a detector found (``alerts/``): raised by ``system:alerts`` and acknowledged by a user, each an
+    entry. ``dedup_key`` (the kind and the triggering entry) makes raising idempotent, so a detector that
+    replays the log after losing its state raises nothing twice; ``trigger_at`` is the triggering entry's
+    recorded time, what windows of "one alert per burst" are measured in."""
+
+    __tablename__ = "alerts"
+    __audit_type__ = "alert"
+    __table_args__ = (
+        UniqueConstraint("account_id", "dedup_key"),
+        Index(None, "account_id", "status", "id"),
+        Index(None, "account_id", "kind", "actor_id", "trigger_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    kind: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(20), default="open")  # open | acknowledged
+    raised_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    trigger_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor_type: Mapped[str | None] = mapped_column(String(20))
+    actor_id: Mapped[str | None] = mapped_column(String(60))
+    actor_name: Mapped[str | None] = mapped_column(String(320))
+    ip: Mapped[str | None] = mapped_column(String(45))
+    summary: Mapped[str] = mapped_column(String(500))
+    figures: Mapped[dict[str, Any]] = mapped_column(JSON)
+    seqs: Mapped[list[int]] = mapped_column(JSON)
+    dedup_key: Mapped[str | None] = mapped_column(String(200))
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(60))
+
+    __audit_identity__ = frozenset({"id", "account_id", "created_at", "dedup_key", "trigger_at"})
+
+    @property
+    def audit_name(self) -> str | None:
+        return self.kind
+
+
+class AlertPolicy(Audited, Base):
+    """An account's detector settings (``alerts/policy.py``); no row means every default. Changing it is
+    an ``account.update`` entry on the account whose diff is ``alert_policy``."""
+
+    __tablename__ = "alert_policies"
+    __audit_type__ = "account"
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    alert_policy: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+    @property
+    def audit_id(self) -> str:
+        return self.account_id
+
+
+class AlertCursor(Base):
+    """How far the detectors have read an account's log (derived: lost, they replay it from seq 1)."""
+
+    __tablename__ = "alert_cursors"
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class AlertCredential(Base):
+    """What the detectors remember of one credential (a key or a user acting): when it last acted and
+    the networks (/24, /48) it acted from in the last 30 days, each with when it was last seen there.
+    Derived from the log: a missing row is rebuilt from the credential's entries."""
+
+    __tablename__ = "alert_credentials"
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    actor_type: Mapped[str] = mapped_column(String(20), primary_key=True)
+    actor_id: Mapped[str] = mapped_column(String(60), primary_key=True)
+    uses: Mapped[int] = mapped_column(BigInteger)
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_ip: Mapped[str | None] = mapped_column(String(45))
+    networks: Mapped[dict[str, str]] = mapped_column(JSON)

@@ -13,7 +13,8 @@ from activitylog.log.verify_export import summarize as summarize
 VERBS = (
     "create", "update", "delete", "schedule", "unschedule", "send", "pause", "resume", "suppress",
     "unsuppress", "enable", "disable", "revoke", "rotate", "verify", "import", "export", "archive",
-    "login", "logout", "login_failed", "replay", "purge", "release", "erase", "rename",
+    "login", "logout", "login_failed", "replay", "purge", "release", "erase", "rename", "raise",
+    "acknowledge",
 )  # fmt: skip
 
 ACTIONS: dict[str, tuple[str, ...]] = {
@@ -43,6 +44,8 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "legal_hold": ("create", "release"),
     # a user's named activity filter (the dashboard's saved views)
     "saved_view": ("create", "rename", "delete"),
+    # raise: a detector found something (actor system:alerts); acknowledge: a user saw it
+    "alert": ("raise", "acknowledge"),
 }
 
 RESOURCE_TYPES = tuple(ACTIONS)

@@ -15,7 +15,7 @@ import fcntl
 import hashlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,9 +153,12 @@ class CheckpointSigner:
             return previous, note
 
 
-def checkpoint_all(db: Database, signer: CheckpointSigner) -> int:
+def checkpoint_all(
+    db: Database, signer: CheckpointSigner, on_rejected: Callable[[str, HistoryRejected], None] | None = None
+) -> int:
     """Sign the head of every account whose log moved past what the signer remembers; returns how many.
-    A refused account is logged and skipped, so one rewritten log never stops the others' checkpoints."""
+    A refused account is logged, handed to ``on_rejected`` (the worker raises ``integrity.failure``) and
+    skipped, so one rewritten log never stops the others' checkpoints."""
     with db.system().reader() as session:  # which accounts moved: a cross-account read
         heads = session.execute(select(ChainHead.account_id, ChainHead.seq).where(ChainHead.seq > 0)).all()
     signed = 0
@@ -165,6 +168,8 @@ def checkpoint_all(db: Database, signer: CheckpointSigner) -> int:
             if last is None or last.size != seq:
                 signer.sign(db, account_id)
                 signed += 1
-        except HistoryRejected:
+        except HistoryRejected as refused:
+            if on_rejected is not None:
+                on_rejected(account_id, refused)
             continue
     return signed

@@ -73,12 +73,13 @@ _PAST = {
     "revoke": "Revoked", "rotate": "Rotated", "verify": "Verified", "import": "Imported",
     "export": "Exported", "replay": "Replayed",
     "archive": "Archived", "purge": "Purged", "release": "Released", "erase": "Erased", "rename": "Renamed",
+    "raise": "Raised", "acknowledge": "Acknowledged",
 }  # fmt: skip
 _NOUN = {
     "account": "account", "user": "user", "api_key": "API key", "list": "list", "contact": "contact",
     "segment": "segment", "broadcast": "broadcast", "address": "address", "sending_domain": "sending domain",
     "reputation_rule": "reputation rule", "activity_log": "activity log", "stream": "stream",
-    "legal_hold": "legal hold", "saved_view": "saved view",
+    "legal_hold": "legal hold", "saved_view": "saved view", "alert": "alert",
 }  # fmt: skip
 
 

@@ -46,6 +46,11 @@ _PERMISSIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "subscribers:erase": (frozenset({"owner", "admin"}), frozenset({"full"})),
     # A user's own saved views of the log: for those who may read it; a key is no user, so it has none.
     "saved_views:manage": (frozenset({"owner", "admin"}), frozenset()),
+    # Alerts: what the detectors found (reading, acknowledging) and the policy they follow (sessions only,
+    # so a leaked key cannot turn off the detector that would notice it).
+    "alerts:read": (frozenset({"owner", "admin"}), frozenset({"full", "activity:read"})),
+    "alerts:manage": (frozenset({"owner", "admin"}), frozenset({"full"})),
+    "alert_policy:manage": (frozenset({"owner", "admin"}), frozenset()),
     "users:manage": (frozenset({"owner"}), frozenset()),
     "account:manage": (frozenset({"owner"}), frozenset()),
 }

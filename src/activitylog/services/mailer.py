@@ -61,7 +61,8 @@ class OutboxMailer:
         folder.mkdir(parents=True, exist_ok=True)
 
     def send(self, message: EmailMessage) -> None:
-        name = f"{message['X-Activitylog-Broadcast']}-{message['To'].replace('@', '_at_')}.eml"
+        about = message["X-Activitylog-Broadcast"] or message["X-Activitylog-Alert"]
+        name = f"{about}-{message['To'].replace('@', '_at_')}.eml"
         (self.folder / name).write_bytes(bytes(message))
 
     def close(self) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from activitylog.alerts import integrity
 from activitylog.db.base import Database
 from activitylog.db.models import ChainHead, VerifyRunState
 from activitylog.log.checkpoints import CheckpointSigner, HistoryRejected
@@ -194,11 +195,18 @@ class VerifyRuns:
             stop.set()
             beat.join()
             final = verdict or Verdict(False, 0, reason="could not verify")
+            if not final.ok:
+                self._report(run.account_id, final)  # before the waiters hear the verdict: raised by then
             result = {**final.as_api(), "mode": _mode(run.incremental), "signed_size": signed_size}
             self._publish(run, checked=final.checked, signed_size=signed_size, result=result)
             with self._lock:
                 self._walking.pop((run.account_id, _mode(run.incremental)), None)
             done.set()
+
+    def _report(self, account_id: str, verdict: Verdict) -> None:
+        """A failed verify is an ``integrity.failure`` alert (one open per failure)."""
+        seqs = [verdict.first_bad_seq] if verdict.first_bad_seq else []
+        integrity.report(self.db, self.signer.settings, account_id, verdict.reason or "verify failed", seqs)
 
     def _heartbeat(self, run: VerifyRun, walked: _Progress, stop: threading.Event) -> None:
         while not stop.wait(HEARTBEAT_SECONDS):

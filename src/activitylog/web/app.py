@@ -14,6 +14,7 @@ from activitylog.web import dashboard, errors, openapi, ops
 from activitylog.web.api import (
     account,
     activity,
+    alerts,
     api_keys,
     broadcasts,
     delivery_events,
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(legal_holds.router)
     app.include_router(erasures.router)
     app.include_router(saved_views.router)
+    app.include_router(alerts.router)
     dashboard.install(app)
     app.add_middleware(EdgeGuards)
     app.add_middleware(ObservedRequests)  # inside the request id, outside everything that answers

@@ -5,7 +5,16 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from activitylog.web.dashboard import activity, downloads, resources, saved_views, signin, streams, verify
+from activitylog.web.dashboard import (
+    activity,
+    alerts,
+    downloads,
+    resources,
+    saved_views,
+    signin,
+    streams,
+    verify,
+)
 from activitylog.web.dashboard.catalog import KINDS, NAVIGATION
 from activitylog.web.dashboard.render import STATIC_DIR, environment
 
@@ -23,6 +32,7 @@ def install(app: FastAPI) -> None:
         downloads,
         activity,
         streams,
+        alerts,
         resources,
     ):  # verify, saved views and downloads before /activity/{seq}, streams before /{slug}
         app.include_router(module.router)

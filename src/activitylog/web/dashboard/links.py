@@ -15,6 +15,7 @@ PAGES = {
     "sending_domain": "sending-domains",
     "reputation_rule": "reputation-rules",
     "stream": "streams",
+    "alert": "alerts",
 }
 
 

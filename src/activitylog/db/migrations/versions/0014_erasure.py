@@ -29,7 +29,7 @@ its entry's erasure is recorded (the erased address's row).
   conditions as a ``WHEN NOT``, and ``log.erasure`` runs the same statements in the caller's transaction.
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0013
 Create Date: 2026-12-02 01:00:00.000000
 """
 
@@ -47,7 +47,7 @@ MIN_RETENTION_DAYS = 365
 SEARCH_KEY_INDEX = "ix_activity_search_content_account_seq"  # SQLite: (account_id, seq) of the FTS copy
 
 revision: str = "0014"
-down_revision: str | None = "0012"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

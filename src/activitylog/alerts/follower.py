@@ -1,0 +1,251 @@
+"""The detectors as a follower of the log (``log/follow.py``), run by the worker process, never on the
+commit path: a mutation commits without waiting for them, and nothing they do can fail it.
+
+Per account they keep a cursor (``alert_cursors``, the last seq checked) and the credentials' state
+(``alert_credentials``), both moved in one transaction after each batch; the alerts a batch raises commit
+before it, each with its ``alert.raise`` entry. A crash in between re-checks the batch, and the alerts'
+dedup keys refuse what was raised already. Both tables are derived data: an account with no cursor is
+checked from seq 1 with its credentials' state rebuilt from the log.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Connection, Table, delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from activitylog.alerts import notify, policy, store
+from activitylog.alerts.detectors import FAILED_VERBS, Credential, Scan, network
+from activitylog.alerts.spray import SprayMemory
+from activitylog.config import Settings
+from activitylog.db.base import Database
+from activitylog.db.models import ActivityEntry, AlertCredential, AlertCursor, ChainHead
+from activitylog.log.follow import entries_after
+
+log = logging.getLogger("activitylog.alerts")
+
+_entries = cast(Table, ActivityEntry.__table__)
+_cursors = cast(Table, AlertCursor.__table__)
+_credentials = cast(Table, AlertCredential.__table__)
+BATCH = 500
+_DIALECTS: dict[str, Any] = {"postgresql": postgresql, "sqlite": sqlite}
+
+
+class AlertFollower:
+    def __init__(self, db: Database, settings: Settings, *, email: bool = True) -> None:
+        self.db, self.settings, self.email = db, settings, email
+        self.spray = SprayMemory(settings.alert_spray_accounts, settings.alert_spray_minutes)
+        # Accounts this follower checked from seq 1 (their state rebuilt from scratch), with the cursor it
+        # last saved: while the cursor is still there, a credential with no state has simply never acted,
+        # so it need not be looked up in the log (what makes a replay fast).
+        self._replayed: dict[str, int] = {}
+
+    def due(self) -> list[tuple[str, int]]:
+        """Accounts whose log moved past the detectors' cursor (a cross-account read): (account, cursor)."""
+        h, c = ChainHead, AlertCursor
+        with self.db.system().reader() as session:
+            rows = session.execute(
+                select(h.account_id, func.coalesce(c.seq, -1))
+                .outerjoin(c, c.account_id == h.account_id)
+                .where((c.seq.is_(None)) | (c.seq < h.seq))
+            ).all()
+        return [(account_id, int(seq)) for account_id, seq in rows]
+
+    def run_once(self, max_batches: int = 20) -> int:
+        """Check what every account has waiting (up to ``max_batches`` batches each); returns the
+        alerts raised."""
+        raised = 0
+        for account_id, cursor in self.due():
+            try:
+                raised += self.follow(account_id, cursor, max_batches)
+            except Exception:  # one account's failure (logged) never stops the others' detectors
+                log.exception("alerts: account %s failed; retrying next interval", account_id)
+        return raised
+
+    def follow(self, account_id: str, cursor: int, max_batches: int = 20) -> int:
+        db = self.db.for_account(account_id)
+        if cursor < 0:  # no cursor: start over, from the log alone
+            with db.writer() as session:
+                session.execute(delete(_credentials).where(_credentials.c.account_id == account_id))
+                session.commit()
+            cursor = 0
+            self._replayed[account_id] = 0
+        elif self._replayed.get(account_id) != cursor:
+            self._replayed.pop(account_id, None)  # someone else moved it: trust only the log
+        raised = 0
+        for _ in range(max_batches):
+            moved, count = self._batch(db, account_id, cursor)
+            raised += count
+            if moved == cursor:
+                break
+            cursor = moved
+        return raised
+
+    def _batch(self, db: Database, account_id: str, cursor: int) -> tuple[int, int]:
+        raised: list[Any] = []
+        with db.reader() as session:
+            rules = policy.load(session, account_id)
+        with db.read_connection() as conn:
+            batch = entries_after(conn, account_id, cursor, limit=BATCH)
+            if not batch.rows and batch.through == cursor:
+                return cursor, 0
+            states = self._states(conn, account_id, batch.rows)
+            scan = Scan(
+                self.db,
+                conn,
+                account_id,
+                rules,
+                self.settings,
+                states,
+                self._loader(conn, account_id, rules.credential_new_ip.days),
+                self.spray,
+            )
+            found: dict[str, list[store.Finding]] = {}
+            for row in batch.rows:
+                for finding in scan.check(row):
+                    found.setdefault(finding.account_id or account_id, []).append(finding)
+        for target, findings in found.items():
+            raised += store.raise_alerts(self.db, target, findings)
+        self._save(db, account_id, cursor, batch.through, states)
+        if account_id in self._replayed:
+            self._replayed[account_id] = batch.through
+        for alert in raised:
+            if (
+                self.email
+                and (rules if alert.account_id == account_id else self._rules(alert.account_id)).email
+            ):
+                notify.email_alert(self.db, self.settings, alert)
+        return batch.through, len(raised)
+
+    def _loader(self, conn: Connection, account_id: str, days: int) -> Any:
+        """How a credential with no stored state gets one: from its entries, unless this follower replayed
+        the account from seq 1 and so has seen every entry before (then it never acted)."""
+        if account_id in self._replayed:
+            return lambda actor_type, actor_id, _before: Credential(actor_type, actor_id, dirty=True)
+        return lambda actor_type, actor_id, before: rebuild(
+            conn, account_id, actor_type, actor_id, before, days
+        )
+
+    def _rules(self, account_id: str) -> policy.Policy:
+        with self.db.for_account(account_id).reader() as session:
+            return policy.load(session, account_id)
+
+    def _states(
+        self, conn: Connection, account_id: str, rows: list[Any]
+    ) -> dict[tuple[str, str], Credential]:
+        """The stored state of the credentials this batch involves."""
+        wanted = {(r.actor_type, r.actor_id) for r in rows} | {
+            ("api_key", r.resource_id) for r in rows if r.action in ("api_key.create", "api_key.rotate")
+        }
+        ids = sorted({i for _, i in wanted})
+        states: dict[tuple[str, str], Credential] = {}
+        c = _credentials.c
+        for start in range(0, len(ids), 500):
+            for row in conn.execute(
+                select(_credentials).where(
+                    c.account_id == account_id, c.actor_id.in_(ids[start : start + 500])
+                )
+            ):
+                states[(row.actor_type, row.actor_id)] = Credential(
+                    row.actor_type,
+                    row.actor_id,
+                    int(row.uses),
+                    row.last_seen_at,
+                    row.last_ip,
+                    {n: datetime.fromisoformat(t) for n, t in (row.networks or {}).items()},
+                )
+        return states
+
+    def _save(
+        self,
+        db: Database,
+        account_id: str,
+        cursor: int,
+        through: int,
+        states: dict[tuple[str, str], Credential],
+    ) -> None:
+        """Move the cursor and store the changed credentials, in one transaction."""
+        dialect = _DIALECTS[self.db.dialect]
+        values = [
+            {
+                "account_id": account_id,
+                "actor_type": s.actor_type,
+                "actor_id": s.actor_id,
+                "uses": s.uses,
+                "last_seen_at": s.last_seen_at,
+                "last_ip": s.last_ip,
+                "networks": {n: t.isoformat() for n, t in s.networks.items()},
+            }
+            for s in states.values()
+            if s.dirty
+        ]
+        with db.writer() as session:
+            if values:
+                insert = dialect.insert(_credentials)
+                session.execute(
+                    insert.on_conflict_do_update(
+                        index_elements=["account_id", "actor_type", "actor_id"],
+                        set_={
+                            name: insert.excluded[name]
+                            for name in ("uses", "last_seen_at", "last_ip", "networks")
+                        },
+                    ),
+                    values,
+                )
+            insert = dialect.insert(_cursors)
+            session.execute(
+                insert.values(account_id=account_id, seq=through).on_conflict_do_update(
+                    index_elements=["account_id"], set_={"seq": insert.excluded.seq}
+                )
+            )
+            session.commit()
+
+
+def rebuild(
+    conn: Connection, account_id: str, actor_type: str, actor_id: str, before_seq: int, days: int
+) -> Credential:
+    """A credential's state from its own entries before ``before_seq``: its last use, whether it was used
+    at all, and the networks it acted from in the ``days`` before its last use."""
+    e = _entries.c
+    acted = [
+        e.account_id == account_id,
+        e.actor_id == actor_id,
+        e.actor_type == actor_type,
+        e.seq < before_seq,
+        *(~e.action.endswith(f".{verb}") for verb in FAILED_VERBS),
+    ]
+    last = conn.execute(
+        select(e.occurred_at, e.ip).where(*acted).order_by(e.seq.desc()).limit(1)
+    ).one_or_none()
+    cred = Credential(actor_type, actor_id, dirty=True)
+    if last is not None:
+        cred.uses, cred.last_seen_at = 1, last.occurred_at
+        since = last.occurred_at - timedelta(days=days)
+        for ip, seen in conn.execute(
+            select(e.ip, func.max(e.occurred_at))
+            .where(*acted, e.ip.is_not(None), e.occurred_at > since)
+            .group_by(e.ip)
+        ):
+            net = network(ip)
+            if net not in cred.networks or cred.networks[net] < seen:
+                cred.networks[net] = seen
+        cred.last_ip = last.ip
+    if actor_type == "api_key":
+        made = conn.execute(
+            select(e.occurred_at)
+            .where(
+                e.account_id == account_id,
+                e.resource_type == "api_key",
+                e.resource_id == actor_id,
+                e.action.in_(("api_key.create", "api_key.rotate")),
+                e.seq < before_seq,
+            )
+            .order_by(e.seq.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+        if made is not None and (cred.last_seen_at is None or made > cred.last_seen_at):
+            cred.last_seen_at = made
+    return cred
