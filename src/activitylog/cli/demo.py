@@ -55,6 +55,7 @@ from activitylog.services import (
     broadcasts,
     dkim,
     lists,
+    refusals,
     reputation_rules,
     retention,
     segments,
@@ -63,6 +64,7 @@ from activitylog.services import (
     suppressions,
     users,
 )
+from activitylog.services.auth import Principal, Refused
 from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
 
 DEMO_EMAIL = "demo@example.com"
@@ -841,6 +843,25 @@ def _revoke_key(h: History) -> bool:
     return True
 
 
+REFUSALS = (  # what a member tries that only owners and admins may do
+    ("user", "create", "users:manage"),
+    ("api_key", "create", "api_keys:manage"),
+    ("activity_log", "export", "activity:read"),
+)
+
+
+def _refused(h: History) -> bool:
+    """A member tries what the role may not: refused (403) and logged as the web layer logs it."""
+    members = [i for i in h.people if h.roles[i] == "member"]
+    if not members:
+        return False
+    actor = h.actors[h.rng.choice(members)]
+    resource_type, verb, permission = h.rng.choice(REFUSALS)
+    reason = Refused(Principal(h.account_id, actor, role="member"), permission).message
+    refusals.record_refusal(h.act_as(actor), refusals.Attempt(resource_type, verb), reason)
+    return True
+
+
 def _hold(h: History) -> bool:
     """An admin places a legal hold for an audit, and later releases it."""
     open_holds = [i for i, released in h.holds.items() if not released]
@@ -897,7 +918,7 @@ TEAM: tuple[tuple[Move, int], ...] = (
     (_add_rule, 1), (_edit_rule, 3), (_disable_rule, 3), (_enable_rule, 3), (_remove_rule, 1),
     (_sign_in, 110), (_sign_out, 60), (_failed_sign_in, 12),
     (_invite_user, 1), (_change_role, 1), (_remove_user, 1),
-    (_create_key, 1), (_rotate_key, 3), (_revoke_key, 1),
+    (_create_key, 1), (_rotate_key, 3), (_revoke_key, 1), (_refused, 2),
     (_rename_account, 1),
 )  # fmt: skip
 HANDS = 10_000
@@ -911,7 +932,7 @@ def _mix(hands: float) -> tuple[list[Move], list[float]]:
 
 # The first hour: the team sets the account up and tries every feature once.
 ONBOARDING: tuple[Move, ...] = (
-    _rename_account, _create_key,
+    _rename_account, _create_key, _refused,
     _add_domain, _add_domain, _add_domain, _edit_domain, _verify_domain, _remove_domain,
     _add_rule, _edit_rule, _disable_rule, _enable_rule, _remove_rule,
     _add_list, _add_contact, _add_contact, _add_contact, _edit_contact, _remove_contact, _import,

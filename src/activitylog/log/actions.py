@@ -13,7 +13,7 @@ from activitylog.log.verify_export import summarize as summarize
 VERBS = (
     "create", "update", "delete", "schedule", "unschedule", "send", "pause", "resume", "suppress",
     "unsuppress", "enable", "disable", "revoke", "rotate", "verify", "import", "export", "archive",
-    "login", "logout", "login_failed", "replay", "purge", "release",
+    "login", "logout", "login_failed", "replay", "purge", "release", "denied",
 )  # fmt: skip
 
 ACTIONS: dict[str, tuple[str, ...]] = {
@@ -42,6 +42,8 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "stream": ("create", "update", "delete", "pause", "resume", "disable", "replay"),
     "legal_hold": ("create", "release"),
 }
+# Any resource can be the target of a refused attempt (a 403 for role or scope): ``<resource_type>.denied``.
+ACTIONS = {rtype: (*verbs, "denied") for rtype, verbs in ACTIONS.items()}
 
 RESOURCE_TYPES = tuple(ACTIONS)
 ALL_ACTIONS = frozenset(f"{r}.{v}" for r, verbs in ACTIONS.items() for v in verbs)
@@ -57,6 +59,7 @@ EVENT_ACTIONS = frozenset(
         "activity_log.purge",
         "broadcast.send",
     }
+    | {f"{rtype}.denied" for rtype in ACTIONS}
 )
 
 ACTOR_TYPES = ("session", "api_key", "rule", "system")
