@@ -92,8 +92,6 @@ def summarize(action: str, resource_name: str | None) -> str:
         return f"Failed sign-in{name and ' as' + name}"
     if verb == "denied":  # a request refused for its role or scope; ``changes`` says what it attempted
         return f"Refused access to {noun}{name}"
-    if verb == "denied":  # a request refused for its role or scope; ``changes`` says what it attempted
-        return f"Refused access to {noun}{name}"
     return f"{_PAST[verb]} {noun}{name}"
 
 
