@@ -65,6 +65,7 @@ from activitylog.services import (
     users,
 )
 from activitylog.services.auth import Principal, Refused
+from activitylog.services.reputation_rules import RuleActionType, RuleEvent, RuleMetric
 from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
 
 DEMO_EMAIL = "demo@example.com"
@@ -96,17 +97,17 @@ TOPICS = ("Spring picks", "Summer sale", "Weekly digest", "Product update", "Web
 LIST_NAMES = ("VIP", "Leads", "Customers", "Beta", "Wholesale", "Event signups")
 KEY_NAMES = ("Shopify sync", "Segment", "Staging", "Webhook relay", "BI export")
 RULES = (
-    ("Suppress hard bounces", {"event": "hard_bounce"}, "suppress_address"),
-    ("Suppress complainers", {"event": "complaint"}, "suppress_address"),
+    ("Suppress hard bounces", {"event": RuleEvent.HARD_BOUNCE}, RuleActionType.SUPPRESS_ADDRESS),
+    ("Suppress complainers", {"event": RuleEvent.COMPLAINT}, RuleActionType.SUPPRESS_ADDRESS),
     (
         "Pause on bounce spike",
-        {"metric": "bounce_rate", "threshold": 0.05, "window_minutes": 60, "min_sends": 100},
-        "pause_broadcast",
+        {"metric": RuleMetric.BOUNCE_RATE, "threshold": 0.05, "window_minutes": 60, "min_sends": 100},
+        RuleActionType.PAUSE_BROADCAST,
     ),
     (
         "Pause on complaints",
-        {"metric": "complaint_rate", "threshold": 0.003, "window_minutes": 1440, "min_sends": 500},
-        "pause_sending",
+        {"metric": RuleMetric.COMPLAINT_RATE, "threshold": 0.003, "window_minutes": 1440, "min_sends": 500},
+        RuleActionType.PAUSE_SENDING,
     ),
 )
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -618,7 +619,7 @@ def _unsuppress(h: History) -> bool:
 
 def _rule_suppresses(h: History) -> bool:
     """A hard bounce or complaint during a send: a suppression rule adds the address."""
-    rule = h.rule("suppress_address")
+    rule = h.rule(RuleActionType.SUPPRESS_ADDRESS)
     if rule is None or not h.by_status[BroadcastStatus.SENDING]:
         return False
     reason = "hard bounce" if "bounce" in (rule.name or "") else "spam complaint"
@@ -628,7 +629,7 @@ def _rule_suppresses(h: History) -> bool:
 
 
 def _rule_pauses(h: History) -> bool:
-    rule = h.rule("pause_broadcast")
+    rule = h.rule(RuleActionType.PAUSE_BROADCAST)
     return rule is not None and _pause(h, h.act_as(rule))
 
 
@@ -706,13 +707,15 @@ def _add_rule(h: History, template: tuple[str, dict[str, Any], str] | None = Non
 
 
 def _edit_rule(h: History) -> bool:
-    rates = [i for i, (_, action, _) in h.rules.items() if action != "suppress_address"]
+    rates = [i for i, (_, action, _) in h.rules.items() if action != RuleActionType.SUPPRESS_ADDRESS]
     if not rates:
         return False
     rule_id = h.rng.choice(rates)
-    metric = h.rng.choice(["bounce_rate", "complaint_rate"])
+    metric = h.rng.choice(list(RuleMetric))
     threshold = (
-        h.rng.choice([0.02, 0.03, 0.05, 0.08]) if metric == "bounce_rate" else 0.001 * h.rng.randint(1, 5)
+        h.rng.choice([0.02, 0.03, 0.05, 0.08])
+        if metric == RuleMetric.BOUNCE_RATE
+        else 0.001 * h.rng.randint(1, 5)
     )
     condition = {
         "metric": metric,
