@@ -81,8 +81,10 @@ def test_demo_seeds_every_kind_of_action_and_verifies(db: Database) -> None:
         "activity_log.update",
         "activity_log.purge",
     }  # on demand, or by age
-    missing = ALL_ACTIONS - actions - by_the_service
+    refused = {a for a in ALL_ACTIONS if a.endswith(".denied")}  # one code path for every type
+    missing = ALL_ACTIONS - actions - by_the_service - refused
     assert not missing, f"demo never performs {sorted(missing)}"
+    assert actions & refused, "demo shows refused attempts too"
     assert {e.actor_type for e in entries} >= {"session", "api_key", "system"}
     assert len({e.ip for e in entries}) >= 5
     span = entries[-1].occurred_at - entries[0].occurred_at

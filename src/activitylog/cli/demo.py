@@ -55,6 +55,7 @@ from activitylog.services import (
     broadcasts,
     dkim,
     lists,
+    refusals,
     reputation_rules,
     retention,
     segments,
@@ -63,6 +64,8 @@ from activitylog.services import (
     suppressions,
     users,
 )
+from activitylog.services.auth import Principal, Refused
+from activitylog.services.reputation_rules import RuleActionType, RuleEvent, RuleMetric
 from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
 
 DEMO_EMAIL = "demo@example.com"
@@ -94,17 +97,17 @@ TOPICS = ("Spring picks", "Summer sale", "Weekly digest", "Product update", "Web
 LIST_NAMES = ("VIP", "Leads", "Customers", "Beta", "Wholesale", "Event signups")
 KEY_NAMES = ("Shopify sync", "Segment", "Staging", "Webhook relay", "BI export")
 RULES = (
-    ("Suppress hard bounces", {"event": "hard_bounce"}, "suppress_address"),
-    ("Suppress complainers", {"event": "complaint"}, "suppress_address"),
+    ("Suppress hard bounces", {"event": RuleEvent.HARD_BOUNCE}, RuleActionType.SUPPRESS_ADDRESS),
+    ("Suppress complainers", {"event": RuleEvent.COMPLAINT}, RuleActionType.SUPPRESS_ADDRESS),
     (
         "Pause on bounce spike",
-        {"metric": "bounce_rate", "threshold": 0.05, "window_minutes": 60, "min_sends": 100},
-        "pause_broadcast",
+        {"metric": RuleMetric.BOUNCE_RATE, "threshold": 0.05, "window_minutes": 60, "min_sends": 100},
+        RuleActionType.PAUSE_BROADCAST,
     ),
     (
         "Pause on complaints",
-        {"metric": "complaint_rate", "threshold": 0.003, "window_minutes": 1440, "min_sends": 500},
-        "pause_sending",
+        {"metric": RuleMetric.COMPLAINT_RATE, "threshold": 0.003, "window_minutes": 1440, "min_sends": 500},
+        RuleActionType.PAUSE_SENDING,
     ),
 )
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -616,7 +619,7 @@ def _unsuppress(h: History) -> bool:
 
 def _rule_suppresses(h: History) -> bool:
     """A hard bounce or complaint during a send: a suppression rule adds the address."""
-    rule = h.rule("suppress_address")
+    rule = h.rule(RuleActionType.SUPPRESS_ADDRESS)
     if rule is None or not h.by_status[BroadcastStatus.SENDING]:
         return False
     reason = "hard bounce" if "bounce" in (rule.name or "") else "spam complaint"
@@ -626,7 +629,7 @@ def _rule_suppresses(h: History) -> bool:
 
 
 def _rule_pauses(h: History) -> bool:
-    rule = h.rule("pause_broadcast")
+    rule = h.rule(RuleActionType.PAUSE_BROADCAST)
     return rule is not None and _pause(h, h.act_as(rule))
 
 
@@ -704,13 +707,15 @@ def _add_rule(h: History, template: tuple[str, dict[str, Any], str] | None = Non
 
 
 def _edit_rule(h: History) -> bool:
-    rates = [i for i, (_, action, _) in h.rules.items() if action != "suppress_address"]
+    rates = [i for i, (_, action, _) in h.rules.items() if action != RuleActionType.SUPPRESS_ADDRESS]
     if not rates:
         return False
     rule_id = h.rng.choice(rates)
-    metric = h.rng.choice(["bounce_rate", "complaint_rate"])
+    metric = h.rng.choice(list(RuleMetric))
     threshold = (
-        h.rng.choice([0.02, 0.03, 0.05, 0.08]) if metric == "bounce_rate" else 0.001 * h.rng.randint(1, 5)
+        h.rng.choice([0.02, 0.03, 0.05, 0.08])
+        if metric == RuleMetric.BOUNCE_RATE
+        else 0.001 * h.rng.randint(1, 5)
     )
     condition = {
         "metric": metric,
@@ -841,6 +846,25 @@ def _revoke_key(h: History) -> bool:
     return True
 
 
+REFUSALS = (  # what a member tries that only owners and admins may do
+    ("user", "create", "users:manage"),
+    ("api_key", "create", "api_keys:manage"),
+    ("activity_log", "export", "activity:read"),
+)
+
+
+def _refused(h: History) -> bool:
+    """A member tries what the role may not: refused (403) and logged as the web layer logs it."""
+    members = [i for i in h.people if h.roles[i] == "member"]
+    if not members:
+        return False
+    actor = h.actors[h.rng.choice(members)]
+    resource_type, verb, permission = h.rng.choice(REFUSALS)
+    reason = Refused(Principal(h.account_id, actor, role="member"), permission).message
+    refusals.record_refusal(h.act_as(actor), refusals.Attempt(resource_type, verb), reason)
+    return True
+
+
 def _hold(h: History) -> bool:
     """An admin places a legal hold for an audit, and later releases it."""
     open_holds = [i for i, released in h.holds.items() if not released]
@@ -897,7 +921,7 @@ TEAM: tuple[tuple[Move, int], ...] = (
     (_add_rule, 1), (_edit_rule, 3), (_disable_rule, 3), (_enable_rule, 3), (_remove_rule, 1),
     (_sign_in, 110), (_sign_out, 60), (_failed_sign_in, 12),
     (_invite_user, 1), (_change_role, 1), (_remove_user, 1),
-    (_create_key, 1), (_rotate_key, 3), (_revoke_key, 1),
+    (_create_key, 1), (_rotate_key, 3), (_revoke_key, 1), (_refused, 2),
     (_rename_account, 1),
 )  # fmt: skip
 HANDS = 10_000
@@ -911,7 +935,7 @@ def _mix(hands: float) -> tuple[list[Move], list[float]]:
 
 # The first hour: the team sets the account up and tries every feature once.
 ONBOARDING: tuple[Move, ...] = (
-    _rename_account, _create_key,
+    _rename_account, _create_key, _refused,
     _add_domain, _add_domain, _add_domain, _edit_domain, _verify_domain, _remove_domain,
     _add_rule, _edit_rule, _disable_rule, _enable_rule, _remove_rule,
     _add_list, _add_contact, _add_contact, _add_contact, _edit_contact, _remove_contact, _import,

@@ -14,7 +14,7 @@ VERBS = (
     "create", "update", "delete", "schedule", "unschedule", "send", "pause", "resume", "suppress",
     "unsuppress", "enable", "disable", "revoke", "rotate", "verify", "import", "export", "archive",
     "login", "logout", "login_failed", "replay", "purge", "release", "erase", "rename", "raise",
-    "acknowledge",
+    "acknowledge", "denied",
 )  # fmt: skip
 
 ACTIONS: dict[str, tuple[str, ...]] = {
@@ -47,6 +47,8 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     # raise: a detector found something (actor system:alerts); acknowledge: a user saw it
     "alert": ("raise", "acknowledge"),
 }
+# Any resource can be the target of a refused attempt (a 403 for role or scope): ``<resource_type>.denied``.
+ACTIONS = {rtype: (*verbs, "denied") for rtype, verbs in ACTIONS.items()}
 
 RESOURCE_TYPES = tuple(ACTIONS)
 ALL_ACTIONS = frozenset(f"{r}.{v}" for r, verbs in ACTIONS.items() for v in verbs)
@@ -62,6 +64,7 @@ EVENT_ACTIONS = frozenset(
         "activity_log.purge",
         "broadcast.send",
     }
+    | {f"{rtype}.denied" for rtype in ACTIONS}
 )
 
 ACTOR_TYPES = ("session", "api_key", "rule", "system")

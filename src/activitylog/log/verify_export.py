@@ -97,6 +97,8 @@ def summarize(action: str, resource_name: str | None) -> str:
         return f"Refused revoked API key{name}"
     if verb == "login_failed":
         return f"Failed sign-in{name and ' as' + name}"
+    if verb == "denied":  # a request refused for its role or scope; ``changes`` says what it attempted
+        return f"Refused access to {noun}{name}"
     return f"{_PAST[verb]} {noun}{name}"
 
 

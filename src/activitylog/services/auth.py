@@ -17,10 +17,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from activitylog.db.base import Database
-from activitylog.db.models import ActivityEntry, ApiKey, AuthSession, SignInFailures, User
+from activitylog.db.models import ApiKey, AuthSession, SignInFailures, User
 from activitylog.errors import Forbidden, TooManyRequests, Unauthorized
 from activitylog.log.record import Actor, RequestContext
 from activitylog.services import credentials
+from activitylog.services.refusals import logged_lately
 from activitylog.services.uow import UnitOfWork
 
 ROLES = ("owner", "admin", "member")
@@ -77,8 +78,17 @@ class Principal:
 
     def require(self, permission: str) -> None:
         if not self.can(permission):
-            who = f"role {self.role}" if self.is_session else "this API key"
-            raise Forbidden(f"{who} may not do this (needs {permission})")
+            raise Refused(self, permission)
+
+
+class Refused(Forbidden):
+    """A role or scope check said no: answered 403, and logged as the attempt it was (``web/refusals.py``).
+    A missing CSRF token is a plain :class:`Forbidden`: it proves nothing about who sent the request."""
+
+    def __init__(self, principal: Principal, permission: str) -> None:
+        who = f"role {principal.role}" if principal.is_session else "this API key"
+        super().__init__(f"{who} may not do this (needs {permission})")
+        self.principal = principal
 
 
 # Built once: every API request runs it, and building a statement costs about as much as running it.
@@ -124,23 +134,10 @@ class RevokedApiKey(Unauthorized):
         self.actor = actor
 
 
-REVOKED_KEY_LOG_INTERVAL = timedelta(minutes=1)
-
-
 def _revoked_use_logged_since(session: Session, refused: RevokedApiKey) -> bool:
-    """Counted from the log itself, like the sign-in lockout."""
-    since = datetime.now(UTC) - REVOKED_KEY_LOG_INTERVAL
-    found = session.execute(
-        select(ActivityEntry.seq)
-        .where(
-            ActivityEntry.account_id == refused.account_id,
-            ActivityEntry.action == "api_key.login_failed",
-            ActivityEntry.resource_id == refused.actor.id,
-            ActivityEntry.occurred_at >= since,
-        )
-        .limit(1)
-    ).first()
-    return found is not None
+    """Counted from the log itself, like every refused attempt (``services/refusals.py``)."""
+    key_id = refused.actor.id
+    return logged_lately(session, refused.account_id, "api_key.login_failed", key_id, key_id)
 
 
 def log_revoked_key_use(db: Database, refused: RevokedApiKey, context: RequestContext) -> None:

@@ -17,8 +17,17 @@ from sqlalchemy import Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from activitylog.db.base import Database
-from activitylog.db.models import Broadcast, Contact, Delivery, DeliveryEvent, Segment, Suppression
+from activitylog.db.models import (
+    Broadcast,
+    BroadcastStatus,
+    Contact,
+    Delivery,
+    DeliveryEvent,
+    Segment,
+    Suppression,
+)
 from activitylog.log.record import Actor, RequestContext
+from activitylog.services.broadcasts import LIFECYCLE, advance
 from activitylog.services.mailer import Mailer, compose
 from activitylog.services.uow import UnitOfWork
 
@@ -145,7 +154,7 @@ def dispatch(
     for start in range(0, len(targets), BATCH):
         if stop is not None and stop.is_set():
             return sent
-        if _status(db, broadcast.id) != "sending":
+        if _status(db, broadcast.id) != BroadcastStatus.SENDING:
             return sent  # paused (or deleted) meanwhile
         results: dict[str, str | None] = {}
         for email in _claim(db, broadcast, targets[start : start + BATCH], datetime.now(UTC)):
@@ -166,7 +175,7 @@ def _finish(db: Database, account_id: str, broadcast_id: str, recipients: int, s
     """Mark the broadcast sent once every recipient is settled (stale claims of a crashed dispatcher fail)."""
     with UnitOfWork(db, account_id=account_id, actor=DISPATCHER, context=RequestContext()) as uow:
         broadcast = uow.get(Broadcast, broadcast_id, what="broadcast")
-        if broadcast.status != "sending":
+        if broadcast.status not in LIFECYCLE["finish"].sources:
             return
         counts = dict(
             uow.session.execute(
@@ -189,7 +198,7 @@ def _finish(db: Database, account_id: str, broadcast_id: str, recipients: int, s
             for row in stale:
                 row.status, row.error = "failed", "dispatcher stopped mid-send; not retried (at most once)"
             counts["failed"] = counts.get("failed", 0) + len(stale)
-        broadcast.status = "sent"
+        advance(broadcast, "finish")
         broadcast.recipients = recipients
         broadcast.delivered = counts.get("sent", 0)
         broadcast.failed = counts.get("failed", 0)
@@ -202,4 +211,4 @@ def _finish(db: Database, account_id: str, broadcast_id: str, recipients: int, s
 def sending(db: Database) -> list[Broadcast]:
     """Broadcasts still sending, in every account: a cross-account read; each is dispatched in its own."""
     with db.system().reader() as session:
-        return list(session.scalars(select(Broadcast).where(Broadcast.status == "sending")))
+        return list(session.scalars(select(Broadcast).where(Broadcast.status == BroadcastStatus.SENDING)))

@@ -29,6 +29,7 @@ from activitylog.db.models import (
 )
 from activitylog.log.record import Actor, RequestContext
 from activitylog.services.broadcasts import advance, can
+from activitylog.services.reputation_rules import RuleActionType, RuleEvent, RuleMetric
 from activitylog.services.uow import UnitOfWork
 
 _events = cast(Table, DeliveryEvent.__table__)
@@ -115,7 +116,7 @@ def _rate(uow: UnitOfWork, rule: ReputationRule, broadcast_id: str, now: datetim
     """The rule's figures for one broadcast over its window, if they cross its threshold."""
     cond = rule.condition
     since = now - timedelta(minutes=int(cond["window_minutes"]))
-    kinds = ("bounce",) if cond["metric"] == "bounce_rate" else ("complaint",)
+    kinds = ("bounce",) if cond["metric"] == RuleMetric.BOUNCE_RATE else ("complaint",)
     sends = uow.session.execute(
         select(func.count()).where(
             Delivery.account_id == rule.account_id,
@@ -157,17 +158,21 @@ def _sending_ids(uow: UnitOfWork) -> list[str]:
 
 def _act(uow: UnitOfWork, rule: ReputationRule, event: DeliveryEvent, trigger: dict[str, Any]) -> int:
     kind = rule.action["type"]
-    if kind == "suppress_address":
+    if kind == RuleActionType.SUPPRESS_ADDRESS:
         return _suppress(uow, rule, event.email, trigger)
-    if kind == "pause_broadcast":
+    if kind == RuleActionType.PAUSE_BROADCAST:
         return _pause(uow, rule, [event.broadcast_id] if event.broadcast_id else [], trigger)
     return _pause(uow, rule, _sending_ids(uow), trigger)
 
 
 def _event_matches(condition: dict[str, Any], event: DeliveryEvent) -> bool:
-    if condition.get("event") == "complaint":
+    if condition.get("event") == RuleEvent.COMPLAINT:
         return event.type == "complaint"
-    return condition.get("event") == "hard_bounce" and event.type == "bounce" and event.bounce_type == "hard"
+    return (
+        condition.get("event") == RuleEvent.HARD_BOUNCE
+        and event.type == "bounce"
+        and event.bounce_type == "hard"
+    )
 
 
 def apply_rules(uow: UnitOfWork, events: list[DeliveryEvent], now: datetime) -> int:

@@ -14,8 +14,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from activitylog.errors import DomainError
-from activitylog.services.auth import RevokedApiKey, log_revoked_key_use
+from activitylog.services.auth import Refused, RevokedApiKey, log_revoked_key_use
 from activitylog.web.deps import get_context, get_db
+from activitylog.web.refusals import log_refused
 
 log = logging.getLogger("activitylog")
 _LEADING_FIELD = re.compile(r"^([a-z_][a-z0-9_.]*): ")
@@ -113,6 +114,12 @@ def install(app: FastAPI) -> None:
     async def _revoked(request: Request, exc: RevokedApiKey) -> JSONResponse:
         """Logged here, where the request's IP and user agent are known; still the same 401."""
         await run_in_threadpool(log_revoked_key_use, get_db(request), exc, get_context(request))
+        return JSONResponse(error_body(exc.code, exc.message, exc.field), status_code=exc.status)
+
+    @app.exception_handler(Refused)
+    async def _refused(request: Request, exc: Refused) -> JSONResponse:
+        """Logged as the attempt it was (``<resource_type>.denied``); still the same 403."""
+        await log_refused(request, exc)
         return JSONResponse(error_body(exc.code, exc.message, exc.field), status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)

@@ -20,6 +20,7 @@ from pydantic import (
 
 from activitylog.db.models import DEFAULT_RETENTION_DAYS, MIN_RETENTION_DAYS
 from activitylog.services.auth import ROLES, SCOPES
+from activitylog.services.reputation_rules import RuleActionType, RuleEvent, RuleMetric
 from activitylog.services.retention import MAX_RETENTION_DAYS
 
 T = TypeVar("T")
@@ -362,18 +363,18 @@ class DomainOut(BaseModel):
 
 # ---- reputation rules ----
 class EventCondition(Input):
-    event: Literal["complaint", "hard_bounce"]
+    event: RuleEvent
 
 
 class RateCondition(Input):
-    metric: Literal["bounce_rate", "complaint_rate"]
+    metric: RuleMetric
     threshold: float = Field(gt=0, le=1)
     window_minutes: int = Field(ge=1, le=10_080)
     min_sends: int = Field(ge=1, le=10_000_000)
 
 
 class RuleAction(Input):
-    type: Literal["suppress_address", "pause_broadcast", "pause_sending"]
+    type: RuleActionType
 
 
 def _condition_kind(value: Any) -> str:

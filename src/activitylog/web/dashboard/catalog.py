@@ -40,6 +40,7 @@ from activitylog.services import (
     users,
 )
 from activitylog.services.auth import ROLES, SCOPES
+from activitylog.services.reputation_rules import RuleActionType
 from activitylog.services.uow import UnitOfWork
 from activitylog.web import schemas
 from activitylog.web.dashboard.render import as_invalid
@@ -340,9 +341,9 @@ RULE_HINT = (
     '"window_minutes": 60, "min_sends": 100}'
 )
 RULE_ACTIONS = (
-    ("suppress_address", "Suppress the address"),
-    ("pause_broadcast", "Pause the broadcast"),
-    ("pause_sending", "Pause all sending"),
+    (RuleActionType.SUPPRESS_ADDRESS.value, "Suppress the address"),
+    (RuleActionType.PAUSE_BROADCAST.value, "Pause the broadcast"),
+    (RuleActionType.PAUSE_SENDING.value, "Pause all sending"),
 )
 
 BROADCAST_FIELDS = (

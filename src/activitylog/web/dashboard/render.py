@@ -28,10 +28,11 @@ from starlette.formparsers import MultiPartException
 
 from activitylog.errors import DomainError, Forbidden, InvalidInput, Unauthorized
 from activitylog.log.chain import format_instant
-from activitylog.services.auth import Principal, authenticate_session
+from activitylog.services.auth import Principal, Refused, authenticate_session
 from activitylog.services.uow import UnitOfWork
 from activitylog.web.deps import SESSION_COOKIE, get_context, get_db
 from activitylog.web.errors import validation_error
+from activitylog.web.refusals import log_refused
 
 WEB_DIR = Path(__file__).resolve().parent.parent
 STATIC_DIR = WEB_DIR / "static"
@@ -226,6 +227,8 @@ class PageRoute(APIRoute):
                 target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                 return redirect(f"/sign-in?next={quote(target, safe='')}")
             except DomainError as exc:
+                if isinstance(exc, Refused):
+                    await log_refused(request, exc)
                 return error_page(request, exc)
             except RequestValidationError as exc:
                 errors = list(exc.errors())
