@@ -18,6 +18,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from activitylog.alerts import integrity
+from activitylog.config import Settings
 from activitylog.web.app import create_app
 from conftest import PASSWORD, Tenant
 
@@ -108,6 +110,13 @@ class Ctx:
         response = self.session.post("/api/v1/api-keys", json={"name": "Other"})
         assert response.status_code == 201, response.text
         return response.json()["id"]  # type: ignore[no-any-return]
+
+    def alert_id(self) -> str:
+        """An open alert, raised as the worker's integrity check raises one (no detector run needed)."""
+        reason = f"capture drill {uuid.uuid4().hex[:8]}"
+        alert = integrity.report(self.tenant.server.db, Settings(), self.tenant.account_id, reason)
+        assert alert is not None
+        return alert.id
 
     def view_id(self, name: str = "Old view") -> str:
         response = self.session.post("/api/v1/saved-views", json={"name": name})
@@ -598,6 +607,23 @@ def _scenarios() -> dict[tuple[str, str], Callable[[Ctx], Call]]:
                 "POST", f"{v1}/legal-holds/{hid}/release", "legal_hold.release", ("legal_hold", hid)
             )
         )(c.hold_id()),
+        ("PATCH", f"{v1}/alert-policy"): lambda c: Call(
+            "PATCH",
+            f"{v1}/alert-policy",
+            "account.update",
+            ("account", c.tenant.account_id),
+            json={"burst.delete": {"count": 40}},
+            as_session=True,
+        ),
+        ("POST", f"{v1}/alerts/{{alert_id}}/acknowledge"): lambda c: (
+            lambda aid: Call(
+                "POST",
+                f"{v1}/alerts/{aid}/acknowledge",
+                "alert.acknowledge",
+                ("alert", aid),
+                changes={"status": _c("acknowledged", "open")},
+            )
+        )(c.alert_id()),
         ("POST", f"{v1}/saved-views"): lambda c: Call(
             "POST",
             f"{v1}/saved-views",

@@ -35,6 +35,9 @@ from click.testing import Result
 from sqlalchemy import inspect, text
 from typer.testing import CliRunner
 
+from activitylog.alerts import integrity
+from activitylog.alerts import policy as alert_policy
+from activitylog.alerts.follower import AlertFollower
 from activitylog.cli.main import app as cli
 from activitylog.config import Settings
 from activitylog.db.base import Database, connect
@@ -42,6 +45,8 @@ from activitylog.db.migrate import upgrade
 from activitylog.db.models import Base, Delivery, PurgedEntry, StreamDelivery
 from activitylog.ids import new_id
 from activitylog.log import counts
+from activitylog.log.record import RequestContext
+from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
 from activitylog.web.app import create_app
 from activitylog.workers import BroadcastWorker, Checkpointer
 from conftest import (
@@ -144,6 +149,9 @@ def seed(server: Server) -> Seeded:
     ids["api_key"] = s.post("/api-keys", {"name": f"{token} key"}, as_session=True)["id"]
     view = {"name": f"{token} view", "filter": {"q": token}}
     ids["saved_view"] = s.post("/saved-views", view, as_session=True)["id"]
+    alert = integrity.report(server.db, Settings(), s.tenant.account_id, f"{token} drill")  # as the worker
+    assert alert is not None
+    ids["alert"] = alert.id
     event = {
         "id": f"{token}-evt",
         "type": "delivered",
@@ -463,6 +471,15 @@ PROBES: dict[tuple[str, str], Probes] = {
     ),
     ("DELETE", f"{V1}/saved-views/{{view_id}}"): _foreign("DELETE", f"{V1}/saved-views/{{id}}", "saved_view"),
     ("GET", f"{V1}/activity/{{seq}}"): _entry,
+    ("GET", f"{V1}/alerts"): _one("GET", f"{V1}/alerts"),
+    ("GET", f"{V1}/alerts/{{alert_id}}"): _foreign("GET", f"{V1}/alerts/{{id}}", "alert"),
+    ("POST", f"{V1}/alerts/{{alert_id}}/acknowledge"): _foreign(
+        "POST", f"{V1}/alerts/{{id}}/acknowledge", "alert"
+    ),
+    ("GET", f"{V1}/alert-policy"): _one("GET", f"{V1}/alert-policy"),
+    ("PATCH", f"{V1}/alert-policy"): lambda me, other: [
+        Probe("PATCH", f"{V1}/alert-policy", json={"burst.delete": {"count": 30}})
+    ],
     # the other account's subscriber, erased from mine: found nowhere here (404), theirs untouched
     ("POST", f"{V1}/erasures"): lambda me, other: [
         Probe("POST", f"{V1}/erasures", json={"email": other.ids["contact_email"]})
@@ -669,6 +686,12 @@ def test_the_app_role_sees_only_the_account_its_transaction_names(
         session.commit()
     for s in pair:  # and the counts its (absent) counts follower would keep
         counts.catch_up(db, s.tenant.account_id)
+        # and what its (absent) detectors keep: a policy of its own, a cursor, credentials
+        alert_policy.update(
+            UnitOfWork(db, account_id=s.tenant.account_id, actor=SYSTEM_CLI, context=RequestContext()),
+            {"burst.delete": {"count": 30}},
+        )
+    AlertFollower(db, Settings()).run_once()
     app_db = connect(app_role)
     try:
         for table, column in _tenant_tables().items():

@@ -749,7 +749,8 @@ def test_a_page_is_exactly_what_its_response_model_gives(data: Dataset, reader: 
         r = reader.get("/api/v1/activity", params=params)
         assert r.status_code == 200, r.text
         assert r.headers["content-type"] == "application/json"
-        assert model.dump_json(model.validate_json(r.content)) == r.content
+        # fields a v1 entry does not have (chain_version, salts, erased) are left out, not null
+        assert model.dump_json(model.validate_json(r.content), exclude_unset=True) == r.content
 
 
 @pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])

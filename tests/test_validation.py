@@ -776,6 +776,18 @@ BODY_CASES = [
         "since",
         json={"reason": "r", "since": "2026-02-01T00:00:00"},
     ),
+    # ---- alert policy (sessions only) and erasures ----
+    case(
+        "policy-zero-count",
+        "PATCH",
+        "/api/v1/alert-policy",
+        "burst.delete.count",
+        json={"burst.delete": {"count": 0}},
+        who="owner",
+    ),
+    case("policy-email-type", "PATCH", "/api/v1/alert-policy", "email", json={"email": 1}, who="owner"),
+    case("erasure-missing-email", "POST", "/api/v1/erasures", "email", json={}),
+    case("erasure-not-an-address", "POST", "/api/v1/erasures", "email", json={"email": "not an address"}),
     # ---- saved views (a user's: sessions only) ----
     case("view-missing-name", "POST", "/api/v1/saved-views", "name", json={"filter": {}}, who="owner"),
     case(

@@ -20,8 +20,13 @@ from activitylog.services.refusals import Attempt, log_refusal
 from activitylog.web.deps import get_context, get_db
 
 API_PREFIX = "/api/v1"
-_TYPES = {"suppressions": "address", "activity": "activity_log"}  # collections not named "<type>s"
-_VERBS = {("address", "create"): "suppress", ("address", "delete"): "unsuppress"}  # the log's word
+# collections not named "<type>s" (the alert policy is the account's, and logged as its update)
+_TYPES = {"suppressions": "address", "activity": "activity_log", "alert-policy": "account"}
+_VERBS = {  # the log's word
+    ("address", "create"): "suppress",
+    ("address", "delete"): "unsuppress",
+    ("saved_view", "update"): "rename",  # a saved view's one change
+}
 
 
 def attempt_of(method: str, template: str, params: Mapping[str, Any]) -> Attempt | None:
@@ -32,6 +37,8 @@ def attempt_of(method: str, template: str, params: Mapping[str, Any]) -> Attempt
     rtype = _TYPES.get(collection, collection.replace("-", "_").removesuffix("s"))
     ident = rest[0] if rest and segments[1].startswith("{") else None  # the id the URL names, if any
     match method, rest:
+        case "POST", [] if collection == "erasures":
+            rtype, verb = "contact", "erase"
         case "GET", ["export"]:
             verb = "export"
         case "POST", []:

@@ -145,10 +145,11 @@
     toggle.className = "filters-toggle";
     toggle.setAttribute("aria-controls", form.id);
     toggle.textContent = "Filters" + (inUse ? " (" + inUse + " in use)" : "");
-    var facets = document.querySelector(".facets");  // the facet counts fold with the filters they set
+    // the facet counts, saved views and downloads fold with the filters they set or take
+    var beside = document.querySelectorAll(".facets, .beside-filters");
     function show(open) {
       form.hidden = !open;
-      if (facets) facets.hidden = !open;
+      beside.forEach(function (el) { el.hidden = !open; });
       toggle.setAttribute("aria-expanded", open ? "true" : "false");
     }
     toggle.addEventListener("click", function () { show(form.hidden); });
