@@ -13,9 +13,10 @@ from activitylog import metrics
 from activitylog.alerts.policy import ALL_KINDS
 from activitylog.db.base import Database
 from activitylog.db.models import Alert
-from activitylog.errors import Conflict, InvalidInput, NotFound
+from activitylog.errors import Conflict, InvalidInput
 from activitylog.ids import new_id
 from activitylog.log.record import Actor, RequestContext
+from activitylog.services import listing
 from activitylog.services.listing import decode_after, encode_after
 from activitylog.services.uow import UnitOfWork
 
@@ -133,12 +134,7 @@ def as_api(alert: Alert) -> dict[str, Any]:
 
 
 def get(db: Database, account_id: str, alert_id: str) -> Alert:
-    with db.reader() as session:
-        alert = session.execute(
-            select(Alert).where(Alert.account_id == account_id, Alert.id == alert_id)
-        ).scalar_one_or_none()
-    if alert is None:
-        raise NotFound(f"alert {alert_id} not found")
+    alert: Alert = listing.one(db, Alert, account_id, alert_id, "alert")
     return alert
 
 

@@ -25,12 +25,12 @@ from sqlalchemy import Table, delete, insert, select, update
 from activitylog.config import Settings
 from activitylog.db.base import Database
 from activitylog.db.models import ActivityEntry, ChainHead, Stream, StreamCursor, StreamDelivery
-from activitylog.errors import Conflict, InvalidInput, NotFound
+from activitylog.errors import Conflict, InvalidInput
 from activitylog.ids import new_id
 from activitylog.log.filters import parse_filter_object
 from activitylog.log.query import ActivityFilter
 from activitylog.relay.events import PURGED, skipped_range
-from activitylog.services import crud
+from activitylog.services import crud, listing
 from activitylog.services.sealing import seal, unseal
 from activitylog.services.stream_targets import check_subject, check_url
 from activitylog.services.uow import UnitOfWork
@@ -313,12 +313,7 @@ def view(db: Database, stream: Stream, cursor: StreamCursor | None = None) -> di
 
 
 def get_stream(db: Database, account_id: str, stream_id: str) -> Stream:
-    with db.reader() as session:
-        stream = session.execute(
-            select(Stream).where(Stream.account_id == account_id, Stream.id == stream_id)
-        ).scalar_one_or_none()
-    if stream is None:
-        raise NotFound(f"stream {stream_id} not found")
+    stream: Stream = listing.one(db, Stream, account_id, stream_id, "stream")
     return stream
 
 
