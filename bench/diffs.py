@@ -259,8 +259,16 @@ _SHAPES: dict[str, Callable[[random.Random, str], Diff]] = {
 }  # fmt: skip
 
 
+def _denied(rng: random.Random) -> Diff:
+    """What ``services.refusals`` records for a refused attempt (every resource type has ``.denied``)."""
+    reason = rng.choice(["the member role cannot do this", "the API key's scope does not allow this"])
+    return {"attempted": rng.choice(["create", "update", "delete"]), "status": 403, "reason": reason}
+
+
 def make_diff(rng: random.Random, action: str) -> Diff:
     rtype, verb = action.split(".", 1)
+    if verb == "denied":
+        return _denied(rng)
     shape = _SHAPES.get(rtype)
     if shape is not None and (verb in ("create", "update", "delete") or rtype == "broadcast"):
         return shape(rng, verb)

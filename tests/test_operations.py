@@ -444,3 +444,26 @@ def test_a_worker_whose_serve_is_killed_stops_by_itself(db: Database, tmp_path: 
         process.kill()  # no chance to stop its worker
         process.wait()
         assert _until(lambda: not _alive(worker), seconds=30), "an orphaned worker kept running"
+
+
+def test_the_socket_several_processes_share_sends_each_reply_without_waiting() -> None:
+    """Every connection accepted on it has Nagle's algorithm off: a reply's second write (its body) goes out
+    at once instead of waiting for the client's delayed ACK of the first (about 40 ms on a kept-alive
+    connection)."""
+    import socket
+
+    import uvicorn
+
+    from activitylog.web.serving import listening_socket
+
+    listener = listening_socket(
+        uvicorn.Config("activitylog.web.app:from_environment", host="127.0.0.1", port=0)
+    )
+    try:
+        listener.listen()  # the server's own loop does this in each process
+        client = socket.create_connection(listener.getsockname())
+        accepted, _ = listener.accept()
+        with client, accepted:
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    finally:
+        listener.close()

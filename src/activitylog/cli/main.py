@@ -33,6 +33,7 @@ from activitylog.log.verify import verify_account
 from activitylog.services import accounts, api_keys
 from activitylog.services.auth import SCOPES
 from activitylog.services.uow import SYSTEM_CLI
+from activitylog.web import serving
 from activitylog.web.guards import MAX_REQUEST_HEAD_BYTES
 from activitylog.workers import WorkerProcess, run_workers, stop_on_signals
 
@@ -108,20 +109,22 @@ def serve(
     signal.signal(signal.SIGINT, _exit_normally)
     log.info("serving on %s:%d with %d process%s", host, port, processes, "" if processes == 1 else "es")
     try:
-        uvicorn.run(
-            # several processes each build the app for themselves, from the same environment
-            create_app(settings, db) if processes == 1 else "activitylog.web.app:from_environment",
-            factory=processes > 1,
-            workers=processes,
-            # a process that does not answer its supervisor's ping in time is killed and replaced: on a
-            # small, busy machine a process still importing the app can take longer than uvicorn's 5 s
-            timeout_worker_healthcheck=30,
-            host=host,
-            port=port,
-            proxy_headers=False,
-            h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,  # over-long queries get a 414 that says so
-            log_config=None,  # logs.configure's JSON lines, for uvicorn's own messages too
-            access_log=False,  # web/observe.py writes one line per request, with its request id
+        serving.run(
+            uvicorn.Config(
+                # several processes each build the app for themselves, from the same environment
+                create_app(settings, db) if processes == 1 else "activitylog.web.app:from_environment",
+                factory=processes > 1,
+                workers=processes,
+                # a process that does not answer its supervisor's ping in time is killed and replaced: on a
+                # small, busy machine a process still importing the app can take longer than uvicorn's 5 s
+                timeout_worker_healthcheck=30,
+                host=host,
+                port=port,
+                proxy_headers=False,
+                h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,  # an over-long query: a 414 saying so
+                log_config=None,  # logs.configure's JSON lines, for uvicorn's own messages too
+                access_log=False,  # web/observe.py writes one line per request, with its request id
+            )
         )
     finally:
         if workers is not None:
