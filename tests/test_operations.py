@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
@@ -26,6 +28,7 @@ from sqlalchemy.engine import make_url
 from activitylog import metrics
 from activitylog.db.base import Database, connect, normalize_url
 from activitylog.db.migrate import upgrade
+from activitylog.web.serving import listening_socket
 from conftest import PG_ENV, Server, free_port, fresh_postgres_database, make_tenant, serving
 
 # -- health and readiness ----------------------------------------------------------------------------------
@@ -450,12 +453,6 @@ def test_the_socket_several_processes_share_sends_each_reply_without_waiting() -
     """Every connection accepted on it has Nagle's algorithm off: a reply's second write (its body) goes out
     at once instead of waiting for the client's delayed ACK of the first (about 40 ms on a kept-alive
     connection)."""
-    import socket
-
-    import uvicorn
-
-    from activitylog.web.serving import listening_socket
-
     listener = listening_socket(
         uvicorn.Config("activitylog.web.app:from_environment", host="127.0.0.1", port=0)
     )
