@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from argon2 import PasswordHasher
 from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -31,7 +32,7 @@ from activitylog.db.base import Database, connect, normalize_url
 from activitylog.db.migrate import upgrade
 from activitylog.db.roles import grant_app_role
 from activitylog.log.record import RequestContext
-from activitylog.services import accounts, api_keys
+from activitylog.services import accounts, api_keys, credentials
 from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
 from activitylog.web.app import create_app
 from activitylog.web.guards import MAX_REQUEST_HEAD_BYTES
@@ -42,6 +43,12 @@ PASSWORD = "correct horse battery"
 # Every `serve` a test starts answers with one process (each more costs a second of start-up on a busy
 # machine); test_operations.py serves with several on purpose.
 os.environ.setdefault("ACTIVITYLOG_WEB_PROCESSES", "1")
+# Passwords are still argon2id hashes, checked for real, but at the cost argon2 allows as its floor in this
+# process (servers it runs in threads included): the production cost, ~0.1-0.2 s a hash here, is paid by
+# every account and sign-in a test makes, minutes of the suite. Processes the tests start keep the real
+# cost, and hashes of either cost verify in both (argon2 reads the parameters from the hash).
+credentials._hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+credentials._dummy_hash.cache_clear()
 
 
 def pytest_report_header(config: pytest.Config) -> str:

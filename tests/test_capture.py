@@ -674,9 +674,10 @@ def mutating_operations() -> list[tuple[str, str]]:
 
 
 def test_every_mutating_endpoint_has_a_capture_scenario() -> None:
-    missing = [op for op in mutating_operations() if op not in SCENARIOS and op not in NOT_ACCOUNT_STATE]
+    operations = mutating_operations()
+    missing = [op for op in operations if op not in SCENARIOS and op not in NOT_ACCOUNT_STATE]
     assert not missing, f"mutating endpoints with no proof that they log: {missing}"
-    stale = [op for op in SCENARIOS if op not in mutating_operations()]
+    stale = [op for op in SCENARIOS if op not in operations]
     assert not stale, f"scenarios for endpoints that no longer exist: {stale}"
 
 

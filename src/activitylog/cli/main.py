@@ -34,7 +34,6 @@ from activitylog.services import accounts, api_keys
 from activitylog.services.auth import SCOPES
 from activitylog.services.uow import SYSTEM_CLI
 from activitylog.web import serving
-from activitylog.web.guards import MAX_REQUEST_HEAD_BYTES
 from activitylog.workers import WorkerProcess, run_workers, stop_on_signals
 
 log = logging.getLogger("activitylog.cli")
@@ -84,6 +83,7 @@ def serve(
 ) -> None:
     """Serve the API and dashboard; scheduling, delivery and checkpoints run in a worker process beside it."""
     from activitylog.web.app import create_app  # noqa: PLC0415  (other commands need no web stack)
+    from activitylog.web.guards import MAX_REQUEST_HEAD_BYTES  # noqa: PLC0415
 
     settings = Settings()
     processes = processes or settings.web_processes or os.cpu_count() or 1

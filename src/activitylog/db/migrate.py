@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-
-from alembic import command
-from alembic.config import Config
+from typing import TYPE_CHECKING
 
 from activitylog.db.base import Database
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -22,12 +23,16 @@ def known_to_models(obj: object, name: str | None, type_: str, reflected: bool, 
 
 
 def alembic_config(db: Database) -> Config:
+    from alembic.config import Config  # noqa: PLC0415  (alembic costs every process a third of a second)
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     return config
 
 
 def upgrade(db: Database, revision: str = "head") -> None:
+    from alembic import command  # noqa: PLC0415
+
     config = alembic_config(db)
     with db.engine.connect().execution_options(sqlite_begin="DEFERRED") as connection:
         config.attributes["connection"] = connection

@@ -12,6 +12,7 @@ import hmac
 import secrets
 import string
 import zlib
+from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -21,7 +22,13 @@ KEY_PREFIX = "alk_"
 _BODY_LEN = 30
 _CHECK_LEN = 6
 _hasher = PasswordHasher()
-_DUMMY_HASH = _hasher.hash("timing equaliser")
+
+
+@cache
+def _dummy_hash() -> str:
+    """What an unknown user's password is checked against; made on first use, not on import (a hash costs
+    as much as a sign-in, and most processes never check a password)."""
+    return _hasher.hash("timing equaliser")
 
 
 def hash_password(password: str) -> str:
@@ -31,7 +38,7 @@ def hash_password(password: str) -> str:
 def verify_password(password_hash: str | None, password: str) -> bool:
     """Constant work whether or not the user exists (an unknown user checks a dummy hash)."""
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        return _hasher.verify(password_hash or _dummy_hash(), password) and password_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 
