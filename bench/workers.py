@@ -87,7 +87,7 @@ def served(env: dict[str, str], cwd: Path, port: int) -> Iterator[subprocess.Pop
         stderr=log,
     )
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # a busy 2-core machine starts serve's processes slowly
         while True:
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:

@@ -243,7 +243,7 @@ def serve_process(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # a busy 2-core machine imports slowly; a healthy one takes ~3 s
         while True:
             try:
                 if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
@@ -303,6 +303,10 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def _healthz_lines(folder: Path) -> list[dict[str, Any]]:
+    return [line for line in _log_lines(folder) if line.get("route") == "/healthz"]
 
 
 def _until(condition: Any, seconds: float = 30) -> Any:
@@ -397,12 +401,12 @@ def test_serve_answers_from_several_processes_that_share_what_they_know(db: Data
             for i in range(5):
                 assert client.post("/api/v1/lists", json={"name": f"Processes {i}"}).status_code == 201
         answers, deadline = [], time.monotonic() + 60
-        while len({line["pid"] for line in _log_lines(tmp_path) if line.get("route") == "/healthz"}) < 2:
+        while not answers or len({line["pid"] for line in _healthz_lines(tmp_path)}) < 2:
             assert time.monotonic() < deadline, "one process answered every connection"
             with ThreadPoolExecutor(8) as pool:  # a new connection each: the kernel hands them out
                 answers += pool.map(lambda _: httpx.get(f"{base}/healthz").status_code, range(16))
         assert set(answers) == {200}
-        answered_by = {line["pid"] for line in _log_lines(tmp_path) if line.get("route") == "/healthz"}
+        answered_by = {line["pid"] for line in _healthz_lines(tmp_path)}
         assert answered_by == set(web)
 
         def verify(_: int) -> dict[str, Any]:
@@ -425,7 +429,9 @@ def test_serve_answers_from_several_processes_that_share_what_they_know(db: Data
             healthz = _value(
                 samples, "activitylog_http_requests_total", method="GET", route="/healthz", status="200"
             )
-            assert healthz == len(answers) + 1, healthz  # with serve_process's own readiness probe
+            # every one the processes logged: these, and serve_process's readiness probes (more than one
+            # when a busy machine answers the first after the probe gave up on it)
+            assert healthz == len(_healthz_lines(tmp_path)), healthz
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=40) == 0
     assert not any(_alive(pid) for pid in web), "serve left a web process running"
@@ -446,7 +452,7 @@ def test_a_worker_whose_serve_is_killed_stops_by_itself(db: Database, tmp_path: 
         assert running, "the worker process did not start its work"
         process.kill()  # no chance to stop its worker
         process.wait()
-        assert _until(lambda: not _alive(worker), seconds=30), "an orphaned worker kept running"
+        assert _until(lambda: not _alive(worker), seconds=60), "an orphaned worker kept running"
 
 
 def test_the_socket_several_processes_share_sends_each_reply_without_waiting() -> None:
