@@ -104,3 +104,12 @@ def test_demo_seeds_every_kind_of_action_and_verifies(db: Database) -> None:
 
     verified = cli(db, "verify", "--account", seeded["account_id"])
     assert verified.returncode == 0 and "ok" in verified.stdout
+
+
+def test_a_database_without_the_schema_is_one_line_saying_to_migrate(empty_database: Database) -> None:
+    for args in (("streams", "list", "--account", "acc_x"), ("verify", "--account", "acc_x")):
+        done = run_cli(*args, db_url=empty_database.url)
+        assert done.returncode == 2, (args, done.stdout, done.stderr)
+        said = " ".join(done.stderr.split())  # the console wraps at the terminal's width
+        assert said.startswith("error: the database does not have this release's tables"), said
+        assert "run `activitylog migrate` first" in said and "Traceback" not in said

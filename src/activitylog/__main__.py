@@ -1,3 +1,3 @@
-from activitylog.cli.main import app
+from activitylog.cli.main import main
 
-app()
+main()

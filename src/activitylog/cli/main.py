@@ -7,12 +7,14 @@ import logging
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 
 import typer
 import uvicorn
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from activitylog import logs
 from activitylog.cli import counts, demo, log_commands, retention, witness
@@ -323,3 +325,22 @@ app.command(name="witness")(witness.witness)
 app.command(name="purge")(retention.purge)
 app.command(name="erase")(retention.erase)
 app.command(name="counts")(counts.counts)
+
+
+# What each engine says when a table or column the code reads is not there: the schema is missing or older.
+_NO_SCHEMA = ("no such table", "no such column", "UndefinedTable", "UndefinedColumn")
+
+
+def main() -> None:
+    """The ``activitylog`` command. A database without the current schema (never migrated, or migrated by
+    an older release) is one line saying what to run, not a traceback."""
+    try:
+        app()
+    except (OperationalError, ProgrammingError) as exc:
+        if not any(marker in f"{type(exc.orig).__name__} {exc.orig}" for marker in _NO_SCHEMA):
+            raise
+        err.print(
+            "[red]error:[/red] the database does not have this release's tables: run "
+            f"`activitylog migrate` first ({str(exc.orig).splitlines()[0]})"
+        )
+        sys.exit(2)
