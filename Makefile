@@ -25,6 +25,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench tools
 	$(BIN)/ruff check src tests bench tools
 	$(BIN)/mypy
+	MYPYPATH=bench $(BIN)/mypy bench
+	$(BIN)/mypy tools
 
 format: $(STAMP)
 	$(BIN)/ruff format src tests bench tools

@@ -189,7 +189,8 @@ def worker_main(wid: int, inbox: Any, outbox: Any) -> None:
                 done = 1
                 outbox.put(("ready", wid, None))
             elif command == "run" and writer is not None:
-                count, elapsed = _run_round(writer, *payload, first=done)
+                start_at, duration = payload
+                count, elapsed = _run_round(writer, start_at, duration, first=done)
                 done += count
                 outbox.put(("done", wid, (count, elapsed)))
             elif command == "release" and writer is not None:
@@ -235,7 +236,7 @@ class WriterPool:
         start_at = time.time() + 0.2
         for inbox in self.inboxes[:n]:
             inbox.put(("run", (start_at, seconds)))
-        rate = sum(count / elapsed for count, elapsed in self._collect(n, "done"))
+        rate = float(sum(count / elapsed for count, elapsed in self._collect(n, "done")))
         for inbox in self.inboxes[:n]:
             inbox.put(("release", None))
         self._collect(n, "released")

@@ -144,15 +144,15 @@ def _broadcast_diff(rng: random.Random, verb: str) -> Diff:
         pick = rng.choice(["subject", "html", "name", "text"])
         return _changed(pick, _broadcast(rng)[pick], body[pick])
     at = _when(rng)
-    steps = {
+    steps: dict[str, dict[str, tuple[Any, Any]]] = {
         "schedule": {"status": ("draft", "scheduled"), "send_at": (None, at)},
         "unschedule": {"status": ("scheduled", "draft"), "send_at": (at, None)},
         "send": {"status": ("scheduled", "sending"), "sent_at": (None, at)},
         "pause": {"status": ("sending", "paused")},
         "resume": {"status": ("paused", "sending")},
         "archive": {"status": ("sent", "archived")},
-    }[verb]
-    return {k: {"from": a, "to": b} for k, (a, b) in steps.items()}
+    }
+    return {k: {"from": a, "to": b} for k, (a, b) in steps[verb].items()}
 
 
 def _simple(
@@ -259,7 +259,7 @@ _SHAPES: dict[str, Callable[[random.Random, str], Diff]] = {
 }  # fmt: skip
 
 
-def _denied(rng: random.Random) -> Diff:
+def _denied(rng: random.Random) -> dict[str, Any]:
     """What ``services.refusals`` records for a refused attempt (every resource type has ``.denied``)."""
     reason = rng.choice(["the member role cannot do this", "the API key's scope does not allow this"])
     return {"attempted": rng.choice(["create", "update", "delete"]), "status": 403, "reason": reason}

@@ -11,12 +11,14 @@ is the most an export could hope for. API and raw runs alternate.
 
 from __future__ import annotations
 
+import io
 import shutil
 import statistics
 import subprocess
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import cast
 
 import httpx
 import psycopg
@@ -156,6 +158,7 @@ def _raw_sqlite(store: Store, where: str) -> Sample:
         stdout=subprocess.PIPE,
     )
     assert proc.stdin is not None and proc.stdout is not None
+    stdout = cast(io.BufferedReader, proc.stdout)  # what Popen gives for a pipe: read1 answers at once
     probe = MemoryProbe(proc.pid)
     probe.start()
     proc.stdin.write(script.encode())
@@ -163,7 +166,7 @@ def _raw_sqlite(store: Store, where: str) -> Sample:
     size = lines = 0
     tail = b""
     while not tail.endswith(END_MARK.encode() + b"\n"):
-        chunk = proc.stdout.read1(CHUNK)
+        chunk = stdout.read1(CHUNK)
         if not chunk:
             raise RuntimeError(f"sqlite3 stopped early (exit {proc.wait()})")
         size += len(chunk)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -150,7 +151,7 @@ def _resource(rtype: str, rid: str, name: str | None) -> Resource:
 
 
 def _scaled(base: int, entries: int) -> int:
-    return max(2, round(base * min(1.0, (entries / 20_000) ** 0.5)))
+    return max(2, round(base * min(1.0, math.sqrt(entries / 20_000))))
 
 
 def _resources(

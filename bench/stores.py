@@ -75,7 +75,8 @@ class Store:
             return None
         if isinstance(value, str):
             return datetime.fromisoformat(value).replace(tzinfo=UTC)
-        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+        moment: datetime = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+        return moment
 
 
 @contextmanager

@@ -52,7 +52,13 @@ from workers import _load, _run, served  # noqa: E402  (bench/workers.py starts 
 
 BIN = Path(sys.executable).parent
 NATS_URL = os.environ.get("ACTIVITYLOG_NATS_URL", "nats://127.0.0.1:4222")
-FILTERS = ({}, {"actor_type": "api_key"}, {"action": "list.*"}, {"action": "create"}, {"q": "bench"})
+FILTERS: tuple[dict[str, str], ...] = (
+    {},
+    {"actor_type": "api_key"},
+    {"action": "list.*"},
+    {"action": "create"},
+    {"q": "bench"},
+)
 
 
 def _epoch(instant: str) -> float:
@@ -292,7 +298,7 @@ def api_round(api: httpx.Client, writer: Writer, mode: str, options: Any) -> dic
     time.sleep(1.0)
     pages = []
     for i in range(options.pages):
-        params = {**FILTERS[i % len(FILTERS)], "limit": 50}
+        params = {**FILTERS[i % len(FILTERS)], "limit": "50"}
         started = time.perf_counter()
         response = api.get("/api/v1/activity", params=params)
         pages.append((time.perf_counter() - started) * 1000)
@@ -325,10 +331,10 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
     subject = f"bench{uuid.uuid4().hex[:6]}"
     try:
         _run([str(BIN / "activitylog"), "migrate"], env, work)
-        out = _run(
+        printed = _run(
             [str(BIN / "activitylog"), "demo", "--entries", str(options.entries), "--no-migrate"], env, work
         )
-        demo = json.loads(out.strip().splitlines()[-1])
+        demo = json.loads(printed.strip().splitlines()[-1])
         port = _free_port()
         base = f"http://127.0.0.1:{port}"
         hook_port, fail_port, hang_port = _free_port(), _free_port(), _free_port()
@@ -350,12 +356,14 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
             hook = {"name": "bench webhook", "type": "webhook", "url": f"http://127.0.0.1:{hook_port}/hook"}
             js = {"name": "bench jetstream", "type": "nats", "subject": subject}
             results["lag"], results["throughput"], results["rounds"] = [], [], []
-            for part, run_one in (("lag", lag_run), ("throughput", throughput_run)):
+            for part in ("lag", "throughput"):
                 if part in options.parts:
                     for body, out in ((hook, hook_file), (js, nats_file)):
                         print(f"{part}: {body['type']}", file=sys.stderr)
-                        source = lag_writer if part == "lag" else writer
-                        results[part].append(run_one(api, source, body, out, options))
+                        if part == "lag":
+                            results[part].append(lag_run(api, lag_writer, body, out, options))
+                        else:
+                            results[part].append(throughput_run(api, writer, body, out, options))
             failing = [
                 {"name": "503", "type": "webhook", "url": f"http://127.0.0.1:{fail_port}/hook"},
                 {"name": "hangs", "type": "webhook", "url": f"http://127.0.0.1:{hang_port}/hook"},

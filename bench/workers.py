@@ -34,7 +34,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-FILTERS = (
+FILTERS: tuple[dict[str, str], ...] = (
     {},
     {"actor_type": "api_key"},
     {"action": "broadcast.*"},
@@ -134,7 +134,7 @@ def measure(client: httpx.Client, mode: str, pages: int, outbox: Path, broadcast
     sent_before = _outbox_count(outbox)
     round_started = time.perf_counter()
     for i in range(pages):
-        params = {**FILTERS[i % len(FILTERS)], "limit": 50}
+        params = {**FILTERS[i % len(FILTERS)], "limit": "50"}
         started = time.perf_counter()
         response = client.get("/api/v1/activity", params=params)
         result.page_ms.append((time.perf_counter() - started) * 1000)

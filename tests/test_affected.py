@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -158,7 +159,7 @@ def test_sqlite_answers_a_resource_id_from_its_indexes(db: Database, tenant: Ten
         query._affected_page(tenant.account_id, f, None, 50),
         query.page_statement(
             tenant.account_id,
-            query.replace(f, with_affected=False),
+            replace(f, with_affected=False),
             dialect="sqlite",
             before_seq=None,
             limit=50,

@@ -53,13 +53,13 @@ class Ctx:
         return response.json()  # type: ignore[no-any-return]
 
     def list_id(self) -> str:
-        return self.post("/api/v1/lists", {"name": "Prereq list"})["id"]
+        return str(self.post("/api/v1/lists", {"name": "Prereq list"})["id"])
 
     def contact_id(self) -> str:
-        return self.post(f"/api/v1/lists/{self.list_id()}/contacts", {"email": "c@example.com"})["id"]
+        return str(self.post(f"/api/v1/lists/{self.list_id()}/contacts", {"email": "c@example.com"})["id"])
 
     def segment_id(self) -> str:
-        return self.post("/api/v1/segments", {"name": "Seg", "list_id": self.list_id()})["id"]
+        return str(self.post("/api/v1/segments", {"name": "Seg", "list_id": self.list_id()})["id"])
 
     def broadcast_id(self, *then: str) -> str:
         body = {
@@ -72,10 +72,12 @@ class Ctx:
         for step in then:
             payload = {"send_at": _future()} if step == "schedule" else None
             self.post(f"/api/v1/broadcasts/{bid}/{step}", payload)
-        return bid
+        return str(bid)
 
     def domain_id(self) -> str:
-        return self.post("/api/v1/sending-domains", {"domain": f"d{uuid.uuid4().hex[:8]}.example.com"})["id"]
+        return str(
+            self.post("/api/v1/sending-domains", {"domain": f"d{uuid.uuid4().hex[:8]}.example.com"})["id"]
+        )
 
     def rule_id(self, enabled: bool = True) -> str:
         rid = self.post(
@@ -88,17 +90,17 @@ class Ctx:
         )["id"]
         if not enabled:
             self.post(f"/api/v1/reputation-rules/{rid}/disable")
-        return rid
+        return str(rid)
 
     def stream_id(self, *then: str) -> str:
         body = {"name": "SIEM", "type": "webhook", "url": "https://siem.example.com/hook"}
         sid = self.post("/api/v1/streams", body)["id"]
         for step in then:
             self.post(f"/api/v1/streams/{sid}/{step}")
-        return sid
+        return str(sid)
 
     def hold_id(self) -> str:
-        return self.post("/api/v1/legal-holds", {"reason": "Annual review"})["id"]
+        return str(self.post("/api/v1/legal-holds", {"reason": "Annual review"})["id"])
 
     def user_id(self) -> str:
         body = {"email": f"u{uuid.uuid4().hex[:8]}@example.com", "password": PASSWORD, "role": "member"}

@@ -20,8 +20,8 @@ from activitylog.ids import new_id
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
-import crash
-import harness
+import crash  # type: ignore[import-not-found]  # bench/, checked on its own
+import harness  # type: ignore[import-not-found]
 
 PG_ENV = "ACTIVITYLOG_TEST_DATABASE_URL"
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from activitylog.log import verify_export
-from activitylog.log.export import CSV_COLUMNS
+from activitylog.log.csv_sql import CSV_COLUMNS
 from conftest import Tenant, run_cli
 
 DANGEROUS = ['=HYPERLINK("http://x")', "+1+1", "-2", "@SUM(A1)", "\tTabbed", "'quoted", "\rCR"]

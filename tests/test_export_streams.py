@@ -5,9 +5,10 @@ from __future__ import annotations
 import tracemalloc
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import Table, insert
 
 from activitylog.db.base import Database
 from activitylog.db.models import ActivityEntry
@@ -34,7 +35,7 @@ def _add_rows(db: Database, account_id: str, first_seq: int, count: int) -> None
     ]  # fmt: skip
     with db.engine.begin() as conn:
         for i in range(0, len(rows), 5000):
-            conn.execute(insert(ActivityEntry.__table__), rows[i : i + 5000])
+            conn.execute(insert(cast(Table, ActivityEntry.__table__)), rows[i : i + 5000])
 
 
 def _peak_while_exporting(chunks: Iterator[bytes]) -> tuple[int, int]:

@@ -25,24 +25,24 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote_plus
 
 import httpx
 import pytest
 import uvicorn
-from click.testing import Result
 from sqlalchemy import inspect, text
-from typer.testing import CliRunner
+from sqlalchemy.engine import CursorResult
+from typer.testing import CliRunner, Result
 
 from activitylog.alerts import integrity
 from activitylog.alerts import policy as alert_policy
 from activitylog.alerts.follower import AlertFollower
 from activitylog.cli.main import app as cli
 from activitylog.config import Settings
-from activitylog.db.base import Database, connect
+from activitylog.db.base import Base, Database, connect
 from activitylog.db.migrate import upgrade
-from activitylog.db.models import Base, Delivery, PurgedEntry, StreamDelivery
+from activitylog.db.models import Delivery, PurgedEntry, StreamDelivery
 from activitylog.ids import new_id
 from activitylog.log import counts
 from activitylog.log.record import RequestContext
@@ -711,8 +711,11 @@ def test_the_app_role_sees_only_the_account_its_transaction_names(
             with app_db.system().read_connection() as connection:
                 assert {mine, theirs} <= set(connection.execute(everything).scalars()), table
         with app_db.for_account(mine).writer() as session:
-            hidden = session.execute(
-                text("UPDATE lists SET name = 'taken' WHERE id = :id"), {"id": second.ids["list"]}
+            hidden = cast(
+                CursorResult[Any],
+                session.execute(
+                    text("UPDATE lists SET name = 'taken' WHERE id = :id"), {"id": second.ids["list"]}
+                ),
             )
             assert hidden.rowcount == 0
             with pytest.raises(Exception, match="row-level security"):
@@ -724,7 +727,8 @@ def test_the_app_role_sees_only_the_account_its_transaction_names(
                     {"id": new_id("lst"), "acc": theirs},
                 )
         with app_db.system().writer() as session:  # the system scope reads; it never writes
-            assert session.execute(text("UPDATE lists SET name = name")).rowcount == 0
+            untouched = cast(CursorResult[Any], session.execute(text("UPDATE lists SET name = name")))
+            assert untouched.rowcount == 0
     finally:
         app_db.dispose()
 

@@ -209,11 +209,11 @@ def test_a_collector_that_fails_at_a_scrape_leaves_only_its_own_samples_out() ->
             raise RuntimeError("the database it reads is down")
 
     broken = Broken()
-    metrics.register(broken)  # type: ignore[arg-type]
+    metrics.register(broken)
     try:
         page = generate_latest(metrics.REGISTRY).decode()
     finally:
-        metrics.unregister(broken)  # type: ignore[arg-type]
+        metrics.unregister(broken)
     names = {family.name for family in text_string_to_metric_families(page)}
     assert "activitylog_entries_appended" in names
 
@@ -364,7 +364,7 @@ def test_serve_runs_the_workers_in_a_process_it_restarts_and_stops(db: Database,
             assert client.post(f"/api/v1/broadcasts/{broadcast}/send").status_code == 200
 
             def sent() -> bool:
-                return client.get(f"/api/v1/broadcasts/{broadcast}").json()["status"] == "sent"
+                return bool(client.get(f"/api/v1/broadcasts/{broadcast}").json()["status"] == "sent")
 
             assert _until(sent), "the worker process did not send the broadcast"
 
@@ -400,7 +400,8 @@ def test_serve_answers_from_several_processes_that_share_what_they_know(db: Data
         with tenant.key_client() as client:
             for i in range(5):
                 assert client.post("/api/v1/lists", json={"name": f"Processes {i}"}).status_code == 201
-        answers, deadline = [], time.monotonic() + 60
+        answers: list[int] = []
+        deadline = time.monotonic() + 60
         while not answers or len({line["pid"] for line in _healthz_lines(tmp_path)}) < 2:
             assert time.monotonic() < deadline, "one process answered every connection"
             with ThreadPoolExecutor(8) as pool:  # a new connection each: the kernel hands them out
@@ -411,7 +412,7 @@ def test_serve_answers_from_several_processes_that_share_what_they_know(db: Data
 
         def verify(_: int) -> dict[str, Any]:
             with tenant.key_client() as client:  # a connection of its own, to either process
-                return client.get("/api/v1/activity/verify").json()
+                return dict(client.get("/api/v1/activity/verify").json())
 
         with ThreadPoolExecutor(4) as pool:
             verdicts = list(pool.map(verify, range(8)))

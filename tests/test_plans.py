@@ -14,10 +14,10 @@ import os
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
-from sqlalchemy import event, insert, text
+from sqlalchemy import Table, event, insert, text
 
 from activitylog.db.base import Database, connect
 from activitylog.db.migrate import upgrade
@@ -111,8 +111,10 @@ def planned(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         db = connect(url)
         upgrade(db)
         with db.engine.begin() as conn:
-            conn.execute(insert(Account.__table__), {"id": ACCOUNT, "name": "Plans", "created_at": START})
-            conn.execute(insert(ActivityEntry.__table__), list(_rows()))
+            conn.execute(
+                insert(cast(Table, Account.__table__)), {"id": ACCOUNT, "name": "Plans", "created_at": START}
+            )
+            conn.execute(insert(cast(Table, ActivityEntry.__table__)), list(_rows()))
             conn.execute(text("ANALYZE"))
         yield db
         db.dispose()

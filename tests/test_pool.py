@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -51,7 +52,12 @@ def test_a_connection_just_used_is_not_checked_again(
     monkeypatch.setattr(base, "PING_AFTER_IDLE_SECONDS", 3600.0)  # nothing has been idle that long
     pings: list[object] = []
     ping = pg.engine.dialect.do_ping
-    monkeypatch.setattr(pg.engine.dialect, "do_ping", lambda c: pings.append(c) or ping(c))
+
+    def counted_ping(connection: Any) -> bool:
+        pings.append(connection)
+        return bool(ping(connection))
+
+    monkeypatch.setattr(pg.engine.dialect, "do_ping", counted_ping)
     first = _backend_pid(pg)
     assert _backend_pid(pg) == first
     assert pings == []

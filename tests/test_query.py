@@ -641,7 +641,11 @@ def test_q_treats_like_metacharacters_literally(
 
 
 # ---- random combinations (hypothesis) ----
-def instant_text(draw: st.DrawFn, data: Dataset) -> str:
+# hypothesis's draw, from @st.composite or st.data() alike
+Draw = Callable[..., Any]
+
+
+def instant_text(draw: Draw, data: Dataset) -> str:
     instant = draw(st.sampled_from(data.instants))
     instant += timedelta(microseconds=draw(st.sampled_from([0, 0, 1, -1, 1500, -250_000])))
     return instant_forms(instant)[draw(st.sampled_from(["Z", "+05:30", "-03:00", "naive", "naive-space"]))]
@@ -653,7 +657,7 @@ def cidr_for_prefix(ip: str) -> str:
     return str(ipaddress.ip_network(f"{address}/{24 if address.version == 4 else 64}", strict=False))
 
 
-def cidr_for(draw: st.DrawFn, ip: str) -> str:
+def cidr_for(draw: Draw, ip: str) -> str:
     address = ipaddress.ip_address(ip)
     if address.version == 4:
         prefix = draw(st.sampled_from([0, 8, 16, 24, 25, 26, 30, 32]))
@@ -663,7 +667,7 @@ def cidr_for(draw: st.DrawFn, ip: str) -> str:
     return str(net) if draw(st.booleans()) else f"{address}/{prefix}"
 
 
-def q_text(draw: st.DrawFn, data: Dataset) -> str:
+def q_text(draw: Draw, data: Dataset) -> str:
     sources = data.values(lambda e: e["summary"]) + data.values(lambda e: e["actor"]["name"])
     source = draw(st.sampled_from(sources))
     start = draw(st.integers(0, max(0, len(source) - 1)))
@@ -672,7 +676,7 @@ def q_text(draw: st.DrawFn, data: Dataset) -> str:
     return draw(st.sampled_from(["", " "])) + text if text.strip() else "x"
 
 
-def draw_params(draw: st.DrawFn, data: Dataset) -> dict[str, str]:
+def draw_params(draw: Draw, data: Dataset) -> dict[str, str]:
     def some(values: list[str], joiner: str = ",") -> str:
         picked = draw(st.lists(st.sampled_from(values), min_size=1, max_size=3, unique=True))
         return joiner.join(picked)
@@ -764,7 +768,7 @@ def test_prebuilt_page_statements_are_the_sql_page_statement_builds(dialect: str
 
     names = ["actor", "actor_type", "actions", "resource_type", "resource_id"]
     for chosen in itertools.product([False, True], repeat=len(names) + 2):
-        values = {name: ("a'1", "b") for name, on in zip(names, chosen, strict=False) if on}
+        values: dict[str, Any] = {name: ("a'1", "b") for name, on in zip(names, chosen, strict=False) if on}
         f = query.ActivityFilter(**values, seq_window=(3, 90) if chosen[-2] else None)
         before = 77 if chosen[-1] else None
         built = query.page_statement("acc_1", f, dialect=dialect, before_seq=before, limit=50)

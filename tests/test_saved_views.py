@@ -211,12 +211,14 @@ def test_the_pages_downloads_are_the_filter_as_of_one_signed_tree_and_verify(
     page = owner.get("/activity", params={"action": "list.update"}).text
     links = _links(page)
     assert set(links) == {"csv", "csv.manifest.json", "proof.jsonl", "jsonl", "jsonl.manifest.json"}
-    size = int(re.search(r'data-tree-size="(\d+)"', page).group(1))  # type: ignore[union-attr]
+    found = re.search(r'data-tree-size="(\d+)"', page)
+    assert found, page
+    size = int(found.group(1))
     for href in links.values():
         assert dict(parse_qsl(urlsplit(href).query)) == {"action": "list.update", "as_of": str(size)}
-    checkpoint = html.unescape(
-        re.search(r"<pre class=\"mono checkpoint\" data-checkpoint>(.*?)</pre>", page, re.S).group(1)
-    )  # type: ignore[union-attr]
+    shown = re.search(r"<pre class=\"mono checkpoint\" data-checkpoint>(.*?)</pre>", page, re.S)
+    assert shown, page
+    checkpoint = html.unescape(shown.group(1))
     assert checkpoint.splitlines()[1] == str(size)
     command = html.unescape(re.search(r"data-verify-command>(.*?)</pre>", page, re.S).group(1))  # type: ignore[union-attr]
     assert verifier_key in command

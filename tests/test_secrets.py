@@ -256,7 +256,11 @@ def test_a_dkim_private_key_is_sealed_at_rest(server: Server) -> None:
         path = f"/api/v1/sending-domains/{domain['id']}"
         patched = client.patch(path, json={"dkim_private_key": dkim})
         assert patched.status_code == 200 and patched.json()["has_dkim_private_key"] is True
-        entries = lambda: client.get("/api/v1/activity", params={"resource_id": domain["id"]}).json()["data"]  # noqa: E731
+
+        def entries() -> list[dict[str, Any]]:
+            page = client.get("/api/v1/activity", params={"resource_id": domain["id"]})
+            return list(page.json()["data"])
+
         logged = entries()
         assert logged[0]["changes"] == {"dkim_private_key": {"from": None, "to": "[redacted]"}}
         # The same key again is no change (not a new entry); a new key is one.

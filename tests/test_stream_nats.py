@@ -127,7 +127,7 @@ async def _limited(subject: str, max_msgs: int) -> None:
             discard=DiscardPolicy.NEW,
         )
         try:
-            await js.stream_info(config.name)
+            await js.stream_info(jetstream_name(subject))
             await js.update_stream(config)
         except nats.js.errors.NotFoundError:
             await js.add_stream(config)

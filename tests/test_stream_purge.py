@@ -185,7 +185,7 @@ def test_a_gap_that_is_not_a_proven_purge_is_reported(behind: dict[str, Any]) ->
     after = b2 + 1
 
     def skip2(b: dict[str, Any]) -> bool:
-        return b["type"] == "activity.skipped" and b["data"]["skipped"] == [a2, b2]
+        return bool(b["type"] == "activity.skipped" and b["data"]["skipped"] == [a2, b2])
 
     def entry(seq: int) -> Callable[[dict[str, Any]], bool]:
         return lambda b: b["type"] == "activity.entry" and b["data"]["seq"] == seq

@@ -33,10 +33,11 @@ def query(url: str) -> dict[str, str]:
 
 
 def bars(page: Page) -> list[dict[str, str]]:
-    return page.locator("[data-bucket]").evaluate_all(
+    found: list[dict[str, str]] = page.locator("[data-bucket]").evaluate_all(
         "els => els.map(e => ({since: e.dataset.since, until: e.dataset.until, count: e.dataset.count,"
         " href: e.getAttribute('href'), label: e.getAttribute('aria-label')}))"
     )
+    return found
 
 
 def test_the_timeline_matches_the_api_and_a_bar_narrows_the_window(

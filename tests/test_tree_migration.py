@@ -63,7 +63,7 @@ def test_0008_builds_the_trees_of_existing_logs(empty_database: Database) -> Non
         head = reader.head()
         assert head.size == 37
         old_root = reader.root(20)
-        hashes = dict(
+        hashes: dict[int, str] = dict(
             session.execute(
                 text("SELECT seq, hash FROM activity_entries WHERE account_id = :a"), {"a": account_id}
             ).all()

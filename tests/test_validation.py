@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import json
 import re
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -34,8 +35,8 @@ class Case:
     field: str  # must appear in the message (and in "field" when there is one)
     json: Any = None
     content: bytes | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    params: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    params: dict[str, str | list[str]] = dataclasses.field(default_factory=dict)  # a list repeats it
     who: str = "key"  # key (full scope), owner (session), anonymous
     status: int | None = 422  # None: any 4xx
     mentions: tuple[str, ...] = ()  # more text the message must contain
@@ -1110,7 +1111,7 @@ IMPORT_CASES = [
 ACTIVITY = "/api/v1/activity"
 
 
-def activity(id_: str, field_: str, **params: str) -> Any:
+def activity(id_: str, field_: str, **params: str | list[str]) -> Any:
     return case(id_, "GET", ACTIVITY, field_, params=params)
 
 
@@ -1467,7 +1468,7 @@ def assert_named_error(r: httpx.Response, c: Case) -> dict[str, Any]:
         assert isinstance(error["field"], str) and c.field in error["field"], error
     for text in c.mentions:
         assert text in error["message"], error
-    return error
+    return dict(error)
 
 
 # ---- the tests ----

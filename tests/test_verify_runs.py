@@ -7,7 +7,9 @@ import re
 import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
 from activitylog.config import Settings
@@ -18,7 +20,7 @@ from activitylog.log.signing import load_signer
 from activitylog.log.verify import verify_account
 from activitylog.services import lists, verification
 from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
-from activitylog.services.verification import VerifyRuns
+from activitylog.services.verification import VerifyRun, VerifyRuns
 from conftest import Tenant, behind_the_apps_back
 from test_dashboard import signed_in
 
@@ -68,19 +70,20 @@ def test_one_run_per_account_at_a_time(db: Database, tenant: Tenant, tmp_path, m
         t.join()
     assert walks == [tenant.account_id] and len(answers) == 8 and all(a == answers[0] for a in answers)
     run = answers[0]
+    assert isinstance(run, VerifyRun)
     assert (
         run.verdict is not None and run.verdict["ok"] and run.verdict["checked"] == 43 and run.percent == 100
-    )  # type: ignore[attr-defined]
+    )
 
 
-def _runs(db: Database, tmp_path) -> VerifyRuns:  # type: ignore[no-untyped-def]
+def _runs(db: Database, tmp_path: Path) -> VerifyRuns:
     settings = Settings(signing_key_file=str(tmp_path / "k.key"))
     return VerifyRuns(db, CheckpointSigner(settings, load_signer(settings)))
 
 
 def test_a_run_is_joined_and_watched_from_another_process(
-    db: Database, tenant: Tenant, tmp_path, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+    db: Database, tenant: Tenant, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``serve --processes N``: the request that starts a verify and the ones that watch or join it may be
     answered by different processes. Each VerifyRuns below is what one process holds; only the database
     is shared."""
@@ -119,8 +122,8 @@ def test_a_run_is_joined_and_watched_from_another_process(
 
 
 def test_a_run_whose_process_died_is_walked_again(
-    db: Database, tenant: Tenant, tmp_path, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+    db: Database, tenant: Tenant, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _grow(db, tenant, 5)
     dead, alive = _runs(db, tmp_path), _runs(db, tmp_path)
     dead._claim(tenant.account_id, "full")  # claimed, then the process died before it walked a step
@@ -131,8 +134,8 @@ def test_a_run_whose_process_died_is_walked_again(
 
 
 def test_incremental_sees_new_entries_but_not_an_old_body_under_its_kept_hash(
-    db: Database, tenant: Tenant, tmp_path
-) -> None:  # type: ignore[no-untyped-def]
+    db: Database, tenant: Tenant, tmp_path: Path
+) -> None:
     _grow(db, tenant, 10)
     settings = Settings(signing_key_file=str(tmp_path / "k.key"))
     signer = CheckpointSigner(settings, load_signer(settings))
