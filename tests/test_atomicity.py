@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import pytest
@@ -98,6 +100,28 @@ def test_a_plain_session_cannot_commit_audited_changes_either(db: Database, tena
         session.commit()
     with db.reader() as s:
         assert s.get(MailingList, existing.id).name == "Original"  # type: ignore[union-attr]
+
+
+def test_a_process_that_never_imports_the_log_is_guarded_too(db: Database, tenant: Tenant) -> None:
+    """The guard comes with the database's sessions, not with an import of ``log/guard.py`` somewhere: a
+    script that opens the database and touches a row, and nothing else, cannot commit it unlogged."""
+    script = (
+        "import sys\n"
+        "from datetime import UTC, datetime\n"
+        "from activitylog.db.base import connect\n"
+        "from activitylog.db.models import MailingList\n"
+        "session = connect(sys.argv[1]).for_account(sys.argv[2]).writer()\n"
+        "session.add(MailingList(id='lst_unlogged', account_id=sys.argv[2], name='Unlogged',"
+        " created_at=datetime.now(UTC)))\n"
+        "session.commit()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, db.url, tenant.account_id],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1 and "UnloggedChangeError" in done.stderr, done.stderr
+    with db.reader() as s:
+        assert s.get(MailingList, "lst_unlogged") is None
 
 
 def test_a_change_after_the_last_entry_is_refused(db: Database, tenant: Tenant) -> None:

@@ -228,6 +228,12 @@ def connect(url: str, **engine_kwargs: Any) -> Database:
     writer = sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
     reader = sessionmaker(bind=read_engine, expire_on_commit=False)
     event.listen(writer, "before_flush", check_flush)  # both engines store the same text (db/limits.py)
+    # The choke point's guard, on this database's own factories: no session it makes can commit an audited
+    # change without its entry, whatever the process imported first. (The one import of the log from here.)
+    from activitylog.log.record import install  # noqa: PLC0415  (log imports db: resolved at call time)
+
+    for factory in (writer, reader):
+        install(factory)
     if engine.dialect.name == "postgresql":
         for factory in (writer, reader):
             event.listen(factory, "after_begin", _on_session_begin)

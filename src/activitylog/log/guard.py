@@ -4,6 +4,10 @@ Every flush collects the field-level changes of :class:`~activitylog.db.models.A
 session; ``record()`` claims them for an entry; a commit with unclaimed changes is refused. ORM bulk
 statements on audited tables are refused outright because they bypass per-row change tracking. So a new code
 path that forgets to log cannot commit, whoever wrote it.
+
+The listeners go on each :class:`~activitylog.db.base.Database`'s own session factories, installed by
+``db.base.connect`` (through ``log.record.install``): every session the product opens is guarded whatever
+the process imported, and sessions that are not the product's are left alone.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import event, inspect
-from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
+from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction, sessionmaker
 
 from activitylog.db.models import Audited
 from activitylog.log.chain import format_instant
@@ -75,7 +79,6 @@ def _row_change(session: Session, obj: Audited) -> RowChange | None:
     return RowChange(obj, "update", fields) if fields else None
 
 
-@event.listens_for(Session, "after_flush")
 def _collect(session: Session, _ctx: UOWTransaction) -> None:
     pending = session.info.setdefault(_UNLOGGED, [])
     for obj in [*session.new, *session.dirty, *session.deleted]:
@@ -85,7 +88,6 @@ def _collect(session: Session, _ctx: UOWTransaction) -> None:
                 pending.append(change)
 
 
-@event.listens_for(Session, "before_commit")
 def _refuse_unlogged(session: Session) -> None:
     session.flush()
     pending: list[RowChange] = session.info.get(_UNLOGGED) or []
@@ -94,12 +96,10 @@ def _refuse_unlogged(session: Session) -> None:
         raise UnloggedChangeError(f"refusing to commit changes with no activity entry: {kinds}")
 
 
-@event.listens_for(Session, "after_soft_rollback")
 def _forget(session: Session, _previous: Any) -> None:
     session.info.pop(_UNLOGGED, None)
 
 
-@event.listens_for(Session, "do_orm_execute")
 def _refuse_bulk(state: ORMExecuteState) -> None:
     if not (state.is_insert or state.is_update or state.is_delete):
         return
@@ -108,6 +108,14 @@ def _refuse_bulk(state: ORMExecuteState) -> None:
         raise UnloggedChangeError(
             f"bulk {type(state.statement).__name__} on audited {mapper.class_.__name__} bypasses the log"
         )
+
+
+def install(factory: sessionmaker[Session]) -> None:
+    """Guard every session ``factory`` makes."""
+    event.listen(factory, "after_flush", _collect)
+    event.listen(factory, "before_commit", _refuse_unlogged)
+    event.listen(factory, "after_soft_rollback", _forget)
+    event.listen(factory, "do_orm_execute", _refuse_bulk)
 
 
 def claim_changes(session: Session) -> list[RowChange]:

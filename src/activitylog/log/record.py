@@ -15,10 +15,10 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Table, bindparam, event, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from activitylog.db.models import ActivityEntry, AffectedResource, Audited, ChainHead, TreeNodes
-from activitylog.log import affected, personal, tree
+from activitylog.log import affected, guard, personal, tree
 from activitylog.log.actions import ALL_ACTIONS, EVENT_ACTIONS, summarize
 from activitylog.log.chain import GENESIS, canonical_json, entry_hash, format_instant
 from activitylog.log.csv_sql import CSV_COLUMNS, csv_escapes
@@ -141,13 +141,19 @@ def _head(session: Session, conn: Connection, account_id: str) -> Head:
     return head
 
 
-@event.listens_for(Session, "after_transaction_end")
 def _forget_heads(session: Session, transaction: SessionTransaction) -> None:
     """What a transaction read goes with it; a savepoint's end counts too (a rolled-back savepoint takes its
     appends with it), and the next append simply reads the head again. A flush's own inner transaction
     does not count: it ends with every flush, and a failed flush fails the whole transaction anyway."""
     if transaction.nested or transaction.parent is None:
         session.info.pop(_HEADS, None)
+
+
+def install(factory: sessionmaker[Session]) -> None:
+    """The log's hooks on a session factory: the guard (no audited change commits without its entry), and
+    the heads a transaction read forgotten when it ends."""
+    guard.install(factory)
+    event.listen(factory, "after_transaction_end", _forget_heads)
 
 
 def _changes_for(resource: Resource, claimed: list[RowChange]) -> dict[str, Any]:
