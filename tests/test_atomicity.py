@@ -13,7 +13,7 @@ from activitylog.db.base import Base, Database
 from activitylog.db.models import ActivityEntry, Audited, Broadcast, ChainHead, MailingList
 from activitylog.errors import Conflict
 from activitylog.log.guard import UnloggedChangeError
-from activitylog.log.record import RequestContext
+from activitylog.log.record import Actor, RequestContext
 from activitylog.log.verify import verify_account
 from activitylog.services import lists
 from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
@@ -232,3 +232,45 @@ def test_only_bookkeeping_may_change_without_an_entry(db: Database, tenant: Tena
         uow.record("broadcast.create", broadcast)
         broadcast.scheduled_by = "api_key:key_someone"
         uow.commit()
+
+
+def test_a_batch_by_several_actors_is_one_transaction_with_each_actor_on_its_entries(
+    db: Database, tenant: Tenant
+) -> None:
+    alice = Actor("session", "usr_alice", "alice@example.com")
+    key = Actor("api_key", "key_batch", "Batch key")
+    outer = _uow(db, tenant)
+    before = _state(db, tenant)
+    with outer:
+        lists.create_list(outer.acting_as(alice, RequestContext(ip="192.0.2.7")), "By Alice")
+        inner = outer.acting_as(key, RequestContext(ip="198.51.100.9"))
+        lists.create_list(inner, "By the key")
+        inner.commit()  # an inner unit of work commits nothing: the outer one decides
+        assert _state(db, tenant) == before
+        outer.commit()
+    entries, rows, head = _state(db, tenant)
+    assert (entries, rows, head) == (before[0] + 2, before[1] + 2, before[2] + 2)
+    with db.reader() as s:
+        last = s.scalars(
+            select(ActivityEntry)
+            .where(ActivityEntry.account_id == tenant.account_id)
+            .order_by(ActivityEntry.seq.desc())
+            .limit(2)
+        ).all()
+    assert [(e.actor_id, e.ip) for e in reversed(last)] == [
+        ("usr_alice", "192.0.2.7"),
+        ("key_batch", "198.51.100.9"),
+    ]
+    assert [e["actor_id"] for e in outer.entries] == ["usr_alice", "key_batch"]
+    with pytest.raises(AttributeError):
+        outer.actor = alice  # type: ignore[misc]
+
+
+def test_a_failure_in_an_inner_unit_of_work_rolls_the_whole_batch_back(db: Database, tenant: Tenant) -> None:
+    before = _state(db, tenant)
+    outer = _uow(db, tenant)
+    with pytest.raises(RuntimeError, match="boom"), outer:
+        lists.create_list(outer.acting_as(SYSTEM_CLI, RequestContext()), "Kept only if all is")
+        with outer.acting_as(Actor("session", "usr_x", "x@example.com"), RequestContext()):
+            raise RuntimeError("boom")
+    assert _state(db, tenant) == before

@@ -247,15 +247,14 @@ class History:
             pool.discard(actor_id)
 
     def act_as(self, actor: Actor) -> UnitOfWork:
-        """Point the unit of work at ``actor``, from one of its usual addresses and clients."""
-        self.uow.actor = actor
+        """A unit of work by ``actor`` in the batch's transaction, from one of its usual addresses and
+        clients."""
+        context = RequestContext()
         if actor.type in ("session", "api_key"):
             agents = BROWSERS if actor.type == "session" else CLIENTS
             ip, agent = self.rng.choice(self.ips[actor.id]), self.rng.choice(agents)
-            self.uow.context = RequestContext(ip=ip, user_agent=agent, request_id=self.request_id())
-        else:
-            self.uow.context = RequestContext()
-        return self.uow
+            context = RequestContext(ip=ip, user_agent=agent, request_id=self.request_id())
+        return self.uow.acting_as(actor, context)
 
     def actor(self, pool: Pool) -> Actor:
         actor_id = pool.pick(self.rng)
@@ -762,9 +761,10 @@ def _signed(h: History, action: str) -> bool:
     user = uow.session.get(User, person.id)
     assert user is not None, f"{person.id} is still a member of the team"
     if action == "user.login_failed":
+        context = uow.context
         if h.rng.random() < 0.3:  # someone else trying the address
-            uow.context = replace(uow.context, ip=_ip_pool(h.rng, 1)[0], user_agent=CLIENTS[2])
-        uow.record(action, user, {}, actor=Actor("session", "anonymous", user.email))
+            context = replace(context, ip=_ip_pool(h.rng, 1)[0], user_agent=CLIENTS[2])
+        h.uow.acting_as(Actor("session", "anonymous", user.email), context).record(action, user, {})
         return True
     if action == "user.login":
         user.last_login_at = h.now

@@ -6,7 +6,9 @@ is written in the same transaction as the change, so both commit or neither does
 
 Units of work nest: a service called inside an open unit of work joins its transaction, and only the
 outermost ``commit`` commits. That lets several actions form one atomic batch (an automated rule that
-suppresses and pauses, a seeded history) without any service knowing.
+suppresses and pauses, a seeded history) without any service knowing. A unit of work's actor and request
+never change; a batch that writes entries by several actors opens one inner unit of work per actor
+(:meth:`UnitOfWork.acting_as`), all in the outer one's transaction.
 
 A unit of work sees only its own account: whatever store it is handed (a request's, a worker's cross-account
 view), it narrows it to ``account_id``, so on PostgreSQL row-level security backs every ``WHERE account_id``.
@@ -47,27 +49,62 @@ class UnitOfWork:
     ) -> None:
         self.db = db.for_account(account_id)
         self.account_id = account_id
-        self.actor = actor
-        self.context = context
+        self._actor, self._context = actor, context
         # The dashboard session the actor acts through (its token hash), if any: what "your other
         # sessions" are other than. Not logged; the actor is.
         self.auth_session = auth_session
         self.clock = clock or _utcnow
-        self.entries: list[dict[str, Any]] = []
+        self._entries: list[dict[str, Any]] = []
         self._session: Session | None = None
         self._depth = 0
         self._appended = 0  # entries this transaction wrote, counted in the metrics once it commits
+        self._outer: UnitOfWork | None = None  # set on the units of work acting_as() makes
+
+    @property
+    def entries(self) -> list[dict[str, Any]]:
+        """The entries this transaction wrote so far, as the API shows them (an inner unit of work's go
+        with its outer one's)."""
+        return (self._outer or self)._entries
+
+    @entries.setter
+    def entries(self, value: list[dict[str, Any]]) -> None:
+        (self._outer or self)._entries = value
+
+    @property
+    def actor(self) -> Actor:
+        return self._actor
+
+    @property
+    def context(self) -> RequestContext:
+        return self._context
+
+    def acting_as(self, actor: Actor, context: RequestContext) -> UnitOfWork:
+        """A unit of work by ``actor`` (from ``context``) inside this open one: the same transaction, clock
+        and entries; only this one's outermost ``commit`` commits them."""
+        outer = self._outer or self
+        if outer._session is None:
+            raise RuntimeError("acting_as() needs an open unit of work")
+        inner = UnitOfWork(
+            outer.db, account_id=self.account_id, actor=actor, context=context, clock=self.clock
+        )
+        inner._outer = outer
+        return inner
 
     @property
     def session(self) -> Session:
+        if self._outer is not None:
+            return self._outer.session
         if self._session is None:
             raise RuntimeError("unit of work used outside its 'with' block")
         return self._session
 
     def __enter__(self) -> UnitOfWork:
+        if self._outer is not None:
+            self._outer.__enter__()  # one level deeper in the outer transaction
+            return self
         if self._depth == 0:
             self._session = self.db.writer()
-            self.entries = []
+            self._entries = []
             self._appended = 0
         self._depth += 1
         return self
@@ -75,6 +112,9 @@ class UnitOfWork:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        if self._outer is not None:
+            self._outer.__exit__(exc_type, exc, tb)
+            return
         self._depth -= 1
         if self._depth:
             return  # the outer unit of work decides
@@ -126,11 +166,14 @@ class UnitOfWork:
             raise Conflict(_conflict_message(exc)) from None
         if entry is not None:
             metrics.APPEND_DURATION.observe(time.perf_counter() - started)
-            self._appended += 1
-            self.entries.append(entry)
+            outer = self._outer or self
+            outer._appended += 1
+            outer._entries.append(entry)
         return entry
 
     def commit(self) -> None:
+        if self._outer is not None:
+            return  # the outer unit of work commits
         if self._depth > 1:
             return
         try:
