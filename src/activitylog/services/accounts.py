@@ -9,6 +9,7 @@ from typing import Any
 
 from activitylog.db.base import Database
 from activitylog.db.models import Account, User
+from activitylog.errors import NotFound
 from activitylog.ids import new_id
 from activitylog.log.record import Actor, RequestContext
 from activitylog.services import credentials
@@ -48,6 +49,14 @@ def create_account(
         uow.record("user.create", owner)
         uow.commit()
     return NewAccount(account=account, owner=owner)
+
+
+def get_account(db: Database, account_id: str) -> Account:
+    with db.reader() as session:
+        account = session.get(Account, account_id)
+    if account is None:
+        raise NotFound(f"account {account_id} not found")
+    return account
 
 
 def update_account(uow: UnitOfWork, values: dict[str, Any] | None = None, **fields: Any) -> Account:

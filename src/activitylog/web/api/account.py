@@ -16,10 +16,7 @@ router = APIRouter(prefix="/api/v1", tags=["account"], responses=ERROR_RESPONSES
 
 @router.get("/account", response_model=AccountOut)
 def get_account(caller: Reader, db: Db) -> Account:
-    with db.reader() as session:
-        account = session.get(Account, caller.account_id)
-    assert account is not None
-    return account
+    return accounts.get_account(db, caller.account_id)
 
 
 @router.patch("/account", response_model=AccountOut)

@@ -7,10 +7,9 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field, StrictInt
-from sqlalchemy import select
 
 from activitylog.db.base import Database
-from activitylog.db.models import Stream, StreamCursor
+from activitylog.db.models import Stream
 from activitylog.relay.senders import Senders, send_test
 from activitylog.services import stream_metrics, streams
 from activitylog.services.auth import Principal
@@ -118,24 +117,10 @@ class TestOut(BaseModel):
     duration_ms: int
 
 
-def _views(db: Db, rows: list[Stream]) -> list[dict[str, Any]]:
-    if not rows:
-        return []
-    with db.reader() as session:
-        found = session.scalars(
-            select(StreamCursor).where(
-                StreamCursor.account_id == rows[0].account_id,
-                StreamCursor.stream_id.in_([r.id for r in rows]),
-            )
-        ).all()
-    by_id = {c.stream_id: c for c in found}
-    return [streams.view(db, r, by_id.get(r.id)) for r in rows]
-
-
 @router.get("", response_model=Page[StreamOut])
 def list_streams(caller: Manager, db: Db, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
     rows, next_cursor = page(db, Stream, caller.account_id, limit=limit, cursor=cursor)
-    return {"data": _views(db, rows), "next_cursor": next_cursor}
+    return {"data": streams.views(db, rows), "next_cursor": next_cursor}
 
 
 @router.get("/{stream_id}", response_model=StreamOut)

@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl, quote
 from fastapi import APIRouter, Path, Query, Request, Response
 from sqlalchemy import select
 
-from activitylog.db.models import Stream, StreamCursor
+from activitylog.db.models import Stream
 from activitylog.errors import DomainError, InvalidInput
 from activitylog.relay.senders import Senders, send_test
 from activitylog.services import streams
@@ -45,11 +45,7 @@ def _views(request: Request, viewer: Viewer) -> list[dict[str, Any]]:
         rows = list(
             session.scalars(select(Stream).where(Stream.account_id == viewer.account_id).order_by(Stream.id))
         )
-        cursors = {
-            c.stream_id: c
-            for c in session.scalars(select(StreamCursor).where(StreamCursor.account_id == viewer.account_id))
-        }
-    return [streams.view(db, row, cursors.get(row.id)) for row in rows]
+    return streams.views(db, rows)
 
 
 def _filter_text(values: dict[str, str]) -> str:
