@@ -31,15 +31,14 @@ from activitylog.config import Settings
 from activitylog.db.base import Database, connect, normalize_url
 from activitylog.db.migrate import upgrade
 from activitylog.db.roles import grant_app_role
-from activitylog.log.record import RequestContext
-from activitylog.services import accounts, api_keys, credentials
-from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
+from activitylog.services import credentials
 from activitylog.web.app import create_app
 from activitylog.web.guards import MAX_REQUEST_HEAD_BYTES
+from factories import PASSWORD as PASSWORD  # what the tests sign in with
+from factories import new_account, new_key
 
 PG_ENV = "ACTIVITYLOG_TEST_DATABASE_URL"
 TRUSTED_PROXY = "127.0.0.1"  # the test client's address; clients bound to 127.0.0.2 are untrusted
-PASSWORD = "correct horse battery"
 # Every `serve` a test starts answers with one process (each more costs a second of start-up on a busy
 # machine); test_operations.py serves with several on purpose.
 os.environ.setdefault("ACTIVITYLOG_WEB_PROCESSES", "1")
@@ -198,16 +197,12 @@ class Tenant:
 
 
 def make_tenant(server: Server, name: str = "Tenant") -> Tenant:
-    email = f"owner-{uuid.uuid4().hex[:10]}@example.com"
-    created = accounts.create_account(
-        server.db, name=name, owner_email=email, password=PASSWORD, actor=SYSTEM_CLI, context=RequestContext()
-    )
-    uow = UnitOfWork(server.db, account_id=created.account.id, actor=SYSTEM_CLI, context=RequestContext())
-    issued = api_keys.create_api_key(uow, name="Test key", scopes=["full"])
+    created = new_account(server.db, name)
+    issued = new_key(server.db, created.account.id)
     return Tenant(
         account_id=created.account.id,
         owner_id=created.owner.id,
-        owner_email=email,
+        owner_email=created.owner.email,
         key_id=issued.key.id,
         key=issued.secret,
         server=server,

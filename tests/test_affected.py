@@ -25,6 +25,7 @@ from activitylog.log.verify import verify_account
 from activitylog.services import lists
 from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
 from conftest import Tenant, behind_the_apps_back
+from factories import cli_uow, new_account
 
 
 def _uow(db: Database, tenant: Tenant) -> UnitOfWork:
@@ -182,21 +183,10 @@ def test_the_migration_indexes_the_ids_existing_entries_list(empty_database: Dat
     verifies like one the recorder wrote."""
     from alembic import command
 
-    from activitylog.services import accounts
-    from conftest import PASSWORD
-
     db = empty_database
     upgrade(db)
-    created = accounts.create_account(
-        db,
-        name="Old",
-        owner_email="old@example.com",
-        password=PASSWORD,
-        actor=SYSTEM_CLI,
-        context=RequestContext(),
-    )
-    account_id = created.account.id
-    uow = UnitOfWork(db, account_id=account_id, actor=SYSTEM_CLI, context=RequestContext())
+    account_id = new_account(db, "Old", email="old@example.com").account.id
+    uow = cli_uow(db, account_id)
     lst = lists.create_list(uow, "Imported long ago")
     ids = lists.import_contacts(uow, lst.id, [{"email": f"p{i}@example.com"} for i in range(3)])[
         "contact_ids"

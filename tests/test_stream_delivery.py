@@ -15,7 +15,6 @@ import sys
 import textwrap
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +26,12 @@ from activitylog.config import Settings
 from activitylog.db.base import Database
 from activitylog.log.chain import GENESIS
 from activitylog.log.checkpoints import CheckpointSigner
-from activitylog.log.record import RequestContext
 from activitylog.log.signing import load_signer
 from activitylog.log.verify_export import inclusion_root, leaf_hash, open_checkpoint, parse_verifier_key
 from activitylog.relay import relay as relay_module
 from activitylog.relay.relay import StreamRelay, retry_delay
-from activitylog.services import accounts, lists, streams
-from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
+from activitylog.services import lists, streams
+from factories import cli_uow, new_account
 from stream_receiver import Receiver, receiving
 
 
@@ -48,26 +46,17 @@ def _settings(db: Database, **overrides: Any) -> Settings:
 
 
 def _account(db: Database) -> str:
-    email = f"owner-{uuid.uuid4().hex[:10]}@example.com"
-    created = accounts.create_account(
-        db, name="Streamed", owner_email=email, password="correct horse battery", actor=SYSTEM_CLI,
-        context=RequestContext(),
-    )  # fmt: skip
-    return created.account.id
-
-
-def _uow(db: Database, account_id: str) -> UnitOfWork:
-    return UnitOfWork(db, account_id=account_id, actor=SYSTEM_CLI, context=RequestContext())
+    return new_account(db, "Streamed").account.id
 
 
 def _stream(db: Database, account_id: str, url: str, settings: Settings, **values: Any) -> streams.Created:
     body = {"name": "SIEM", "type": "webhook", "url": url, **values}
-    return streams.create_stream(_uow(db, account_id), body, settings)
+    return streams.create_stream(cli_uow(db, account_id), body, settings)
 
 
 def _work(db: Database, account_id: str, n: int) -> None:
     for i in range(n):
-        lists.create_list(_uow(db, account_id), f"List {i}")
+        lists.create_list(cli_uow(db, account_id), f"List {i}")
 
 
 def _deliver_until(relay: StreamRelay, receiver: Receiver, done: Any, timeout: float = 30.0) -> None:
@@ -215,12 +204,12 @@ def test_a_paused_stream_waits_and_resumes_where_it_stopped(db: Database, relay:
         created = _stream(db, account, receiver.url, _settings(db))
         r = relay()
         _deliver_until(r, receiver, lambda rc: len(rc.entries()) >= 1)
-        streams.pause_stream(_uow(db, account), created.stream.id)
+        streams.pause_stream(cli_uow(db, account), created.stream.id)
         _work(db, account, 2)
         r.run_once()
         r.drain()
         assert len(receiver.entries()) == 1
-        streams.resume_stream(_uow(db, account), created.stream.id)
+        streams.resume_stream(cli_uow(db, account), created.stream.id)
         _deliver_until(r, receiver, lambda rc: len(rc.entries()) >= 5)
         actions = [e["action"] for e in receiver.entries()]
     assert actions == ["stream.create", "stream.pause", "list.create", "list.create", "stream.resume"]
@@ -235,7 +224,7 @@ def test_replay_sends_again_with_the_same_ids(db: Database, relay: Any) -> None:
         _deliver_until(r, receiver, lambda rc: len(rc.entries()) >= 3)
         first = [g.id for g in receiver.received]
         start = receiver.entries()[0]["seq"]
-        streams.replay_stream(_uow(db, account), created.stream.id, start)
+        streams.replay_stream(cli_uow(db, account), created.stream.id, start)
         _deliver_until(r, receiver, lambda rc: len(rc.received) >= 7)
         again = [g.id for g in receiver.received][3:]
     assert again[:3] == first and again[3] == f"{account}:{start + 3}"  # then the replay's own entry
@@ -255,8 +244,8 @@ def test_a_filtered_stream_gets_only_its_matches_and_moves_past_the_rest(db: Dat
             from activitylog.log.follow import committed_head
 
             assert cursor == committed_head(session, account)
-        target = lists.create_list(_uow(db, account), "Doomed")
-        lists.delete_list(_uow(db, account), target.id)
+        target = lists.create_list(cli_uow(db, account), "Doomed")
+        lists.delete_list(cli_uow(db, account), target.id)
         _deliver_until(r, receiver, lambda rc: len(rc.entries()) >= 1)
     assert [e["action"] for e in receiver.entries()] == ["list.delete"]
     assert not any(g.json["type"] == "activity.checkpoint" for g in receiver.received)
@@ -274,7 +263,7 @@ def test_out_of_order_commits_never_skip_an_entry(db: Database, relay: Any) -> N
         r = relay()
         _deliver_until(r, recv_a, lambda rc: len(rc.entries()) >= 1)
         _deliver_until(r, recv_b, lambda rc: len(rc.entries()) >= 1)
-        slow = _uow(db, a)
+        slow = cli_uow(db, a)
         with slow:  # starts first, appends, and does not commit yet
             from activitylog.db.models import MailingList
             from activitylog.ids import new_id

@@ -22,7 +22,8 @@ from activitylog.db.models import StreamCursor
 from activitylog.relay.jetstream import DUPLICATE_WINDOW_SECONDS, jetstream_name
 from activitylog.relay.relay import MAX_RETRY, StreamRelay
 from activitylog.services import streams
-from test_stream_delivery import _account, _uow, _work
+from factories import cli_uow
+from test_stream_delivery import _account, _work
 
 NATS_URL = os.environ.get("ACTIVITYLOG_NATS_URL", "nats://127.0.0.1:4222")
 
@@ -72,7 +73,7 @@ def test_entries_reach_jetstream_once_per_id_in_order(db: Database) -> None:
     settings = Settings(database_url=db.url, nats_url=NATS_URL, stream_timeout_seconds=5)
     account = _account(db)
     created = streams.create_stream(
-        _uow(db, account), {"name": "Bus", "type": "nats", "subject": subject}, settings
+        cli_uow(db, account), {"name": "Bus", "type": "nats", "subject": subject}, settings
     )
     _work(db, account, 4)
     relay = StreamRelay(db, settings)
@@ -86,7 +87,7 @@ def test_entries_reach_jetstream_once_per_id_in_order(db: Database) -> None:
             relay.drain()
             time.sleep(0.05)
         start = streams.view(db.for_account(account), created.stream)["delivered_seq"] - 4
-        streams.replay_stream(_uow(db, account), created.stream.id, start)  # sends seq start.. again
+        streams.replay_stream(cli_uow(db, account), created.stream.id, start)  # sends seq start.. again
         for _ in range(20):
             relay.run_once()
             relay.drain()
@@ -154,7 +155,7 @@ def test_a_window_refused_midway_moves_the_cursor_past_the_acknowledged_part_onl
     asyncio.run(_limited(subject, 3))
     account = _account(db)
     body = {"name": "Bus", "type": "nats", "subject": subject, "filter": {"action": "list.*"}}
-    stream = streams.create_stream(_uow(db, account), body, settings).stream
+    stream = streams.create_stream(cli_uow(db, account), body, settings).stream
     _work(db, account, 8)
     relay = StreamRelay(db, settings)
     try:

@@ -6,7 +6,6 @@ receiver can still recompute its hash."""
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import timedelta
 from functools import cache
 from typing import Any
@@ -22,8 +21,8 @@ from activitylog.log.record import RequestContext
 from activitylog.log.verify_export import entry_hash
 from activitylog.relay import ocsf
 from activitylog.relay.relay import StreamRelay
-from activitylog.services import accounts, api_keys, auth, lists, streams, users
-from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
+from activitylog.services import api_keys, auth, lists, streams, users
+from factories import cli_uow, new_account
 from stream_receiver import receiving
 
 PASSWORD = "correct horse battery"
@@ -150,30 +149,24 @@ def test_system_actors_without_an_address_still_validate() -> None:
     assert event["actor"]["user"] == {"uid": "cli", "type_id": 3, "type": "System"}
 
 
-def _uow(db: Database, account_id: str) -> UnitOfWork:
-    return UnitOfWork(db, account_id=account_id, actor=SYSTEM_CLI, context=RequestContext())
-
-
 def test_a_real_ocsf_stream_delivers_valid_events_whose_raw_data_keeps_the_chain(db: Database) -> None:
-    email = f"owner-{uuid.uuid4().hex[:10]}@example.com"
-    account = accounts.create_account(
-        db, name="OCSF", owner_email=email, password=PASSWORD, actor=SYSTEM_CLI, context=RequestContext()
-    ).account.id
+    created = new_account(db, "OCSF")
+    account, email = created.account.id, created.owner.email
     settings = Settings(database_url=db.url, stream_allow_private=True, stream_timeout_seconds=2.0)
     relay = StreamRelay(db, settings)
     try:
         with receiving() as receiver:
-            streams.create_stream(
-                _uow(db, account), {"name": "SIEM", "type": "webhook", "url": receiver.url, "format": "ocsf"},
-                settings,
-            )  # fmt: skip
-            lists.create_list(_uow(db, account), "Newsletter")
-            user = users.create_user(_uow(db, account), email=f"m-{email}", password=PASSWORD, role="member")
-            users.update_user(_uow(db, account), user.id, {"role": "admin"})
-            users.update_user(_uow(db, account), user.id, {"password": "another horse battery"})
-            key = api_keys.create_api_key(_uow(db, account), name="CI", scopes=["read"])
-            api_keys.rotate_api_key(_uow(db, account), key.key.id)
-            api_keys.revoke_api_key(_uow(db, account), key.key.id)
+            body = {"name": "SIEM", "type": "webhook", "url": receiver.url, "format": "ocsf"}
+            streams.create_stream(cli_uow(db, account), body, settings)
+            lists.create_list(cli_uow(db, account), "Newsletter")
+            user = users.create_user(
+                cli_uow(db, account), email=f"m-{email}", password=PASSWORD, role="member"
+            )
+            users.update_user(cli_uow(db, account), user.id, {"role": "admin"})
+            users.update_user(cli_uow(db, account), user.id, {"password": "another horse battery"})
+            key = api_keys.create_api_key(cli_uow(db, account), name="CI", scopes=["read"])
+            api_keys.rotate_api_key(cli_uow(db, account), key.key.id)
+            api_keys.revoke_api_key(cli_uow(db, account), key.key.id)
             context = RequestContext(ip="198.51.100.7", user_agent="pytest")
             with pytest.raises(Unauthorized):
                 auth.sign_in(db, email, "wrong horse battery", context, timedelta(hours=1))

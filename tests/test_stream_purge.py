@@ -6,7 +6,6 @@ names it — and reports any other gap, or a forged skip, as tampering."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,11 +19,11 @@ from activitylog.log import verify_export as vx
 from activitylog.log import verify_stream as vs
 from activitylog.log.checkpoints import CheckpointSigner
 from activitylog.log.follow import committed_head
-from activitylog.log.record import RequestContext
 from activitylog.log.signing import load_signer
 from activitylog.relay.relay import StreamRelay
-from activitylog.services import accounts, lists, retention, streams
-from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
+from activitylog.services import lists, retention, streams
+from activitylog.services.uow import UnitOfWork
+from factories import cli_uow, new_account
 from stream_receiver import receiving
 from test_verify_stream import _delivered, run_tool, tool_dir  # noqa: F401 (the fixture)
 
@@ -46,14 +45,10 @@ def behind(db: Database, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     legal hold, two lists 600 days ago, one 100 days ago; an unfiltered and a filtered webhook stream from
     seq 1, both behind the purge that then removes two ranges; three lists after it."""
     clock = Clock()
-    email = f"owner-{uuid.uuid4().hex[:10]}@example.com"
-    account = accounts.create_account(
-        db, name="Purged", owner_email=email, password="correct horse battery", actor=SYSTEM_CLI,
-        context=RequestContext(), clock=clock,
-    ).account.id  # fmt: skip
+    account = new_account(db, "Purged", clock=clock).account.id
 
     def uow(clocked: Callable[[], datetime] | None = clock) -> UnitOfWork:
-        return UnitOfWork(db, account_id=account, actor=SYSTEM_CLI, context=RequestContext(), clock=clocked)
+        return cli_uow(db, account, clock=clocked)
 
     def lists_at(days: int, n: int = 1) -> None:
         clock.at = NOW - days * DAY

@@ -8,13 +8,11 @@ from sqlalchemy import text
 
 from activitylog.db.base import Database
 from activitylog.db.migrate import alembic_config, upgrade
-from activitylog.log.record import RequestContext
 from activitylog.log.tree_store import TreeReader
 from activitylog.log.verify import verify_account
 from activitylog.log.verify_export import consistency_holds, inclusion_root, leaf_hash
-from activitylog.services import accounts, lists
-from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
-from conftest import PASSWORD
+from activitylog.services import lists
+from factories import cli_uow, new_account
 
 
 def _migrate(db: Database, verb: str, revision: str) -> None:
@@ -28,16 +26,8 @@ def _migrate(db: Database, verb: str, revision: str) -> None:
 def _entries_written_before_the_tree(db: Database, n: int) -> str:
     """An account with ``n`` entries as 0007 stored them: the log with no tree (the recorder of today
     writes the tree too, so its rows and the head's edge are taken away again, as 0007 had none)."""
-    created = accounts.create_account(
-        db,
-        name="Old",
-        owner_email="old@example.com",
-        password=PASSWORD,
-        actor=SYSTEM_CLI,
-        context=RequestContext(),
-    )
-    account_id = created.account.id
-    uow = UnitOfWork(db, account_id=account_id, actor=SYSTEM_CLI, context=RequestContext())
+    account_id = new_account(db, "Old", email="old@example.com").account.id
+    uow = cli_uow(db, account_id)
     for i in range(n - 2):
         lists.create_list(uow, f"Old list {i}")
     with db.engine.begin() as conn:
@@ -71,8 +61,6 @@ def test_0008_builds_the_trees_of_existing_logs(empty_database: Database) -> Non
         for seq in (1, 20, 37):
             assert inclusion_root(seq - 1, 37, leaf_hash(hashes[seq]), reader.inclusion(seq, 37)) == head.root
         assert consistency_holds(20, 37, old_root, head.root, reader.consistency(20, 37))
-    lists.create_list(
-        UnitOfWork(fresh, account_id=account_id, actor=SYSTEM_CLI, context=RequestContext()), "New"
-    )
+    lists.create_list(cli_uow(fresh, account_id), "New")
     with fresh.for_account(account_id).reader() as session:
         assert verify_account(session, account_id).checked == 38

@@ -15,18 +15,17 @@ from sqlalchemy import text
 from activitylog.config import Settings
 from activitylog.db.base import Database
 from activitylog.log.checkpoints import CheckpointSigner
-from activitylog.log.record import RequestContext
 from activitylog.log.signing import load_signer
 from activitylog.log.verify import verify_account
 from activitylog.services import lists, verification
-from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
 from activitylog.services.verification import VerifyRun, VerifyRuns
 from conftest import Tenant, behind_the_apps_back
+from factories import cli_uow
 from test_dashboard import signed_in
 
 
 def _grow(db: Database, tenant: Tenant, n: int) -> None:
-    uow = UnitOfWork(db, account_id=tenant.account_id, actor=SYSTEM_CLI, context=RequestContext())
+    uow = cli_uow(db, tenant.account_id)
     for i in range(n):
         lists.create_list(uow, f"List {i}")
 

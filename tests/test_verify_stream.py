@@ -28,7 +28,8 @@ from activitylog.log.signing import load_signer
 from activitylog.log.verify_export import note_key_id
 from activitylog.relay.relay import StreamRelay
 from activitylog.services import accounts, lists, streams
-from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
+from activitylog.services.uow import SYSTEM_CLI
+from factories import cli_uow, new_account
 from stream_receiver import Receiver, receiving
 from test_stream_nats import _delete, _nats_up, _stored
 
@@ -53,10 +54,6 @@ def run_tool(tool_dir: Path, *args: str, stdin: str | None = None) -> subprocess
     )  # fmt: skip
 
 
-def _uow(db: Database, account_id: str) -> UnitOfWork:
-    return UnitOfWork(db, account_id=account_id, actor=SYSTEM_CLI, context=RequestContext())
-
-
 def _delivered(receiver: Receiver) -> list[str]:
     """The bodies the receiver acknowledged, as it stored them: one per line, duplicates and all."""
     with receiver.lock:
@@ -66,11 +63,7 @@ def _delivered(receiver: Receiver) -> list[str]:
 @pytest.fixture(scope="module")
 def deliveries(db: Database, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """An account with a json and an ocsf webhook stream, 12 entries after them, a checkpoint every 5."""
-    email = f"owner-{uuid.uuid4().hex[:10]}@example.com"
-    account = accounts.create_account(
-        db, name="Received", owner_email=email, password="correct horse battery", actor=SYSTEM_CLI,
-        context=RequestContext(),
-    ).account.id  # fmt: skip
+    account = new_account(db, "Received").account.id
     settings = Settings(
         database_url=db.url,
         stream_allow_private=True,
@@ -83,9 +76,9 @@ def deliveries(db: Database, tmp_path_factory: pytest.TempPathFactory) -> dict[s
         with receiving() as as_json, receiving() as as_ocsf:
             for receiver, fmt in ((as_json, "json"), (as_ocsf, "ocsf")):
                 body = {"name": fmt, "type": "webhook", "url": receiver.url, "format": fmt}
-                streams.create_stream(_uow(db, account), body, settings)
+                streams.create_stream(cli_uow(db, account), body, settings)
             for i in range(12):
-                lists.create_list(_uow(db, account), f"List {i}")
+                lists.create_list(cli_uow(db, account), f"List {i}")
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 relay.run_once()
@@ -202,9 +195,9 @@ def test_jetstream_payloads_are_proven_the_same_way(db: Database, tool_dir: Path
     ).account.id  # fmt: skip
     subject = f"vs{uuid.uuid4().hex[:8]}"
     settings = Settings(database_url=db.url, stream_timeout_seconds=5.0, stream_checkpoint_entries=4)
-    streams.create_stream(_uow(db, account), {"name": "js", "type": "nats", "subject": subject}, settings)
+    streams.create_stream(cli_uow(db, account), {"name": "js", "type": "nats", "subject": subject}, settings)
     for i in range(6):
-        lists.create_list(_uow(db, account), f"List {i}")
+        lists.create_list(cli_uow(db, account), f"List {i}")
     relay = StreamRelay(db, settings)
     name = subject.upper()
     try:
