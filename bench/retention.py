@@ -89,9 +89,11 @@ class EngineRun:
     during: Latencies = field(default_factory=Latencies)
     verify_s: float = 0.0
     verified: bool = False
+    verify_said: str = ""  # a failed verify's first bad seq and reason
     erase_entries: int = 0
     erase_s: float = 0.0
     erase_verified: bool = False
+    erase_verify_said: str = ""
     load: list[float] = field(default_factory=list)
 
 
@@ -122,13 +124,15 @@ def _count(store: Store, account_id: str, model: Any) -> int:
         db.dispose()
 
 
-def _verify(store: Store, account_id: str) -> tuple[bool, float]:
+def _verify(store: Store, account_id: str) -> tuple[bool, float, str]:
+    """Whether the account verifies, how long that took, and what a failure names."""
     db = store.app_db()
     try:
         began = time.perf_counter()
         with db.for_account(account_id).reader() as session:
             verdict = verify_account(session, account_id)
-        return verdict.ok, time.perf_counter() - began
+        said = "" if verdict.ok else f"seq {verdict.first_bad_seq}: {verdict.reason}"
+        return verdict.ok, time.perf_counter() - began, said
     finally:
         db.dispose()
 
@@ -154,7 +158,7 @@ def bench_erasure(store: Store, account_id: str, entries: int, run: EngineRun) -
         run.erase_entries = done.entries
     finally:
         db.dispose()
-    run.erase_verified, _ = _verify(store, account_id)
+    run.erase_verified, _, run.erase_verify_said = _verify(store, account_id)
 
 
 def bench_engine(store: Store, args: argparse.Namespace) -> EngineRun:
@@ -212,7 +216,9 @@ def bench_engine(store: Store, args: argparse.Namespace) -> EngineRun:
             raise RuntimeError(f"purge failed: {done.stdout}{done.stderr}")
     run.purged = _count(store, account, PurgedEntry)
     log(f"purged {run.purged:,} in {run.purge_s:.1f} s; verifying")
-    run.verified, run.verify_s = _verify(store, account)
+    run.verified, run.verify_s, run.verify_said = _verify(store, account)
+    if not run.verified:
+        log(f"verify after the purge FAILED: {run.verify_said}")
     log(f"erasure of an address in {args.erase_entries:,} entries")
     bench_erasure(store, account, args.erase_entries, run)
     log(f"erased {run.erase_entries:,} entries in {run.erase_s:.2f} s")
@@ -246,7 +252,7 @@ def render(runs: list[EngineRun], args: argparse.Namespace, started: datetime) -
         lines.append(
             f"| {r.engine} | {r.seeded:,} | {r.purged:,} | {r.purge_s:.1f} s "
             f"({r.purged / max(r.purge_s, 1e-9):,.0f}/s) | {_met(r.purge_s < PURGE_TARGET_S)} | "
-            f"{'ok' if r.verified else 'FAILED'} ({r.verify_s:.0f} s) |"
+            f"{'ok' if r.verified else f'FAILED, {r.verify_said}'} ({r.verify_s:.0f} s) |"
         )
     lines += [
         "",
@@ -269,7 +275,7 @@ def render(runs: list[EngineRun], args: argparse.Namespace, started: datetime) -
         lines.append(
             f"| {r.engine} | {_met(worst <= APPEND_TARGET_MS)} (max {worst:.0f} ms) | {ratio:.2f}x | "
             f"{r.erase_entries:,} entries in {r.erase_s:.2f} s, {_met(r.erase_s < ERASE_TARGET_S)}, verify "
-            f"{'ok' if r.erase_verified else 'FAILED'} |"
+            f"{'ok' if r.erase_verified else f'FAILED, {r.erase_verify_said}'} |"
         )
     lines += ["", "Seeding and versions:", ""]
     for r in runs:

@@ -163,3 +163,26 @@ def test_two_owners_demoting_each_other_at_once_leave_one_owner(db: Database, te
     with db.for_account(tenant.account_id).reader() as s:
         roles = s.scalars(select(User.role).where(User.account_id == tenant.account_id)).all()
     assert sorted(roles) == ["admin", "owner"]
+
+
+def test_an_append_during_a_verify_is_no_alarm(db: Database, tenant: Tenant) -> None:
+    """The walk reads one snapshot: an entry committed while it runs is not "missing after the last one"."""
+    scoped = db.for_account(tenant.account_id)
+
+    def uow() -> UnitOfWork:
+        return UnitOfWork(db, account_id=tenant.account_id, actor=SYSTEM_CLI, context=RequestContext())
+
+    for i in range(6):
+        lists.create_list(uow(), f"before {i}")
+    appended: list[str] = []
+
+    def append_once(_seq: int) -> None:
+        if not appended:
+            appended.append(lists.create_list(uow(), "during the walk").id)
+
+    with scoped.reader() as session:
+        verdict = verify_account(session, tenant.account_id, progress=append_once, batch=2)
+    assert appended and verdict.ok, verdict
+    with scoped.reader() as session:
+        after = verify_account(session, tenant.account_id)
+    assert after.ok and after.checked == verdict.checked + 1

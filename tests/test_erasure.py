@@ -17,10 +17,11 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
 
 from activitylog.db.base import Database, connect
+from activitylog.log import erasure as log_erasure
 from activitylog.log.record import RequestContext
 from activitylog.log.verify import verify_account
 from activitylog.log.verify_export import (
@@ -30,7 +31,7 @@ from activitylog.log.verify_export import (
     open_checkpoint,
     parse_verifier_key,
 )
-from activitylog.services import erasure
+from activitylog.services import accounts, erasure, lists, suppressions
 from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
 from conftest import Server, Tenant, app_role_on, make_tenant, run_auditor_tool, run_cli
 from test_go_checker import Checker, checkpointcheck  # noqa: F401  (the Go checker's fixture)
@@ -305,8 +306,6 @@ def test_the_app_role_erases_only_through_the_function(server: Server) -> None:
 def test_sqlite_triggers_allow_only_a_recorded_scrub(db: Database) -> None:
     if db.dialect != "sqlite":
         pytest.skip("PostgreSQL's door is the function, tested above")
-    from activitylog.services import accounts, lists
-
     created = accounts.create_account(
         db, name="T", owner_email=f"o-{secrets.token_hex(5)}@example.com", password="pw-123456789012",
         actor=SYSTEM_CLI, context=RequestContext(),
@@ -358,3 +357,125 @@ def test_the_cli_erases_like_the_api(tenant: Tenant) -> None:
         assert address not in json.dumps(listed)
         assert listed[0]["action"] == "contact.erase" and listed[0]["actor"]["id"] == "cli"
         assert _ok(client.get("/api/v1/activity/verify"))["ok"] is True
+
+
+def _subscriber(db: Database, address: str, updates: int) -> tuple[str, int]:
+    """An account with one contact of ``address`` created, updated ``updates`` times and suppressed: the
+    entries an erasure of it scrubs, and how many."""
+    created = accounts.create_account(
+        db, name="T", owner_email=f"o-{secrets.token_hex(5)}@example.com", password="pw-123456789012",
+        actor=SYSTEM_CLI, context=RequestContext(),
+    )  # fmt: skip
+    account_id = created.account.id
+
+    def uow() -> UnitOfWork:
+        return UnitOfWork(db, account_id=account_id, actor=SYSTEM_CLI, context=RequestContext())
+
+    lst = lists.create_list(uow(), "L")
+    contact = lists.create_contact(uow(), lst.id, {"email": address, "first_name": "F0", "last_name": "L"})
+    for i in range(1, updates + 1):
+        lists.update_contact(uow(), contact.id, {"first_name": f"F{i}"})
+    suppressions.suppress(uow(), address, "asked")
+    return account_id, 1 + updates + 1
+
+
+def test_an_erasure_of_more_entries_than_one_batch(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    address = f"batched-{secrets.token_hex(6)}@subscriber.example"
+    account_id, scrubbed = _subscriber(db, address, updates=5)  # 7 entries: batches of 3, 3 and 1
+    monkeypatch.setattr(log_erasure, "ERASE_BATCH", 3)
+    statements: list[tuple[str, bool]] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+        statements.append((statement, many))
+
+    event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        uow = UnitOfWork(db, account_id=account_id, actor=SYSTEM_CLI, context=RequestContext())
+        done = erasure.erase_subscriber(uow, address)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", seen)
+    assert done.entries == scrubbed == 7
+    if db.dialect == "postgresql":  # one call of the function per batch
+        assert sum("activity_erase(" in s for s, _ in statements) == 3
+    else:  # one UPDATE per batch, run for each of its entries (the last batch's one alone)
+        assert [many for s, many in statements if s.startswith("UPDATE activity_entries")] == [
+            True,
+            True,
+            False,
+        ]
+    with db.for_account(account_id).reader() as session:
+        verdict = verify_account(session, account_id)
+        assert verdict.ok, verdict
+        records = session.execute(
+            text("SELECT seq, erase_seq FROM activity_erased WHERE account_id = :a ORDER BY seq"),
+            {"a": account_id},
+        ).all()
+        assert len(records) == 7 and {r.erase_seq for r in records} == {done.entry_seq}
+        rows = session.execute(
+            text("SELECT * FROM activity_entries WHERE account_id = :a AND salts IS NOT NULL ORDER BY seq"),
+            {"a": account_id},
+        ).all()
+        assert [r.seq for r in rows] == [r.seq for r in records]
+        assert address not in json.dumps([list(map(str, r)) for r in rows])
+        assert all('"commitment"' in r.salts for r in rows)
+        assert address not in json.dumps(
+            session.execute(
+                text("SELECT resource_id FROM activity_affected WHERE account_id = :a"), {"a": account_id}
+            )
+            .scalars()
+            .all()
+        )
+
+
+def _call_erase(
+    db: Database, account_id: str, scope: str, erase_seq: int, seqs: list[int | None], cells: int
+) -> None:
+    """``activity_erase()`` called as the owner, in a transaction scoped to ``scope``."""
+    values = ["x"] * cells
+    with db.engine.begin() as conn:
+        conn.execute(text("SELECT set_config('activitylog.account_id', :s, true)"), {"s": scope})
+        conn.execute(
+            text(
+                "SELECT activity_erase(:a, :e, CAST(:seqs AS bigint[]), CAST(:v AS text[]), "
+                "CAST(:v AS text[]), CAST(:v AS text[]), CAST(:v AS text[]), CAST(:v AS text[]), "
+                "CAST(:n AS bigint[]), CAST(:g AS text[]))"
+            ),
+            {"a": account_id, "e": erase_seq, "seqs": seqs, "v": values, "n": [0] * cells, "g": []},
+        )
+
+
+def test_the_erase_function_checks_each_batch(db: Database) -> None:
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite has no functions: its triggers are tested above")
+    account_id, _ = _subscriber(db, f"door-{secrets.token_hex(6)}@subscriber.example", updates=1)
+    other, _ = _subscriber(db, f"else-{secrets.token_hex(6)}@subscriber.example", updates=0)
+    with db.for_account(account_id).reader() as session:
+        head = session.execute(
+            text("SELECT seq FROM activity_heads WHERE account_id = :a"), {"a": account_id}
+        ).scalar_one()
+        v1, v2 = session.execute(
+            text(
+                "SELECT min(seq) FILTER (WHERE salts IS NULL), max(seq) FILTER (WHERE salts IS NOT NULL) "
+                "FROM activity_entries WHERE account_id = :a"
+            ),
+            {"a": account_id},
+        ).one()
+    refusals: list[tuple[str, int, list[int | None], int, str]] = [
+        (other, head + 1, [v2], 1, "not scoped to account"),
+        (account_id, head + 1, [v2], 2, "one value per seq"),
+        (account_id, head + 1, [v2, v2], 2, "distinct and not null"),
+        (account_id, head + 1, [v2, None], 2, "distinct and not null"),
+        (account_id, head + 2, [v2], 1, f"takes seq {head + 1}, not {head + 2}"),
+        (account_id, head, [v2], 1, f"takes seq {head + 1}, not {head}"),
+        (account_id, head + 1, [v2, head + 1], 2, f"seq {head + 1} is not before the erasure's entry"),
+        (account_id, head + 1, [v2, v1], 2, f"seq {v1} of account {account_id} holds no committed"),
+    ]
+    for scope, erase_seq, seqs, cells, said in refusals:
+        with pytest.raises(DBAPIError, match=said):
+            _call_erase(db, account_id, scope, erase_seq, seqs, cells)
+    with db.for_account(account_id).reader() as session:
+        assert verify_account(session, account_id).ok
+        recorded = session.execute(
+            text("SELECT count(*) FROM activity_erased WHERE account_id = :a"), {"a": account_id}
+        ).scalar_one()
+        assert recorded == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -12,6 +13,7 @@ from sqlalchemy import inspect, text
 from activitylog.db.base import Database, connect
 from activitylog.db.migrate import known_to_models, upgrade
 from activitylog.db.models import Base
+from activitylog.db.roles import ERASE_FUNCTION, grant_app_role
 from conftest import PG_ENV, fresh_postgres_database
 
 
@@ -71,6 +73,51 @@ def test_row_level_security_comes_off_and_back_on_postgres() -> None:
         upgrade(fresh)
         assert len(_policies(fresh)) == 2 * len(_forced(fresh))
         fresh.dispose()
+
+
+ONE_ENTRY_ERASE = "activity_erase(text, bigint, bigint, text, text, text, text, text, bigint, text[])"  # 0014
+
+
+def test_the_erase_function_keeps_who_may_execute_it_down_and_up_postgres() -> None:
+    """0020 replaces 0014's one-entry erase function by the batched one (and its downgrade puts 0014's
+    back): the roles that could execute the one may execute the other, and no one else."""
+    server = os.environ.get(PG_ENV)
+    if not server:
+        pytest.skip(f"PostgreSQL tests skipped: set {PG_ENV}")
+    for url in fresh_postgres_database(server):
+        fresh = connect(url)
+        upgrade(fresh)
+        app, bystander = (f"al_erase_{uuid.uuid4().hex[:10]}" for _ in range(2))
+        with fresh.engine.begin() as conn:
+            conn.execute(text(f"CREATE ROLE {app} LOGIN; CREATE ROLE {bystander} LOGIN"))
+        try:
+            grant_app_role(fresh, app)
+            assert _functions(fresh) == {ERASE_FUNCTION: {app}}
+            _downgrade(fresh, "0019")
+            assert _functions(fresh) == {ONE_ENTRY_ERASE: {app}}
+            upgrade(fresh)
+            assert _functions(fresh) == {ERASE_FUNCTION: {app}}
+        finally:
+            with fresh.engine.begin() as conn:
+                for role in (app, bystander):
+                    conn.execute(text(f"DROP OWNED BY {role}; DROP ROLE {role}"))
+            fresh.dispose()
+
+
+def _functions(db: Database) -> dict[str, set[str]]:
+    """Each erase function there is, and the test's roles (``al_erase_…``) that may execute it."""
+    with db.engine.connect() as conn:
+        found = conn.execute(
+            text(
+                "SELECT p.oid::regprocedure::text, r.rolname FROM pg_proc p LEFT JOIN pg_roles r "
+                "ON r.rolname LIKE 'al\\_erase\\_%' AND has_function_privilege(r.oid, p.oid, 'EXECUTE') "
+                "WHERE p.proname = 'activity_erase'"
+            )
+        ).all()
+    functions: dict[str, set[str]] = {}
+    for signature, role in found:
+        functions.setdefault(signature.replace(",", ", "), set()).update([role] if role else [])
+    return functions
 
 
 def _downgrade(db: Database, revision: str) -> None:

@@ -294,6 +294,31 @@ def test_purged_entries_drop_out_of_the_counts(server: Server) -> None:
         assert counts.mismatch(session, h.account_id) is None
 
 
+def test_the_follower_counting_during_a_purge_counts_again_once_it_is_done(server: Server) -> None:
+    """The purge's entry commits before its pieces: a follower that reaches it restarts its count while
+    pieces are still to go, and counts entries those then remove; the last piece makes it count again."""
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=500)
+    h = make_history(server, start)
+    counts.catch_up(server.db, h.account_id)
+    pieces: list[int] = []
+
+    def follow(n: int) -> None:  # the worker's follower, between two pieces
+        pieces.append(n)
+        counts.catch_up(server.db, h.account_id)
+
+    result = retention.purge_account(server.db, h.account_id, batch=4, progress=follow)
+    assert result.entry_seq is not None and len(pieces) > 2
+    kept = h.entries()
+    whole = h.client.get(f"{V1}/histogram", params={"bucket": "week"}).json()
+    assert sum(b["count"] for b in whole["buckets"]) == len(kept)  # the log's, until the follower is back
+    counts.catch_up(server.db, h.account_id)
+    whole = h.client.get(f"{V1}/histogram", params={"bucket": "week"}).json()
+    assert sum(b["count"] for b in whole["buckets"]) == len(kept)
+    with server.db.reader() as session:
+        assert counts.mismatch(session, h.account_id) is None
+        assert verify_account(session, h.account_id).ok
+
+
 def test_verify_finds_counts_that_disagree_with_the_log(history: History) -> None:
     db = history.server.db
     counts.catch_up(db, history.account_id)

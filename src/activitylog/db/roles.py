@@ -6,8 +6,8 @@ refused by privileges before the append-only triggers are reached — and only t
 
 Purging entries past retention is the one exception, and it is not a privilege on the log: the role may
 EXECUTE ``activity_purge()`` (migration 0012), which checks the retention and legal holds itself and leaves a
-tombstone for every entry it removes. Erasure likewise: ``activity_erase()`` (migration 0014) scrubs a v2
-entry's personal values and nothing else, leaving a record of it.
+tombstone for every entry it removes. Erasure likewise: ``activity_erase()`` (migrations 0014, 0020) scrubs
+v2 entries' personal values, a batch of entries a call, and nothing else, leaving a record of each.
 
 Row-level security (migration 0006) then limits every statement of that role to the account its transaction
 names. Superusers and BYPASSRLS roles skip row security whatever the policies say, so such a role is refused
@@ -29,7 +29,9 @@ APPEND_AND_ADVANCE = ("activity_heads",)
 # Records of erased entries: written only by the erasure function, likewise.
 READ_ONLY = ("activity_purged", "activity_erased")
 PURGE_FUNCTION = "activity_purge(text, bigint, bigint, timestamptz, bigint)"
-ERASE_FUNCTION = "activity_erase(text, bigint, bigint, text, text, text, text, text, bigint, text[])"
+ERASE_FUNCTION = (  # migration 0020: one array per column, a batch of entries a call
+    "activity_erase(text, bigint, bigint[], text[], text[], text[], text[], text[], bigint[], text[])"
+)
 _ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -52,7 +54,7 @@ def grant_app_role(db: Database, role: str) -> None:
         f"GRANT SELECT ON {', '.join(READ_ONLY)} TO {role}",
         # the one way the app may remove entries: past retention, under no hold, each leaving a tombstone
         f"GRANT EXECUTE ON FUNCTION {PURGE_FUNCTION} TO {role}",
-        # and the one way it may change one: an erasure's scrub of a v2 entry's personal values, recorded
+        # and the one way it may change them: an erasure's scrub of v2 entries' personal values, recorded
         f"GRANT EXECUTE ON FUNCTION {ERASE_FUNCTION} TO {role}",
         f"GRANT SELECT ON alembic_version TO {role}",
     ]

@@ -5,7 +5,9 @@ counted) keeps ``activity_counts`` in the worker process, after entries commit, 
 commit path. A purge removes entries the counts hold, and its entry (``activity_log.purge``) is in the log:
 when the follower reaches one, it drops the account's counts and counts the log again from seq 1 (a purge
 runs at most every hour); until it has, readers see the purge entry past ``purges_through`` and count the
-log itself. A lost cursor is a rebuild too; ``verify`` checks the counts against the entries
+log itself. The purge's entry commits before its pieces do, so a follower may count again while pieces are
+still to go: the last piece sets ``purges_through`` back before the entry (:func:`purge_done`), and the
+follower counts once more. A lost cursor is a rebuild too; ``verify`` checks the counts against the entries
 (:func:`mismatch`).
 
 Four grains, because a row per (actor, action) and hour is nearly a row per entry: "type" (actor type),
@@ -162,6 +164,16 @@ def _move(session: Session, account_id: str, was: int, to: int, purges_through: 
     )
     if cast(Any, moved).rowcount != 1:  # another follower moved it first: let it
         raise RuntimeError(f"account {account_id}: the counts cursor moved under this follower")
+
+
+def purge_done(session: Session, account_id: str, purge_seq: int) -> None:
+    """In the transaction of a purge's last piece: the counts reflect that purge only if counted after it,
+    so the follower (and readers) see its entry past ``purges_through`` again, until the follower has."""
+    session.execute(
+        update(_cursors)
+        .where(_cursors.c.account_id == account_id, _cursors.c.purges_through >= purge_seq)
+        .values(purges_through=purge_seq - 1)
+    )
 
 
 def catch_up(db: Database, account_id: str, batch: int = BATCH) -> int:

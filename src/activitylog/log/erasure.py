@@ -7,12 +7,14 @@ shows (actor, action, time, resource type, a pseudonymous resource id) is still 
 from the values is re-derived: the summary, the canonical ``changes`` text, ``csv_escapes``, the
 affected-addresses index and SQLite's text-search copy.
 
-The change goes through the database's door (migration 0014): ``activity_erase()`` on PostgreSQL, a
-``SECURITY DEFINER`` function that records the erasure and scrubs nothing but the personal values' columns;
-on SQLite the same statements in the caller's transaction, which the triggers let through only for a v2
-entry whose erasure is recorded, and only if every other column stays. Everything runs in the caller's
-transaction with the account's chain head locked, so the erasure's ``contact.erase`` entry (written by the
-caller) takes the seq the records name.
+The change goes through the database's door (migrations 0014, 0020), ``ERASE_BATCH`` entries at a time: on
+PostgreSQL one call of ``activity_erase()`` per batch, a ``SECURITY DEFINER`` function taking the batch as
+one array per column, which checks it once (the account, the erasure's seq, every entry v2), records the
+erasures and scrubs nothing but the personal values' columns; on SQLite the same statements in the caller's
+transaction, each run once for the whole batch (``executemany``), which the triggers let through row by row
+only for a v2 entry whose erasure is recorded, and only if every other column stays. Everything runs in the
+caller's transaction with the account's chain head locked, so the erasure's ``contact.erase`` entry
+(written by the caller) takes the seq the records name.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Engine, Row, Table, and_, bindparam, or_, select, text, update
+from sqlalchemy import Connection, Engine, Row, Table, and_, bindparam, or_, select, text, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
@@ -147,43 +149,67 @@ def covering_hold(session: Session, account_id: str, scrubs: list[Scrub]) -> str
     return None
 
 
+ERASE_BATCH = 1000  # entries per call of the PostgreSQL function, and per statement on SQLite
+SCRUBBED = ("resource_id", "resource_name", "summary", "changes", "salts", "csv_escapes")  # Scrub.cells
+
 _PG_ERASE = text(
-    "SELECT activity_erase(:account, :seq, :erase_seq, :resource_id, :resource_name, :summary, :changes, "
-    ":salts, :csv_escapes, CAST(:gone AS text[]))"
+    "SELECT activity_erase(:account, :erase_seq, CAST(:seqs AS bigint[]), CAST(:resource_id AS text[]), "
+    "CAST(:resource_name AS text[]), CAST(:summary AS text[]), CAST(:changes AS text[]), "
+    "CAST(:salts AS text[]), CAST(:csv_escapes AS bigint[]), CAST(:gone AS text[]))"
 )
 _SQLITE_RECORD = sqlite.insert(_erased).on_conflict_do_nothing()
 _SQLITE_UPDATE = (
     update(_entries)
     .where(_entries.c.account_id == bindparam("account"), _entries.c.seq == bindparam("at_seq"))
-    .values({name: bindparam(name) for name in ("resource_id", "resource_name", "summary", "changes")})
-    .values(salts=bindparam("salts"), csv_escapes=bindparam("csv_escapes"))
+    .values({name: bindparam(name) for name in SCRUBBED})
+)
+_SQLITE_UNINDEX = _affected.delete().where(
+    _affected.c.account_id == bindparam("account"),
+    _affected.c.seq.in_(bindparam("seqs", expanding=True)),
+    _affected.c.resource_type == "address",
+    _affected.c.resource_id == bindparam("email"),
 )
 
 
 def execute(session: Session, account_id: str, email: str, scrubs: list[Scrub], erase_seq: int) -> None:
-    """Scrub each planned entry. The caller holds the head's lock and records ``contact.erase`` at
-    ``erase_seq`` in the same transaction."""
+    """Scrub each planned entry, ``ERASE_BATCH`` at a time. The caller holds the head's lock and records
+    ``contact.erase`` at ``erase_seq`` in the same transaction."""
     postgres = session.get_bind().dialect.name == "postgresql"
     conn = session.connection()
     if not postgres:  # what the updates and deletes free is overwritten with zeros, not left in the file
         conn.exec_driver_sql("PRAGMA secure_delete = ON")
-    for scrub in scrubs:
+    for start in range(0, len(scrubs), ERASE_BATCH):
+        batch = scrubs[start : start + ERASE_BATCH]
         if postgres:
-            params = {"account": account_id, "seq": scrub.seq, "erase_seq": erase_seq, "gone": [email]}
-            conn.execute(_PG_ERASE, {**params, **scrub.cells})
-            continue
-        conn.execute(_SQLITE_RECORD, {"account_id": account_id, "seq": scrub.seq, "erase_seq": erase_seq})
-        conn.execute(_SQLITE_UPDATE, {"account": account_id, "at_seq": scrub.seq, **scrub.cells})
-        conn.execute(
-            _affected.delete().where(
-                _affected.c.account_id == account_id,
-                _affected.c.seq == scrub.seq,
-                _affected.c.resource_type == "address",
-                _affected.c.resource_id == email,
-            )
-        )
+            _erase_postgres(conn, account_id, email, batch, erase_seq)
+        else:
+            _erase_sqlite(conn, account_id, email, batch, erase_seq)
     if not postgres and scrubs:
         _reindex_sqlite(session, account_id, [s.seq for s in scrubs])
+
+
+def _erase_postgres(
+    conn: Connection, account_id: str, email: str, batch: list[Scrub], erase_seq: int
+) -> None:
+    """One call: the function checks the batch once, records every erasure, then scrubs them all."""
+    params: dict[str, Any] = {"account": account_id, "erase_seq": erase_seq, "gone": [email]}
+    params["seqs"] = [scrub.seq for scrub in batch]
+    for name in SCRUBBED:
+        params[name] = [scrub.cells[name] for scrub in batch]
+    scrubbed = conn.execute(_PG_ERASE, params).scalar_one()
+    if scrubbed != len(batch):
+        raise RuntimeError(f"the erasure scrubbed {scrubbed} of {len(batch)} entries")
+
+
+def _erase_sqlite(conn: Connection, account_id: str, email: str, batch: list[Scrub], erase_seq: int) -> None:
+    """Three statements for the batch: the records first (the UPDATE trigger lets a row through only once
+    its erasure is recorded, and checks every row), the scrubs, then the erased address's index rows."""
+    seqs = [scrub.seq for scrub in batch]
+    conn.execute(
+        _SQLITE_RECORD, [{"account_id": account_id, "seq": seq, "erase_seq": erase_seq} for seq in seqs]
+    )
+    conn.execute(_SQLITE_UPDATE, [{"account": account_id, "at_seq": s.seq, **s.cells} for s in batch])
+    conn.execute(_SQLITE_UNINDEX, {"account": account_id, "seqs": seqs, "email": email})
 
 
 _SEARCH_DELETE = text(

@@ -191,7 +191,13 @@ def verify_account(
     """Walk the chain and the tree from seq 1 (or, ``incremental``, from the anchor on); check the tree
     against ``anchor`` (the signer's last checkpoint, read from outside the database); name the first bad
     seq. An incremental walk trusts the stored tree below the anchor, which is checked against the signed
-    root, so it cannot see an old entry's body edited under its kept hash: only a full walk re-hashes it."""
+    root, so it cannot see an old entry's body edited under its kept hash: only a full walk re-hashes it.
+
+    On PostgreSQL a walk that begins the session's transaction reads one snapshot (REPEATABLE READ): under
+    READ COMMITTED each statement sees the entries committed by then, so an append during the walk made the
+    head read at its end disagree with the entries walked ("entries missing after the last one")."""
+    if session.get_bind().dialect.name == "postgresql" and not session.in_transaction():
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
     start = _Start()
     if incremental and anchor is not None:
         begun = _start_after(session, account_id, anchor)

@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from activitylog.db.base import Database
 from activitylog.db.models import MIN_RETENTION_DAYS, Account, LegalHold
 from activitylog.errors import Conflict, InvalidInput
-from activitylog.log import purge
+from activitylog.log import counts, purge
 from activitylog.log.record import Actor, RequestContext, ResourceRef
 from activitylog.services import crud
 from activitylog.services.uow import UnitOfWork, assign
@@ -132,9 +132,12 @@ def purge_account(
         assert entry is not None and entry["seq"] == purge_seq, "the run's entry must take the locked seq"
         uow.commit()
     scoped = db.for_account(account_id)
-    for lo, hi in purge.batches(planned.ranges, batch):  # each piece short, so appends interleave
+    pieces = list(purge.batches(planned.ranges, batch))
+    for i, (lo, hi) in enumerate(pieces):  # each piece short, so appends interleave
         with scoped.writer() as session:
             n = purge.execute_range(session, planned, lo, hi, purge_seq)
+            if i == len(pieces) - 1:  # the counts may hold entries the pieces removed since the entry
+                counts.purge_done(session, account_id, purge_seq)
             session.commit()
         if progress is not None:
             progress(n)
