@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from activitylog.log.chain import CHAINED_FIELDS, GENESIS, canonical_json, entry_hash
-from activitylog.log.verify import _AT, _COLUMNS, _canonical_v1
+from activitylog.log.verify import _AT, _COLUMNS, _canonical_loaded, _canonical_v1
 from conftest import Tenant, run_auditor_tool
 
 json_values = st.recursive(
@@ -113,3 +113,11 @@ def test_verify_writes_an_entry_exactly_as_the_chain_does(fields: dict) -> None:
         row[_AT[name]] = value
     changes_text = canonical_json(fields["changes"])
     assert _canonical_v1(tuple(row), fields["occurred_at"], changes_text) == canonical_json(fields)
+
+
+@given(json_values | st.lists(st.floats() | st.integers(), max_size=3))
+def test_verify_encodes_parsed_changes_as_canonical_json(value: object) -> None:
+    assert _canonical_loaded(value) == canonical_json(value)
+    assert _canonical_loaded(json.loads(canonical_json(value))) == canonical_json(
+        json.loads(canonical_json(value))
+    )

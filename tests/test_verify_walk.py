@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.postgresql import psycopg
@@ -70,6 +70,8 @@ def test_sqlite_occurred_at_reads_as_sqlalchemy_read_it(value: str) -> None:
 
 
 @given(st.datetimes(timezones=st.timezones()))
+@example(datetime(999, 12, 31, 23, 59, 59, tzinfo=UTC))
+@example(datetime(1000, 1, 1, tzinfo=UTC))
 def test_postgresql_occurred_at_reads_as_sqlalchemy_read_it(value: datetime) -> None:
     assert _Instants(psycopg.dialect()).text(value) == format_instant(value.astimezone(UTC))
 

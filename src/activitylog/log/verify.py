@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from itertools import count
 from typing import Any
 
@@ -142,7 +142,7 @@ class _Derived:
             | self.where[row[_WHERE_AT]][0]
             | self.what[row[_WHAT_AT]][0]
             | (_CHANGES_BITS(changes) if changes.__class__ is str else _bits(changes, "changes"))
-            | (0 if request_id is None else _bits(request_id, "request_id"))
+            | (_REQUEST_BITS(request_id) if request_id.__class__ is str else _bits(request_id, "request_id"))
             | (0 if salts is None else _bits(salts, "salts"))
         )
 
@@ -153,12 +153,12 @@ def _room(memo: dict[Any, Any], key: Any) -> Any:
     return key
 
 
-def _changes_bits(shift: int) -> Callable[[str], int]:
-    guard, quoted = GUARD << shift, QUOTE << shift
+def _text_bits(name: str) -> Callable[[str], int]:
+    """``_bits(text, name)`` for a text, without the general function's set-up: for the cells that differ
+    from entry to entry (the changes, the request id), which a memo would only fill."""
+    guard, quoted = GUARD << _SHIFT[name], QUOTE << _SHIFT[name]
 
     def bits(text: str) -> int:
-        """``_bits(text, "changes")`` for a text: JSON text of an object quotes its keys, so nearly always
-        needs quotes; it needs a guard only when it is a negative number."""
         return (guard if text.startswith(TRIGGERS) else 0) | (
             quoted if '"' in text or "," in text or "\r" in text or "\n" in text else 0
         )
@@ -166,9 +166,22 @@ def _changes_bits(shift: int) -> Callable[[str], int]:
     return bits
 
 
-_CHANGES_BITS = _changes_bits(_SHIFT["changes"])
+_CHANGES_BITS, _REQUEST_BITS = _text_bits("changes"), _text_bits("request_id")
 
 _encode_string = json.encoder.encode_basestring  # what canonical_json encodes a string with
+_c_encoder = json.encoder.c_make_encoder  # type: ignore[attr-defined]
+# canonical_json's own C encoder (``JSONEncoder.iterencode`` builds this one on every call), built once,
+# without the check for circular references: a value json.loads made has none.
+_LOADED = (
+    _c_encoder(None, json.JSONEncoder().default, _encode_string, None, ":", ",", True, False, True)
+    if _c_encoder is not None
+    else None
+)
+
+
+def _canonical_loaded(value: Any) -> str:
+    """``canonical_json`` of a value ``json.loads`` made."""
+    return "".join(_LOADED(value, 0)) if _LOADED is not None else canonical_json(value)
 
 
 def _value(value: Any) -> str:
@@ -184,14 +197,28 @@ def _value(value: Any) -> str:
 def _canonical_v1(row: tuple[Any, ...], occurred_at: str, changes_text: str) -> str:
     """``canonical_json`` of a v1 entry's chained fields, from its row (``_COLUMNS``), its ``occurred_at``
     as the contract's text and ``changes_text``, the canonical JSON of its changes: the keys written in
-    their sorted order, each value encoded as json encodes it (``_check_canonical_v1`` holds it to that)."""
-    v = _value
+    their sorted order, each value encoded as json encodes it (``_check_canonical_v1`` holds it to that).
+    Text, the common case, is encoded inline; NULL and anything else (SQLite's columns take any type) go
+    through ``_value``."""
+    (seq, _, _, _, _, _, _, request, account, actor_type, actor_id, actor_name, behalf, ip, agent, _,
+     action, resource_type, resource_id, resource_name, _) = row  # fmt: skip
+    e, v = _encode_string, _value
     return (
-        f'{{"account_id":{v(row[8])},"action":{v(row[16])},"actor_id":{v(row[10])},'
-        f'"actor_name":{v(row[11])},"actor_type":{v(row[9])},"changes":{changes_text},'
-        f'"ip":{v(row[13])},"occurred_at":{v(occurred_at)},"on_behalf_of":{v(row[12])},'
-        f'"request_id":{v(row[7])},"resource_id":{v(row[18])},"resource_name":{v(row[19])},'
-        f'"resource_type":{v(row[17])},"seq":{v(row[0])},"user_agent":{v(row[14])}}}'
+        f'{{"account_id":{e(account) if account.__class__ is str else v(account)},'
+        f'"action":{e(action) if action.__class__ is str else v(action)},'
+        f'"actor_id":{e(actor_id) if actor_id.__class__ is str else v(actor_id)},'
+        f'"actor_name":{e(actor_name) if actor_name.__class__ is str else v(actor_name)},'
+        f'"actor_type":{e(actor_type) if actor_type.__class__ is str else v(actor_type)},'
+        f'"changes":{changes_text},'
+        f'"ip":{e(ip) if ip.__class__ is str else v(ip)},'
+        f'"occurred_at":{e(occurred_at)},'
+        f'"on_behalf_of":{e(behalf) if behalf.__class__ is str else v(behalf)},'
+        f'"request_id":{e(request) if request.__class__ is str else v(request)},'
+        f'"resource_id":{e(resource_id) if resource_id.__class__ is str else v(resource_id)},'
+        f'"resource_name":{e(resource_name) if resource_name.__class__ is str else v(resource_name)},'
+        f'"resource_type":{e(resource_type) if resource_type.__class__ is str else v(resource_type)},'
+        f'"seq":{int.__repr__(seq) if seq.__class__ is int else v(seq)},'
+        f'"user_agent":{e(agent) if agent.__class__ is str else v(agent)}}}'
     )
 
 
@@ -228,8 +255,9 @@ class _Instants:
     """``format_instant`` of each stored ``occurred_at`` as the column's type reads it. Where SQLite's
     text is already the contract's form, it is rewritten in place, with no datetime round trip (which
     would give the same text: the pattern admits only valid times, and the memo of days only valid
-    dates from year 1000 on, where strftime's ``%Y`` has four digits); anything else is read as the
-    column's type reads it."""
+    dates from year 1000 on, where strftime's ``%Y`` has four digits); PostgreSQL's aware instants are
+    written with ``isoformat`` (the same text from year 1000 on); anything else is read as the column's
+    type reads it."""
 
     def __init__(self, dialect: Any) -> None:
         column_type = ActivityEntry.__table__.c.occurred_at.type.dialect_impl(dialect)
@@ -248,6 +276,10 @@ class _Instants:
                 self.days[_room(self.days, day)] = valid
             if valid:
                 return f"{day}T{value[11:]}Z"
+        elif value.__class__ is datetime and value.tzinfo is not None:  # PostgreSQL's timestamptz
+            instant = value.astimezone(UTC)
+            if instant.year >= 1000:  # isoformat is strftime's text then, and four times as fast
+                return f"{instant.isoformat(timespec='microseconds')[:26]}Z"
         return format_instant(self.read(value))
 
 
@@ -437,7 +469,7 @@ def _walk(
             changes = loads(stored_changes)
         except ValueError:
             return _broken(seq, "changes is not valid JSON")
-        changes_text = canonical_json(changes)
+        changes_text = _canonical_loaded(changes)
         fields: dict[str, Any] | None = None
         if row[_SALTS] is None:  # canonical form v1
             canonical = _canonical_v1(row, occurred_at, changes_text)
