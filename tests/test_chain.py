@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from activitylog.log.chain import CHAINED_FIELDS, GENESIS, canonical_json, entry_hash
-from activitylog.log.verify import _entry_hash_given
+from activitylog.log.verify import _AT, _COLUMNS, _canonical_loaded, _canonical_v1
 from conftest import Tenant, run_auditor_tool
 
 json_values = st.recursive(
@@ -91,17 +91,33 @@ def test_verify_endpoint(tenant: Tenant) -> None:
     assert verdict == {**expected, "mode": "full", "purged": [], "purges": []}
 
 
-# Strings that look like the stand-in verify puts in the place of the changes, in every field.
-_tricky = st.sampled_from(['"changes":0,', '","changes":0,"', '\\"changes\\":0,', "changes", ""]) | st.text()
+# Every shape a stored cell can take: text of any code point (escapes, quotes, controls, lone surrogates,
+# beyond the BMP), text that looks like the canonical form itself, NULL, and on SQLite (whose columns take
+# any type) numbers and booleans in any column.
+_text = st.text(st.characters(min_codepoint=0, max_codepoint=0x10FFFF, exclude_categories=()))
+_tricky = st.sampled_from(['"changes":0,', '","seq":1,"', '\\"changes\\":0,', "\u2028\u2029", "\x7f", ""])
+_cell = st.none() | _text | _tricky | st.integers() | st.floats() | st.booleans()
 
 
 @given(
     st.fixed_dictionaries(
-        {name: st.none() | _tricky for name in CHAINED_FIELDS if name not in ("seq", "changes")}
-        | {"seq": st.integers(min_value=1), "changes": json_values}
-    ),
-    st.text(alphabet="0123456789abcdef", min_size=64, max_size=64),
+        {name: _cell for name in CHAINED_FIELDS if name not in ("occurred_at", "changes")}
+        | {"occurred_at": _text | _tricky, "changes": json_values}
+    )
 )
-def test_verify_hashes_an_entry_exactly_as_the_chain_does(fields: dict, prev: str) -> None:  # type: ignore[type-arg]
-    """verify encodes each entry's changes once, for the canonical-text check and the hash alike."""
-    assert _entry_hash_given(prev, fields, canonical_json(fields["changes"])) == entry_hash(prev, fields)
+def test_verify_writes_an_entry_exactly_as_the_chain_does(fields: dict) -> None:  # type: ignore[type-arg]
+    """verify writes a v1 entry's canonical JSON field by field from its row: byte for byte what
+    canonical_json makes of the entry's object, so its hash is the chain's."""
+    row: list[object] = [None] * len(_COLUMNS)
+    for name, value in fields.items():
+        row[_AT[name]] = value
+    changes_text = canonical_json(fields["changes"])
+    assert _canonical_v1(tuple(row), fields["occurred_at"], changes_text) == canonical_json(fields)
+
+
+@given(json_values | st.lists(st.floats() | st.integers(), max_size=3))
+def test_verify_encodes_parsed_changes_as_canonical_json(value: object) -> None:
+    assert _canonical_loaded(value) == canonical_json(value)
+    assert _canonical_loaded(json.loads(canonical_json(value))) == canonical_json(
+        json.loads(canonical_json(value))
+    )

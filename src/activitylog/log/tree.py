@@ -34,14 +34,22 @@ def append(frontier: list[bytes], size: int, entry_hash_hex: str) -> tuple[list[
     """Add leaf ``size`` (0-based) to a tree of ``size`` leaves. Returns the new frontier and the hashes of
     the subtrees this leaf completes, levels 1 and up (``activity_tree``'s row at ``seq = size + 1``)."""
     frontier = list(frontier)
+    return frontier, extend(frontier, size, entry_hash_hex)
+
+
+def extend(frontier: list[bytes], size: int, entry_hash_hex: str) -> bytes:
+    """``append`` on ``frontier`` itself (no copy): for a walk that adds every leaf in turn."""
     h = leaf_hash(entry_hash_hex)
+    if not size & 1:  # half of all leaves complete no subtree
+        frontier.append(h)
+        return b""
     completed: list[bytes] = []
     while size & 1:
         h = node_hash(frontier.pop(), h)
         completed.append(h)
         size >>= 1
     frontier.append(h)
-    return frontier, b"".join(completed)
+    return b"".join(completed)
 
 
 def fold(parts: list[bytes]) -> bytes:
