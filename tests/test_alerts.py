@@ -28,7 +28,7 @@ from activitylog.relay import ocsf
 from activitylog.services import accounts, api_keys, lists, retention, suppressions, users
 from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
 from activitylog.services.verification import VerifyRuns
-from conftest import PASSWORD, behind_the_apps_back
+from conftest import PASSWORD, behind_the_apps_back, run_cli
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 DAY = timedelta(days=1)
@@ -372,6 +372,29 @@ def test_a_failed_verify_raises_one_integrity_failure(db: Database) -> None:
     found = alerts_of(h)
     assert kinds(found) == ["integrity.failure"]  # once while it is open
     assert found[0]["seqs"] == [2] and found[0]["actor"] is None
+
+
+def test_the_cli_verify_raises_the_same_integrity_failure_as_the_apis(db: Database) -> None:
+    h = history(db, NOW - 3 * DAY)
+    h.change(SYSTEM_CLI, None)
+    intact = run_cli("verify", "--account", h.account_id, db_url=db.url)
+    assert intact.returncode == 0, intact.stdout + intact.stderr
+    assert kinds(alerts_of(h)) == []  # the near miss: an intact log
+    with behind_the_apps_back(db) as conn:
+        conn.execute(
+            text("UPDATE activity_entries SET changes = :c WHERE account_id = :a AND seq = 2"),
+            {"c": json.dumps({"name": {"from": None, "to": "forged"}}), "a": h.account_id},
+        )
+    for _ in range(2):
+        broken = run_cli("verify", "--account", h.account_id, db_url=db.url)
+        assert broken.returncode == 1 and "BROKEN at seq 2" in broken.stdout, broken.stdout + broken.stderr
+    found = alerts_of(h)
+    assert kinds(found) == ["integrity.failure"]  # once while it is open
+    assert found[0]["seqs"] == [2] and found[0]["actor"] is None
+    settings = Settings(database_url=db.url)
+    api = VerifyRuns(db, CheckpointSigner(settings, load_signer(settings))).verify(h.account_id).as_api()
+    assert not api["ok"] and found[0]["figures"] == {"reason": api["reason"]}
+    assert kinds(alerts_of(h)) == ["integrity.failure"]  # the API's verify finds the same one open
 
 
 def test_an_alert_raise_entry_is_an_ocsf_detection_finding(db: Database) -> None:
