@@ -22,7 +22,9 @@ from activitylog.services.uow import UnitOfWork
 
 SYSTEM_ALERTS = Actor(type="system", id="alerts", name="activitylog alerts")
 STATUSES = ("open", "acknowledged")
-ALERTS_RAISED = metrics.counter("activitylog_alerts_raised", "Alerts raised by the detectors", ["kind"])
+ALERTS_RAISED = metrics.counter("activitylog_alerts_raised", "Alerts raised, by kind", ["kind"])
+for _kind in ALL_KINDS:  # every kind on /metrics from the start, at 0 until one is raised
+    ALERTS_RAISED.labels(_kind)
 
 
 @dataclass(frozen=True)
