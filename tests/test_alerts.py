@@ -318,6 +318,35 @@ def test_signin_spray_across_accounts_uses_the_operators_thresholds(db: Database
     assert [kinds(alerts_of(h)) for h in victims] == [["signin.spray"]] * 3
 
 
+def test_a_spray_in_progress_when_the_worker_restarts_is_still_alerted(db: Database) -> None:
+    """The spray detector's memory is rebuilt from the log when a worker starts: failures checked before
+    the restart count with the ones after it; a near miss (outside the window) still does not alert."""
+    now, minute = datetime.now(UTC).replace(microsecond=0), timedelta(minutes=1)
+    ip, near_ip = _ip(), _ip()
+    victims = [history(db, now - DAY) for _ in range(3)]
+    settings = Settings(database_url=db.url, alert_spray_accounts=3)
+    before = AlertFollower(db, settings, email=False)
+    for i, h in enumerate(victims[:2]):
+        _fail_sign_in(h.at(now - 30 * minute + i * minute), near_ip)
+        _fail_sign_in(h.at(now - 8 * minute + i * minute), ip)
+    for h in victims:  # the worker checks them all (the third has nothing to see yet)
+        before.follow(h.account_id, -1)
+    assert [kinds(alerts_of(h)) for h in victims] == [[], [], []]
+    # the third account fails from both addresses (from near_ip 25 minutes after the others) while the
+    # worker restarts: the new one never met the first two accounts' failures, it finds them in the log
+    _fail_sign_in(victims[2].at(now - 5 * minute), near_ip)
+    _fail_sign_in(victims[2].at(now - 4 * minute), ip)
+    after = AlertFollower(db, settings, email=False)
+    after.follow(victims[2].account_id, detect_cursor(victims[2]))
+    found = [alerts_of(h) for h in victims]
+    assert [kinds(f) for f in found] == [["signin.spray"]] * 3
+    assert {f[0]["ip"] for f in found} == {ip} and found[2][0]["figures"] == {"accounts": 3, "minutes": 15}
+    for h, alerts in zip(victims, found, strict=True):  # each names its own account's failure from ip
+        assert len(alerts[0]["seqs"]) == 1
+        entry = one_entry(db.for_account(h.account_id), h.account_id, alerts[0]["seqs"][0])
+        assert entry["action"] == "user.login_failed" and entry["ip"] == ip
+
+
 def detect_cursor(h: History) -> int:
     with h.db.for_account(h.account_id).reader() as session:
         seq = session.execute(

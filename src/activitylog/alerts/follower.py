@@ -11,7 +11,7 @@ checked from seq 1 with its credentials' state rebuilt from the log.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, delete, func, select
@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from activitylog.alerts import notify, policy, store
 from activitylog.alerts.detectors import FAILED_VERBS, Credential, Scan, network
-from activitylog.alerts.spray import SprayMemory
+from activitylog.alerts.spray import SprayMemory, rebuild_from_log
 from activitylog.config import Settings
 from activitylog.db.base import Database
 from activitylog.db.models import ActivityEntry, AlertCredential, AlertCursor, ChainHead
@@ -38,6 +38,7 @@ class AlertFollower:
     def __init__(self, db: Database, settings: Settings, *, email: bool = True) -> None:
         self.db, self.settings, self.email = db, settings, email
         self.spray = SprayMemory(settings.alert_spray_accounts, settings.alert_spray_minutes)
+        self._spray_rebuilt = False  # from the log, before the first check (``alerts/spray.py``)
         # Accounts this follower checked from seq 1 (their state rebuilt from scratch), with the cursor it
         # last saved: while the cursor is still there, a credential with no state has simply never acted,
         # so it need not be looked up in the log (what makes a replay fast).
@@ -66,6 +67,8 @@ class AlertFollower:
         return raised
 
     def follow(self, account_id: str, cursor: int, max_batches: int = 20) -> int:
+        if not self._spray_rebuilt:
+            self._rebuild_spray()
         db = self.db.for_account(account_id)
         if cursor < 0:  # no cursor: start over, from the log alone
             with db.writer() as session:
@@ -83,6 +86,14 @@ class AlertFollower:
                 break
             cursor = moved
         return raised
+
+    def _rebuild_spray(self) -> None:
+        """The spray memory a previous worker had, from the log: the failed sign-ins it had checked in the
+        last window (``spray.rebuild_from_log``), so a spray in progress across a restart is still seen."""
+        kept = rebuild_from_log(self.db, self.spray, datetime.now(UTC))
+        self._spray_rebuilt = True
+        if kept:
+            log.info("alerts: signin.spray remembers %d failed sign-ins from the log", kept)
 
     def _batch(self, db: Database, account_id: str, cursor: int) -> tuple[int, int]:
         raised: list[Any] = []
