@@ -28,7 +28,7 @@ from activitylog.relay import ocsf
 from activitylog.services import accounts, api_keys, lists, retention, suppressions, users
 from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
 from activitylog.services.verification import VerifyRuns
-from conftest import PASSWORD, behind_the_apps_back
+from conftest import PASSWORD, behind_the_apps_back, run_cli
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 DAY = timedelta(days=1)
@@ -318,6 +318,35 @@ def test_signin_spray_across_accounts_uses_the_operators_thresholds(db: Database
     assert [kinds(alerts_of(h)) for h in victims] == [["signin.spray"]] * 3
 
 
+def test_a_spray_in_progress_when_the_worker_restarts_is_still_alerted(db: Database) -> None:
+    """The spray detector's memory is rebuilt from the log when a worker starts: failures checked before
+    the restart count with the ones after it; a near miss (outside the window) still does not alert."""
+    now, minute = datetime.now(UTC).replace(microsecond=0), timedelta(minutes=1)
+    ip, near_ip = _ip(), _ip()
+    victims = [history(db, now - DAY) for _ in range(3)]
+    settings = Settings(database_url=db.url, alert_spray_accounts=3)
+    before = AlertFollower(db, settings, email=False)
+    for i, h in enumerate(victims[:2]):
+        _fail_sign_in(h.at(now - 30 * minute + i * minute), near_ip)
+        _fail_sign_in(h.at(now - 8 * minute + i * minute), ip)
+    for h in victims:  # the worker checks them all (the third has nothing to see yet)
+        before.follow(h.account_id, -1)
+    assert [kinds(alerts_of(h)) for h in victims] == [[], [], []]
+    # the third account fails from both addresses (from near_ip 25 minutes after the others) while the
+    # worker restarts: the new one never met the first two accounts' failures, it finds them in the log
+    _fail_sign_in(victims[2].at(now - 5 * minute), near_ip)
+    _fail_sign_in(victims[2].at(now - 4 * minute), ip)
+    after = AlertFollower(db, settings, email=False)
+    after.follow(victims[2].account_id, detect_cursor(victims[2]))
+    found = [alerts_of(h) for h in victims]
+    assert [kinds(f) for f in found] == [["signin.spray"]] * 3
+    assert {f[0]["ip"] for f in found} == {ip} and found[2][0]["figures"] == {"accounts": 3, "minutes": 15}
+    for h, alerts in zip(victims, found, strict=True):  # each names its own account's failure from ip
+        assert len(alerts[0]["seqs"]) == 1
+        entry = one_entry(db.for_account(h.account_id), h.account_id, alerts[0]["seqs"][0])
+        assert entry["action"] == "user.login_failed" and entry["ip"] == ip
+
+
 def detect_cursor(h: History) -> int:
     with h.db.for_account(h.account_id).reader() as session:
         seq = session.execute(
@@ -372,6 +401,29 @@ def test_a_failed_verify_raises_one_integrity_failure(db: Database) -> None:
     found = alerts_of(h)
     assert kinds(found) == ["integrity.failure"]  # once while it is open
     assert found[0]["seqs"] == [2] and found[0]["actor"] is None
+
+
+def test_the_cli_verify_raises_the_same_integrity_failure_as_the_apis(db: Database) -> None:
+    h = history(db, NOW - 3 * DAY)
+    h.change(SYSTEM_CLI, None)
+    intact = run_cli("verify", "--account", h.account_id, db_url=db.url)
+    assert intact.returncode == 0, intact.stdout + intact.stderr
+    assert kinds(alerts_of(h)) == []  # the near miss: an intact log
+    with behind_the_apps_back(db) as conn:
+        conn.execute(
+            text("UPDATE activity_entries SET changes = :c WHERE account_id = :a AND seq = 2"),
+            {"c": json.dumps({"name": {"from": None, "to": "forged"}}), "a": h.account_id},
+        )
+    for _ in range(2):
+        broken = run_cli("verify", "--account", h.account_id, db_url=db.url)
+        assert broken.returncode == 1 and "BROKEN at seq 2" in broken.stdout, broken.stdout + broken.stderr
+    found = alerts_of(h)
+    assert kinds(found) == ["integrity.failure"]  # once while it is open
+    assert found[0]["seqs"] == [2] and found[0]["actor"] is None
+    settings = Settings(database_url=db.url)
+    api = VerifyRuns(db, CheckpointSigner(settings, load_signer(settings))).verify(h.account_id).as_api()
+    assert not api["ok"] and found[0]["figures"] == {"reason": api["reason"]}
+    assert kinds(alerts_of(h)) == ["integrity.failure"]  # the API's verify finds the same one open
 
 
 def test_an_alert_raise_entry_is_an_ocsf_detection_finding(db: Database) -> None:

@@ -7,16 +7,21 @@ seq) then refuses to raise twice.
 
 What a detector remembers between entries is the credentials' state (:class:`Credential`: last use, the
 networks of the last 30 days), kept per account in ``alert_credentials`` and rebuilt from the credential's
-own entries when missing. Counts over windows (bursts, failed sign-ins) are read from the log itself, by
-time range, when an entry that could trip them arrives.
+own entries when missing. Counts over windows (bursts and their 30-day baselines, failed sign-ins) come
+from :class:`Window`: the times of the entries a window counts, kept in the follower's memory across
+batches (:class:`Memory`) and read from the log once, by time range, when the process meets a window it
+has no memory of — never for an account it checked from seq 1, whose every entry it has seen. So checking
+an entry costs no query unless it raises an alert, which is what keeps a replay of a big log fast.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, cast
 
 from sqlalchemy import Connection, Row, Table, func, select
@@ -36,12 +41,15 @@ CREDENTIALS = ("api_key", "session")
 DELETES = "burst.delete"
 EXPORTS = "burst.export"
 BASELINE = timedelta(days=30)
+ONCE_PER_WINDOW = ("burst.delete", "burst.export", "signin.failures")  # one alert per burst (last_raised)
+SIGNIN_SPAN = timedelta(minutes=1440)  # the longest window signin.failures may have (policy.py)
 MAX_SEQS = 100  # an alert names at most this many triggering entries
 ELEVATED_ROLES = ("admin", "owner")
 DNS_FIELDS = ("domain", "dkim_selector", "dkim_private_key", "return_path", "tracking_domain")
 STREAM_STOPS = ("stream.pause", "stream.delete", "stream.disable")
 
 
+@lru_cache(maxsize=65_536)
 def network(ip: str) -> str:
     """The /24 of an IPv4 address, the /48 of an IPv6 one: what "the same network" means here."""
     address = ipaddress.ip_address(ip)
@@ -86,9 +94,67 @@ class Credential:
     dirty: bool = False
 
 
+@dataclass
+class Window:
+    """The times (and seqs) of the entries one window counts — one actor's deletes or exports, an account's
+    failed sign-ins — over the last ``span`` before the latest, in seq order (``occurred_at`` never
+    decreases along seq, ``log/record.py``)."""
+
+    span: timedelta
+    times: list[datetime] = field(default_factory=list)
+    seqs: list[int] = field(default_factory=list)
+    last_seq: int = 0
+
+    def add(self, at: datetime, seq: int) -> None:
+        if seq <= self.last_seq:
+            return  # met again (a batch checked twice)
+        self.last_seq = seq
+        self.times.append(at)
+        self.seqs.append(seq)
+        old = bisect_right(self.times, at - self.span)
+        if old:
+            del self.times[:old], self.seqs[:old]
+
+    def after(self, since: datetime) -> list[int]:
+        """The seqs of the entries later than ``since``."""
+        return self.seqs[bisect_right(self.times, since) :]
+
+    def until(self, until: datetime) -> int:
+        """How many entries are at ``until`` or before it (within the span)."""
+        return bisect_right(self.times, until)
+
+
+@dataclass
+class Memory:
+    """What the detectors know of one account between batches, in the follower's process: the
+    credentials' state, the windows, the last alert of each kind per actor. ``cursor`` is the cursor it is
+    current at (the follower drops it when the cursor moved otherwise); ``complete`` when this process
+    checked the account from seq 1, so that what it has not seen never happened: a credential it has no
+    state of never acted, a window it has no memory of is empty."""
+
+    cursor: int
+    complete: bool
+    stale_stored: bool = False
+    """The stored states are from before a replay from seq 1: the next save deletes them."""
+    last_raised_read: bool = False
+    credentials: dict[tuple[str, str], Credential] = field(default_factory=dict)
+    windows: dict[tuple[str, ...], Window] = field(default_factory=dict)
+    last_raised: dict[tuple[str, str | None], datetime | None] = field(default_factory=dict)
+
+
+SENSITIVE_ACTIONS = frozenset(
+    {"user.update", "user.create", "api_key.create", "sending_domain.update", "account.update"}
+    | set(STREAM_STOPS)
+    | {"legal_hold.release"}
+)
+
+
 def sensitive(row: Row[Any]) -> str | None:
     """Why the entry is a sensitive change (the contract's list), or None."""
-    action, changes = row.action, _changes(row)
+    action = row.action
+    if action not in SENSITIVE_ACTIONS:
+        return None  # most entries: their changes need not be parsed
+    changes = _changes(row)
     if action in ("user.update", "user.create") and _to(changes.get("role")) in ELEVATED_ROLES:
         if action == "user.create" and row.actor_type == "system":
             return None  # an account's first owner, made with the account
@@ -120,16 +186,17 @@ class Scan:
         account_id: str,
         policy: Policy,
         settings: Settings,
-        credentials: dict[tuple[str, str], Credential],
+        memory: Memory,
         load: Any,
         spray: SprayMemory | None = None,
     ) -> None:
         self.db, self.conn, self.account_id = db, conn, account_id
         self.policy, self.settings = policy, settings
-        self.credentials = credentials
+        self.memory = memory
+        self.credentials = memory.credentials
         self._load = load  # (actor_type, actor_id, before_seq) -> Credential
         self.spray = spray
-        self._last_raised: dict[tuple[str, str | None], datetime | None] = {}
+        self._last_raised = memory.last_raised
 
     # ---- state ----
     def credential(self, actor_type: str, actor_id: str, before_seq: int) -> Credential:
@@ -140,17 +207,17 @@ class Scan:
         return found
 
     def last_raised(self, kind: str, who: str | None) -> datetime | None:
-        """The trigger time of the latest alert of ``kind`` for this actor, to raise one per burst."""
-        key = (kind, who)
-        if key not in self._last_raised:
-            column = Alert.actor_id
-            where = column.is_(None) if who is None else column == who
-            self._last_raised[key] = self.conn.execute(
-                select(func.max(Alert.trigger_at)).where(
-                    Alert.account_id == self.account_id, Alert.kind == kind, where
-                )
-            ).scalar_one_or_none()
-        return self._last_raised[key]
+        """The trigger time of the latest alert of ``kind`` for this actor, to raise one per burst: the
+        account's are read once (one query for every actor and kind), then kept up by :meth:`raised`."""
+        if not self.memory.last_raised_read:
+            for got, actor_id, latest in self.conn.execute(
+                select(Alert.kind, Alert.actor_id, func.max(Alert.trigger_at))
+                .where(Alert.account_id == self.account_id, Alert.kind.in_(ONCE_PER_WINDOW))
+                .group_by(Alert.kind, Alert.actor_id)
+            ):
+                self._last_raised.setdefault((got, actor_id), latest)
+            self.memory.last_raised_read = True
+        return self._last_raised.get((kind, who))
 
     def raised(self, finding: Finding, who: str | None) -> None:
         self._last_raised[(finding.kind, who)] = finding.trigger_at
@@ -244,43 +311,43 @@ class Scan:
         cred.dirty = True
         return found
 
-    def _window(self, row: Row[Any], minutes: int, *, actor: bool, actions: list[str]) -> list[int]:
-        since = row.occurred_at - timedelta(minutes=minutes)
-        e = _entries.c
-        where = [
-            e.account_id == self.account_id,
-            e.occurred_at > since,
-            e.occurred_at <= row.occurred_at,
-            e.seq <= row.seq,
-            e.action.in_(actions),
-        ]
-        if actor:
-            where += [e.actor_type == row.actor_type, e.actor_id == row.actor_id]
-        return list(self.conn.execute(select(e.seq).where(*where).order_by(e.seq)).scalars())
+    def _window(
+        self, key: tuple[str, ...], row: Row[Any], span: timedelta, *, actor: bool, actions: list[str]
+    ) -> Window:
+        """The window ``key`` with ``row`` in it: from memory, or (the first time this process meets it,
+        unless it has seen the whole log) from the entries of the ``span`` before ``row``."""
+        window = self.memory.windows.get(key)
+        if window is None:
+            window = self.memory.windows[key] = Window(span)
+            if not self.memory.complete:
+                e = _entries.c
+                where = [
+                    e.account_id == self.account_id,
+                    e.occurred_at > row.occurred_at - span,
+                    e.seq < row.seq,
+                    e.action.in_(actions),
+                ]
+                if actor:
+                    where += [e.actor_type == row.actor_type, e.actor_id == row.actor_id]
+                for at, seq in self.conn.execute(select(e.occurred_at, e.seq).where(*where).order_by(e.seq)):
+                    window.add(at, seq)
+        window.add(row.occurred_at, row.seq)
+        return window
 
     def _burst(self, row: Row[Any], kind: str) -> list[Finding]:
         rule = self.policy.burst_delete if kind == DELETES else self.policy.burst_export
+        key = (kind, row.actor_type, row.actor_id)
+        counted = self._window(key, row, BASELINE, actor=True, actions=_burst_actions(kind))
         if not rule.enabled:
-            return []
+            return []  # (the window is kept all the same: it is whole when the detector is back on)
         window = timedelta(minutes=rule.minutes)
         last = self.last_raised(kind, row.actor_id)
         if last is not None and row.occurred_at - last < window:
             return []  # this burst already raised its alert
-        actions = _burst_actions(kind)
-        seqs = self._window(row, rule.minutes, actor=True, actions=actions)
+        seqs = counted.after(row.occurred_at - window)
         if len(seqs) < rule.count:
             return []
-        e = _entries.c
-        before = self.conn.execute(
-            select(func.count()).where(
-                e.account_id == self.account_id,
-                e.occurred_at > row.occurred_at - BASELINE,
-                e.occurred_at <= row.occurred_at - window,
-                e.actor_type == row.actor_type,
-                e.actor_id == row.actor_id,
-                e.action.in_(actions),
-            )
-        ).scalar_one()
+        before = counted.until(row.occurred_at - window)  # in the 30 days before the window
         rate = before / ((BASELINE - window) / window)  # its usual count per window
         if len(seqs) < rule.ratio * rate:
             return []
@@ -300,13 +367,14 @@ class Scan:
 
     def _failures(self, row: Row[Any]) -> list[Finding]:
         rule = self.policy.signin_failures
+        kind = "signin.failures"
+        counted = self._window((kind,), row, SIGNIN_SPAN, actor=False, actions=["user.login_failed"])
         if not rule.enabled:
             return []
-        kind = "signin.failures"
         last = self.last_raised(kind, None)
         if last is not None and row.occurred_at - last < timedelta(minutes=rule.minutes):
             return []
-        seqs = self._window(row, rule.minutes, actor=False, actions=["user.login_failed"])
+        seqs = counted.after(row.occurred_at - timedelta(minutes=rule.minutes))
         if len(seqs) < rule.count:
             return []
         finding = Finding(
@@ -360,8 +428,13 @@ class Scan:
         return last is not None and abs(at - last) < window
 
 
+_BURST_ACTIONS = {
+    kind: sorted(a for a in ALL_ACTIONS if burst_kind(a) == kind) for kind in (DELETES, EXPORTS)
+}
+
+
 def _burst_actions(kind: str) -> list[str]:
-    return sorted(a for a in ALL_ACTIONS if burst_kind(a) == kind)
+    return _BURST_ACTIONS[kind]
 
 
 def _actor(row: Row[Any]) -> Actor:

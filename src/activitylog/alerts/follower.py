@@ -2,24 +2,35 @@
 commit path: a mutation commits without waiting for them, and nothing they do can fail it.
 
 Per account they keep a cursor (``alert_cursors``, the last seq checked) and the credentials' state
-(``alert_credentials``), both moved in one transaction after each batch; the alerts a batch raises commit
-before it, each with its ``alert.raise`` entry. A crash in between re-checks the batch, and the alerts'
-dedup keys refuse what was raised already. Both tables are derived data: an account with no cursor is
-checked from seq 1 with its credentials' state rebuilt from the log.
+(``alert_credentials``), both moved after each batch in the transaction that raises the batch's alerts,
+each with its ``alert.raise`` entry: one commit a batch. (The cursor then moves past those entries too when
+they come right after the batch: the detectors skip their own entries.) A ``signin.spray`` alert raised in
+another account commits before; a crash in between re-checks the batch, and the alerts' dedup keys refuse
+what was raised already. Both tables are derived data: an account with no cursor is checked from seq 1
+with its credentials' state rebuilt from the log.
+
+Between batches the follower keeps what it knows of each account in its own memory (``detectors.Memory``:
+the credentials' state, the windows' entries, the last alert of each kind), current at the cursor it last
+saved: a batch then costs one read of its entries, one of the policy and one transaction for its alerts,
+the cursor and the changed states, whatever it holds, and checking an entry costs no query. The
+memory is a cache of the log: it is dropped when the cursor moved otherwise or a batch failed, and read
+again from the tables and the log as the entries need it (at most 30 days of each actor's deletes and
+exports, and a day of the account's failed sign-ins).
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from activitylog.alerts import notify, policy, store
-from activitylog.alerts.detectors import FAILED_VERBS, Credential, Scan, network
-from activitylog.alerts.spray import SprayMemory
+from activitylog.alerts.detectors import FAILED_VERBS, Credential, Memory, Scan, network
+from activitylog.alerts.spray import SprayMemory, rebuild_from_log
 from activitylog.config import Settings
 from activitylog.db.base import Database
 from activitylog.db.models import ActivityEntry, AlertCredential, AlertCursor, ChainHead
@@ -38,10 +49,10 @@ class AlertFollower:
     def __init__(self, db: Database, settings: Settings, *, email: bool = True) -> None:
         self.db, self.settings, self.email = db, settings, email
         self.spray = SprayMemory(settings.alert_spray_accounts, settings.alert_spray_minutes)
-        # Accounts this follower checked from seq 1 (their state rebuilt from scratch), with the cursor it
-        # last saved: while the cursor is still there, a credential with no state has simply never acted,
-        # so it need not be looked up in the log (what makes a replay fast).
-        self._replayed: dict[str, int] = {}
+        self._spray_rebuilt = False  # from the log, before the first check (``alerts/spray.py``)
+        # What the detectors know of each account between batches (``detectors.Memory``), current at the
+        # cursor this follower last saved; dropped when the cursor moved otherwise, or a batch failed.
+        self._memory: dict[str, Memory] = {}
 
     def due(self) -> list[tuple[str, int]]:
         """Accounts whose log moved past the detectors' cursor (a cross-account read): (account, cursor)."""
@@ -66,64 +77,91 @@ class AlertFollower:
         return raised
 
     def follow(self, account_id: str, cursor: int, max_batches: int = 20) -> int:
+        if not self._spray_rebuilt:
+            self._rebuild_spray()
         db = self.db.for_account(account_id)
-        if cursor < 0:  # no cursor: start over, from the log alone
-            with db.writer() as session:
-                session.execute(delete(_credentials).where(_credentials.c.account_id == account_id))
-                session.commit()
+        if cursor < 0:  # no cursor: start over, from the log alone (the stored states go with the first save)
             cursor = 0
-            self._replayed[account_id] = 0
-        elif self._replayed.get(account_id) != cursor:
-            self._replayed.pop(account_id, None)  # someone else moved it: trust only the log
+            self._memory[account_id] = Memory(0, complete=True, stale_stored=True)
+        known = self._memory.get(account_id)
+        if known is None or known.cursor != cursor:  # new to this process, or moved by another
+            memory = self._memory[account_id] = Memory(cursor, complete=False)
+        else:
+            memory = known
         raised = 0
-        for _ in range(max_batches):
-            moved, count = self._batch(db, account_id, cursor)
-            raised += count
-            if moved == cursor:
-                break
-            cursor = moved
+        try:
+            for _ in range(max_batches):
+                moved, count = self._batch(db, account_id, cursor, memory)
+                raised += count
+                if moved == cursor:
+                    break
+                cursor = moved
+        except BaseException:
+            self._memory.pop(account_id, None)  # ahead of the cursor saved: trust only the log again
+            raise
         return raised
 
-    def _batch(self, db: Database, account_id: str, cursor: int) -> tuple[int, int]:
+    def _rebuild_spray(self) -> None:
+        """The spray memory a previous worker had, from the log: the failed sign-ins it had checked in the
+        last window (``spray.rebuild_from_log``), so a spray in progress across a restart is still seen."""
+        kept = rebuild_from_log(self.db, self.spray, datetime.now(UTC))
+        self._spray_rebuilt = True
+        if kept:
+            log.info("alerts: signin.spray remembers %d failed sign-ins from the log", kept)
+
+    def _batch(self, db: Database, account_id: str, cursor: int, memory: Memory) -> tuple[int, int]:
         raised: list[Any] = []
-        with db.reader() as session:
-            rules = policy.load(session, account_id)
         with db.read_connection() as conn:
             batch = entries_after(conn, account_id, cursor, limit=BATCH)
             if not batch.rows and batch.through == cursor:
                 return cursor, 0
-            states = self._states(conn, account_id, batch.rows)
+            rules = policy.read(conn, account_id)
+            self._states(conn, account_id, batch.rows, memory)
             scan = Scan(
                 self.db,
                 conn,
                 account_id,
                 rules,
                 self.settings,
-                states,
-                self._loader(conn, account_id, rules.credential_new_ip.days),
+                memory,
+                self._loader(conn, account_id, rules.credential_new_ip.days, memory),
                 self.spray,
             )
             found: dict[str, list[store.Finding]] = {}
             for row in batch.rows:
                 for finding in scan.check(row):
                     found.setdefault(finding.account_id or account_id, []).append(finding)
-        for target, findings in found.items():
+        own = found.pop(account_id, [])
+        for target, findings in found.items():  # signin.spray's, in the other accounts it spans
             raised += store.raise_alerts(self.db, target, findings)
-        self._save(db, account_id, cursor, batch.through, states)
-        if account_id in self._replayed:
-            self._replayed[account_id] = batch.through
+        saved: list[int] = []
+        stored: list[Credential] = []
+
+        def save(session: Session, entries: list[dict[str, Any]]) -> None:
+            # past the alert.raise entries just appended too, when they come right after the batch: the
+            # detectors skip their own entries, so there is nothing in them to check
+            after = entries[-1]["seq"] if entries and entries[0]["seq"] == batch.through + 1 else None
+            saved[:] = [after or batch.through]
+            stored[:] = self._save(session, account_id, saved[0], memory)
+
+        # the account's alerts, its detectors' state and its cursor: one transaction, one commit
+        raised += store.raise_alerts(self.db, account_id, own, then=save)
+        for state in stored:
+            state.dirty = False
+        memory.stale_stored = False
+        memory.cursor = saved[0]
         for alert in raised:
             if (
                 self.email
                 and (rules if alert.account_id == account_id else self._rules(alert.account_id)).email
             ):
                 notify.email_alert(self.db, self.settings, alert)
-        return batch.through, len(raised)
+        return memory.cursor, len(raised)
 
-    def _loader(self, conn: Connection, account_id: str, days: int) -> Any:
+    def _loader(self, conn: Connection, account_id: str, days: int, memory: Memory) -> Any:
         """How a credential with no stored state gets one: from its entries, unless this follower replayed
         the account from seq 1 and so has seen every entry before (then it never acted)."""
-        if account_id in self._replayed:
+        if memory.complete:
             return lambda actor_type, actor_id, _before: Credential(actor_type, actor_id, dirty=True)
         return lambda actor_type, actor_id, before: rebuild(
             conn, account_id, actor_type, actor_id, before, days
@@ -133,15 +171,16 @@ class AlertFollower:
         with self.db.for_account(account_id).reader() as session:
             return policy.load(session, account_id)
 
-    def _states(
-        self, conn: Connection, account_id: str, rows: list[Any]
-    ) -> dict[tuple[str, str], Credential]:
-        """The stored state of the credentials this batch involves."""
+    def _states(self, conn: Connection, account_id: str, rows: list[Any], memory: Memory) -> None:
+        """Into ``memory``, the stored state of the credentials this batch involves that it lacks (none to
+        read when this process checked the account from seq 1: it holds every state there is)."""
+        if memory.complete:
+            return
         wanted = {(r.actor_type, r.actor_id) for r in rows} | {
             ("api_key", r.resource_id) for r in rows if r.action in ("api_key.create", "api_key.rotate")
         }
-        ids = sorted({i for _, i in wanted})
-        states: dict[tuple[str, str], Credential] = {}
+        ids = sorted({actor_id for _, actor_id in wanted - memory.credentials.keys()})
+        states = memory.credentials
         c = _credentials.c
         for start in range(0, len(ids), 500):
             for row in conn.execute(
@@ -149,26 +188,24 @@ class AlertFollower:
                     c.account_id == account_id, c.actor_id.in_(ids[start : start + 500])
                 )
             ):
-                states[(row.actor_type, row.actor_id)] = Credential(
-                    row.actor_type,
-                    row.actor_id,
-                    int(row.uses),
-                    row.last_seen_at,
-                    row.last_ip,
-                    {n: datetime.fromisoformat(t) for n, t in (row.networks or {}).items()},
-                )
-        return states
+                key = (row.actor_type, row.actor_id)
+                if key not in states:
+                    states[key] = Credential(
+                        row.actor_type,
+                        row.actor_id,
+                        int(row.uses),
+                        row.last_seen_at,
+                        row.last_ip,
+                        {n: datetime.fromisoformat(t) for n, t in (row.networks or {}).items()},
+                    )
 
-    def _save(
-        self,
-        db: Database,
-        account_id: str,
-        cursor: int,
-        through: int,
-        states: dict[tuple[str, str], Credential],
-    ) -> None:
-        """Move the cursor and store the changed credentials, in one transaction."""
+    def _save(self, session: Session, account_id: str, through: int, memory: Memory) -> list[Credential]:
+        """Move the cursor and store the changed credentials (returned), in the caller's transaction (the
+        one that raises the batch's alerts)."""
         dialect = _DIALECTS[self.db.dialect]
+        if memory.stale_stored:  # a replay from seq 1: what was stored before goes
+            session.execute(delete(_credentials).where(_credentials.c.account_id == account_id))
+        changed = [s for s in memory.credentials.values() if s.dirty]
         values = [
             {
                 "account_id": account_id,
@@ -179,29 +216,27 @@ class AlertFollower:
                 "last_ip": s.last_ip,
                 "networks": {n: t.isoformat() for n, t in s.networks.items()},
             }
-            for s in states.values()
-            if s.dirty
+            for s in changed
         ]
-        with db.writer() as session:
-            if values:
-                insert = dialect.insert(_credentials)
-                session.execute(
-                    insert.on_conflict_do_update(
-                        index_elements=["account_id", "actor_type", "actor_id"],
-                        set_={
-                            name: insert.excluded[name]
-                            for name in ("uses", "last_seen_at", "last_ip", "networks")
-                        },
-                    ),
-                    values,
-                )
-            insert = dialect.insert(_cursors)
+        if values:
+            insert = dialect.insert(_credentials)
             session.execute(
-                insert.values(account_id=account_id, seq=through).on_conflict_do_update(
-                    index_elements=["account_id"], set_={"seq": insert.excluded.seq}
-                )
+                insert.on_conflict_do_update(
+                    index_elements=["account_id", "actor_type", "actor_id"],
+                    set_={
+                        name: insert.excluded[name]
+                        for name in ("uses", "last_seen_at", "last_ip", "networks")
+                    },
+                ),
+                values,
             )
-            session.commit()
+        insert = dialect.insert(_cursors)
+        session.execute(
+            insert.values(account_id=account_id, seq=through).on_conflict_do_update(
+                index_elements=["account_id"], set_={"seq": insert.excluded.seq}
+            )
+        )
+        return changed
 
 
 def rebuild(

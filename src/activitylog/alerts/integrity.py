@@ -1,6 +1,7 @@
-"""``integrity.failure``: raised where the failure is found, not by following the log — a verify run that
-fails (``services/verification.py``) or the checkpoint signer refusing a tree (``HistoryRejected``, where
-the worker's checkpointer runs ``checkpoint_all``). One open alert per failure: the checkpointer meets a
+"""``integrity.failure``: raised where the failure is found, not by following the log — a verify that
+fails (the API's verify runs, ``services/verification.py``, and the CLI's ``activitylog verify``, both
+through :func:`verify_failed`) or the checkpoint signer refusing a tree (``HistoryRejected``, where the
+worker's checkpointer runs ``checkpoint_all``). One open alert per failure: the checkpointer meets a
 refused tree at every interval, and says so once until someone acknowledges it."""
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from activitylog.alerts import notify, policy, store
 from activitylog.config import Settings
 from activitylog.db.base import Database
 from activitylog.db.models import Alert
+from activitylog.log.checkpoints import HistoryRejected
+from activitylog.log.verify import Verdict
 
 log = logging.getLogger("activitylog.alerts")
 KIND = "integrity.failure"
@@ -50,3 +53,16 @@ def report(
     except Exception:
         log.exception("alerts: could not raise the integrity failure of account %s", account_id)
         return None
+
+
+def rejected(refused: HistoryRejected) -> Verdict:
+    """The verdict of a verify whose anchor the signer refused (the database's tree does not extend what
+    it signed): broken from seq 1."""
+    return Verdict(False, 0, first_bad_seq=1, reason=refused.message)
+
+
+def verify_failed(db: Database, settings: Settings, account_id: str, verdict: Verdict) -> Alert | None:
+    """A verify found the account's log broken: its ``integrity.failure`` (one open per failure), the same
+    whichever verify found it."""
+    seqs = [verdict.first_bad_seq] if verdict.first_bad_seq else []
+    return report(db, settings, account_id, verdict.reason or "verify failed", seqs)

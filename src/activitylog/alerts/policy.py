@@ -7,9 +7,11 @@ values with the same messages. A PATCH names only what it changes: ``{"burst.del
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import Connection, bindparam, select
 
 from activitylog.db.models import AlertPolicy
 from activitylog.errors import InvalidInput
@@ -91,6 +93,25 @@ DEFAULTS = Policy()
 def load(session: Any, account_id: str) -> Policy:
     row = session.get(AlertPolicy, account_id)
     return Policy.model_validate(row.alert_policy) if row is not None else DEFAULTS
+
+
+_READ = select(AlertPolicy.alert_policy).where(AlertPolicy.account_id == bindparam("account_id"))
+_validated: dict[str, Policy] = {}
+
+
+def read(conn: Connection, account_id: str) -> Policy:
+    """The account's policy on a Core connection (what the detectors read every batch), each document
+    validated once per process; treat what it returns as read-only."""
+    document = conn.execute(_READ, {"account_id": account_id}).scalar_one_or_none()
+    if document is None:
+        return DEFAULTS
+    key = json.dumps(document, sort_keys=True)
+    policy = _validated.get(key)
+    if policy is None:
+        if len(_validated) > 10_000:
+            _validated.clear()
+        policy = _validated[key] = Policy.model_validate(document)
+    return policy
 
 
 def merged(current: Policy, patch: dict[str, Any]) -> Policy:

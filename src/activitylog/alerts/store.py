@@ -3,11 +3,13 @@ and reading them in the contract's shape."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from activitylog import metrics
 from activitylog.alerts.policy import ALL_KINDS
@@ -22,7 +24,9 @@ from activitylog.services.uow import UnitOfWork
 
 SYSTEM_ALERTS = Actor(type="system", id="alerts", name="activitylog alerts")
 STATUSES = ("open", "acknowledged")
-ALERTS_RAISED = metrics.counter("activitylog_alerts_raised", "Alerts raised by the detectors", ["kind"])
+ALERTS_RAISED = metrics.counter("activitylog_alerts_raised", "Alerts raised, by kind", ["kind"])
+for _kind in ALL_KINDS:  # every kind on /metrics from the start, at 0 until one is raised
+    ALERTS_RAISED.labels(_kind)
 
 
 @dataclass(frozen=True)
@@ -48,34 +52,65 @@ def raise_alert(db: Database, account_id: str, finding: Finding) -> Alert | None
     return raised[0] if raised else None
 
 
-def raise_alerts(db: Database, account_id: str, findings: list[Finding]) -> list[Alert]:
+def raise_alerts(
+    db: Database,
+    account_id: str,
+    findings: list[Finding],
+    then: Callable[[Session, list[dict[str, Any]]], None] | None = None,
+) -> list[Alert]:
     """Raise several findings of one account in one transaction (a detector's batch: one commit, not one
-    per alert), each row with its ``alert.raise`` entry; those raised already (by ``dedup_key``) are
-    skipped. If another detector raised one meanwhile, each is tried on its own."""
-    if not findings:
+    per alert), each row with its ``alert.raise`` entry; those raised already (by ``dedup_key``, looked up
+    in one query) are skipped. ``then`` writes more in the same transaction, given the session and the
+    entries appended (the detectors move their cursor there). If another detector raised one meanwhile,
+    each is tried on its own, and ``then`` runs in a transaction of its own."""
+    if not findings and then is None:
         return []
     uow = UnitOfWork(db, account_id=account_id, actor=SYSTEM_ALERTS, context=RequestContext())
     with uow:
-        alerts = [a for f in findings if (a := _add(uow, f)) is not None]
+        taken = _taken(uow, [f.dedup_key for f in findings if f.dedup_key is not None])
+        alerts = []
+        for finding in findings:
+            if finding.dedup_key is not None:
+                if finding.dedup_key in taken:
+                    continue
+                taken.add(finding.dedup_key)  # the same finding twice in one batch: raised once
+            alerts.append(_add(uow, finding))
+        if then is not None:
+            then(uow.session, uow.entries)
         try:
             uow.commit()
             conflict = False
         except Conflict:  # the unique dedup key: someone raised one of them first
             conflict = True
     if conflict:
-        return [] if len(findings) == 1 else [a for f in findings for a in raise_alerts(db, account_id, [f])]
+        alerts = (
+            [] if len(findings) == 1 else [a for f in findings for a in raise_alerts(db, account_id, [f])]
+        )
+        if then is not None:
+            with db.for_account(account_id).writer() as session:
+                then(session, [])
+                session.commit()
+        return alerts
     for alert in alerts:
         ALERTS_RAISED.labels(alert.kind).inc()
     return alerts
 
 
-def _add(uow: UnitOfWork, finding: Finding) -> Alert | None:
-    if finding.dedup_key is not None:
-        taken = uow.session.execute(
-            select(Alert.id).where(Alert.account_id == uow.account_id, Alert.dedup_key == finding.dedup_key)
-        ).first()
-        if taken is not None:
-            return None
+def _taken(uow: UnitOfWork, keys: list[str]) -> set[str]:
+    """Which of ``keys`` the account's alerts have already."""
+    taken: set[str] = set()
+    for start in range(0, len(keys), 500):
+        taken.update(
+            uow.session.scalars(
+                select(Alert.dedup_key).where(
+                    Alert.account_id == uow.account_id, Alert.dedup_key.in_(keys[start : start + 500])
+                )
+            )
+        )
+    return taken
+
+
+def _add(uow: UnitOfWork, finding: Finding) -> Alert:
     actor = finding.actor
     alert = Alert(
         id=new_id("alr"),

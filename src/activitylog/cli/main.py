@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from activitylog import logs
+from activitylog.alerts import integrity
 from activitylog.cli import counts, demo, log_commands, retention, witness
 from activitylog.cli import streams as stream_commands
 from activitylog.cli.common import CLI_CONTEXT, cli_uow, database, err, fail, require_account
@@ -217,7 +218,8 @@ def _checkpoint_signer(settings: Settings) -> CheckpointSigner:
 @app.command()
 def verify(account: str = typer.Option(None, help="Only this account (acc_...).")) -> None:
     """Re-compute every hash chain and Merkle tree and check each against the last checkpoint the signer
-    signed; exit 0 if intact, 1 naming the first bad seq."""
+    signed; exit 0 if intact, 1 naming the first bad seq. A broken account gets its integrity.failure
+    alert, as from the API's verify."""
     settings = Settings()
     db, signer = database(), _checkpoint_signer(settings)
     if account:
@@ -231,6 +233,7 @@ def verify(account: str = typer.Option(None, help="Only this account (acc_...)."
         except HistoryRejected as exc:
             bad += 1
             print(f"{account_id}: BROKEN: {exc.message}")
+            integrity.verify_failed(db, settings, account_id, integrity.rejected(exc))
             continue
         with db.for_account(account_id).reader() as session:
             verdict = verify_account(session, account_id, anchor)
@@ -246,6 +249,7 @@ def verify(account: str = typer.Option(None, help="Only this account (acc_...)."
         else:
             bad += 1
             print(f"{account_id}: BROKEN at seq {verdict.first_bad_seq}: {verdict.reason}")
+            integrity.verify_failed(db, settings, account_id, verdict)  # as the API's verify does
     raise typer.Exit(1 if bad else 0)
 
 

@@ -187,7 +187,7 @@ class VerifyRuns:
                     session, run.account_id, anchor, incremental=run.incremental, progress=walked.reached
                 )
         except HistoryRejected as exc:
-            verdict = Verdict(False, 0, first_bad_seq=1, reason=exc.message)
+            verdict = integrity.rejected(exc)
         except Exception as exc:  # the run must end, and say why, whatever happens
             verdict = Verdict(False, 0, reason=f"could not verify: {type(exc).__name__}: {exc}")
             raise
@@ -205,8 +205,7 @@ class VerifyRuns:
 
     def _report(self, account_id: str, verdict: Verdict) -> None:
         """A failed verify is an ``integrity.failure`` alert (one open per failure)."""
-        seqs = [verdict.first_bad_seq] if verdict.first_bad_seq else []
-        integrity.report(self.db, self.signer.settings, account_id, verdict.reason or "verify failed", seqs)
+        integrity.verify_failed(self.db, self.signer.settings, account_id, verdict)
 
     def _heartbeat(self, run: VerifyRun, walked: _Progress, stop: threading.Event) -> None:
         while not stop.wait(HEARTBEAT_SECONDS):
