@@ -8,9 +8,10 @@ import threading
 import time
 import uuid
 from collections import Counter
+from typing import cast
 
 import httpx
-from sqlalchemy import insert, select, text
+from sqlalchemy import Table, insert, select, text
 
 from activitylog.db.base import Database, connect
 from activitylog.db.models import Account, ActivityEntry, ChainHead, User
@@ -77,7 +78,7 @@ def test_first_appends_of_a_new_account_race_safely(db: Database) -> None:
     """An account whose chain has no head row yet: concurrent first appends must not both take seq 1."""
     account_id = f"acc_{uuid.uuid4().hex[:20]}"
     with db.engine.begin() as conn:  # an account from before the log existed: no head, no entries
-        conn.execute(insert(Account.__table__).values(id=account_id, name="Legacy"))
+        conn.execute(insert(cast(Table, Account.__table__)).values(id=account_id, name="Legacy"))
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(WRITERS) as pool:
         pool.starmap_async(_write_lists, [(db.url, account_id, w, 5) for w in range(WRITERS)]).get(

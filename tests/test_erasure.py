@@ -118,11 +118,11 @@ def test_an_erasure_leaves_no_trace_and_every_proof_holds(
         after = entries(client)
         by_seq = {e["seq"]: e for e in after}
         for old in v2:
-            new = by_seq[old["seq"]]
-            assert {k: new[k] for k in ("actor", "action", "occurred_at", "hash", "prev_hash")} == {
+            now = by_seq[old["seq"]]
+            assert {k: now[k] for k in ("actor", "action", "occurred_at", "hash", "prev_hash")} == {
                 k: old[k] for k in ("actor", "action", "occurred_at", "hash", "prev_hash")
             }
-            assert new["resource"]["type"] == old["resource"]["type"]
+            assert now["resource"]["type"] == old["resource"]["type"]
         own = [by_seq[e["seq"]] for e in v2 if e["resource"]["id"] in (ids["contact"], address)]
         assert own and all(e["erased"] is True for e in own)
         assert {e["resource"]["id"] for e in own} == {ids["contact"], erased["id"]}  # stable pseudonyms

@@ -73,7 +73,7 @@ TENANT_TABLES = (
 )  # fmt: skip  (as 0006 found them; 0008 replaced activity_checkpoints with activity_tree)
 
 
-PROTECTIONS = {
+PROTECTIONS: dict[str, dict[str, set[str]]] = {
     "0020": {"sqlite": set(), "postgresql": set()},  # the erasure function takes batches: no trigger
     "0019": {"sqlite": set(), "postgresql": set()},  # indexes only
     "0018": {  # verify runs, shared by the web processes: an account's rows, under row-level security
@@ -149,7 +149,7 @@ PROTECTIONS = {
 
 
 # Protections that went with their table: 0008 replaced the old checkpoints by the Merkle tree.
-DROPPED = {
+DROPPED: dict[str, dict[str, set[str]]] = {
     "0008": {
         "sqlite": PROTECTIONS["0002"]["sqlite"],
         "postgresql": PROTECTIONS["0002"]["postgresql"]
@@ -177,7 +177,7 @@ def test_sqlite_durability_settings(tmp_path: Path) -> None:
     with db.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
-        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one() >= 5000
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     statements: list[str] = []
     from sqlalchemy import event

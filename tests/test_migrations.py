@@ -10,9 +10,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
-from activitylog.db.base import Database, connect
+from activitylog.db.base import Base, Database, connect
 from activitylog.db.migrate import known_to_models, upgrade
-from activitylog.db.models import Base
 from activitylog.db.roles import ERASE_FUNCTION, grant_app_role
 from conftest import PG_ENV, fresh_postgres_database
 

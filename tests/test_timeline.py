@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import text
 
 from activitylog.log import counts
+from activitylog.log.buckets import floor
 from activitylog.log.record import Actor, RequestContext
-from activitylog.log.timeline import floor
 from activitylog.log.verify import verify_account
 from activitylog.services import accounts, api_keys, lists, retention
 from activitylog.services.uow import SYSTEM_CLI, UnitOfWork

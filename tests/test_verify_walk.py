@@ -73,7 +73,8 @@ def test_sqlite_occurred_at_reads_as_sqlalchemy_read_it(value: str) -> None:
 @example(datetime(999, 12, 31, 23, 59, 59, tzinfo=UTC))
 @example(datetime(1000, 1, 1, tzinfo=UTC))
 def test_postgresql_occurred_at_reads_as_sqlalchemy_read_it(value: datetime) -> None:
-    assert _Instants(psycopg.dialect()).text(value) == format_instant(value.astimezone(UTC))
+    dialect = psycopg.dialect()  # type: ignore[no-untyped-call]  # SQLAlchemy's dialects are untyped
+    assert _Instants(dialect).text(value) == format_instant(value.astimezone(UTC))
 
 
 _PLAIN = {"seq", "occurred_at", "prev_hash", "hash"}
