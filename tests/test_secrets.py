@@ -136,8 +136,11 @@ def database_dump(db: Database) -> str:
     if url.get_backend_name() == "postgresql":
         libpq = url.set(drivername="postgresql").render_as_string(hide_password=False)
         return subprocess.run(["pg_dump", libpq], capture_output=True, text=True, check=True).stdout
-    with sqlite3.connect(str(url.database)) as conn:
+    conn = sqlite3.connect(str(url.database))
+    try:  # (a connection's ``with`` only commits: close it, or it stays open on the file)
         return "\n".join(conn.iterdump())
+    finally:
+        conn.close()
 
 
 def until(check: Any, what: str) -> None:
