@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from activitylog.db.base import Database
@@ -15,6 +17,17 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # Engine-specific objects that only migrations know: the text-search index (FTS5 tables on SQLite, a
 # trigram GIN index on PostgreSQL). Schema comparisons skip them.
 MIGRATION_ONLY_PREFIXES = ("activity_search", "ix_activity_entries_account_id_search")
+
+
+def earlier_migration(filename: str) -> ModuleType:
+    """An earlier migration's module, loaded by path as alembic loads it: what a later one replaces, and
+    its downgrade restores, is read from there rather than copied."""
+    path = MIGRATIONS / "versions" / filename
+    spec = importlib.util.spec_from_file_location(f"_activitylog_migration_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def known_to_models(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:

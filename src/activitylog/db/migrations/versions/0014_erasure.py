@@ -33,14 +33,12 @@ Revises: 0013
 Create Date: 2026-12-02 01:00:00.000000
 """
 
-import importlib.util
 from collections.abc import Sequence
-from pathlib import Path
-from types import ModuleType
 
 import sqlalchemy as sa
 from alembic import op
 
+from activitylog.db.migrate import earlier_migration
 from activitylog.db.protections import append_only, row_security
 
 MIN_RETENTION_DAYS = 365
@@ -234,7 +232,7 @@ def downgrade() -> None:
     if postgres:
         op.execute(f"DROP FUNCTION {ERASE_SIGNATURE}")
         schema = bind.execute(sa.text("SELECT current_schema()")).scalar_one()
-        previous = _migration_0012().PURGE_FUNCTION.replace(
+        previous = earlier_migration("0012_retention_and_legal_holds.py").PURGE_FUNCTION.replace(
             "CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1
         )
         op.execute(previous.format(schema=schema, min_days=MIN_RETENTION_DAYS))
@@ -247,13 +245,3 @@ def downgrade() -> None:
     if postgres:
         op.execute("DROP FUNCTION activity_erased_append_only()")
     op.execute("ALTER TABLE activity_entries DROP COLUMN salts")
-
-
-def _migration_0012() -> ModuleType:
-    """0012's module (its purge function is what a downgrade restores); loaded by path, as alembic does."""
-    path = Path(__file__).with_name("0012_retention_and_legal_holds.py")
-    spec = importlib.util.spec_from_file_location("_activitylog_migration_0012", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module

@@ -23,13 +23,12 @@ Revises: 0019
 Create Date: 2026-12-02 08:30:00.000000
 """
 
-import importlib.util
 from collections.abc import Sequence
-from pathlib import Path
-from types import ModuleType
 
 import sqlalchemy as sa
 from alembic import op
+
+from activitylog.db.migrate import earlier_migration
 
 revision: str = "0020"
 down_revision: str | None = "0019"
@@ -119,7 +118,7 @@ def _replace(old_signature: str, new_function: str, new_signature: str) -> None:
 def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return  # SQLite: the statements are log.erasure's, under 0014's triggers
-    previous = _migration_0014()
+    previous = earlier_migration("0014_erasure.py")
     _replace(previous.ERASE_SIGNATURE, ERASE_FUNCTION, ERASE_SIGNATURE)
 
 
@@ -127,15 +126,5 @@ def downgrade() -> None:
     """Back to 0019: 0014's one-entry function, executable by the same roles."""
     if op.get_bind().dialect.name != "postgresql":
         return
-    previous = _migration_0014()
+    previous = earlier_migration("0014_erasure.py")
     _replace(ERASE_SIGNATURE, previous.ERASE_FUNCTION, previous.ERASE_SIGNATURE)
-
-
-def _migration_0014() -> ModuleType:
-    """0014's module (its function is what this one replaces and a downgrade restores), loaded by path."""
-    path = Path(__file__).with_name("0014_erasure.py")
-    spec = importlib.util.spec_from_file_location("_activitylog_migration_0014", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
