@@ -254,10 +254,20 @@ def _count_attempt(db: Database, address: str) -> int:
     return attempt
 
 
+def anonymous(email: str) -> Actor:
+    """Who a refused sign-in is by: nobody signed in, named by the address they typed."""
+    return Actor(type="session", id="anonymous", name=email)
+
+
+def record_failure(uow: UnitOfWork, user: User, locked: bool) -> None:
+    """The entry of a refused sign-in of ``user`` (``uow`` acts as :func:`anonymous`), marked ``locked``
+    when the address's window was already used up."""
+    uow.record("user.login_failed", user, {"locked": {"from": None, "to": True}} if locked else {})
+
+
 def _log_failure(db: Database, user: User, email: str, context: RequestContext, locked: bool) -> None:
-    anonymous = Actor(type="session", id="anonymous", name=email)
-    with UnitOfWork(db, account_id=user.account_id, actor=anonymous, context=context) as uow:
-        uow.record("user.login_failed", user, {"locked": {"from": None, "to": True}} if locked else {})
+    with UnitOfWork(db, account_id=user.account_id, actor=anonymous(email), context=context) as uow:
+        record_failure(uow, user, locked)
         uow.commit()
 
 
@@ -302,31 +312,40 @@ def sign_in(db: Database, email: str, password: str, context: RequestContext, tt
     if user is None or not ok:
         _failed(db, user, email, address, context, locked=False)
         raise Unauthorized("wrong email or password")
-    token, csrf = credentials.new_token(), credentials.new_token()
     actor = Actor(type="session", id=user.id, name=user.email)
     with UnitOfWork(db, account_id=user.account_id, actor=actor, context=context) as uow:
-        now = datetime.now(UTC)
-        uow.add(
-            AuthSession(
-                token_hash=credentials.sha256_hex(token),
-                account_id=user.account_id,
-                user_id=user.id,
-                csrf_token=csrf,
-                expires_at=now + ttl,
-            )
-        )
         uow.session.execute(delete(_failures).where(_failures.c.address == address))
-        fresh = uow.get(User, user.id)
-        fresh.last_login_at = now
-        uow.record("user.login", fresh, {})
+        signed_in = open_session(uow, ttl)
         uow.commit()
-    return SignIn(token=token, csrf_token=csrf, user=fresh)
+    return signed_in
+
+
+def open_session(uow: UnitOfWork, ttl: timedelta) -> SignIn:
+    """A session for the user ``uow`` acts as, whose password was checked, logged as ``user.login``."""
+    token, csrf = credentials.new_token(), credentials.new_token()
+    user = uow.get(User, uow.actor.id)
+    now = uow.clock()
+    uow.add(
+        AuthSession(
+            token_hash=credentials.sha256_hex(token),
+            account_id=user.account_id,
+            user_id=user.id,
+            csrf_token=csrf,
+            expires_at=now + ttl,
+        )
+    )
+    user.last_login_at = now
+    uow.record("user.login", user, {})
+    return SignIn(token=token, csrf_token=csrf, user=user)
 
 
 def sign_out(db: Database, principal: Principal, token: str, context: RequestContext) -> None:
     with UnitOfWork(db, account_id=principal.account_id, actor=principal.actor, context=context) as uow:
-        uow.session.execute(
-            delete(AuthSession).where(AuthSession.token_hash == credentials.sha256_hex(token))
-        )
-        uow.record("user.logout", uow.get(User, principal.actor.id), {})
+        close_session(uow, token)
         uow.commit()
+
+
+def close_session(uow: UnitOfWork, token: str) -> None:
+    """End the session ``token`` of the user ``uow`` acts as, logged as ``user.logout``."""
+    uow.session.execute(delete(AuthSession).where(AuthSession.token_hash == credentials.sha256_hex(token)))
+    uow.record("user.logout", uow.get(User, uow.actor.id), {})
