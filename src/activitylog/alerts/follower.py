@@ -168,8 +168,7 @@ class AlertFollower:
         )
 
     def _rules(self, account_id: str) -> policy.Policy:
-        with self.db.for_account(account_id).reader() as session:
-            return policy.load(session, account_id)
+        return policy.of_account(self.db, account_id)
 
     def _states(self, conn: Connection, account_id: str, rows: list[Any], memory: Memory) -> None:
         """Into ``memory``, the stored state of the credentials this batch involves that it lacks (none to

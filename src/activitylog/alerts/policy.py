@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Connection, bindparam, select
 
+from activitylog.db.base import Database
 from activitylog.db.models import AlertPolicy
 from activitylog.errors import InvalidInput
 from activitylog.services.uow import UnitOfWork
@@ -91,7 +92,16 @@ DEFAULTS = Policy()
 
 
 def load(session: Any, account_id: str) -> Policy:
-    row = session.get(AlertPolicy, account_id)
+    return _parsed(session.get(AlertPolicy, account_id))
+
+
+def of_account(db: Database, account_id: str) -> Policy:
+    """The account's policy, read in a transaction of its own: the defaults until an owner changes it."""
+    with db.for_account(account_id).reader() as session:
+        return load(session, account_id)
+
+
+def _parsed(row: AlertPolicy | None) -> Policy:
     return Policy.model_validate(row.alert_policy) if row is not None else DEFAULTS
 
 
@@ -143,7 +153,7 @@ def update(uow: UnitOfWork, patch: dict[str, Any]) -> Policy:
     """Apply ``patch``; the change is one ``account.update`` entry (nothing logged if nothing changed)."""
     with uow:
         row = uow.session.get(AlertPolicy, uow.account_id, with_for_update=True)
-        current = Policy.model_validate(row.alert_policy) if row is not None else DEFAULTS
+        current = _parsed(row)
         policy = merged(current, patch)
         if policy == current:
             return policy  # the same values: not a change, nothing to log

@@ -77,8 +77,7 @@ def acknowledge_alert(alert_id: Annotated[str, Path(max_length=40)], uow: Alerts
 
 @router.get("/api/v1/alert-policy", response_model=Policy, response_model_by_alias=True)
 def get_policy(caller: Readers, db: Db) -> dict[str, Any]:
-    with db.reader() as session:
-        return policy.load(session, caller.account_id).as_api()
+    return policy.of_account(db, caller.account_id).as_api()
 
 
 PolicyPatch = Annotated[

@@ -99,8 +99,7 @@ def acknowledge(alert_id: AlertId, request: Request, _form: FormDep) -> Response
 def policy_page(
     request: Request, viewer: Viewer, error: DomainError | None = None, saved: bool = False
 ) -> Response:
-    with get_db(request).reader() as session:
-        current = policy.load(session, viewer.account_id).as_api()
+    current = policy.of_account(get_db(request), viewer.account_id).as_api()
     return page(
         request,
         "alert_policy.html",
