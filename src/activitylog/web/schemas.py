@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -68,6 +68,8 @@ def _nul_path(value: Any, path: str = "") -> str | None:
 
 class Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    NULLABLE: ClassVar[frozenset[str]] = frozenset()
+    """Of a PATCH body, the fields a null clears (the rest may not be empty, so null there means unset)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -78,10 +80,10 @@ class Input(BaseModel):
             raise ValueError(f"{where}: must not contain NUL characters")
         return data
 
-    def changes(self, nullable: frozenset[str] = frozenset()) -> dict[str, Any]:
-        """The fields a PATCH set; null clears a field only where the field may be empty."""
+    def changes(self) -> dict[str, Any]:
+        """The fields a PATCH set; null clears a field only where the field may be empty (``NULLABLE``)."""
         values = self.model_dump(exclude_unset=True, mode="python")
-        return {k: v for k, v in values.items() if v is not None or k in nullable}
+        return {k: v for k, v in values.items() if v is not None or k in self.NULLABLE}
 
 
 class ErrorDetail(BaseModel):
@@ -196,6 +198,7 @@ class ContactIn(Input):
 
 
 class ContactPatch(Input):
+    NULLABLE = frozenset({"first_name", "last_name"})
     email: EmailStr | None = None
     first_name: Annotated[str, Field(max_length=200)] | None = None
     last_name: Annotated[str, Field(max_length=200)] | None = None
@@ -273,6 +276,7 @@ class BroadcastIn(Input):
 
 
 class BroadcastPatch(Input):
+    NULLABLE = frozenset({"html", "text"})
     name: Name | None = None
     subject: Annotated[str, Field(min_length=1, max_length=998), AfterValidator(_no_control)] | None = None
     from_email: EmailStr | None = None
@@ -342,6 +346,7 @@ class DomainIn(Input):
 
 
 class DomainPatch(Input):
+    NULLABLE = frozenset({"dkim_private_key", "return_path", "tracking_domain"})
     dkim_selector: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")] | None = None
     dkim_private_key: Annotated[str, Field(min_length=1, max_length=10_000)] | None = None
     return_path: Hostname | None = None

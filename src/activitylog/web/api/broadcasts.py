@@ -34,7 +34,7 @@ def create_broadcast(body: BroadcastIn, uow: WriteUow) -> Broadcast:
 
 @router.patch("/{broadcast_id}", response_model=BroadcastOut)
 def patch_broadcast(broadcast_id: str, body: BroadcastPatch, uow: WriteUow) -> Broadcast:
-    return broadcasts.update_broadcast(uow, broadcast_id, body.changes(frozenset({"html", "text"})))
+    return broadcasts.update_broadcast(uow, broadcast_id, body.changes())
 
 
 @router.delete("/{broadcast_id}", status_code=204)

@@ -156,7 +156,7 @@ def get_contact(contact_id: str, caller: Reader, db: Db) -> Any:
 
 @router.patch("/contacts/{contact_id}", response_model=ContactOut)
 def patch_contact(contact_id: str, body: ContactPatch, uow: WriteUow) -> Contact:
-    return lists.update_contact(uow, contact_id, body.changes(frozenset({"first_name", "last_name"})))
+    return lists.update_contact(uow, contact_id, body.changes())
 
 
 @router.delete("/contacts/{contact_id}", status_code=204)

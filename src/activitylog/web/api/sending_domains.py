@@ -34,8 +34,7 @@ def create_domain(body: DomainIn, uow: WriteUow) -> SendingDomain:
 
 @router.patch("/{domain_id}", response_model=DomainOut)
 def patch_domain(domain_id: str, body: DomainPatch, uow: WriteUow) -> SendingDomain:
-    nullable = frozenset({"dkim_private_key", "return_path", "tracking_domain"})
-    return sending_domains.update_domain(uow, domain_id, body.changes(nullable))
+    return sending_domains.update_domain(uow, domain_id, body.changes())
 
 
 @router.delete("/{domain_id}", status_code=204)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ValidationError
@@ -39,7 +39,6 @@ from activitylog.services import (
     suppressions,
     users,
 )
-from activitylog.services.auth import ROLES, SCOPES
 from activitylog.services.reputation_rules import RuleActionType
 from activitylog.services.uow import UnitOfWork
 from activitylog.web import schemas
@@ -61,7 +60,7 @@ class FormField:
     hint: str = ""
     choices: tuple[tuple[str, str], ...] = ()
     options: Options | None = None  # choices that depend on the account, e.g. its lists
-    nullable: bool = False  # an empty value clears the field when editing
+    nullable: bool = False  # an empty value clears the field when editing (set by :func:`form`)
 
     def current(self, row: Any) -> Any:
         """The row's value as the form shows it; secrets are never sent back to the browser."""
@@ -73,6 +72,30 @@ class FormField:
         if isinstance(value, datetime):
             return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
         return "" if value is None else value
+
+
+def form(schema: type[schemas.Input], *fields: FormField) -> tuple[FormField, ...]:
+    """``fields`` as the form of ``schema``, which has the last word: every field is one of its fields, a
+    select without choices offers the values its type allows, and on a PATCH schema an empty value clears
+    exactly the fields a null clears there (``NULLABLE``; never a secret's, whose empty value keeps it)."""
+    out = []
+    for f in fields:
+        declared = schema.model_fields.get(f.name)
+        if declared is None:
+            raise TypeError(f"{schema.__name__} has no field {f.name!r} for the dashboard's form")
+        choices = f.choices or (
+            _literals(declared.annotation) if f.kind in ("select", "multiselect") and not f.options else ()
+        )
+        nullable = f.name in schema.NULLABLE and f.kind not in SECRET_KINDS
+        out.append(replace(f, choices=choices, nullable=nullable))
+    return tuple(out)
+
+
+def _literals(annotation: Any) -> tuple[tuple[str, str], ...]:
+    """The values a ``Literal[...]`` (or an optional one) allows, as (value, label) pairs."""
+    if get_origin(annotation) is Literal:
+        return tuple((str(v), str(v)) for v in get_args(annotation))
+    return next((found for arg in get_args(annotation) if (found := _literals(arg))), ())
 
 
 @dataclass(frozen=True)
@@ -227,7 +250,7 @@ def _create_contact(uow: UnitOfWork, v: dict[str, Any]) -> Any:
 
 
 def _update_contact(uow: UnitOfWork, id_: str, v: dict[str, Any]) -> Any:
-    patch = validated(schemas.ContactPatch, v).changes(frozenset({"first_name", "last_name"}))
+    patch = validated(schemas.ContactPatch, v).changes()
     return lists.update_contact(uow, id_, patch)
 
 
@@ -245,7 +268,7 @@ def _create_broadcast(uow: UnitOfWork, v: dict[str, Any]) -> Any:
 
 def _update_broadcast(uow: UnitOfWork, id_: str, v: dict[str, Any]) -> Any:
     patch = validated(schemas.BroadcastPatch, v)
-    return broadcasts.update_broadcast(uow, id_, patch.changes(frozenset({"html", "text"})))
+    return broadcasts.update_broadcast(uow, id_, patch.changes())
 
 
 def _schedule(uow: UnitOfWork, id_: str, v: dict[str, Any]) -> Any:
@@ -260,9 +283,7 @@ def _suppress(uow: UnitOfWork, v: dict[str, Any]) -> Any:
 
 def _update_domain(uow: UnitOfWork, id_: str, v: dict[str, Any]) -> Any:
     patch = validated(schemas.DomainPatch, v)
-    return sending_domains.update_domain(
-        uow, id_, patch.changes(frozenset({"return_path", "tracking_domain"}))
-    )
+    return sending_domains.update_domain(uow, id_, patch.changes())
 
 
 DNS_LABELS = {"spf": "SPF", "dkim": "DKIM", "return_path": "Return path"}
@@ -334,7 +355,9 @@ ARCHIVE_CONFIRM = (
     "Archive this broadcast? It is kept with its delivery records and can no longer be sent or edited; "
     "its list or segment is released."
 )
-SEND_AT = (FormField("send_at", "Send at", "datetime", required=True, hint="In your time zone."),)
+SEND_AT = form(
+    schemas.ScheduleIn, FormField("send_at", "Send at", "datetime", required=True, hint="In your time zone.")
+)
 CONDITIONS_HINT = 'A JSON list, e.g. [{"field": "email", "op": "ends_with", "value": "@example.com"}]'
 RULE_HINT = (
     'e.g. {"event": "complaint"} or {"metric": "bounce_rate", "threshold": 0.05, '
@@ -354,6 +377,11 @@ BROADCAST_FIELDS = (
     FormField("segment_id", "Segment", "select", options=SEGMENT_OPTIONS),
     FormField("text", "Plain-text body", "textarea", nullable=True),
     FormField("html", "HTML body", "textarea", nullable=True),
+)
+CONTACT_FIELDS = (
+    FormField("email", "Email", "email", required=True),
+    FormField("first_name", "First name"),
+    FormField("last_name", "Last name"),
 )
 RULE_FIELDS = (
     NAME,
@@ -384,9 +412,9 @@ KINDS: dict[str, Kind] = {
                 Column("Suppressed", lambda r: r.suppressed),
                 Column("Finished", lambda r: r.finished_at),
             ),
-            create_fields=BROADCAST_FIELDS,
+            create_fields=form(schemas.BroadcastIn, *BROADCAST_FIELDS),
             create=_create_broadcast,
-            edit_fields=BROADCAST_FIELDS,
+            edit_fields=form(schemas.BroadcastPatch, *BROADCAST_FIELDS),
             update=_update_broadcast,
             delete=broadcasts.delete_broadcast,
             # which of these a broadcast offers is the lifecycle's to say (services/broadcasts.py)
@@ -406,9 +434,9 @@ KINDS: dict[str, Kind] = {
             noun="list",
             model=MailingList,
             columns=(Column("Name", lambda r: r.name), Column("Created", lambda r: r.created_at)),
-            create_fields=(NAME,),
+            create_fields=form(schemas.ListIn, NAME),
             create=_create_list,
-            edit_fields=(NAME,),
+            edit_fields=form(schemas.ListIn, NAME),
             update=_update_list,
             delete=lists.delete_list,
             children=("contacts",),
@@ -423,23 +451,9 @@ KINDS: dict[str, Kind] = {
                 Column("Name", lambda r: " ".join(p for p in (r.first_name, r.last_name) if p)),
                 Column("Status", lambda r: r.status),
             ),
-            create_fields=(
-                FormField("email", "Email", "email", required=True),
-                FormField("first_name", "First name"),
-                FormField("last_name", "Last name"),
-            ),
+            create_fields=form(schemas.ContactIn, *CONTACT_FIELDS),
             create=_create_contact,
-            edit_fields=(
-                FormField("email", "Email", "email", required=True),
-                FormField("first_name", "First name", nullable=True),
-                FormField("last_name", "Last name", nullable=True),
-                FormField(
-                    "status",
-                    "Status",
-                    "select",
-                    choices=(("subscribed", "subscribed"), ("unsubscribed", "unsubscribed")),
-                ),
-            ),
+            edit_fields=form(schemas.ContactPatch, *CONTACT_FIELDS, FormField("status", "Status", "select")),
             update=_update_contact,
             delete=lists.delete_contact,
             parent=("list_id", "lists"),
@@ -454,13 +468,15 @@ KINDS: dict[str, Kind] = {
                 Column("List", lambda r: Ref("lists", r.list_id, "list")),
             ),
             details=(Column("Conditions", lambda r: json.dumps(r.conditions)),),
-            create_fields=(
+            create_fields=form(
+                schemas.SegmentIn,
                 NAME,
                 FormField("list_id", "List", "select", required=True, options=LIST_OPTIONS),
                 FormField("conditions", "Conditions", "json", hint=CONDITIONS_HINT),
             ),
             create=_create_segment,
-            edit_fields=(
+            edit_fields=form(
+                schemas.SegmentPatch,
                 NAME,
                 FormField("list_id", "List", "select", required=True, options=LIST_OPTIONS),
                 FormField("conditions", "Conditions", "json", required=True, hint=CONDITIONS_HINT),
@@ -479,7 +495,8 @@ KINDS: dict[str, Kind] = {
                 Column("Reason", lambda r: r.reason or ""),
                 Column("Since", lambda r: r.created_at),
             ),
-            create_fields=(
+            create_fields=form(
+                schemas.SuppressionIn,
                 FormField("email", "Address", "email", required=True),
                 FormField("reason", "Reason"),
             ),
@@ -503,9 +520,12 @@ KINDS: dict[str, Kind] = {
                 Column("DKIM private key", lambda r: "set" if r.dkim_private_key else "not set"),
                 Column("Verified", lambda r: r.verified_at or ""),
             ),
-            create_fields=(FormField("domain", "Domain", required=True, hint="e.g. mail.example.com"),),
+            create_fields=form(
+                schemas.DomainIn, FormField("domain", "Domain", required=True, hint="e.g. mail.example.com")
+            ),
             create=lambda u, v: sending_domains.create_domain(u, validated(schemas.DomainIn, v).domain),
-            edit_fields=(
+            edit_fields=form(
+                schemas.DomainPatch,
                 FormField("dkim_selector", "DKIM selector", required=True),
                 FormField(
                     "dkim_private_key",
@@ -514,8 +534,8 @@ KINDS: dict[str, Kind] = {
                     hint="Paste the PEM key, -----BEGIN PRIVATE KEY----- to -----END PRIVATE KEY----- "
                     "(RSA of 1024 bits or more, or Ed25519). Leave empty to keep the current key.",
                 ),
-                FormField("return_path", "Return path", nullable=True),
-                FormField("tracking_domain", "Tracking domain", nullable=True),
+                FormField("return_path", "Return path"),
+                FormField("tracking_domain", "Tracking domain"),
             ),
             update=_update_domain,
             delete=sending_domains.delete_domain,
@@ -533,9 +553,9 @@ KINDS: dict[str, Kind] = {
                 Column("Condition", lambda r: json.dumps(r.condition)),
                 Column("Action", lambda r: r.action.get("type", "")),
             ),
-            create_fields=RULE_FIELDS,
+            create_fields=form(schemas.RuleIn, *RULE_FIELDS),
             create=_create_rule,
-            edit_fields=RULE_FIELDS,
+            edit_fields=form(schemas.RulePatch, *RULE_FIELDS),
             update=_update_rule,
             delete=reputation_rules.delete_rule,
             actions=(
@@ -568,13 +588,13 @@ KINDS: dict[str, Kind] = {
                 Column("Revoked", lambda r: r.revoked_at or ""),
             ),
             details=(Column("Last used from", lambda r: r.last_used_ip or ""),),
-            create_fields=(
+            create_fields=form(
+                schemas.ApiKeyIn,
                 NAME,
                 FormField(
                     "scopes",
                     "Scopes",
                     "multiselect",
-                    choices=tuple((s, s) for s in SCOPES),
                     hint="Default: full.",
                 ),
             ),
@@ -608,18 +628,20 @@ KINDS: dict[str, Kind] = {
                 Column("Role", lambda r: r.role),
                 Column("Last sign-in", lambda r: r.last_login_at or "never"),
             ),
-            create_fields=(
+            create_fields=form(
+                schemas.UserIn,
                 FormField("email", "Email", "email", required=True),
                 FormField("password", "Password", "password", required=True, hint="At least 8 characters."),
-                FormField("role", "Role", "select", required=True, choices=tuple((r, r) for r in ROLES)),
+                FormField("role", "Role", "select", required=True),
             ),
             create=_create_user,
-            edit_fields=(
+            edit_fields=form(
+                schemas.UserPatch,
                 FormField("email", "Email", "email", required=True),
                 FormField(
                     "password", "New password", "password", hint="Leave empty to keep the current one."
                 ),
-                FormField("role", "Role", "select", required=True, choices=tuple((r, r) for r in ROLES)),
+                FormField("role", "Role", "select", required=True),
             ),
             update=_update_user,
             delete=users.delete_user,
