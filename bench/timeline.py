@@ -202,7 +202,7 @@ def bench_engine(engine: str, args: argparse.Namespace, out: list[str], log: Cal
                 {"a": account_id},
             ).one()
         began = time.perf_counter()
-        counted = counts.rebuild(db, account_id)  # from nothing, as after a loss or a purge
+        counted = counts.rebuild(db, account_id)  # from nothing, as after a loss
         phases["build counts"] = time.perf_counter() - began
         with db.engine.connect() as conn:
             rows = conn.execute(
@@ -298,7 +298,7 @@ def bench_engine(engine: str, args: argparse.Namespace, out: list[str], log: Cal
             ),
             f"- derived counts built from the log by `counts.rebuild`: {phases['build counts']:.0f} s, "
             f"{rows:,} rows "
-            "(what a rebuild after a purge or a loss costs; the worker does it in batches of 20,000 entries)",
+            "(what a rebuild after a lost cursor costs; the worker does it in batches of 20,000 entries)",
             f"- load average at the start {load_start[0]:.2f} / {load_start[1]:.2f} / {load_start[2]:.2f}, "
             f"at the end {load_end[0]:.2f} / {load_end[1]:.2f} / {load_end[2]:.2f}",
             "",

@@ -571,8 +571,8 @@ class ActivityCount(Base):
     """Derived data: how many entries an hour (``unit`` "hour") or a UTC day ("day") starting at ``start``
     holds, per value of the columns of its ``grain`` (``log/counts.py``: by actor, by action, by both; a
     column outside the grain is ""), for the activity page's timeline and facet counts. Written only by the
-    counts follower after the entries commit, never on a mutation's commit path; rebuilt from the log when
-    lost or after a purge."""
+    counts follower after the entries commit, never on a mutation's commit path, and by each purge piece
+    (what it removed); rebuilt from the log when lost."""
 
     __tablename__ = "activity_counts"
     # SQLite keeps the rows in key order (no rowid), so a window is one sequential range; the two other
@@ -595,14 +595,13 @@ class ActivityCount(Base):
 
 
 class ActivityCountsCursor(Base):
-    """How far ``activity_counts`` has counted an account's log: every entry up to ``through_seq``, with
-    the removals of every purge up to the purge entry ``purges_through`` reflected."""
+    """How far ``activity_counts`` has counted an account's log: every entry up to ``through_seq`` (less
+    those a purge removed since: each purge piece takes its entries out of the counts)."""
 
     __tablename__ = "activity_counts_cursors"
 
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
     through_seq: Mapped[int] = mapped_column(BigInteger)
-    purges_through: Mapped[int] = mapped_column(BigInteger)
 
 
 class Alert(Audited, Base):

@@ -2,12 +2,10 @@
 
 A follower of the log (``log/follow.py``'s rule: one cursor per account, moved only with what it
 counted) keeps ``activity_counts`` in the worker process, after entries commit, never on a mutation's
-commit path. A purge removes entries the counts hold, and its entry (``activity_log.purge``) is in the log:
-when the follower reaches one, it drops the account's counts and counts the log again from seq 1 (a purge
-runs at most every hour); until it has, readers see the purge entry past ``purges_through`` and count the
-log itself. The purge's entry commits before its pieces do, so a follower may count again while pieces are
-still to go: the last piece sets ``purges_through`` back before the entry (:func:`purge_done`), and the
-follower counts once more. A lost cursor is a rebuild too; ``verify`` checks the counts against the entries
+commit path. A purge removes entries the counts hold: each piece of it takes the entries it removes that
+the follower had counted out of the counts, in the piece's own transaction and under the cursor's lock
+(:func:`leaving`), so the counts stay exact through a purge, with no recount and no reader sent to the
+log. A lost cursor is a rebuild (counted again from seq 1); ``verify`` checks the counts against the entries
 (:func:`mismatch`).
 
 Four grains, because a row per (actor, action) and hour is nearly a row per entry: "type" (actor type),
@@ -28,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Connection, Table, delete, func, select, update
+from sqlalchemy import ColumnElement, Connection, Table, and_, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -44,7 +42,6 @@ if TYPE_CHECKING:
 
 BATCH = 20_000
 """Entries counted per transaction."""
-PURGE = "activity_log.purge"
 KEY = ("actor_type", "actor_id", "action", "resource_type")
 GRAINS: dict[str, tuple[str, ...]] = {
     "type": ("actor_type",),
@@ -73,14 +70,18 @@ def accounts_behind(db: Database) -> list[str]:
     return [r.account_id for r in rows]
 
 
-def _grouped_hours(session: Session, account_id: str, low: int, high: int) -> list[Any]:
+def _grouped_hours(
+    session: Session, account_id: str, low: int, high: int, *only: ColumnElement[bool]
+) -> list[Any]:
+    """The entries ``low`` (exclusive) to ``high`` (of those, ``only`` the ones matching), counted per hour
+    and key."""
     e = _entries.c
     hour = truncated(e.occurred_at, "hour", session.get_bind().dialect.name).label("hour")
     dims = [e[k] for k in KEY]
     return list(
         session.execute(
             select(hour, *dims, func.count())
-            .where(e.account_id == account_id, e.seq > low, e.seq <= high)
+            .where(e.account_id == account_id, e.seq > low, e.seq <= high, *only)
             .group_by(hour, *dims)
         ).all()
     )
@@ -114,66 +115,92 @@ def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
     session.execute(statement, rows)
 
 
+def _locked_cursor(session: Session, account_id: str) -> int | None:
+    """How far the counts reached (None: never counted, or lost), locked until the transaction ends: the
+    follower and a purge's pieces take turns."""
+    through = session.execute(
+        select(_cursors.c.through_seq).where(_cursors.c.account_id == account_id).with_for_update()
+    ).scalar_one_or_none()
+    return None if through is None else int(through)
+
+
 def catch_up_once(db: Database, account_id: str, batch: int = BATCH) -> int:
     """Count up to ``batch`` more entries of the account in one transaction; returns how many seqs the
-    cursor moved (0 when caught up). A purge entry past ``purges_through`` restarts the count instead."""
+    cursor moved (0 when caught up)."""
     scoped = db.for_account(account_id)
     with scoped.writer() as session, session.begin():
-        cursor = session.execute(
-            select(_cursors.c.through_seq, _cursors.c.purges_through)
-            .where(_cursors.c.account_id == account_id)
-            .with_for_update()
-        ).one_or_none()
-        if cursor is None:  # never counted, or the cursor was lost: count from the start
+        through = _locked_cursor(session, account_id)
+        if through is None:  # never counted, or the cursor was lost: count from the start
             session.execute(delete(_counts).where(_counts.c.account_id == account_id))
-            session.execute(_cursors.insert().values(account_id=account_id, through_seq=0, purges_through=0))
-            through, purges_through = 0, 0
-        else:
-            through, purges_through = int(cursor.through_seq), int(cursor.purges_through)
-        head = committed_head(session, account_id)
-        high = min(head, through + batch)
+            session.execute(_cursors.insert().values(account_id=account_id, through_seq=0))
+            through = 0
+        high = min(committed_head(session, account_id), through + batch)
         if high <= through:
             return 0
-        purge_seq = session.execute(
-            select(func.max(_entries.c.seq)).where(
-                _entries.c.account_id == account_id,
-                _entries.c.action == PURGE,
-                _entries.c.seq > purges_through,
-                _entries.c.seq <= head,
-            )
-        ).scalar()
-        if purge_seq is not None:
-            # Entries already counted may be gone: start again from what the log holds now.
-            session.execute(delete(_counts).where(_counts.c.account_id == account_id))
-            _move(session, account_id, through, 0, purge_seq)
-            return through or 1
         rows = [
             {"account_id": account_id, **row}
             for row in derived_rows(_grouped_hours(session, account_id, through, high))
         ]
         _upsert(session, rows)
-        _move(session, account_id, through, high, purges_through)
+        moved = session.execute(
+            update(_cursors)
+            .where(_cursors.c.account_id == account_id, _cursors.c.through_seq == through)
+            .values(through_seq=high)
+        )
+        if cast(Any, moved).rowcount != 1:  # cannot happen under the lock; never count twice
+            raise RuntimeError(f"account {account_id}: the counts cursor moved under this follower")
         return high - through
 
 
-def _move(session: Session, account_id: str, was: int, to: int, purges_through: int) -> None:
-    moved = session.execute(
-        update(_cursors)
-        .where(_cursors.c.account_id == account_id, _cursors.c.through_seq == was)
-        .values(through_seq=to, purges_through=purges_through)
-    )
-    if cast(Any, moved).rowcount != 1:  # another follower moved it first: let it
-        raise RuntimeError(f"account {account_id}: the counts cursor moved under this follower")
+@dataclass(frozen=True)
+class Leaving:
+    """What a purge piece is about to remove, as the counts see it: how many entries in all, and the
+    counted ones (up to the follower's cursor) per hour and key."""
+
+    account_id: str
+    total: int
+    counted: list[Any]
+
+    def gone(self, session: Session, removed: int) -> None:
+        """After the piece removed ``removed`` entries, in its transaction: take the counted ones out of the
+        counts. Had the database kept some back (a legal hold placed in between, on PostgreSQL), which
+        ones is unknown here: the cursor is dropped, so the follower counts the log again."""
+        if removed != self.total:
+            session.execute(delete(_cursors).where(_cursors.c.account_id == self.account_id))
+            return
+        rows = [
+            {"b_account_id": self.account_id, **{"b_" + k: v for k, v in row.items()}}
+            for row in derived_rows(self.counted)
+        ]
+        if rows:
+            session.execute(_SUBTRACT, rows)
+            session.execute(_DROP_EMPTY, rows)
 
 
-def purge_done(session: Session, account_id: str, purge_seq: int) -> None:
-    """In the transaction of a purge's last piece: the counts reflect that purge only if counted after it,
-    so the follower (and readers) see its entry past ``purges_through`` again, until the follower has."""
-    session.execute(
-        update(_cursors)
-        .where(_cursors.c.account_id == account_id, _cursors.c.purges_through >= purge_seq)
-        .values(purges_through=purge_seq - 1)
+_ROW = and_(
+    _counts.c.account_id == bindparam("b_account_id"),
+    *(_counts.c[k] == bindparam("b_" + k) for k in ("grain", "unit", "start", *KEY)),
+)
+_SUBTRACT = update(_counts).where(_ROW).values(entries=_counts.c.entries - bindparam("b_entries"))
+_DROP_EMPTY = delete(_counts).where(_ROW, _counts.c.entries <= 0)
+
+
+def leaving(
+    session: Session, account_id: str, low: int, high: int, going: list[ColumnElement[bool]]
+) -> Leaving:
+    """In a purge piece's transaction, before it removes the entries ``low``..``high`` matching ``going``:
+    what the counts hold of them. Locks the counts' cursor, so the follower waits for the piece."""
+    through = _locked_cursor(session, account_id)
+    e = _entries.c
+    total = session.execute(
+        select(func.count()).where(e.account_id == account_id, e.seq.between(low, high), *going)
+    ).scalar_one()
+    counted = (
+        _grouped_hours(session, account_id, low - 1, min(high, through), *going)
+        if through is not None and through >= low
+        else []
     )
+    return Leaving(account_id, int(total), counted)
 
 
 def catch_up(db: Database, account_id: str, batch: int = BATCH) -> int:
@@ -216,23 +243,12 @@ def plan(reads: Connection, account_id: str, f: ActivityFilter, since: datetime,
     low, high = ceil(since, "hour"), floor(until, "hour")
     if low >= high or not answerable(f):
         return Plan(None)
-    cursor = reads.execute(
-        select(_cursors.c.through_seq, _cursors.c.purges_through).where(_cursors.c.account_id == account_id)
-    ).one_or_none()
-    if cursor is None:
+    through = reads.execute(
+        select(_cursors.c.through_seq).where(_cursors.c.account_id == account_id)
+    ).scalar_one_or_none()
+    if through is None:
         return Plan(None)
-    stale = reads.execute(
-        select(_entries.c.seq)
-        .where(
-            _entries.c.account_id == account_id,
-            _entries.c.action == PURGE,
-            _entries.c.seq > cursor.purges_through,
-        )
-        .limit(1)
-    ).first()
-    if stale is not None:  # a purge the counts do not reflect yet
-        return Plan(None)
-    return Plan((low, high), int(cursor.through_seq))
+    return Plan((low, high), int(through))
 
 
 def add_counted(
@@ -282,26 +298,14 @@ def add_counted(
 
 def mismatch(session: Session, account_id: str) -> tuple[int, str] | None:
     """Where the counts disagree with the entries they say they counted: the first seq of the first hour
-    that differs, and why; None when they agree (or are not built, or wait on a purge, and so are not
-    read)."""
-    cursor = session.execute(
-        select(_cursors.c.through_seq, _cursors.c.purges_through).where(_cursors.c.account_id == account_id)
-    ).one_or_none()
-    if cursor is None:
-        return None
-    pending = session.execute(
-        select(_entries.c.seq)
-        .where(
-            _entries.c.account_id == account_id,
-            _entries.c.action == PURGE,
-            _entries.c.seq > cursor.purges_through,
-        )
-        .limit(1)
-    ).first()
-    if pending is not None:
+    that differs, and why; None when they agree (or are not built, and so are not read)."""
+    through = session.execute(
+        select(_cursors.c.through_seq).where(_cursors.c.account_id == account_id)
+    ).scalar_one_or_none()
+    if through is None:
         return None
     expected: Counter[tuple[Any, ...]] = Counter()
-    for want in derived_rows(_grouped_hours(session, account_id, 0, int(cursor.through_seq))):
+    for want in derived_rows(_grouped_hours(session, account_id, 0, int(through))):
         expected[(want["grain"], want["unit"], want["start"], *(want[k] for k in KEY))] += want["entries"]
     stored: Counter[tuple[Any, ...]] = Counter()
     c = _counts.c

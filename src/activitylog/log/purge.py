@@ -61,7 +61,8 @@ def held(occurred_at: ColumnElement[Any], account_id: ColumnElement[Any]) -> Col
     )
 
 
-def _purgeable(account_id: str, older_than: datetime) -> list[ColumnElement[bool]]:
+def purgeable(account_id: str, older_than: datetime) -> list[ColumnElement[bool]]:
+    """The entries a purge at ``older_than`` removes: older than it, under no active legal hold."""
     return [
         _entries.c.account_id == account_id,
         _entries.c.occurred_at < older_than,
@@ -97,7 +98,7 @@ def plan(session: Session, account_id: str, older_than: datetime, retention_days
             _entries.c.seq,
             (_entries.c.seq - func.row_number().over(order_by=_entries.c.seq)).label("island"),
         )
-        .where(*_purgeable(account_id, older_than))
+        .where(*purgeable(account_id, older_than))
         .subquery()
     )
     islands = (
@@ -162,7 +163,7 @@ _SEARCH_DELETE = text(
 def _purge_sqlite(session: Session, plan: Plan, lo: int, hi: int, purge_seq: int) -> int:
     """What ``activity_purge()`` does on PostgreSQL: tombstones first, then the deletes the triggers allow
     only for tombstoned rows, and the text-search index's copies of them."""
-    in_range = [_entries.c.seq.between(lo, hi), *_purgeable(plan.account_id, plan.older_than)]
+    in_range = [_entries.c.seq.between(lo, hi), *purgeable(plan.account_id, plan.older_than)]
     tombstones = select(
         _entries.c.account_id,
         _entries.c.seq,

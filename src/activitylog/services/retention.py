@@ -132,12 +132,12 @@ def purge_account(
         assert entry is not None and entry["seq"] == purge_seq, "the run's entry must take the locked seq"
         uow.commit()
     scoped = db.for_account(account_id)
-    pieces = list(purge.batches(planned.ranges, batch))
-    for i, (lo, hi) in enumerate(pieces):  # each piece short, so appends interleave
+    going = purge.purgeable(account_id, planned.older_than)
+    for lo, hi in purge.batches(planned.ranges, batch):  # each piece short, so appends interleave
         with scoped.writer() as session:
+            leaving = counts.leaving(session, account_id, lo, hi, going)  # the counts stay exact
             n = purge.execute_range(session, planned, lo, hi, purge_seq)
-            if i == len(pieces) - 1:  # the counts may hold entries the pieces removed since the entry
-                counts.purge_done(session, account_id, purge_seq)
+            leaving.gone(session, n)
             session.commit()
         if progress is not None:
             progress(n)
