@@ -23,10 +23,23 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import ColumnElement, Connection, Table, and_, bindparam, delete, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Table,
+    and_,
+    delete,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -154,53 +167,84 @@ def catch_up_once(db: Database, account_id: str, batch: int = BATCH) -> int:
 
 @dataclass(frozen=True)
 class Leaving:
-    """What a purge piece is about to remove, as the counts see it: how many entries in all, and the
-    counted ones (up to the follower's cursor) per hour and key."""
+    """How many entries a purge piece is about to remove, its counts already taken out (:func:`leaving`)."""
 
     account_id: str
     total: int
-    counted: list[Any]
 
     def gone(self, session: Session, removed: int) -> None:
-        """After the piece removed ``removed`` entries, in its transaction: take the counted ones out of the
-        counts. Had the database kept some back (a legal hold placed in between, on PostgreSQL), which
-        ones is unknown here: the cursor is dropped, so the follower counts the log again."""
+        """After the piece removed ``removed`` entries, in its transaction. Had the database kept some back
+        (a legal hold placed in between, on PostgreSQL), the counts cannot know which: the cursor is
+        dropped, so the follower counts the log again."""
         if removed != self.total:
             session.execute(delete(_cursors).where(_cursors.c.account_id == self.account_id))
-            return
-        rows = [
-            {"b_account_id": self.account_id, **{"b_" + k: v for k, v in row.items()}}
-            for row in derived_rows(self.counted)
-        ]
-        if rows:
-            session.execute(_SUBTRACT, rows)
-            session.execute(_DROP_EMPTY, rows)
-
-
-_ROW = and_(
-    _counts.c.account_id == bindparam("b_account_id"),
-    *(_counts.c[k] == bindparam("b_" + k) for k in ("grain", "unit", "start", *KEY)),
-)
-_SUBTRACT = update(_counts).where(_ROW).values(entries=_counts.c.entries - bindparam("b_entries"))
-_DROP_EMPTY = delete(_counts).where(_ROW, _counts.c.entries <= 0)
 
 
 def leaving(
     session: Session, account_id: str, low: int, high: int, going: list[ColumnElement[bool]]
 ) -> Leaving:
     """In a purge piece's transaction, before it removes the entries ``low``..``high`` matching ``going``:
-    what the counts hold of them. Locks the counts' cursor, so the follower waits for the piece."""
+    take those the follower counted out of the counts, in SQL. Every hour (day) strictly between the first
+    and the last one counted loses all its entries when no hold keeps one back (``occurred_at`` never
+    decreases along seq): its rows go by range; the first and last hour and day are subtracted row by row.
+    Locks the counts' cursor, so the follower waits for the piece."""
     through = _locked_cursor(session, account_id)
     e = _entries.c
     total = session.execute(
         select(func.count()).where(e.account_id == account_id, e.seq.between(low, high), *going)
     ).scalar_one()
-    counted = (
-        _grouped_hours(session, account_id, low - 1, min(high, through), *going)
-        if through is not None and through >= low
-        else []
-    )
-    return Leaving(account_id, int(total), counted)
+    if through is None or through < low:
+        return Leaving(account_id, int(total))
+    counted = [e.account_id == account_id, e.seq.between(low, min(high, through))]
+    first, last, present, goes = session.execute(
+        select(
+            func.min(e.occurred_at),
+            func.max(e.occurred_at),
+            func.count(),
+            func.count().filter(and_(true(), *going)),
+        ).where(*counted)
+    ).one()
+    if not goes:
+        return Leaving(account_id, int(total))
+    whole = present == goes
+    dialect = session.get_bind().dialect.name
+    for unit, step in (("hour", timedelta(hours=1)), ("day", timedelta(days=1))):
+        first_start, last_start = floor(as_utc(first), unit), floor(as_utc(last), unit)
+        edges: list[ColumnElement[bool]] = []
+        if whole:
+            edges = [or_(e.occurred_at < first_start + step, e.occurred_at >= last_start)]
+        span = [_counts.c.account_id == account_id, _counts.c.unit == unit]
+        for grain, columns in GRAINS.items():
+            rows = [*span, _counts.c.grain == grain]
+            if whole and last_start - first_start > step:
+                inner = [_counts.c.start > first_start, _counts.c.start < last_start]
+                session.execute(delete(_counts).where(*rows, *inner))
+            taken = (
+                select(
+                    _stored_start(e.occurred_at, unit, dialect).label("start"),
+                    *(e[k] if k in columns else literal("").label(k) for k in KEY),
+                    func.count().label("n"),
+                )
+                .where(*counted, *going, *edges)
+                .group_by(*(e[k] for k in columns), _stored_start(e.occurred_at, unit, dialect))
+                .subquery()
+            )
+            session.execute(
+                update(_counts)
+                .where(*rows, _counts.c.start == taken.c.start, *(_counts.c[k] == taken.c[k] for k in KEY))
+                .values(entries=_counts.c.entries - taken.c.n)
+            )
+            at_edges = [_counts.c.start >= first_start, _counts.c.start <= last_start]
+            session.execute(delete(_counts).where(*rows, *at_edges, _counts.c.entries <= 0))
+    return Leaving(account_id, int(total))
+
+
+def _stored_start(column: Any, unit: str, dialect: str) -> ColumnElement[Any]:
+    """The start of an instant's hour or day exactly as ``activity_counts.start`` stores it, so the two
+    compare in SQL (on SQLite: SQLAlchemy's text form, microseconds included)."""
+    if dialect == "sqlite":
+        return truncated(column, unit, dialect).concat(literal_column("'.000000'"))
+    return func.date_trunc(literal_column(f"'{unit}'"), column, literal_column("'UTC'"))
 
 
 def catch_up(db: Database, account_id: str, batch: int = BATCH) -> int:

@@ -153,10 +153,12 @@ def execute_range(session: Session, plan: Plan, lo: int, hi: int, purge_seq: int
     return n
 
 
-# The text-search index's copies, found through its content table's (account_id, seq) index (0014).
+# The text-search index's copies of the tombstoned entries (not of those a hold keeps in the range), found
+# through its content table's (account_id, seq) index (0014).
 _SEARCH_DELETE = text(
     "DELETE FROM activity_search WHERE rowid IN (SELECT id FROM activity_search_content "
-    "WHERE c3 = :account AND c4 BETWEEN :lo AND :hi)"
+    "WHERE c3 = :account AND c4 BETWEEN :lo AND :hi AND EXISTS (SELECT 1 FROM activity_purged "
+    "WHERE activity_purged.account_id = :account AND activity_purged.seq = c4))"
 )
 
 
