@@ -6,10 +6,7 @@ page cost the same at any depth; every filter has an index led by ``account_id``
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
-import json
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, cast
@@ -33,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy import text as text_clause
 from sqlalchemy.orm import Session
 
+from activitylog import cursors
 from activitylog.db.base import Database
 from activitylog.db.models import ActivityEntry, AffectedResource
 from activitylog.errors import InvalidInput, NotFound
@@ -239,19 +237,15 @@ def with_seq_window(session: Reads, account_id: str, f: ActivityFilter) -> Activ
 
 
 def encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"seq": seq}).encode()).decode().rstrip("=")
+    return cursors.encode("seq", seq)
 
 
 def decode_cursor(cursor: str | None) -> int | None:
     if not cursor:
         return None
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        seq = json.loads(base64.urlsafe_b64decode(padded.encode()))["seq"]
-    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
-        raise InvalidInput("cursor", "not a cursor this API issued") from None
+    seq = cursors.decode("seq", cursor)
     if type(seq) is not int or not 1 <= seq <= MAX_SEQ:
-        raise InvalidInput("cursor", "not a cursor this API issued")
+        raise InvalidInput("cursor", cursors.REFUSED)
     return seq
 
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import InstrumentedAttribute
 
+from activitylog import cursors
 from activitylog.db.base import Database
 from activitylog.errors import InvalidInput, NotFound
 
@@ -18,20 +16,17 @@ MAX_KEY = 320  # the longest key a resource list pages by: a suppressed address
 
 
 def encode_after(key: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"after": key}).encode()).decode().rstrip("=")
+    return cursors.encode("after", key)
 
 
 def decode_after(cursor: str | None) -> str | None:
     if not cursor:
         return None
-    try:
-        value = json.loads(base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()))["after"]
-    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
-        raise InvalidInput("cursor", "not a cursor this API issued") from None
+    value = cursors.decode("after", cursor)
     if not isinstance(value, str) or not value.isprintable() or len(value) > MAX_KEY:
         # every key this API pages by is printable and fits its column; anything else (a NUL, which
         # PostgreSQL cannot even compare) was not issued here
-        raise InvalidInput("cursor", "not a cursor this API issued")
+        raise InvalidInput("cursor", cursors.REFUSED)
     return value
 
 
