@@ -83,18 +83,14 @@ def accounts_behind(db: Database) -> list[str]:
     return [r.account_id for r in rows]
 
 
-def _grouped_hours(
-    session: Session, account_id: str, low: int, high: int, *only: ColumnElement[bool]
-) -> list[Any]:
-    """The entries ``low`` (exclusive) to ``high`` (of those, ``only`` the ones matching), counted per hour
-    and key."""
+def _grouped_hours(session: Session, account_id: str, low: int, high: int) -> list[Any]:
     e = _entries.c
     hour = truncated(e.occurred_at, "hour", session.get_bind().dialect.name).label("hour")
     dims = [e[k] for k in KEY]
     return list(
         session.execute(
             select(hour, *dims, func.count())
-            .where(e.account_id == account_id, e.seq > low, e.seq <= high, *only)
+            .where(e.account_id == account_id, e.seq > low, e.seq <= high)
             .group_by(hour, *dims)
         ).all()
     )
@@ -214,6 +210,7 @@ def leaving(
         if whole:
             edges = [or_(e.occurred_at < first_start + step, e.occurred_at >= last_start)]
         span = [_counts.c.account_id == account_id, _counts.c.unit == unit]
+        start = _stored_start(e.occurred_at, unit, dialect)
         for grain, columns in GRAINS.items():
             rows = [*span, _counts.c.grain == grain]
             if whole and last_start - first_start > step:
@@ -221,12 +218,12 @@ def leaving(
                 session.execute(delete(_counts).where(*rows, *inner))
             taken = (
                 select(
-                    _stored_start(e.occurred_at, unit, dialect).label("start"),
+                    start.label("start"),
                     *(e[k] if k in columns else literal("").label(k) for k in KEY),
                     func.count().label("n"),
                 )
                 .where(*counted, *going, *edges)
-                .group_by(*(e[k] for k in columns), _stored_start(e.occurred_at, unit, dialect))
+                .group_by(start, *(e[k] for k in columns))
                 .subquery()
             )
             session.execute(
