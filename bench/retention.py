@@ -40,8 +40,8 @@ from sqlalchemy import func, select
 from activitylog.db.models import ActivityEntry, PurgedEntry
 from activitylog.log.record import RequestContext
 from activitylog.log.verify import verify_account
+from activitylog.pacing import BATCH_SECONDS
 from activitylog.services import erasure, lists
-from activitylog.services.retention import PURGE_BATCH
 from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
 
 # isort: split
@@ -241,7 +241,8 @@ def render(runs: list[EngineRun], args: argparse.Namespace, started: datetime) -
         "transaction with its entry (the latency is the client's: HTTP + the transaction).",
         "",
         "The purge writes the run's `activity_log.purge` entry first (under the chain head's lock), then "
-        f"carries out the plan in pieces of {PURGE_BATCH:,} seqs, each a transaction of its own that does "
+        f"carries out the plan in pieces of about {BATCH_SECONDS * 1000:.0f} ms (sized from the pieces "
+        "before), each a transaction of its own that does "
         "not hold the head: an append waits at most for one piece (on SQLite, whose write lock is the whole "
         "file) or not at all (PostgreSQL, where the piece locks only the rows it deletes).",
         "",

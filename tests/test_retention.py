@@ -25,6 +25,7 @@ from sqlalchemy.exc import DBAPIError
 from activitylog.db.base import Database, connect
 from activitylog.db.models import ActivityEntry, PurgedEntry
 from activitylog.errors import InvalidInput
+from activitylog.log import purge
 from activitylog.log.record import RequestContext
 from activitylog.log.verify import verify_account
 from activitylog.log.verify_export import (
@@ -34,6 +35,7 @@ from activitylog.log.verify_export import (
     open_checkpoint,
     parse_verifier_key,
 )
+from activitylog.pacing import Pacer
 from activitylog.services import accounts, api_keys, lists, retention
 from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
 from conftest import PASSWORD, Server, Tenant, app_role_on, run_auditor_tool
@@ -456,3 +458,35 @@ def test_legal_holds_are_created_listed_released_and_logged(tenant: Tenant) -> N
     with closing(tenant.session_client(member_email)) as member:
         assert member.get("/api/v1/legal-holds").status_code == 403
         assert member.post("/api/v1/legal-holds", json={"reason": "x"}).status_code == 403
+
+
+def test_purge_pieces_are_paced_to_their_time_and_cover_the_plan_exactly() -> None:
+    pacer = Pacer(0.1, first=1000, least=100, most=20_000)
+    pacer.took(1000, 0.025)  # four times too fast: at most doubled
+    assert pacer.size == 2000
+    pacer.took(2000, 0.1)  # on target: kept
+    assert pacer.size == 2000
+    pacer.took(2000, 2.0)  # twenty times too slow: at most halved
+    assert pacer.size == 1000
+    pacer.took(10, 5.0)  # a range's short tail: no evidence
+    assert pacer.size == 1000
+    for _ in range(20):
+        pacer.took(pacer.size, 1e-9)
+    assert pacer.size == 20_000
+    for _ in range(20):
+        pacer.took(pacer.size, 60.0)
+    assert pacer.size == 100
+    fixed = Pacer(0.1, fixed=4)
+    fixed.took(4, 60.0)
+    assert fixed.size == 4
+
+    ranges = [(1, 2500), (2600, 2601), (3000, 9999)]
+    paced = Pacer(0.1, first=300, least=100, most=1000)
+    pieces = []
+    for lo, hi in purge.batches(ranges, paced):
+        pieces.append((lo, hi))
+        paced.took(hi - lo + 1, 0.05 if len(pieces) % 3 else 0.4)  # fast, fast, slow, ...
+    assert len({hi - lo + 1 for lo, hi in pieces}) > 2  # the size moved with the timings
+    covered = [seq for lo, hi in pieces for seq in range(lo, hi + 1)]
+    assert covered == [seq for lo, hi in ranges for seq in range(lo, hi + 1)]
+    assert all(any(a <= lo and hi <= b for a, b in ranges) for lo, hi in pieces)  # never across a gap

@@ -6,6 +6,7 @@ facets in a deterministic order; bad parameters refused by name; one account nev
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -187,6 +188,29 @@ def test_counts_match_the_entries_from_the_log_the_derived_counts_and_both(histo
     with history.server.db.reader() as session:
         assert counts.mismatch(session, history.account_id) is None
         assert verify_account(session, history.account_id).ok
+
+
+class StopAfter(threading.Event):
+    """A worker's stop event that is set once the follower has asked ``n`` times."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.asked, self.n = 0, n
+
+    def is_set(self) -> bool:
+        self.asked += 1
+        return self.asked > self.n or super().is_set()
+
+
+def test_a_recount_stops_between_batches_when_its_worker_stops(history: History) -> None:
+    db, account_id = history.server.db, history.account_id
+    assert counts.catch_up(db, account_id, stop=StopAfter(0)) == 0  # stopped before the first batch
+    assert counts.catch_up(db, account_id, batch=5, stop=StopAfter(2)) == 10  # two batches, then stopped
+    with db.reader() as session:
+        assert counts.mismatch(session, account_id) is None  # what it counted so far is exact
+    head = len(history.entries())
+    assert 10 + counts.catch_up(db, account_id) == head  # and the next run goes on from there
+    check_all(history)
 
 
 def test_every_bucket_of_the_window_is_listed_with_its_zeros(history: History) -> None:

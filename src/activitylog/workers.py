@@ -128,7 +128,7 @@ class CountsFollower(Periodic):
             if self._stop.is_set():
                 break
             try:
-                done += counts.catch_up(self.db, account_id)
+                done += counts.catch_up(self.db, account_id, stop=self._stop)
             except Exception:
                 log.exception("counts: account %s failed; retrying next interval", account_id)
         return done

@@ -20,10 +20,12 @@ counted (``through_seq``), and only for the filters the counts keep a column for
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from threading import Event
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import (
@@ -48,13 +50,14 @@ from activitylog.db.models import ActivityCount, ActivityCountsCursor, ActivityE
 from activitylog.log.buckets import as_utc, ceil, floor, truncated
 from activitylog.log.follow import committed_head
 from activitylog.log.query import first_seq_at_or_after
+from activitylog.pacing import Pacer
 
 if TYPE_CHECKING:
     from activitylog.log.query import ActivityFilter
     from activitylog.log.timeline import Tally
 
 BATCH = 20_000
-"""Entries counted per transaction."""
+"""Entries counted per transaction, at most."""
 KEY = ("actor_type", "actor_id", "action", "resource_type")
 GRAINS: dict[str, tuple[str, ...]] = {
     "type": ("actor_type",),
@@ -244,10 +247,18 @@ def _stored_start(column: Any, unit: str, dialect: str) -> ColumnElement[Any]:
     return func.date_trunc(literal_column(f"'{unit}'"), column, literal_column("'UTC'"))
 
 
-def catch_up(db: Database, account_id: str, batch: int = BATCH) -> int:
-    """Count the account's log up to its head, a batch per transaction."""
+def catch_up(db: Database, account_id: str, batch: int | None = None, stop: Event | None = None) -> int:
+    """Count the account's log up to its head, or until ``stop`` is set: a batch per transaction, each of
+    about ``pacing.BATCH_SECONDS`` (or of ``batch`` entries), so a recount of a long log lets appends and a
+    worker's shutdown through between batches."""
+    pacer = Pacer(first=2000, most=BATCH, fixed=batch)
     total = 0
-    while moved := catch_up_once(db, account_id, batch):
+    while stop is None or not stop.is_set():
+        began = time.perf_counter()
+        moved = catch_up_once(db, account_id, pacer.size)
+        if not moved:
+            break
+        pacer.took(moved, time.perf_counter() - began)
         total += moved
     return total
 

@@ -11,9 +11,10 @@ The deletion itself goes through the database's own door (migration 0012): ``act
 ``SECURITY DEFINER`` function on PostgreSQL that re-checks the policy, and on SQLite the same statements in
 the caller's transaction, which the append-only triggers let through only for rows whose tombstone exists.
 The run's ``activity_log.purge`` entry (written by the caller, under the head's lock, with the plan) comes
-first; then the plan is carried out in pieces of a few thousand seqs, each in a transaction of its own that
-does not hold the chain head, so appends go on between them (``services.retention``). A hold placed during
-a run protects what the remaining pieces would have taken: the database re-checks the holds in each piece.
+first; then the plan is carried out in pieces of about a tenth of a second each (``activitylog.pacing``),
+each in a transaction of its own that does not hold the chain head, so appends go on between them
+(``services.retention``). A hold placed during a run protects what the remaining pieces would have taken:
+the database re-checks the holds in each piece.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from sqlalchemy.orm import Session
 
 from activitylog.db.models import ActivityEntry, AffectedResource, ChainHead, LegalHold, PurgedEntry
 from activitylog.log.chain import format_instant
+from activitylog.pacing import Pacer
 
 _entries = cast(Table, ActivityEntry.__table__)
 _holds = cast(Table, LegalHold.__table__)
@@ -126,11 +128,14 @@ def lock_head(session: Session, account_id: str) -> int:
 _PG_PURGE = text("SELECT activity_purge(:account, :lo, :hi, :older_than, :purge_seq)")
 
 
-def batches(ranges: list[Range], size: int) -> Iterator[Range]:
-    """The ranges cut into pieces of at most ``size`` seqs, oldest first."""
+def batches(ranges: list[Range], pacer: Pacer) -> Iterator[Range]:
+    """The ranges cut into pieces of ``pacer.size`` seqs as it stands when each piece is cut, oldest first."""
     for lo, hi in ranges:
-        for start in range(lo, hi + 1, size):
-            yield start, min(hi, start + size - 1)
+        start = lo
+        while start <= hi:
+            end = min(hi, start + pacer.size - 1)
+            yield start, end
+            start = end + 1
 
 
 def execute_range(session: Session, plan: Plan, lo: int, hi: int, purge_seq: int) -> int:

@@ -13,6 +13,7 @@ function refuses it by its own clock whatever the caller says.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,11 +26,11 @@ from activitylog.db.models import MIN_RETENTION_DAYS, Account, LegalHold
 from activitylog.errors import Conflict, InvalidInput
 from activitylog.log import counts, purge
 from activitylog.log.record import Actor, RequestContext, ResourceRef
+from activitylog.pacing import Pacer
 from activitylog.services import crud
 from activitylog.services.uow import UnitOfWork, assign
 
 MAX_RETENTION_DAYS = 36_500  # a century: beyond it, a typo rather than a policy
-PURGE_BATCH = 2000  # seqs per transaction: bench/RESULTS-retention.md
 SYSTEM_PURGE = Actor(type="system", id="purge", name="retention purge")
 
 
@@ -100,11 +101,12 @@ def purge_account(
     actor: Actor = SYSTEM_PURGE,
     context: RequestContext | None = None,
     progress: Callable[[int], None] | None = None,
-    batch: int = PURGE_BATCH,
+    batch: int | None = None,
 ) -> PurgeResult:
     """Purge the account's entries older than its retention as of ``as_of`` that no active hold covers: the
     run's ``activity_log.purge`` entry (none when nothing is to go) with the plan, then the plan in pieces of
-    ``batch`` seqs, each a short transaction of its own (appends wait for one piece at most)."""
+    about ``pacing.BATCH_SECONDS`` (or of ``batch`` seqs), each a transaction of its own (appends wait for
+    one piece at most)."""
     if as_of is not None and as_of.tzinfo is None:
         raise InvalidInput("as_of", "give a time zone (e.g. 2027-01-31T00:00:00Z)")
     uow = UnitOfWork(db, account_id=account_id, actor=actor, context=context or RequestContext())
@@ -133,12 +135,15 @@ def purge_account(
         uow.commit()
     scoped = db.for_account(account_id)
     going = purge.purgeable(account_id, planned.older_than)
-    for lo, hi in purge.batches(planned.ranges, batch):  # each piece short, so appends interleave
+    pacer = Pacer(fixed=batch)
+    for lo, hi in purge.batches(planned.ranges, pacer):  # each piece short, so appends interleave
+        began = time.perf_counter()
         with scoped.writer() as session:
             leaving = counts.leaving(session, account_id, lo, hi, going)  # the counts stay exact
             n = purge.execute_range(session, planned, lo, hi, purge_seq)
             leaving.gone(session, n)
             session.commit()
+        pacer.took(hi - lo + 1, time.perf_counter() - began)
         if progress is not None:
             progress(n)
     return PurgeResult(account_id, planned, dry_run, entry_seq=purge_seq)

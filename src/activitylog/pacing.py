@@ -1,0 +1,34 @@
+"""Work done in batches sized by time, so background work (a purge, a recount) shares the database with
+the requests: each batch a transaction of its own, short on any machine."""
+
+from __future__ import annotations
+
+BATCH_SECONDS = 0.1
+"""How long one batch of background work holds its transaction: what a request may wait for it."""
+
+
+class Pacer:
+    """How many seqs the next batch takes: as many as the last whole batch went through in ``seconds``, so
+    a batch holds its transaction (on SQLite, the database's write lock) about that long on any machine and
+    engine; the size at most doubles or halves from one batch to the next, within ``least``..``most``.
+    ``fixed`` keeps one size throughout (tests cut batches exactly where they want them)."""
+
+    def __init__(
+        self,
+        seconds: float = BATCH_SECONDS,
+        *,
+        first: int = 1000,
+        least: int = 100,
+        most: int = 20_000,
+        fixed: int | None = None,
+    ) -> None:
+        self.seconds, self.least, self.most = seconds, least, most
+        self.size = fixed or first
+        self.fixed = fixed is not None
+
+    def took(self, seqs: int, seconds: float) -> None:
+        """A batch of ``seqs`` seqs took ``seconds``: size the next one."""
+        if self.fixed or seqs < self.size:  # a short last batch says little of the rate
+            return
+        wanted = seqs * self.seconds / max(seconds, 1e-6)
+        self.size = int(min(self.most, max(self.least, self.size // 2, min(wanted, self.size * 2))))
