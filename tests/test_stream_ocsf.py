@@ -21,7 +21,7 @@ from activitylog.log.record import RequestContext
 from activitylog.log.verify_export import entry_hash
 from activitylog.relay import ocsf
 from activitylog.relay.relay import StreamRelay
-from activitylog.services import api_keys, auth, lists, streams, users
+from activitylog.services import api_keys, auth, erasure, lists, streams, users
 from factories import cli_uow, new_account
 from stream_receiver import receiving
 
@@ -212,3 +212,62 @@ def test_a_real_ocsf_stream_delivers_valid_events_whose_raw_data_keeps_the_chain
     signed_in = events[-1]
     assert signed_in["src_endpoint"] == {"ip": "198.51.100.7"}
     assert signed_in["http_request"] == {"user_agent": "pytest"}
+
+
+def _hash_of(entry: dict[str, Any]) -> str:
+    flat = {
+        **entry,
+        **{f"actor_{k}": v for k, v in entry["actor"].items()},
+        **{f"resource_{k}": v for k, v in entry["resource"].items()},
+    }
+    return entry_hash(entry["prev_hash"], flat, entry.get("salts"))
+
+
+def test_an_ocsf_event_of_personal_data_carries_its_salts_and_a_replay_after_erasure_carries_neither(
+    db: Database,
+) -> None:
+    created = new_account(db, "OCSF v2")
+    account = created.account.id
+    address = "ada.lovelace@example.net"
+    settings = Settings(database_url=db.url, stream_allow_private=True, stream_timeout_seconds=2.0)
+    relay = StreamRelay(db, settings)
+
+    def deliver(until: int) -> None:
+        for _ in range(200):
+            relay.run_once()
+            relay.drain()
+            if len(receiver.received) >= until:
+                return
+        raise AssertionError(f"the relay delivered {len(receiver.received)} of {until} events")
+
+    try:
+        with receiving() as receiver:
+            body = {"name": "SIEM", "type": "webhook", "url": receiver.url, "format": "ocsf"}
+            stream = streams.create_stream(cli_uow(db, account), body, settings).stream
+            newsletter = lists.create_list(cli_uow(db, account), "Newsletter")
+            values = {"email": address, "first_name": "Ada", "last_name": "Lovelace"}
+            lists.create_contact(cli_uow(db, account), newsletter.id, values)
+            deliver(3)
+            contact_event = receiver.received[2].json["data"]
+            contact_seq = json.loads(contact_event["raw_data"])["seq"]
+            erasure.erase_subscriber(cli_uow(db, account), address)
+            streams.replay_stream(cli_uow(db, account), stream.id, contact_seq)
+            deliver(len(receiver.received) + 2)  # the erased entry again, then the erasure itself
+            replayed = [r for r in receiver.received[3:] if r.id == receiver.received[2].id]
+    finally:
+        relay.close()
+
+    _valid(contact_event)
+    entry = json.loads(contact_event["raw_data"])
+    assert entry["action"] == "contact.create" and entry["chain_version"] == 2 and entry["salts"]
+    assert address in contact_event["raw_data"]  # before the erasure: the value and its salt, to recompute
+    assert _hash_of(entry) == entry["hash"] == contact_event["unmapped"]["hash"]
+
+    assert len(replayed) == 1, "the replay delivers the erased entry again, under the same webhook-id"
+    again = replayed[0].json["data"]
+    _valid(again)
+    text = replayed[0].body.decode()
+    assert address not in text and "Lovelace" not in text and '"Ada"' not in again["raw_data"]
+    erased = json.loads(again["raw_data"])
+    assert erased["erased"] is True and erased["seq"] == entry["seq"]
+    assert _hash_of(erased) == entry["hash"] == again["unmapped"]["hash"]  # the commitment still verifies
