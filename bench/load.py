@@ -39,7 +39,7 @@ import appsql
 from appends import RawWriter
 from harness import ACTIVITYLOG, free_port, server_env
 from seeding import seed
-from stores import Store, describe, postgres_store, sqlite_store
+from stores import Store, describe, detectors_at_head, postgres_store, sqlite_store
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS-load.md"
@@ -194,6 +194,7 @@ def raw_rate(what: str, target, args: tuple, processes: int, seconds: float) -> 
 def run_engine(store: Store, entries: int, seconds: int, workdir: Path) -> EngineRun:
     print(f"[{store.engine}] seeding {entries:,} entries", flush=True)
     seeded = seed(store, entries=entries, accounts_total=20)
+    detectors_at_head(store)  # the served worker follows new entries only, as it would have all along
     db = store.app_db()
     try:
         statements = appsql.page(db, seeded.account_id, PAGE, int(PAGE["limit"]))

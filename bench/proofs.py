@@ -69,7 +69,7 @@ from activitylog.log.verify_export import (
 # Sibling modules of bench/ (this runs as a script, so they import as top-level modules).
 from appends import RecorderWriter, _make_accounts
 from seeding import Seeded, seed
-from stores import Store, describe, postgres_store, row_counts, sqlite_store
+from stores import Store, describe, detectors_at_head, postgres_store, row_counts, sqlite_store
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 RESULTS = Path(__file__).resolve().parent / "RESULTS-proofs.md"
@@ -524,6 +524,7 @@ def bench_engine(store: Store, args: argparse.Namespace) -> EngineRun:
         checked = run.verify["verify_account"].rows[0]
         run.checks.append(f"the seeded account ({checked:,} entries) passes `verify_account`, every run")
         headers = {"Authorization": f"Bearer {seeded.api_key}", "User-Agent": "activitylog-bench"}
+        detectors_at_head(store)  # the served worker follows new entries only, as it would have all along
         with (
             server(store, workdir) as (url, _pid),
             httpx.Client(base_url=url, headers=headers, timeout=3600) as client,

@@ -41,7 +41,7 @@ from activitylog.log import counts
 # Sibling modules of bench/ (this runs as a script, so they import as top-level modules).
 import seeding
 from harness import ACTIVITYLOG, free_port
-from stores import DATA_DIR, Store, describe, postgres_store
+from stores import DATA_DIR, Store, describe, detectors_at_head, postgres_store
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS-timeline.md"
 PASSWORD = "bench password, not a secret"  # seeding._account_under_test
@@ -224,6 +224,7 @@ def bench_engine(engine: str, args: argparse.Namespace, out: list[str], log: Cal
         workdir = DATA_DIR / f"timeline-{engine}"
         workdir.mkdir(parents=True, exist_ok=True)
         lines = []
+        detectors_at_head(store)  # the served worker follows new entries only, as it would have all along
         with serving(store, workdir) as url, httpx.Client(base_url=url, timeout=300) as client:
             r = client.post("/sign-in", data={"email": email, "password": PASSWORD, "next": "/activity"})
             assert r.status_code == 303, r.text[:300]
