@@ -299,7 +299,8 @@ def bench_engine(engine: str, args: argparse.Namespace, out: list[str], log: Cal
             ),
             f"- derived counts built from the log by `counts.rebuild`: {phases['build counts']:.0f} s, "
             f"{rows:,} rows "
-            "(what a rebuild after a lost cursor costs; the worker does it in batches of 20,000 entries)",
+            "(what a rebuild after a lost cursor costs; the worker does it the same way, in batches of "
+            "about 0.1 s each)",
             f"- load average at the start {load_start[0]:.2f} / {load_start[1]:.2f} / {load_start[2]:.2f}, "
             f"at the end {load_end[0]:.2f} / {load_end[1]:.2f} / {load_end[2]:.2f}",
             "",
