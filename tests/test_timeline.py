@@ -15,12 +15,13 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from activitylog.log import counts
 from activitylog.log.buckets import floor
 from activitylog.log.query import parse_filter
 from activitylog.log.record import Actor, RequestContext
+from activitylog.log.timeline import summarize
 from activitylog.log.verify import verify_account
 from activitylog.services import accounts, api_keys, lists, retention
 from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
@@ -211,6 +212,43 @@ def test_a_recount_stops_between_batches_when_its_worker_stops(history: History)
     head = len(history.entries())
     assert 10 + counts.catch_up(db, account_id) == head  # and the next run goes on from there
     check_all(history)
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [{}, {"action": "list.update"}, {"actor": ALICE.id}, {"action": "list.update", "actor": BOB.id}],
+)
+def test_no_count_query_reads_a_whole_grain_on_sqlite_without_statistics(
+    history: History, filters: dict[str, str]
+) -> None:
+    """SQLite plans without statistics here, as a product database has them unless ANALYZE ran: each
+    counts query must still read only the window's range of the grain (with the filtered value first)."""
+    db = history.server.db
+    if db.dialect != "sqlite":
+        pytest.skip("a SQLite planner case: PostgreSQL keeps its statistics itself (autovacuum)")
+    counts.catch_up(db, history.account_id)
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE IF EXISTS sqlite_stat1")
+    sent: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "sum(activity_counts.entries)" in statement:
+            sent.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", capture)
+    try:
+        summarize(db, history.account_id, parse_filter(**filters), None, datetime.now(UTC))
+    finally:
+        event.remove(db.engine, "before_cursor_execute", capture)
+    assert sent, "the summary read no counts"
+    with db.engine.connect() as conn:
+        for statement, parameters in sent:
+            plan = " ".join(
+                row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+            )
+            assert "start>?" in plan, f"{plan}\n{statement}"  # a range of the window, not the whole grain
+            filtered = [f"{column}=?" for column in ("action", "actor_id") if f"{column} IN" in statement]
+            assert not filtered or any(term in plan for term in filtered), plan  # the filter leads the range
 
 
 def test_every_bucket_of_the_window_is_listed_with_its_zeros(history: History) -> None:
