@@ -252,8 +252,8 @@ def catch_up(db: Database, account_id: str, batch: int | None = None, stop: Even
     transaction. On SQLite, whose write lock is the whole database, each batch takes about
     ``pacing.BATCH_SECONDS``, so appends get through between them; on PostgreSQL appends never wait for
     the counts, and a batch of ``BATCH`` entries upserts each hour's rows once where small batches would
-    upsert them again and again (0.1 s batches rebuilt 2M entries at about 6,000 a second, a third of
-    SQLite's pace on the same machine). ``batch``: a fixed size."""
+    upsert them again and again (0.1 s batches rebuilt 2M entries in 358 s, 20,000-entry ones in 154 s).
+    ``batch``: a fixed size."""
     if batch is None and db.dialect != "sqlite":
         batch = BATCH
     pacer = Pacer(first=2000, most=BATCH, fixed=batch)
