@@ -41,6 +41,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from activitylog.db.models import ActivityEntry, AffectedResource, ChainHead, LegalHold, PurgedEntry
+from activitylog.db.planning import not_an_index
 from activitylog.log.chain import format_instant
 from activitylog.pacing import Pacer
 
@@ -68,6 +69,16 @@ def purgeable(account_id: str, older_than: datetime) -> list[ColumnElement[bool]
     return [
         _entries.c.account_id == account_id,
         _entries.c.occurred_at < older_than,
+        ~held(_entries.c.occurred_at, _entries.c.account_id),
+    ]
+
+
+def still_purgeable(account_id: str, older_than: datetime) -> list[ColumnElement[bool]]:
+    """The same, as a re-check inside a piece's seq range: the range is the access path, not the age (on
+    SQLite the time index would walk every older entry of the account, 1M at 2M entries, 50 ms a piece)."""
+    return [
+        _entries.c.account_id == account_id,
+        not_an_index(_entries.c.occurred_at) < older_than,
         ~held(_entries.c.occurred_at, _entries.c.account_id),
     ]
 
@@ -170,7 +181,7 @@ _SEARCH_DELETE = text(
 def _purge_sqlite(session: Session, plan: Plan, lo: int, hi: int, purge_seq: int) -> int:
     """What ``activity_purge()`` does on PostgreSQL: tombstones first, then the deletes the triggers allow
     only for tombstoned rows, and the text-search index's copies of them."""
-    in_range = [_entries.c.seq.between(lo, hi), *purgeable(plan.account_id, plan.older_than)]
+    in_range = [_entries.c.seq.between(lo, hi), *still_purgeable(plan.account_id, plan.older_than)]
     tombstones = select(
         _entries.c.account_id,
         _entries.c.seq,

@@ -134,7 +134,7 @@ def purge_account(
         assert entry is not None and entry["seq"] == purge_seq, "the run's entry must take the locked seq"
         uow.commit()
     scoped = db.for_account(account_id)
-    going = purge.purgeable(account_id, planned.older_than)
+    going = purge.still_purgeable(account_id, planned.older_than)
     pacer = Pacer(fixed=batch)
     for lo, hi in purge.batches(planned.ranges, pacer):  # each piece short, so appends interleave
         began = time.perf_counter()
