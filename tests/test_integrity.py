@@ -74,6 +74,7 @@ TENANT_TABLES = (
 
 
 PROTECTIONS: dict[str, dict[str, set[str]]] = {
+    "0022": {"sqlite": set(), "postgresql": set()},  # an index only
     "0021": {"sqlite": set(), "postgresql": set()},  # a column of the counts cursor dropped: no trigger
     "0020": {"sqlite": set(), "postgresql": set()},  # the erasure function takes batches: no trigger
     "0019": {"sqlite": set(), "postgresql": set()},  # indexes only

@@ -74,6 +74,12 @@ def _lower(value: str | None) -> str | None:
     return value.lower() if isinstance(value, str) else value
 
 
+SQLITE_CACHE_KIB = 16_384
+"""Each connection's page cache: SQLite's default 2 MiB holds too little of the entries' nine indexes for
+a write that touches thousands of rows (a purge piece ran 1.3x slower at 2M entries); 16 MiB did as well as
+64."""
+
+
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -83,6 +89,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
         cursor.close()
         # SQLite's own lower() folds ASCII only; text search must be case-insensitive in every script
         dbapi_connection.create_function("lower", 1, _lower, deterministic=True)

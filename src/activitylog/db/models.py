@@ -312,6 +312,7 @@ class AffectedResource(Base):
     ``<type>_ids`` changes (``log.affected``), append-only like the log, and re-derived by ``verify``."""
 
     __tablename__ = "activity_affected"
+    __table_args__ = (Index(None, "account_id", "seq"),)  # a purge piece's seq range (0022)
 
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
     resource_id: Mapped[str] = mapped_column(String(320), primary_key=True)
