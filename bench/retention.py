@@ -48,7 +48,7 @@ from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
 # Sibling modules of bench/ (this runs as a script, so they import as top-level modules).
 from proofs import ACTIVITYLOG, _open, app_env, server
 from seeding import seed
-from stores import Store, describe, detectors_at_head
+from stores import Store, counts_at_head, describe, detectors_at_head
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS-retention.md"
 BIG_SHARE = 0.95
@@ -185,6 +185,9 @@ def bench_engine(store: Store, args: argparse.Namespace) -> EngineRun:
     account = seeded.account_id
     run.seeded = _count(store, account, ActivityEntry)
     detectors_at_head(store)  # the served worker follows new entries only, as it would have all along
+    phase = time.perf_counter()
+    counted = counts_at_head(store)
+    log(f"counted {counted:,} entries into the derived counts ({time.perf_counter() - phase:.0f} s)")
     env = {**os.environ, **app_env(store, workdir), "ACTIVITYLOG_PURGE_INTERVAL_SECONDS": "0"}
     os.environ["ACTIVITYLOG_PURGE_INTERVAL_SECONDS"] = "0"  # the served worker: no purge of its own
     headers = {"Authorization": f"Bearer {seeded.api_key}", "User-Agent": "activitylog-bench"}

@@ -74,6 +74,10 @@ TENANT_TABLES = (
 
 
 PROTECTIONS: dict[str, dict[str, set[str]]] = {
+    "0023": {  # SQLite: v1 and v2 entries' text in indexes apart (no PostgreSQL change)
+        "sqlite": {"activity_search_add", "activity_search_personal_add"},
+        "postgresql": set(),
+    },
     "0022": {"sqlite": set(), "postgresql": set()},  # an index only
     "0021": {"sqlite": set(), "postgresql": set()},  # a column of the counts cursor dropped: no trigger
     "0020": {"sqlite": set(), "postgresql": set()},  # the erasure function takes batches: no trigger

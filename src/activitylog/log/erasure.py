@@ -29,7 +29,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from activitylog.db.models import ActivityEntry, AffectedResource, ErasedEntry, LegalHold
-from activitylog.log import personal
+from activitylog.log import personal, search_index
 from activitylog.log.actions import summarize
 from activitylog.log.chain import CHAINED_FIELDS, canonical_json, format_instant
 from activitylog.log.csv_sql import CSV_COLUMNS, csv_escapes
@@ -212,25 +212,16 @@ def _erase_sqlite(conn: Connection, account_id: str, email: str, batch: list[Scr
     conn.execute(_SQLITE_UNINDEX, {"account": account_id, "seqs": seqs, "email": email})
 
 
-_SEARCH_DELETE = text(
-    "DELETE FROM activity_search WHERE rowid IN "
-    "(SELECT id FROM activity_search_content WHERE c3 = :a AND c4 IN :seqs)"
-).bindparams(bindparam("seqs", expanding=True))
-_SEARCH_ADD = text(
-    "INSERT INTO activity_search(summary, resource_name, actor_name, account_id, seq) "
-    "SELECT summary, resource_name, actor_name, account_id, seq FROM activity_entries "
-    "WHERE account_id = :a AND seq IN :seqs"
-).bindparams(bindparam("seqs", expanding=True))
-
-
 def _reindex_sqlite(session: Session, account_id: str, seqs: list[int]) -> None:
-    """SQLite's text-search index keeps its own copy of each entry's text: replace the erased ones', then
-    merge the index's segments, so the old ones (holding the erased text) are freed, and zeroed."""
+    """The personal entries' text-search index keeps its own copy of each one's text: replace the erased
+    ones', then merge the index's segments, so the old ones (holding the erased text) are freed, and
+    zeroed. The erased entries are all v2, so the shared index never held them (``log.search_index``)."""
+    table = search_index.PERSONAL
     for start in range(0, len(seqs), 500):
-        params = {"a": account_id, "seqs": seqs[start : start + 500]}
-        session.execute(_SEARCH_DELETE, params)
-        session.execute(_SEARCH_ADD, params)
-    session.execute(text("INSERT INTO activity_search(activity_search) VALUES ('optimize')"))
+        params = {"account": account_id, "seqs": seqs[start : start + 500]}
+        session.execute(search_index.delete_seqs(table), params)
+        session.execute(search_index.copy_entries(table), params)
+    session.execute(search_index.optimize(table))
 
 
 def checkpoint_sqlite(engine: Engine) -> None:

@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 
 from activitylog.db.models import ActivityEntry, AffectedResource, ChainHead, LegalHold, PurgedEntry
 from activitylog.db.planning import not_an_index
+from activitylog.log import search_index
 from activitylog.log.chain import format_instant
 from activitylog.pacing import Pacer
 
@@ -171,15 +172,6 @@ def execute_range(session: Session, plan: Plan, lo: int, hi: int, purge_seq: int
     return n
 
 
-# The text-search index's copies of the tombstoned entries (not of those a hold keeps in the range), found
-# through its content table's (account_id, seq) index (0014).
-_SEARCH_DELETE = text(
-    "DELETE FROM activity_search WHERE rowid IN (SELECT id FROM activity_search_content "
-    "WHERE c3 = :account AND c4 BETWEEN :lo AND :hi AND EXISTS (SELECT 1 FROM activity_purged "
-    "WHERE activity_purged.account_id = :account AND activity_purged.seq = c4))"
-)
-
-
 def _purge_sqlite(session: Session, plan: Plan, lo: int, hi: int, purge_seq: int) -> int:
     """What ``activity_purge()`` does on PostgreSQL: tombstones first, then the deletes the triggers allow
     only for tombstoned rows, and the text-search index's copies of them."""
@@ -204,7 +196,8 @@ def _purge_sqlite(session: Session, plan: Plan, lo: int, hi: int, purge_seq: int
             exists().where(gone, _purged.c.seq == _affected.c.seq),
         )
     )
-    session.execute(_SEARCH_DELETE, {"account": plan.account_id, "lo": lo, "hi": hi})
+    for table in search_index.TABLES:  # the text-search copies of the tombstoned entries
+        session.execute(search_index.delete_purged(table), {"account": plan.account_id, "lo": lo, "hi": hi})
     session.execute(
         delete(_entries).where(
             _entries.c.account_id == plan.account_id,

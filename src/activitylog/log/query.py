@@ -34,6 +34,7 @@ from activitylog import cursors
 from activitylog.db.base import Database
 from activitylog.db.models import ActivityEntry, AffectedResource
 from activitylog.errors import InvalidInput, NotFound
+from activitylog.log import search_index
 from activitylog.log.entry import entry_to_api
 from activitylog.log.filters import ActivityFilter, parse_filter, parse_instant
 
@@ -78,10 +79,7 @@ def _search_index_hint(account_id: str, text: str, pattern: str, dialect: str) -
     if dialect == "postgresql":
         return [SEARCH_TEXT.like(pattern, escape="\\")]
     if dialect == "sqlite":
-        matches = text_clause(
-            "SELECT seq FROM activity_search "
-            "WHERE activity_search MATCH :phrase AND account_id = :search_account"
-        ).bindparams(phrase=_fts_phrase(text), search_account=account_id)
+        matches = search_index.MATCHING_SEQS.bindparams(phrase=_fts_phrase(text), search_account=account_id)
         return [_E.seq.in_(matches.columns(literal_column("seq")))]
     return []
 
@@ -90,23 +88,23 @@ def _fts_phrase(text: str) -> str:
     return '"' + text.replace('"', '""') + '"'
 
 
-# SQLite's text index (migration 0003), fed by a trigger as entries are appended: within one account its
-# rowids rise with seq, so reading its matches by rowid, newest first, walks the account's matches in
+# SQLite's text index (``log.search_index``), fed by triggers as entries are appended: within one account
+# its rowids rise with seq, so reading its matches by rowid, newest first, walks the account's matches in
 # seq order and a page stops after limit + 1 of them, however common the word.
-_SEARCH = table("activity_search", column("rowid"), column("account_id"), column("seq"))
-
-
-def _sqlite_text_page(account_id: str, f: ActivityFilter, before_seq: int | None, limit: int) -> Select[Any]:
+def _sqlite_text_page(
+    index: str, account_id: str, f: ActivityFilter, before_seq: int | None, limit: int
+) -> Select[Any]:
     assert f.q is not None
+    search = table(index, column("rowid"), column("account_id"), column("seq"))
     where = conditions(account_id, f, IN_SEQ_ORDER)
     if before_seq is not None:
         where.append(_E.seq < before_seq)
-    match = text_clause("activity_search MATCH :phrase").bindparams(phrase=_fts_phrase(f.q))
+    match = text_clause(f"{index} MATCH :phrase").bindparams(phrase=_fts_phrase(f.q))
     return (
         select(_E.__table__)
-        .join_from(_SEARCH, _E, and_(_E.account_id == _SEARCH.c.account_id, _E.seq == _SEARCH.c.seq))
-        .where(match, _SEARCH.c.account_id == account_id, *where)
-        .order_by(_SEARCH.c.rowid.desc())
+        .join_from(search, _E, and_(_E.account_id == search.c.account_id, _E.seq == search.c.seq))
+        .where(match, search.c.account_id == account_id, *where)
+        .order_by(search.c.rowid.desc())
         .limit(limit + 1)
     )
 
@@ -342,8 +340,13 @@ def _own_page_rows(
     session: Reads, account_id: str, f: ActivityFilter, dialect: str, *, before_seq: int | None, limit: int
 ) -> list[Row[Any]]:
     indexed_text = bool(f.q) and len(f.q or "") >= MIN_INDEXED_TEXT and "\x1f" not in (f.q or "")
-    if dialect == "sqlite" and indexed_text:
-        return list(session.execute(_sqlite_text_page(account_id, f, before_seq, limit)).all())
+    if dialect == "sqlite" and indexed_text:  # a page of each index, newest first: the newest of both
+        rows = [
+            row
+            for index in search_index.TABLES
+            for row in session.execute(_sqlite_text_page(index, account_id, f, before_seq, limit))
+        ]
+        return sorted(rows, key=lambda row: row.seq, reverse=True)[: limit + 1]
     # PostgreSQL's planner, with statistics, already walks seq backwards for a busy network.
     split = indexed_text or (dialect == "sqlite" and bool(f.ip_ranges))
     if not split:

@@ -27,11 +27,11 @@ from datetime import UTC, date, datetime
 from itertools import count
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from activitylog.db.models import ActivityEntry, AffectedResource, ChainHead, PurgedEntry, TreeNodes
-from activitylog.log import counts, purge, tree
+from activitylog.log import counts, purge, search_index, tree
 from activitylog.log.actions import summarize
 from activitylog.log.affected import affected
 from activitylog.log.chain import CHAINED_FIELDS, GENESIS, canonical_json, entry_hash, format_instant
@@ -313,14 +313,12 @@ def _driver_rows(
 def _search_rows(
     session: Session, account_id: str, after: int, batch: int, cursors: ExitStack
 ) -> Iterator[tuple[Any, ...]] | None:
-    """SQLite's text-search index keeps its own copy of each entry's searchable text; PostgreSQL indexes the
-    entries' own columns, so there is nothing apart from them to check."""
+    """SQLite's text-search index keeps its own copy of each entry's searchable text, in the table for its
+    canonical form (``log.search_index``), which each row names last; PostgreSQL indexes the entries' own
+    columns, so there is nothing apart from them to check."""
     if session.get_bind().dialect.name != "sqlite":
         return None
-    statement = text(
-        "SELECT seq, summary, resource_name, actor_name FROM activity_search "
-        "WHERE account_id = :a AND seq > :after ORDER BY seq"
-    ).bindparams(a=account_id, after=after)
+    statement = search_index.COPIES_AFTER.bindparams(a=account_id, after=after)
     return _driver_rows(session, statement, batch, cursors)
 
 
@@ -520,6 +518,7 @@ def _walk(
                 or next_search[1] != row[_AT["summary"]]
                 or next_search[2] != row[_AT["resource_name"]]
                 or next_search[3] != row[_AT["actor_name"]]
+                or next_search[4] != search_index.holding(row[_SALTS])
             ):
                 return _broken(
                     seq, "the text-search index does not hold this entry as it is (q would miss it)"
