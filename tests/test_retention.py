@@ -22,6 +22,7 @@ import pytest
 from sqlalchemy import create_engine, event, select, text
 from sqlalchemy.exc import DBAPIError
 
+from activitylog import pacing
 from activitylog.db.base import Database, connect
 from activitylog.db.models import ActivityEntry, PurgedEntry
 from activitylog.errors import InvalidInput
@@ -490,6 +491,20 @@ def test_purge_pieces_are_paced_to_their_time_and_cover_the_plan_exactly() -> No
     covered = [seq for lo, hi in pieces for seq in range(lo, hi + 1)]
     assert covered == [seq for lo, hi in ranges for seq in range(lo, hi + 1)]
     assert all(any(a <= lo and hi <= b for a, b in ranges) for lo, hi in pieces)  # never across a gap
+
+
+def test_pieces_are_paced_on_sqlite_and_large_on_postgresql() -> None:
+    """On SQLite a request waits for a piece, so pieces follow the clock; on PostgreSQL none does, and each
+    piece's fixed cost (the counts of the hours it touched) is paid once per LARGE_BATCH seqs."""
+    lite = pacing.for_engine("sqlite")
+    assert not lite.fixed and lite.size == 1000
+    lite.took(1000, 0.5)  # slow: the next piece shrinks
+    assert lite.size == 500
+    pg = pacing.for_engine("postgresql")
+    assert pg.fixed and pg.size == pacing.LARGE_BATCH
+    pg.took(pacing.LARGE_BATCH, 5.0)
+    assert pg.size == pacing.LARGE_BATCH
+    assert pacing.for_engine("postgresql", 4).size == pacing.for_engine("sqlite", 4).size == 4
 
 
 def test_a_purge_piece_walks_its_seq_range_not_every_older_entry_on_sqlite(server: Server) -> None:

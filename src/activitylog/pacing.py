@@ -1,10 +1,23 @@
-"""Work done in batches sized by time, so background work (a purge, a recount) shares the database with
-the requests: each batch a transaction of its own, short on any machine."""
+"""Work done in batches, so background work (a purge, a recount) shares the database with the requests:
+each batch a transaction of its own. On SQLite, whose write lock is the whole database, a request may wait
+for one batch, so batches are sized by time, short on any machine. On PostgreSQL requests never wait for
+them (a batch locks only the rows it changes, none a request writes), so batches are large: each one's
+fixed statements (the counts of the hours it touched) are paid once per ``LARGE_BATCH`` entries, not per
+few hundred (a purge at 2M entries: 850 entries/s in 0.1 s pieces, 11,300/s in 20,000-entry ones)."""
 
 from __future__ import annotations
 
 BATCH_SECONDS = 0.1
-"""How long one batch of background work holds its transaction: what a request may wait for it."""
+"""How long one batch of background work holds its transaction on SQLite: what a request may wait for it."""
+LARGE_BATCH = 20_000
+"""The seqs of one batch on PostgreSQL, and the most of one on SQLite."""
+
+
+def for_engine(dialect: str, batch: int | None = None, *, first: int = 1000) -> Pacer:
+    """Batches sized by time on SQLite, ``LARGE_BATCH`` seqs each on PostgreSQL; ``batch``: a fixed size."""
+    if batch is None and dialect != "sqlite":
+        batch = LARGE_BATCH
+    return Pacer(first=first, most=LARGE_BATCH, fixed=batch)
 
 
 class Pacer:

@@ -45,20 +45,18 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from activitylog import pacing
 from activitylog.db.base import Database
 from activitylog.db.models import ActivityCount, ActivityCountsCursor, ActivityEntry, ChainHead
 from activitylog.db.planning import not_an_index
 from activitylog.log.buckets import as_utc, ceil, floor, truncated
 from activitylog.log.follow import committed_head
 from activitylog.log.query import first_seq_at_or_after
-from activitylog.pacing import Pacer
 
 if TYPE_CHECKING:
     from activitylog.log.query import ActivityFilter
     from activitylog.log.timeline import Tally
 
-BATCH = 20_000
-"""Entries counted per transaction, at most."""
 KEY = ("actor_type", "actor_id", "action", "resource_type")
 GRAINS: dict[str, tuple[str, ...]] = {
     "type": ("actor_type",),
@@ -137,7 +135,7 @@ def _locked_cursor(session: Session, account_id: str) -> int | None:
     return None if through is None else int(through)
 
 
-def catch_up_once(db: Database, account_id: str, batch: int = BATCH) -> int:
+def catch_up_once(db: Database, account_id: str, batch: int = pacing.LARGE_BATCH) -> int:
     """Count up to ``batch`` more entries of the account in one transaction; returns how many seqs the
     cursor moved (0 when caught up)."""
     scoped = db.for_account(account_id)
@@ -250,14 +248,10 @@ def _stored_start(column: Any, unit: str, dialect: str) -> ColumnElement[Any]:
 
 def catch_up(db: Database, account_id: str, batch: int | None = None, stop: Event | None = None) -> int:
     """Count the account's log up to its head, or until ``stop`` is set (a worker shutting down): a batch per
-    transaction. On SQLite, whose write lock is the whole database, each batch takes about
-    ``pacing.BATCH_SECONDS``, so appends get through between them; on PostgreSQL appends never wait for
-    the counts, and a batch of ``BATCH`` entries upserts each hour's rows once where small batches would
-    upsert them again and again (0.1 s batches rebuilt 2M entries in 358 s, 20,000-entry ones in 154 s).
-    ``batch``: a fixed size."""
-    if batch is None and db.dialect != "sqlite":
-        batch = BATCH
-    pacer = Pacer(first=2000, most=BATCH, fixed=batch)
+    transaction, sized as ``pacing.for_engine`` sizes them: on PostgreSQL a large batch upserts each
+    hour's rows once where small batches would upsert them again and again (0.1 s batches rebuilt 2M
+    entries in 358 s, 20,000-entry ones in 154 s). ``batch``: a fixed size."""
+    pacer = pacing.for_engine(db.dialect, batch, first=2000)
     total = 0
     while stop is None or not stop.is_set():
         began = time.perf_counter()

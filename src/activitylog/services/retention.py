@@ -21,12 +21,12 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from activitylog import pacing
 from activitylog.db.base import Database
 from activitylog.db.models import MIN_RETENTION_DAYS, Account, LegalHold
 from activitylog.errors import Conflict, InvalidInput
 from activitylog.log import counts, purge
 from activitylog.log.record import Actor, RequestContext, ResourceRef
-from activitylog.pacing import Pacer
 from activitylog.services import crud
 from activitylog.services.uow import UnitOfWork, assign
 
@@ -104,9 +104,9 @@ def purge_account(
     batch: int | None = None,
 ) -> PurgeResult:
     """Purge the account's entries older than its retention as of ``as_of`` that no active hold covers: the
-    run's ``activity_log.purge`` entry (none when nothing is to go) with the plan, then the plan in pieces of
-    about ``pacing.BATCH_SECONDS`` (or of ``batch`` seqs), each a transaction of its own (appends wait for
-    one piece at most)."""
+    run's ``activity_log.purge`` entry (none when nothing is to go) with the plan, then the plan in pieces
+    sized by ``pacing.for_engine`` (or of ``batch`` seqs), each a transaction of its own (on SQLite appends
+    wait for one piece at most; on PostgreSQL for none)."""
     if as_of is not None and as_of.tzinfo is None:
         raise InvalidInput("as_of", "give a time zone (e.g. 2027-01-31T00:00:00Z)")
     uow = UnitOfWork(db, account_id=account_id, actor=actor, context=context or RequestContext())
@@ -135,7 +135,7 @@ def purge_account(
         uow.commit()
     scoped = db.for_account(account_id)
     going = purge.still_purgeable(account_id, planned.older_than)
-    pacer = Pacer(fixed=batch)
+    pacer = pacing.for_engine(db.dialect, batch)
     for lo, hi in purge.batches(planned.ranges, pacer):  # each piece short, so appends interleave
         began = time.perf_counter()
         with scoped.writer() as session:
