@@ -492,3 +492,46 @@ def test_the_erase_function_checks_each_batch(db: Database) -> None:
             text("SELECT count(*) FROM activity_erased WHERE account_id = :a"), {"a": account_id}
         ).scalar_one()
         assert recorded == 0
+
+
+def test_an_erasure_reads_the_v2_entries_alone(db: Database) -> None:
+    """The address can be anywhere in a v2 entry, which no index answers: the search must at least read
+    only the v2 entries (a partial index), not the account's whole log. SQLite without statistics, and
+    PostgreSQL, each explain the statement the erasure ran."""
+    address = f"partial-{secrets.token_hex(6)}@subscriber.example"
+    account_id, _ = _subscriber(db, address, updates=1)
+    with db.engine.begin() as conn:
+        if db.dialect == "sqlite":
+            conn.exec_driver_sql("DROP TABLE IF EXISTS sqlite_stat1")
+        else:  # as after autovacuum: most of the log is v1
+            conn.exec_driver_sql("ANALYZE activity_entries")
+    searched: list[tuple[str, Any]] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if (
+            statement.lstrip().startswith("SELECT")
+            and "LIKE" in statement
+            and "salts IS NOT NULL" in statement
+        ):
+            searched.append((statement, params))
+
+    event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        erasure.erase_subscriber(
+            UnitOfWork(db, account_id=account_id, actor=SYSTEM_CLI, context=RequestContext()), address
+        )
+    finally:
+        event.remove(db.engine, "before_cursor_execute", seen)
+    assert searched, "the erasure searched no entries"
+    with db.engine.connect() as conn:
+        for statement, params in searched:
+            if db.dialect == "sqlite":
+                plan = " ".join(
+                    r[-1] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params)
+                )
+            else:
+                conn.exec_driver_sql(
+                    "SET enable_seqscan = off"
+                )  # a tiny table: would it use the index at all
+                plan = " ".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + statement, params))
+            assert "ix_activity_entries_personal" in plan, plan

@@ -74,6 +74,7 @@ TENANT_TABLES = (
 
 
 PROTECTIONS: dict[str, dict[str, set[str]]] = {
+    "0024": {"sqlite": set(), "postgresql": set()},  # an index only
     "0023": {  # SQLite: v1 and v2 entries' text in indexes apart (no PostgreSQL change)
         "sqlite": {"activity_search_add", "activity_search_personal_add"},
         "postgresql": set(),
