@@ -10,10 +10,10 @@ are a prefix of the log; legal holds cut holes in it, so one run may purge sever
 The deletion itself goes through the database's own door (migration 0012): ``activity_purge()``, a
 ``SECURITY DEFINER`` function on PostgreSQL that re-checks the policy, and on SQLite the same statements in
 the caller's transaction, which the append-only triggers let through only for rows whose tombstone exists.
-The run's ``activity_log.purge`` entry (written by the caller, under the head's lock, with the plan) comes
-first; then the plan is carried out in pieces of about a tenth of a second each (``activitylog.pacing``),
-each in a transaction of its own that does not hold the chain head, so appends go on between them
-(``services.retention``). A hold placed during a run protects what the remaining pieces would have taken:
+The plan is found in a read (appends go on meanwhile); the run's ``activity_log.purge`` entry (written by
+the caller, under the head's lock, with the plan) comes first; then the plan is carried out in pieces
+(``activitylog.pacing``), each in a transaction of its own that does not hold the chain head, so appends
+go on between them (``services.retention``). A hold placed during a run protects what the remaining pieces would have taken:
 the database re-checks the holds in each piece.
 """
 

@@ -20,11 +20,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from activitylog import pacing
 from activitylog.db.base import Database
 from activitylog.db.models import MIN_RETENTION_DAYS, Account, LegalHold
-from activitylog.errors import Conflict, InvalidInput
+from activitylog.errors import Conflict, InvalidInput, NotFound
 from activitylog.log import counts, purge
 from activitylog.log.record import Actor, RequestContext, ResourceRef
 from activitylog.services import crud
@@ -84,10 +85,10 @@ class PurgeResult:
         }
 
 
-def _database_now(uow: UnitOfWork) -> datetime:
+def _database_now(session: Session) -> datetime:
     """PostgreSQL's ``now()`` (the instant its purge function judges by), else this machine's clock."""
-    if uow.db.dialect == "postgresql":
-        now: datetime = uow.session.execute(select(func.now())).scalar_one()
+    if session.get_bind().dialect.name == "postgresql":
+        now: datetime = session.execute(select(func.now())).scalar_one()
         return now.astimezone(UTC)
     return datetime.now(UTC)
 
@@ -104,17 +105,21 @@ def purge_account(
     batch: int | None = None,
 ) -> PurgeResult:
     """Purge the account's entries older than its retention as of ``as_of`` that no active hold covers: the
-    run's ``activity_log.purge`` entry (none when nothing is to go) with the plan, then the plan in pieces
-    sized by ``pacing.for_engine`` (or of ``batch`` seqs), each a transaction of its own (on SQLite appends
-    wait for one piece at most; on PostgreSQL for none)."""
+    plan, found in a read (seconds at 2M entries, during which appends go on); the run's
+    ``activity_log.purge`` entry (none when nothing is to go) with the plan; then the plan in pieces sized by
+    ``pacing.for_engine`` (or of ``batch`` seqs), each a transaction of its own (on SQLite appends wait for
+    one piece at most; on PostgreSQL for none). A hold placed after the plan was found keeps what it covers,
+    as one placed during the pieces does: the database re-checks the holds in each piece."""
     if as_of is not None and as_of.tzinfo is None:
         raise InvalidInput("as_of", "give a time zone (e.g. 2027-01-31T00:00:00Z)")
-    uow = UnitOfWork(db, account_id=account_id, actor=actor, context=context or RequestContext())
-    with uow:
-        account = uow.get(Account, account_id, what="account")
-        days = account.log_retention_days
-        purge_seq = purge.lock_head(uow.session, account_id)  # holds created after this wait for the run
-        now = _database_now(uow)
+    scoped = db.for_account(account_id)
+    with scoped.reader() as session:
+        days = session.execute(
+            select(Account.log_retention_days).where(Account.id == account_id)
+        ).scalar_one_or_none()
+        if days is None:
+            raise NotFound(f"account {account_id} not found")
+        now = _database_now(session)
         if as_of is None:
             as_of = now
         elif as_of > now and not dry_run:
@@ -123,9 +128,12 @@ def purge_account(
                 "is in the future: a purge never removes what the retention still keeps today "
                 "(preview it with a dry run)",
             )
-        planned = purge.plan(uow.session, account_id, as_of - timedelta(days=days), days)
-        if dry_run or not planned.count:
-            return PurgeResult(account_id, planned, dry_run)
+        planned = purge.plan(session, account_id, as_of - timedelta(days=days), days)
+    if dry_run or not planned.count:
+        return PurgeResult(account_id, planned, dry_run)
+    uow = UnitOfWork(db, account_id=account_id, actor=actor, context=context or RequestContext())
+    with uow:
+        purge_seq = purge.lock_head(uow.session, account_id)
         entry = uow.record(
             "activity_log.purge",
             ResourceRef("activity_log", account_id, "activity log"),
