@@ -13,8 +13,8 @@ the caller's transaction, which the append-only triggers let through only for ro
 The plan is found in a read (appends go on meanwhile); the run's ``activity_log.purge`` entry (written by
 the caller, under the head's lock, with the plan) comes first; then the plan is carried out in pieces
 (``activitylog.pacing``), each in a transaction of its own that does not hold the chain head, so appends
-go on between them (``services.retention``). A hold placed during a run protects what the remaining pieces would have taken:
-the database re-checks the holds in each piece.
+go on between them (``services.retention``). A hold placed during a run protects what the remaining
+pieces would have taken: the database re-checks the holds in each piece.
 """
 
 from __future__ import annotations
