@@ -9,6 +9,7 @@ import base64
 import csv
 import io
 import json
+import threading
 import uuid
 from collections.abc import Callable
 from contextlib import closing
@@ -553,8 +554,6 @@ def test_the_plan_is_found_while_appends_and_holds_go_on(
     """Finding the plan reads every purgeable entry (seconds at 2M): it holds neither SQLite's write lock
     nor the chain head, so an append made meanwhile goes through at once; a hold placed then keeps what it
     covers, as one placed during the pieces does, and the log still verifies."""
-    import threading
-
     aged = aged_tenant(server)
     account_id = aged.tenant.account_id
     found = purge.plan
