@@ -40,7 +40,7 @@ bench-proofs: $(STAMP) ; $(BIN)/python bench/proofs.py
 # The README's pictures, taken by the browser test itself.
 screenshots: $(STAMP)
 	mkdir -p docs/screenshots
-	ACTIVITYLOG_SCREENSHOTS_DIR=docs/screenshots $(BIN)/pytest tests/test_dashboard_browser.py tests/test_timeline_browser.py tests/test_saved_views_browser.py -k sqlite -q
+	ACTIVITYLOG_SCREENSHOTS_DIR=docs/screenshots $(BIN)/pytest tests/test_dashboard_browser.py tests/test_timeline_browser.py tests/test_saved_views_browser.py tests/test_retention_dashboard.py -k sqlite -q
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info src/*.egg-info

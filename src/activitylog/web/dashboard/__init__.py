@@ -10,6 +10,7 @@ from activitylog.web.dashboard import (
     alerts,
     downloads,
     resources,
+    retention,
     saved_views,
     signin,
     streams,
@@ -20,7 +21,7 @@ from activitylog.web.dashboard.render import STATIC_DIR, environment
 
 environment.globals["nav"] = [
     (slug, KINDS[slug].title, KINDS[slug].read_permission) for slug in NAVIGATION
-] + [("streams", "Streams", streams.PERMISSION)]
+] + [("streams", "Streams", streams.PERMISSION), ("retention", "Retention", retention.PERMISSION)]
 
 
 def install(app: FastAPI) -> None:
@@ -33,6 +34,7 @@ def install(app: FastAPI) -> None:
         activity,
         streams,
         alerts,
+        retention,
         resources,
-    ):  # verify, saved views and downloads before /activity/{seq}, streams before /{slug}
+    ):  # verify, saved views and downloads before /activity/{seq}; streams, retention before /{slug}
         app.include_router(module.router)

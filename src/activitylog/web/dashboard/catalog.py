@@ -169,8 +169,13 @@ class Kind:
 
 # ---- reading a submitted form ----
 def _zone(values: dict[str, Any]) -> ZoneInfo | None:
+    """The viewer's zone, which every date-time field of the form carries alike."""
+    given = values.get("tz") or "UTC"
+    names = set(given) if isinstance(given, list) else {given}
+    if len(names) != 1:
+        return None
     try:
-        return ZoneInfo(str(values.get("tz") or "UTC"))
+        return ZoneInfo(str(names.pop()))
     except (ZoneInfoNotFoundError, ValueError):
         return None
 
