@@ -14,6 +14,7 @@ engine. An unscoped view sees no tenant rows at all, so a forgotten scope fails 
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import Connection, DateTime, Engine, MetaData, TypeDecorator, create_engine, event, text
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction, sessionmaker
 
 from activitylog.db.limits import check_flush
@@ -80,6 +81,16 @@ a write that touches thousands of rows (a purge piece ran 1.3x slower at 2M entr
 64."""
 
 
+SQLITE_BUSY_MS = 30_000
+"""How long SQLite waits for a lock before "database is locked": its busy handler in any statement, and a
+writer's ``BEGIN IMMEDIATE`` polling for the write lock."""
+SQLITE_POLL_SECONDS = 0.002
+"""How often a writer waiting for SQLite's write lock tries again. SQLite's busy handler backs off to 100 ms
+between tries, so a writer behind a run of short transactions (a purge's pieces) missed the gaps between
+them and waited seconds; trying every 2 ms it takes the lock in any gap that long (``pacing`` leaves one
+after each piece)."""
+
+
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -87,7 +98,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
         cursor.close()
@@ -97,7 +108,30 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        if mode == "IMMEDIATE":
+            _begin_immediate(conn)
+        else:
+            conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _begin_immediate(conn: Any) -> None:
+    """``BEGIN IMMEDIATE``, retried every ``SQLITE_POLL_SECONDS`` while another writer holds the lock (the
+    busy handler is off meanwhile), for up to ``SQLITE_BUSY_MS``; then "database is locked" as before."""
+    raw = conn.connection.dbapi_connection
+    deadline = time.monotonic() + SQLITE_BUSY_MS / 1000
+    raw.execute("PRAGMA busy_timeout=0")
+    try:
+        while True:
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                return
+            except OperationalError as exc:
+                code = getattr(exc.orig, "sqlite_errorcode", None)
+                if code is None or code & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                    raise
+            time.sleep(SQLITE_POLL_SECONDS)
+    finally:
+        raw.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
 
 
 PING_AFTER_IDLE_SECONDS = 1.0
@@ -214,7 +248,8 @@ class Database:
 def connect(url: str, **engine_kwargs: Any) -> Database:
     url = normalize_url(url)
     if url.startswith("sqlite"):
-        engine_kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})
+        waits = SQLITE_BUSY_MS / 1000
+        engine_kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": waits})
         engine = create_engine(url, **engine_kwargs)
         _configure_sqlite(engine)
         read_engine: Engine = engine.execution_options(sqlite_begin="DEFERRED")
