@@ -37,9 +37,9 @@ from sqlalchemy import (
     func,
     literal,
     literal_column,
-    or_,
     select,
     true,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -206,13 +206,24 @@ def leaving(
         return Leaving(account_id, int(total))
     whole = present == goes
     dialect = session.get_bind().dialect.name
-    for unit, step in (("hour", timedelta(hours=1)), ("day", timedelta(days=1))):
-        first_start, last_start = floor(as_utc(first), unit), floor(as_utc(last), unit)
-        edges: list[ColumnElement[bool]] = []
-        if whole:
-            edges = [or_(e.occurred_at < first_start + step, e.occurred_at >= last_start)]
+    top = min(high, through)
+    units = {
+        unit: (floor(as_utc(first), unit), floor(as_utc(last), unit), step)
+        for unit, step in (("hour", timedelta(hours=1)), ("day", timedelta(days=1)))
+    }
+    edges = _edge_ranges(session, account_id, low, top, units) if whole else {}
+    for unit, (first_start, last_start, step) in units.items():
+        ranges = edges.get(unit, [(low, top)])
+        source = union_all(
+            *(
+                select(e.occurred_at, *(e[k] for k in KEY)).where(
+                    e.account_id == account_id, e.seq.between(lo, hi), *going
+                )
+                for lo, hi in ranges
+            )
+        ).subquery()
         span = [_counts.c.account_id == account_id, _counts.c.unit == unit]
-        start = _stored_start(e.occurred_at, unit, dialect)
+        start = _stored_start(source.c.occurred_at, unit, dialect)
         for grain, columns in GRAINS.items():
             rows = [*span, _counts.c.grain == grain]
             if whole and last_start - first_start > step:
@@ -221,11 +232,10 @@ def leaving(
             taken = (
                 select(
                     start.label("start"),
-                    *(e[k] if k in columns else literal("").label(k) for k in KEY),
+                    *(source.c[k] if k in columns else literal("").label(k) for k in KEY),
                     func.count().label("n"),
                 )
-                .where(*counted, *going, *edges)
-                .group_by(start, *(e[k] for k in columns))
+                .group_by(start, *(source.c[k] for k in columns))
                 .subquery()
             )
             session.execute(
@@ -236,6 +246,31 @@ def leaving(
             at_edges = [_counts.c.start >= first_start, _counts.c.start <= last_start]
             session.execute(delete(_counts).where(*rows, *at_edges, _counts.c.entries <= 0))
     return Leaving(account_id, int(total))
+
+
+def _edge_ranges(
+    session: Session,
+    account_id: str,
+    low: int,
+    high: int,
+    units: dict[str, tuple[datetime, datetime, timedelta]],
+) -> dict[str, list[tuple[int, int]]]:
+    """Per unit, the seqs of a wholly purged piece ``low``..``high`` in its first and its last hour (day):
+    the only ones subtracted row by row, the hours between going whole. ``occurred_at`` never decreases
+    along seq, so each is a seq range, bounded by the first seq of the second and of the last unit (two
+    index probes); reading them alone, a piece visits ~1/4 of the rows it read when it filtered every
+    entry of the piece by time, once per grain and unit."""
+    bounds = [
+        first_seq_at_or_after(account_id, at, high + 1)
+        for first_start, last_start, step in units.values()
+        for at in (first_start + step, last_start)
+    ]
+    found = session.execute(select(*bounds)).one()
+    ranges = {}
+    for i, unit in enumerate(units):
+        second, last = int(found[2 * i]), int(found[2 * i + 1])
+        ranges[unit] = [(low, high)] if second >= last else [(low, second - 1), (max(last, low), high)]
+    return ranges
 
 
 def _stored_start(column: Any, unit: str, dialect: str) -> ColumnElement[Any]:
