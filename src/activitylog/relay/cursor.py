@@ -14,7 +14,8 @@ from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy import Connection, Table, delete, insert, select, update
+from sqlalchemy.orm import Session
 
 from activitylog.db.base import Database
 from activitylog.db.models import StreamCursor, StreamDelivery
@@ -78,11 +79,11 @@ class Cursor:
 _FIELDS = tuple(f.name for f in fields(Cursor))
 
 
-def load(db: Database, account_id: str, stream_id: str) -> Cursor | None:
-    with db.for_account(account_id).read_connection() as conn:
-        row = conn.execute(
-            select(*(_cursors.c[name] for name in _FIELDS)).where(*_mine(account_id, stream_id))
-        ).one_or_none()
+def read(reads: Connection | Session, account_id: str, stream_id: str) -> Cursor | None:
+    """The cursor as a read the caller has open sees it."""
+    row = reads.execute(
+        select(*(_cursors.c[name] for name in _FIELDS)).where(*_mine(account_id, stream_id))
+    ).one_or_none()
     return Cursor(**row._mapping) if row is not None else None
 
 

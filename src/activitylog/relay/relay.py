@@ -36,7 +36,6 @@ from sqlalchemy import and_, or_, select
 from activitylog.config import Settings
 from activitylog.db.base import Database
 from activitylog.db.models import ActivityEntry, ChainHead, PurgedEntry, Stream, StreamCursor
-from activitylog.errors import NotFound
 from activitylog.log.chain import format_instant
 from activitylog.log.checkpoints import CheckpointSigner, HistoryRejected
 from activitylog.log.follow import Batch, PurgedRun, entries_after, first_purged_after, purged_run
@@ -177,34 +176,38 @@ class StreamRelay:
         """One round: a pending or due checkpoint, else the next batch of entries. Returns the events
         sent, or ``~sent`` (negative; -1 when none) when there is nothing more to do now: caught up with
         the head it read (no second round just to find nothing), waiting to retry, or stopped."""
-        db = self.db.for_account(account_id)
-        try:
-            stream = streams.get_stream(db, account_id, stream_id)
-        except NotFound:
-            return -1  # deleted meanwhile
-        cursor = cursors.load(self.db, account_id, stream_id)
         now = datetime.now(UTC)
-        if cursor is None or stream.state != "active" or cursor.lease_owner != self.owner:
-            return -1
-        if cursor.next_attempt_at is not None and cursor.next_attempt_at > now:
-            return -1
-        if cursor.pending_checkpoint is not None:
+        with self.db.for_account(account_id).reader() as reads:  # one read transaction for the round
+            stream = reads.scalars(
+                select(Stream).where(Stream.account_id == account_id, Stream.id == stream_id)
+            ).one_or_none()
+            cursor = cursors.read(reads, account_id, stream_id)
+            if stream is None or cursor is None:
+                return -1  # deleted meanwhile
+            if stream.state != "active" or cursor.lease_owner != self.owner:
+                return -1
+            if cursor.next_attempt_at is not None and cursor.next_attempt_at > now:
+                return -1
+            unfiltered = not stream.filter
+            checkpoint_first = cursor.pending_checkpoint is not None
+            checkpoint_due = not checkpoint_first and unfiltered and self._checkpoint_due_by_time(cursor, now)
+            if not (checkpoint_first or checkpoint_due):
+                where = streams.filter_of(stream.filter)[1] if stream.filter else None
+                batch = entries_after(reads, account_id, cursor.delivered_seq, limit=BATCH, where=where)
+                moved_on = batch.through > cursor.delivered_seq  # else nothing new, purged or not
+                gap = (
+                    first_purged_after(reads, account_id, cursor.delivered_seq, batch.through)
+                    if moved_on
+                    else None
+                )
+                at_gap = gap == cursor.delivered_seq + 1
+                proof_first = at_gap and unfiltered and self._checkpoint_before_gap(cursor)
+                first = cursor.delivered_seq + 1
+                run = purged_run(reads, account_id, first, batch.through) if at_gap else None
+        if checkpoint_first:
             return self._send_checkpoint(stream, cursor)
-        unfiltered = not stream.filter
-        if unfiltered and self._checkpoint_due_by_time(cursor, now):
+        if checkpoint_due:
             return 0 if self._move(cursor, {"pending_checkpoint": cursor.delivered_seq}) else -1
-        where = streams.filter_of(stream.filter)[1] if stream.filter else None
-        with db.read_connection() as conn:
-            batch = entries_after(conn, account_id, cursor.delivered_seq, limit=BATCH, where=where)
-            moved_on = batch.through > cursor.delivered_seq  # else nothing new, purged or not
-            gap = (
-                first_purged_after(conn, account_id, cursor.delivered_seq, batch.through)
-                if moved_on
-                else None
-            )
-            at_gap = gap == cursor.delivered_seq + 1
-            proof_first = at_gap and unfiltered and self._checkpoint_before_gap(cursor)
-            run = purged_run(conn, account_id, cursor.delivered_seq + 1, batch.through) if at_gap else None
         if proof_first:
             return 0 if self._move(cursor, {"pending_checkpoint": cursor.delivered_seq}) else -1
         if run is not None:  # the stream is at a purged range: step over it
