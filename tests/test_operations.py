@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -30,6 +31,7 @@ from activitylog.db.base import Database, connect, normalize_url
 from activitylog.db.migrate import upgrade
 from activitylog.web.serving import listening_socket
 from conftest import PG_ENV, Server, free_port, fresh_postgres_database, make_tenant, serving
+from stream_receiver import receiving
 
 # -- health and readiness ----------------------------------------------------------------------------------
 
@@ -342,6 +344,28 @@ def test_serve_logs_one_json_line_per_request_without_query_strings(db: Database
     missing = [line for line in requests if line["route"] == "/api/v1/lists/{list_id}"]
     assert [line["status"] for line in missing] == [404]
     assert all(line["request_id"] for line in requests)  # a generated id when the caller sent none
+
+
+@pytest.mark.slow
+def test_the_worker_logs_no_line_per_delivered_event_nor_the_destinations_query(
+    db: Database, tmp_path: Path
+) -> None:
+    token = f"token-{secrets.token_hex(8)}"
+    with (
+        receiving() as receiver,
+        serve_process(db.url, tmp_path, ACTIVITYLOG_STREAM_ALLOW_PRIVATE="true") as (base, _process),
+    ):
+        tenant = make_tenant(Server(url=base, db=db))
+        with tenant.key_client() as client:
+            url = f"{receiver.url}?auth={token}"
+            made = client.post("/api/v1/streams", json={"name": "SIEM", "type": "webhook", "url": url})
+            assert made.status_code == 201, made.text
+            for i in range(3):
+                assert client.post("/api/v1/lists", json={"name": f"L{i}"}).status_code == 201
+        receiver.wait_for(lambda r: len(r.entries()) >= 4, timeout=60)
+    text_of_log = (tmp_path / "serve.err").read_text()
+    assert token not in text_of_log
+    assert not [line for line in _log_lines(tmp_path) if line["logger"].startswith(("httpx", "httpcore"))]
 
 
 @pytest.mark.slow

@@ -46,3 +46,11 @@ def configure(level: str = "info") -> None:
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    for name in QUIET:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+
+
+QUIET = ("httpx", "httpcore")
+"""The HTTP client's loggers say every request at INFO with its whole URL: a line per delivered stream
+event, carrying whatever token the destination's query string holds. The relay says what matters itself
+(failures, with the stream's id)."""
