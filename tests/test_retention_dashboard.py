@@ -4,7 +4,9 @@ the address typed twice and leaves it on no page."""
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import secrets
 import shutil
 import uuid
@@ -36,6 +38,8 @@ def test_the_page_is_for_owners_and_admins_and_only_owners_set_the_retention(ten
     page = owner.get("/retention")
     assert page.status_code == 200 and 'href="/retention"' in page.text
     assert 'name="log_retention_days"' in page.text and "data-retention-days>400<" in page.text
+    history = re.search(r'href="(/activity\?action=[^"]+)">History<', page.text)
+    assert history and owner.get(html.unescape(history.group(1))).status_code == 200
     admin, admin_token = signed_in(tenant, _user(tenant, "admin"))
     page = admin.get("/retention")
     assert page.status_code == 200 and 'name="log_retention_days"' not in page.text
