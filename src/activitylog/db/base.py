@@ -134,6 +134,18 @@ def _begin_immediate(conn: Any) -> None:
         raw.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
 
 
+def sqlite_checkpoint(engine: Engine, mode: str = "PASSIVE") -> None:
+    """Copy the write-ahead log into the database file, outside any transaction (one inside cannot finish).
+    ``PASSIVE`` waits for no one and blocks no writer: the purge runs one after each piece, so the requests'
+    commits do not find a long log to copy (SQLite's auto-checkpoint runs in whichever commit passes 1,000
+    pages). ``TRUNCATE`` also empties the file, once no reader holds an older snapshot (the erasure)."""
+    raw = engine.raw_connection()
+    try:
+        raw.driver_connection.execute(f"PRAGMA wal_checkpoint({mode})")  # type: ignore[union-attr]
+    finally:
+        raw.close()
+
+
 PING_AFTER_IDLE_SECONDS = 1.0
 _IDLE_SINCE = "activitylog.idle_since"
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, Row, Table, and_, bindparam, or_, select, text, update
+from sqlalchemy import Connection, Row, Table, and_, bindparam, or_, select, text, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
@@ -222,15 +222,3 @@ def _reindex_sqlite(session: Session, account_id: str, seqs: list[int]) -> None:
         session.execute(search_index.delete_seqs(table), params)
         session.execute(search_index.copy_entries(table), params)
     session.execute(search_index.optimize(table))
-
-
-def checkpoint_sqlite(engine: Engine) -> None:
-    """After the commit: the write-ahead log still holds the pages as they were before; checkpoint it
-    into the file (whose freed bytes ``secure_delete`` zeroed) and truncate it. Outside any transaction (a
-    checkpoint inside one cannot finish); readers still on an older snapshot can keep it from finishing, and
-    the next checkpoint then does it."""
-    raw = engine.raw_connection()
-    try:
-        raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # type: ignore[union-attr]
-    finally:
-        raw.close()

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from activitylog.db.base import sqlite_checkpoint
 from activitylog.db.models import Contact, Delivery, DeliveryEvent, Suppression
 from activitylog.errors import Conflict, InvalidInput, NotFound
 from activitylog.ids import new_id
@@ -98,8 +99,8 @@ def erase_subscriber(uow: UnitOfWork, email: str) -> Erasure:
         entry = uow.record("contact.erase", ResourceRef("contact", pseudonym), changes)
         assert entry is not None and entry["seq"] == erase_seq, "the erasure's entry must take the locked seq"
         uow.commit()
-    if uow.db.dialect == "sqlite":
-        erasure.checkpoint_sqlite(uow.db.engine)
+    if uow.db.dialect == "sqlite":  # the pages as they were before are still in the write-ahead log
+        sqlite_checkpoint(uow.db.engine, "TRUNCATE")
     return Erasure(pseudonym, len(scrubs), len(contacts), suppression is not None, erase_seq)
 
 

@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from activitylog import pacing
-from activitylog.db.base import Database
+from activitylog.db.base import Database, sqlite_checkpoint
 from activitylog.db.models import MIN_RETENTION_DAYS, Account, LegalHold
 from activitylog.errors import Conflict, InvalidInput, NotFound
 from activitylog.log import counts, purge
@@ -151,7 +151,10 @@ def purge_account(
             n = purge.execute_range(session, planned, lo, hi, purge_seq)
             leaving.gone(session, n)
             session.commit()
-        pacer.took(hi - lo + 1, time.perf_counter() - began)
+        took = time.perf_counter() - began
+        if db.dialect == "sqlite":
+            sqlite_checkpoint(db.engine)
+        pacer.took(hi - lo + 1, took)
         if progress is not None:
             progress(n)
     return PurgeResult(account_id, planned, dry_run, entry_seq=purge_seq)
