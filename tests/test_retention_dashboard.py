@@ -63,7 +63,13 @@ def test_retention_holds_and_the_purge_history_from_the_page(server: Server) -> 
     aged = aged_tenant(server)
     tenant = aged.tenant
     client, token = signed_in(tenant)
-    for bad, said in (("300", "at least 365"), ("abc", "whole number"), ("36501", "at most 36500")):
+    for bad, said in (
+        ("300", "at least 365"),
+        ("abc", "whole number"),
+        ("36501", "at most 36500"),
+        ("9" * 5000, "whole number"),
+        ("\u0664\u0660\u0660", "whole number"),
+    ):
         response = client.post("/retention", data={"log_retention_days": bad, "csrf_token": token})
         assert response.status_code == 422 and said in response.text, response.text
         assert f'value="{bad}"' in response.text  # the form shows what was typed, beside the problem

@@ -127,7 +127,7 @@ def change_retention(request: Request, form: FormDep) -> Response:
     viewer.require(RETENTION)
     text = str(form.get("log_retention_days") or "").strip()
     try:
-        if not text.isdigit():
+        if not (text.isascii() and text.isdigit() and len(text) <= len(str(retention.MAX_RETENTION_DAYS))):
             raise InvalidInput("log_retention_days", "must be a whole number of days")
         accounts.update_account(viewer.uow(request), log_retention_days=int(text))
     except DomainError as exc:
