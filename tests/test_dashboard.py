@@ -125,6 +125,26 @@ def test_bad_form_input_is_shown_on_the_form_and_not_logged(tenant: Tenant) -> N
     assert len(entries(tenant)) == before
 
 
+def test_seq_fields_take_ascii_digits_only(tenant: Tenant) -> None:
+    """``int`` takes other scripts' digits and refuses thousands of them with its own error (a 500)."""
+    client, token = signed_in(tenant)
+    with tenant.key_client() as api:
+        made = api.post("/api/v1/streams", json={"name": "N", "type": "nats", "subject": "audit"})
+        assert made.status_code == 201, made.text
+    before = len(entries(tenant))
+    for bad in ("9" * 5000, "\u0664\u0662", "-3", "0"):
+        created = client.post(
+            "/streams",
+            data={"name": "S", "type": "nats", "subject": "a", "from_seq": bad, "csrf_token": token},
+        )
+        replayed = client.post(
+            f"/streams/{made.json()['id']}/replay", data={"from_seq": bad, "csrf_token": token}
+        )
+        for response in (created, replayed):
+            assert response.status_code == 422 and "from_seq" in response.text, (bad, response.text[-300:])
+    assert len(entries(tenant)) == before
+
+
 def _form_values(tenant: Tenant) -> dict[str, dict[str, Any]]:
     with tenant.key_client() as api:
         list_id = api.post("/api/v1/lists", json={"name": "Base"}).json()["id"]

@@ -186,6 +186,14 @@ def as_invalid(exc: ValidationError) -> InvalidInput:
     return InvalidInput(field or "form", message.removeprefix(f"{field}: ") if field else message)
 
 
+def whole_number(text: str, field: str, message: str) -> int:
+    """A form field's whole number: ASCII digits, at most a BIGINT's 19 (``int`` would take other scripts'
+    digits, and refuse thousands of them with its own error), else InvalidInput naming the field."""
+    if not (text.isascii() and text.isdigit() and len(text) <= 19):
+        raise InvalidInput(field, message)
+    return int(text)
+
+
 def error_page(request: Request, exc: DomainError) -> HTMLResponse:
     viewer = None
     with contextlib.suppress(SignInRequired):

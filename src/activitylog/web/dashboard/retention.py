@@ -25,6 +25,7 @@ from activitylog.web.dashboard.render import (
     current_viewer,
     page,
     redirect,
+    whole_number,
 )
 from activitylog.web.deps import get_db
 
@@ -127,9 +128,8 @@ def change_retention(request: Request, form: FormDep) -> Response:
     viewer.require(RETENTION)
     text = str(form.get("log_retention_days") or "").strip()
     try:
-        if not (text.isascii() and text.isdigit() and len(text) <= len(str(retention.MAX_RETENTION_DAYS))):
-            raise InvalidInput("log_retention_days", "must be a whole number of days")
-        accounts.update_account(viewer.uow(request), log_retention_days=int(text))
+        days = whole_number(text, "log_retention_days", "must be a whole number of days")
+        accounts.update_account(viewer.uow(request), log_retention_days=days)
     except DomainError as exc:
         return settings_page(request, viewer, error=exc, failed="retention", values=form)
     return redirect("/retention?saved=retention")

@@ -24,12 +24,14 @@ from activitylog.web.dashboard.render import (
     current_viewer,
     page,
     redirect,
+    whole_number,
 )
 from activitylog.web.deps import get_db, get_settings
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 PERMISSION = "streams:manage"
 StreamId = Annotated[str, Path(max_length=40)]
+A_SEQ = "a seq: a whole number from 1"
 SHOWN_DELIVERIES = 25
 NOTICES = {
     "created": "Created.",
@@ -63,8 +65,6 @@ def _values(form: dict[str, Any]) -> dict[str, Any]:
         ) from None
     kind = str(form.get("type") or "")
     from_seq = str(form.get("from_seq") or "").strip()
-    if from_seq and not from_seq.isdigit():
-        raise InvalidInput("from_seq", "a seq: a whole number from 1")
     return {
         "name": str(form.get("name") or "").strip() or _missing("name"),
         "type": kind if kind in streams.TYPES else _missing("type"),
@@ -75,7 +75,7 @@ def _values(form: dict[str, Any]) -> dict[str, Any]:
         "signing": (form.get("signing") if form.get("signing") in streams.SIGNINGS else None)
         if kind == "webhook"
         else None,
-        "from_seq": int(from_seq) if from_seq else None,
+        "from_seq": whole_number(from_seq, "from_seq", A_SEQ) if from_seq else None,
     }
 
 
@@ -178,9 +178,10 @@ def replay_stream(stream_id: StreamId, request: Request, form: FormDep) -> Respo
     text = str(form.get("from_seq") or "").strip()
 
     def replay(uow: Any) -> Any:
-        if not text.isdigit() or int(text) < 1:
-            raise InvalidInput("from_seq", "a seq: a whole number from 1")
-        return streams.replay_stream(uow, stream_id, int(text))
+        seq = whole_number(text, "from_seq", A_SEQ)
+        if seq < 1:
+            raise InvalidInput("from_seq", A_SEQ)
+        return streams.replay_stream(uow, stream_id, seq)
 
     return _act(request, stream_id, replay, "replayed")
 
