@@ -79,6 +79,10 @@ TENANT_TABLES = (
 
 
 PROTECTIONS: dict[str, dict[str, set[str]]] = {
+    "0025": {  # PostgreSQL: the log's deletes checked once per statement (the row guard lets them through)
+        "sqlite": set(),
+        "postgresql": {f"{t}_deletes_checked" for t in ("activity_entries", "activity_affected")},
+    },
     "0024": {"sqlite": set(), "postgresql": set()},  # an index only
     "0023": {  # SQLite: v1 and v2 entries' text in indexes apart (no PostgreSQL change)
         "sqlite": {"activity_search_add", "activity_search_personal_add"},

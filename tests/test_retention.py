@@ -348,6 +348,33 @@ def test_the_log_still_refuses_deletes_without_a_tombstone(server: Server) -> No
     finally:
         engine.dispose()
     assert 3 not in _seqs(db, account_id)
+    young = _seqs(db, account_id)[-2:]  # within the retention: no tombstone
+    engine = create_engine(db.engine.url)
+    try:  # one tombstoned entry deleted with one that is not, or a tombstone of another hash: nothing goes
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO activity_purged (account_id, seq, hash, prev_hash, older_than, "
+                    "retention_days, purge_seq) SELECT account_id, seq, :h, prev_hash, occurred_at, 400, 1 "
+                    "FROM activity_entries WHERE account_id = :a AND seq = :s"
+                ),
+                {"a": account_id, "s": young[0], "h": "0" * 64},
+            )
+        for seqs in ([young[0]], young):
+            with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+                if db.dialect == "postgresql":
+                    conn.execute(
+                        text("SELECT set_config('activitylog.account_id', :a, true)"), {"a": account_id}
+                    )
+                listed = ",".join(map(str, seqs))
+                for table in ("activity_affected", "activity_entries"):
+                    conn.execute(
+                        text(f"DELETE FROM {table} WHERE account_id = :a AND seq IN ({listed})"),
+                        {"a": account_id},
+                    )
+    finally:
+        engine.dispose()
+    assert _seqs(db, account_id)[-2:] == young
 
 
 def test_the_app_role_may_purge_only_through_the_function(server: Server) -> None:
