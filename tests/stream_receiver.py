@@ -1,9 +1,12 @@
 """A real webhook receiver on loopback for the stream tests: it keeps every request it gets (headers and
-body) and answers what the test scripts (e.g. 500 for the first two attempts, then 200; a 410; a delay)."""
+body) and answers what the test scripts (e.g. 500 for the first two attempts, then 200; a 410; a delay).
+Each receiver listens on a path of its own and answers 404 elsewhere: the tests share a database, so a stream
+an earlier test left behind may still be retrying a port this receiver has been given since."""
 
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -11,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 
 @dataclass
@@ -63,6 +67,7 @@ class Receiver:
 @contextmanager
 def receiving(path: str = "/hook") -> Iterator[Receiver]:
     receiver = Receiver()
+    own = f"{path}/{secrets.token_hex(6)}"
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -70,6 +75,11 @@ def receiving(path: str = "/hook") -> Iterator[Receiver]:
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length", "0"))
             body = self.rfile.read(length)
+            if urlsplit(self.path).path != own:
+                self.send_response(404)
+                self.send_header("content-length", "0")
+                self.end_headers()
+                return
             got = Received({k.lower(): v for k, v in self.headers.items()}, body, time.monotonic())
             if receiver.delay:
                 time.sleep(receiver.delay)
@@ -89,7 +99,7 @@ def receiving(path: str = "/hook") -> Iterator[Receiver]:
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    receiver.url = f"http://127.0.0.1:{server.server_address[1]}{path}"
+    receiver.url = f"http://127.0.0.1:{server.server_address[1]}{own}"
     try:
         yield receiver
     finally:

@@ -45,8 +45,11 @@ from activitylog.db.migrate import upgrade
 from activitylog.db.models import Delivery, PurgedEntry, StreamDelivery
 from activitylog.ids import new_id
 from activitylog.log import counts
+from activitylog.log.checkpoints import CheckpointSigner
 from activitylog.log.record import RequestContext
+from activitylog.log.signing import load_signer
 from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
+from activitylog.services.verification import VerifyRuns
 from activitylog.web.app import create_app
 from activitylog.workers import BroadcastWorker, Checkpointer
 from conftest import (
@@ -692,6 +695,9 @@ def test_the_app_role_sees_only_the_account_its_transaction_names(
             {"burst.delete": {"count": 30}},
         )
     AlertFollower(db, Settings()).run_once()
+    verify_runs = VerifyRuns(db, CheckpointSigner(Settings(), load_signer(Settings())))
+    for s in pair:  # and the state of a verify run
+        assert (verify_runs.verify(s.tenant.account_id).verdict or {}).get("ok")
     app_db = connect(app_role)
     try:
         for table, column in _tenant_tables().items():
