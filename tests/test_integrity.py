@@ -79,6 +79,7 @@ TENANT_TABLES = (
 
 
 PROTECTIONS: dict[str, dict[str, set[str]]] = {
+    "0026": {"sqlite": set(), "postgresql": set()},  # a key dropped; the rebuilt table keeps its guards
     "0025": {  # PostgreSQL: the log's deletes checked once per statement (the row guard lets them through)
         "sqlite": set(),
         "postgresql": {f"{t}_deletes_checked" for t in ("activity_entries", "activity_affected")},
