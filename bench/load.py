@@ -3,7 +3,9 @@
 For each engine: an account with ``--entries`` entries (seeded as bench/seeding.py does), ``serve``
 with its defaults (one web process per CPU, the workers in a process beside them), and wrk (Debian's) at
 8 and 32 connections for ``--seconds`` each, on a filtered first page (``actor_type=api_key``, 50 rows) and
-on a mutation (``POST /api/v1/lists``: one durable transaction with its chained entry).
+on a mutation (``POST /api/v1/lists``: one durable transaction with its chained entry). The seeded log is
+counted and the detectors start at its head first, so the served worker is in its steady state (following
+the new entries), not replaying the seed while wrk runs.
 
 In the same run, the raw engine's own rate for the same work, from as many processes as the server has
 web processes: the page's statements exactly as the application sends them (captured at the driver,
@@ -37,9 +39,10 @@ import httpx
 # Sibling modules of bench/ (run as a script, so they import as top-level modules).
 import appsql
 from appends import RawWriter
+from bulk import settle
 from harness import ACTIVITYLOG, free_port, server_env
 from seeding import seed
-from stores import Store, describe, detectors_at_head, postgres_store, sqlite_store
+from stores import Store, counts_at_head, describe, detectors_at_head, postgres_store, sqlite_store
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS-load.md"
@@ -195,6 +198,8 @@ def run_engine(store: Store, entries: int, seconds: int, workdir: Path) -> Engin
     print(f"[{store.engine}] seeding {entries:,} entries", flush=True)
     seeded = seed(store, entries=entries, accounts_total=20)
     detectors_at_head(store)  # the served worker follows new entries only, as it would have all along
+    counts_at_head(store)  # and counts them: not a first count of the seeded log while wrk runs
+    settle(store)
     db = store.app_db()
     try:
         statements = appsql.page(db, seeded.account_id, PAGE, int(PAGE["limit"]))
