@@ -694,8 +694,9 @@ def test_the_app_role_sees_only_the_account_its_transaction_names(
             UnitOfWork(db, account_id=s.tenant.account_id, actor=SYSTEM_CLI, context=RequestContext()),
             {"burst.delete": {"count": 30}},
         )
-    AlertFollower(db, Settings()).run_once()
-    verify_runs = VerifyRuns(db, CheckpointSigner(Settings(), load_signer(Settings())))
+    settings = Settings()
+    AlertFollower(db, settings).run_once()
+    verify_runs = VerifyRuns(db, CheckpointSigner(settings, load_signer(settings)))
     for s in pair:  # and the state of a verify run
         assert (verify_runs.verify(s.tenant.account_id).verdict or {}).get("ok")
     app_db = connect(app_role)

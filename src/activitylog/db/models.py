@@ -366,7 +366,7 @@ class PurgedEntry(Base):
     prev_hash (the chain's link across the gap), with the policy it was purged under and the seq of the
     ``activity_log.purge`` entry of the run. Append-only; an entry can only be deleted once its tombstone
     exists (migration 0012). No key to ``accounts``: a tombstone is copied from its entry, which has one
-    (migration 0026: the check per tombstone was a third of a purge's time)."""
+    (migration 0026: the check per tombstone was a third of the purge function's time)."""
 
     __tablename__ = "activity_purged"
 
