@@ -22,6 +22,7 @@ Results: bench/RESULTS-retention.md (one run; medians, p95, p99 and max; ratios 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -60,7 +61,12 @@ APPEND_TARGET_MS, PURGE_TARGET_S, ERASE_TARGET_S = 250.0, 60.0, 5.0
 @dataclass
 class Latencies:
     ms: list[float] = field(default_factory=list)
+    started: list[float] = field(default_factory=list)  # each request's wall-clock start (time.time())
     errors: int = 0
+
+    def slow(self) -> list[tuple[float, float]]:
+        """(start, ms) of every request over the target."""
+        return [(t, m) for t, m in zip(self.started, self.ms, strict=True) if m > APPEND_TARGET_MS]
 
     def row(self) -> str:
         if not self.ms:
@@ -78,6 +84,31 @@ class Latencies:
 
 
 @dataclass
+class Piece:
+    """One piece of the purge, from its debug log line: when it ended and what it took."""
+
+    ended: float  # wall clock, when the line was written (after the checkpoint)
+    ms: float
+    checkpoint_ms: float
+    purged: int
+
+    @property
+    def began(self) -> float:
+        return self.ended - (self.ms + self.checkpoint_ms) / 1000
+
+    @classmethod
+    def parse(cls, stderr: str) -> list[Piece]:
+        pieces = []
+        for line in stderr.splitlines():
+            if '"purge piece"' not in line:
+                continue
+            fields = json.loads(line)
+            ended = datetime.fromisoformat(fields["time"].replace("Z", "+00:00")).timestamp()
+            pieces.append(cls(ended, fields["ms"], fields["checkpoint_ms"], fields["purged"]))
+        return pieces
+
+
+@dataclass
 class EngineRun:
     engine: str
     versions: dict[str, str]
@@ -92,6 +123,7 @@ class EngineRun:
     verified: bool = False
     verify_said: str = ""  # a failed verify's first bad seq and reason
     erase_entries: int = 0
+    pieces: list[Piece] = field(default_factory=list)
     erase_s: float = 0.0
     erase_verified: bool = False
     erase_verify_said: str = ""
@@ -109,6 +141,7 @@ class Appender(threading.Thread):
         n = 0
         while not self.stop.is_set():
             n += 1
+            self.into.started.append(time.time())
             began = time.perf_counter()
             response = self.client.post("/api/v1/lists", json={"name": f"bench {n} {time.time_ns()}"})
             self.into.ms.append((time.perf_counter() - began) * 1000)
@@ -191,6 +224,7 @@ def bench_engine(store: Store, args: argparse.Namespace) -> EngineRun:
     settle(store)  # what autovacuum would soon do: the planner then knows the counts it holds
     log(f"counted {counted:,} entries into the derived counts ({time.perf_counter() - phase:.0f} s)")
     env = {**os.environ, **app_env(store, workdir), "ACTIVITYLOG_PURGE_INTERVAL_SECONDS": "0"}
+    env["ACTIVITYLOG_LOG_LEVEL"] = "debug"  # a line per piece: what each took
     os.environ["ACTIVITYLOG_PURGE_INTERVAL_SECONDS"] = "0"  # the served worker: no purge of its own
     headers = {"Authorization": f"Bearer {seeded.api_key}", "User-Agent": "activitylog-bench"}
     with (
@@ -217,7 +251,9 @@ def bench_engine(store: Store, args: argparse.Namespace) -> EngineRun:
         run.purge_s = time.perf_counter() - phase
         appender.stop.set()
         appender.join()
-        run.purge_output = (done.stdout + done.stderr).strip().splitlines()[-2:].__str__()
+        run.pieces = Piece.parse(done.stderr)
+        said = [line for line in (done.stdout + done.stderr).splitlines() if not line.startswith("{")]
+        run.purge_output = str(said[-2:])
         if done.returncode != 0:
             raise RuntimeError(f"purge failed: {done.stdout}{done.stderr}")
     run.purged = _count(store, account, PurgedEntry)
@@ -286,10 +322,45 @@ def render(runs: list[EngineRun], args: argparse.Namespace, started: datetime) -
             f"{r.erase_entries:,} entries in {r.erase_s:.2f} s, {_met(r.erase_s < ERASE_TARGET_S)}, verify "
             f"{'ok' if r.erase_verified else f'FAILED, {r.erase_verify_said}'} |"
         )
+    lines += ["", *pieces_report(runs)]
     lines += ["", "Seeding and versions:", ""]
     for r in runs:
         lines.append(f"- {r.engine}: seeded in {r.seed_s:.0f} s; {r.versions}; purge said {r.purge_output}")
     return "\n".join(lines) + "\n"
+
+
+def pieces_report(runs: list[EngineRun]) -> list[str]:
+    """The purge's pieces (from its debug lines), and which of them each slow append overlapped."""
+    lines = [
+        "The purge's pieces (ms: the piece's transaction; checkpoint: on SQLite, the write-ahead log copied "
+        "after it):",
+        "",
+        "| engine | pieces | median ms | p99 ms | max ms | checkpoint max ms | entries a piece (median) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in runs:
+        if not r.pieces:
+            lines.append(f"| {r.engine} | no piece lines | | | | | |")
+            continue
+        ms = sorted(p.ms for p in r.pieces)
+        p99 = ms[min(len(ms) - 1, int(0.99 * len(ms)))]
+        copy = max(p.checkpoint_ms for p in r.pieces)
+        size = statistics.median(p.purged for p in r.pieces)
+        lines.append(
+            f"| {r.engine} | {len(ms):,} | {statistics.median(ms):.0f} | {p99:.0f} | {ms[-1]:.0f} | "
+            f"{copy:.0f} | {size:,.0f} |"
+        )
+    for r in runs:
+        for started, ms in r.during.slow():
+            ended = started + ms / 1000
+            overlapping = [p for p in r.pieces if p.began < ended and p.ended > started]
+            said = "; ".join(
+                f"piece {r.pieces.index(p) + 1}: {p.ms:.0f} ms + checkpoint {p.checkpoint_ms:.0f} ms, "
+                f"{p.purged:,} entries"
+                for p in overlapping
+            )
+            lines.append(f"- {r.engine}: an append of {ms:.0f} ms overlapped {said or 'no piece'}")
+    return lines
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

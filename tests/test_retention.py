@@ -9,6 +9,7 @@ import base64
 import csv
 import io
 import json
+import logging
 import sys
 import threading
 import uuid
@@ -598,6 +599,22 @@ def test_a_sqlite_purge_copies_the_write_ahead_log_after_each_piece(server: Serv
     )
     assert result.plan.count > 8 and len(seen) >= 3
     assert all(logged > 0 and copied == logged for logged, copied in seen), seen
+
+
+def test_each_purge_piece_is_a_debug_line_with_its_duration(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What an append may have waited for: one line per piece, their ranges tiling the plan's and their
+    counts adding up to the purge's."""
+    aged = aged_tenant(server)
+    with caplog.at_level(logging.DEBUG, logger="activitylog.services.retention"):
+        result = retention.purge_account(server.db, aged.tenant.account_id, batch=4)
+    pieces = [r.fields for r in caplog.records if r.getMessage() == "purge piece"]  # type: ignore[attr-defined]
+    assert len(pieces) >= 2
+    assert sum(p["purged"] for p in pieces) == result.plan.count
+    assert all(p["account_id"] == aged.tenant.account_id and p["ms"] >= 0 for p in pieces)
+    covered = {seq for p in pieces for seq in range(p["from_seq"], p["to_seq"] + 1)}
+    assert covered == {seq for lo, hi in result.plan.ranges for seq in range(lo, hi + 1)}
 
 
 def test_the_plan_is_found_while_appends_and_holds_go_on(

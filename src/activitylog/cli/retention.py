@@ -8,7 +8,9 @@ from datetime import datetime
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from activitylog import logs
 from activitylog.cli.common import CLI_CONTEXT, database, err, fail, require_account
+from activitylog.config import Settings
 from activitylog.errors import DomainError
 from activitylog.services import erasure, retention
 from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
@@ -40,7 +42,9 @@ def purge(
     ),
 ) -> None:
     """Purge entries older than each account's log retention that no legal hold covers, keeping what the
-    proofs need; one activity_log.purge entry per account that lost any."""
+    proofs need; one activity_log.purge entry per account that lost any. With ACTIVITYLOG_LOG_LEVEL=debug
+    each piece is a log line with its duration (what an append may have waited for)."""
+    logs.configure(Settings().log_level)
     db = database()
     if account:
         require_account(db, account)
