@@ -527,9 +527,11 @@ def test_pieces_are_paced_on_sqlite_and_large_on_postgresql() -> None:
     """On SQLite a request waits for a piece, so pieces follow the clock; on PostgreSQL none does, and each
     piece's fixed cost (the counts of the hours it touched) is paid once per LARGE_BATCH seqs."""
     lite = pacing.for_engine("sqlite")
-    assert not lite.fixed and lite.size == 1000
-    lite.took(1000, 0.5)  # slow: the next piece shrinks
-    assert lite.size == 500
+    assert not lite.fixed and lite.size == pacing.SMALL_BATCH  # nothing known yet: start small
+    lite.took(lite.size, 0.01)  # fast: the next piece grows, at most twice as large
+    assert lite.size == 2 * pacing.SMALL_BATCH
+    lite.took(lite.size, 0.5)  # slow: it shrinks, never below the smallest
+    assert lite.size == pacing.SMALL_BATCH
     pg = pacing.for_engine("postgresql")
     assert pg.fixed and pg.size == pacing.LARGE_BATCH
     pg.took(pacing.LARGE_BATCH, 5.0)

@@ -125,7 +125,8 @@ class Settings(BaseSettings):
     """How many processes ``serve`` answers requests with (0: one per CPU); the workers run in one more."""
 
     worker_nice: int = 10
-    """How much the worker process lowers its CPU priority (``nice``), so requests come first (0: not)."""
+    """How much the worker's threads lower their CPU priority (``nice``), so requests come first (0: not);
+    all but the stream relay's, whose lag is its priority."""
 
     @property
     def key_directory(self) -> Path:

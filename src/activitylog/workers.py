@@ -5,8 +5,10 @@ They run in a process of their own, never in the web server's: ``activitylog wor
 ``serve`` starts one such process beside itself (:class:`WorkerProcess`) and stops it when it stops. A big
 send then costs the API neither the interpreter's lock (the GIL) nor, for long, SQLite's write lock: the
 dispatcher commits a batch of recipients at a time and pauses between batches (``services/dispatcher.py``),
-and the worker process runs at a lower CPU priority (``ACTIVITYLOG_WORKER_NICE``), so requests come first on
-a small machine.
+and the worker's threads run at a lower CPU priority (``ACTIVITYLOG_WORKER_NICE``), so requests come first on
+a small machine. All but the stream relay's: it does little per event but does it one event at a time, in
+order, and at that priority beside busy web processes it fell seconds behind (PostgreSQL, 130 API writes a
+second on two cores: webhook lag p95 9-15 s niced, 0.7-0.9 s not; bench/RESULTS-streams.md).
 
 If the worker process exits while ``serve`` runs (a crash, an out-of-memory kill), ``serve`` logs it and
 starts another after a pause that doubles while it keeps failing soon after starting (1 s up to 60 s):
@@ -44,6 +46,8 @@ class Periodic:
     """Runs ``run_once`` every ``interval`` seconds on a daemon thread until stopped."""
 
     name = "periodic"
+    niced = True
+    """Whether its thread runs at the worker's lower priority (``settings.worker_nice``)."""
 
     def __init__(self, db: Database, settings: Settings, interval: float) -> None:
         self.db, self.settings, self.interval = db, settings, interval
@@ -66,6 +70,8 @@ class Periodic:
         self._run()
 
     def _run(self) -> None:
+        if self.niced:
+            lower_priority(self.settings.worker_nice)
         while True:
             try:
                 done = self.run_once()
@@ -75,6 +81,14 @@ class Periodic:
                 log.exception("%s failed; retrying next interval", self.name)
             if self._stop.wait(self.interval):
                 return
+
+
+def lower_priority(nice: int) -> None:
+    """Lower the calling thread's CPU priority by ``nice`` (Linux schedules threads one by one; threads it
+    starts later inherit it). Raising it back would need privileges, so the process itself starts at 0."""
+    if nice:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
 
 
 class Checkpointer(Periodic):
@@ -164,6 +178,7 @@ class StreamRelayWorker(Periodic):
     ``stream_interval_seconds`` (``relay/relay.py``)."""
 
     name = "stream-relay"
+    niced = False  # one event in flight per stream: its lag is its priority (see the module's docstring)
 
     def __init__(self, db: Database, settings: Settings) -> None:
         super().__init__(db, settings, settings.stream_interval_seconds)
@@ -222,8 +237,6 @@ def run_workers(
     """The worker process's body: the checkpointer, the broadcast worker, the stream relay, the purger and
     the metrics writer on threads of their own until
     ``stop`` is set (SIGTERM, SIGINT) or, when ``parent_pid`` is given, the parent is gone."""
-    if settings.worker_nice:
-        os.nice(settings.worker_nice)
     workers: list[Periodic] = [
         Checkpointer(db, settings),
         BroadcastWorker(db, settings),
@@ -235,6 +248,7 @@ def run_workers(
     ]
     for worker in workers:
         worker.start()
+    lower_priority(settings.worker_nice)  # this thread only waits; the threads it starts from now on too
     try:
         while not stop.is_set():
             if parent_pid is not None and os.getppid() != parent_pid:
