@@ -351,15 +351,15 @@ def pieces_report(runs: list[EngineRun]) -> list[str]:
             f"{copy:.0f} | {size:,.0f} |"
         )
     for r in runs:
-        for started, ms in r.during.slow():
-            ended = started + ms / 1000
+        for started, took in r.during.slow():
+            ended = started + took / 1000
             overlapping = [p for p in r.pieces if p.began < ended and p.ended > started]
             said = "; ".join(
                 f"piece {r.pieces.index(p) + 1}: {p.ms:.0f} ms + checkpoint {p.checkpoint_ms:.0f} ms, "
                 f"{p.purged:,} entries"
                 for p in overlapping
             )
-            lines.append(f"- {r.engine}: an append of {ms:.0f} ms overlapped {said or 'no piece'}")
+            lines.append(f"- {r.engine}: an append of {took:.0f} ms overlapped {said or 'no piece'}")
     return lines
 
 
