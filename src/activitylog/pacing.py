@@ -30,7 +30,7 @@ def for_engine(dialect: str, batch: int | None = None) -> Pacer:
     if batch is None and dialect != "sqlite":
         batch = LARGE_BATCH
     rest = REST_SECONDS if dialect == "sqlite" else 0.0
-    return Pacer(first=SMALL_BATCH, least=SMALL_BATCH, most=LARGE_BATCH, fixed=batch, rest=rest)
+    return Pacer(first=SMALL_BATCH, most=LARGE_BATCH, fixed=batch, rest=rest)
 
 
 class Pacer:
@@ -45,7 +45,7 @@ class Pacer:
         seconds: float = BATCH_SECONDS,
         *,
         first: int = 1000,
-        least: int = 100,
+        least: int = SMALL_BATCH,
         most: int = 20_000,
         fixed: int | None = None,
         rest: float = 0.0,

@@ -85,7 +85,7 @@ class Periodic:
 
 def lower_priority(nice: int) -> None:
     """Lower the calling thread's CPU priority by ``nice`` (Linux schedules threads one by one; threads it
-    starts later inherit it). Raising it back would need privileges, so the process itself starts at 0."""
+    starts later inherit it). Raising it back would need privileges, so the process is never niced whole."""
     if nice:
         tid = threading.get_native_id()
         os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
