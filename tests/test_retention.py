@@ -29,7 +29,7 @@ from activitylog import pacing
 from activitylog.db.base import Database, connect
 from activitylog.db.models import ActivityEntry, PurgedEntry
 from activitylog.errors import InvalidInput
-from activitylog.log import purge
+from activitylog.log import purge, search_index
 from activitylog.log.record import RequestContext
 from activitylog.log.verify import verify_account
 from activitylog.log.verify_export import (
@@ -601,6 +601,62 @@ def test_a_sqlite_purge_copies_the_write_ahead_log_after_each_piece(server: Serv
     )
     assert result.plan.count > 8 and len(seen) >= 3
     assert all(logged > 0 and copied == logged for logged, copied in seen), seen
+
+
+def _automerge(conn: Any, table: str) -> Any:
+    return conn.execute(text(f"SELECT v FROM {table}_config WHERE k = 'automerge'")).scalar()
+
+
+def test_a_sqlite_purge_merges_the_text_index_in_bounded_steps(server: Server) -> None:
+    """Each piece turns FTS5's own merging off for its deletes and takes one bounded merge step after them,
+    in its own transaction: afterwards both text indexes are back at the default and intact, and search
+    still finds what the purge left."""
+    db = server.db
+    if db.dialect != "sqlite":
+        pytest.skip("a SQLite case: PostgreSQL has no FTS5 tables")
+    aged = aged_tenant(server)
+    steps: list[str] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "'merge'" in statement or "'automerge'" in statement:
+            steps.append(statement.split("VALUES")[1].strip())
+
+    event.listen(db.engine, "before_cursor_execute", capture)
+    try:
+        result = retention.purge_account(db, aged.tenant.account_id, batch=4)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", capture)
+    pieces = len(list(purge.batches(result.plan.ranges, Pacer(fixed=4))))
+    per_table = ["('automerge', ?)", "('merge', ?)", "('automerge', ?)"]
+    assert pieces >= 2 and steps == per_table * len(search_index.TABLES) * pieces
+    with db.engine.begin() as conn:
+        for table in search_index.TABLES:
+            assert int(_automerge(conn, table)) == search_index.AUTOMERGE
+            conn.execute(text(f"INSERT INTO {table}({table}) VALUES ('integrity-check')"))
+    kept = retention.purge_account(db, aged.tenant.account_id, dry_run=True)
+    assert kept.plan.count == 0
+    with db.for_account(aged.tenant.account_id).reader() as session:
+        assert verify_account(session, aged.tenant.account_id).ok
+
+
+def test_a_failed_piece_leaves_the_text_index_merging_as_before(server: Server) -> None:
+    """The setting is turned off and back inside the piece's transaction: one that fails and rolls back
+    leaves nothing changed."""
+    db = server.db
+    if db.dialect != "sqlite":
+        pytest.skip("a SQLite case: PostgreSQL has no FTS5 tables")
+    table = search_index.SHARED
+    with db.engine.connect() as conn:
+        before = _automerge(conn, table)
+    with (
+        pytest.raises(RuntimeError),
+        db.system().writer() as session,
+        search_index.bounded_merges(session, table),
+    ):
+        assert int(_automerge(session, table)) == 0
+        raise RuntimeError("the piece failed")
+    with db.engine.connect() as conn:
+        assert _automerge(conn, table) == before
 
 
 def test_each_purge_piece_is_a_debug_line_with_its_duration(

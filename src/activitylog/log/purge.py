@@ -197,7 +197,10 @@ def _purge_sqlite(session: Session, plan: Plan, lo: int, hi: int, purge_seq: int
         )
     )
     for table in search_index.TABLES:  # the text-search copies of the tombstoned entries
-        session.execute(search_index.delete_purged(table), {"account": plan.account_id, "lo": lo, "hi": hi})
+        with search_index.bounded_merges(session, table):
+            session.execute(
+                search_index.delete_purged(table), {"account": plan.account_id, "lo": lo, "hi": hi}
+            )
     session.execute(
         delete(_entries).where(
             _entries.c.account_id == plan.account_id,
