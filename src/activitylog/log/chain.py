@@ -48,8 +48,13 @@ def canonical_json(value: Any) -> str:
 
 
 def format_instant(instant: datetime) -> str:
-    """UTC, microseconds, ``Z``: the one string form of ``occurred_at``."""
-    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """UTC, microseconds, ``Z``: the one string form of ``occurred_at``. From year 1000 on, ``isoformat``
+    writes the same characters as the ``strftime`` below in half its time (a page of the log formats 50)."""
+    if instant.tzinfo is not UTC:
+        instant = instant.astimezone(UTC)
+    if instant.year < 1000:
+        return instant.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return instant.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def entry_hash(prev_hash: str, fields: dict[str, Any], salts: dict[str, Any] | None = None) -> str:
