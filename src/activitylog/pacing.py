@@ -6,11 +6,18 @@ fixed statements (the counts of the hours it touched) are paid once per ``LARGE_
 few hundred (a purge at 2M entries: 850 entries/s in 0.1 s pieces, 11,300/s in 20,000-entry ones).
 
 On SQLite a batch is also followed by a rest with the write lock free, so the requests waiting for it
-(polling for the lock every ``db.base.SQLITE_POLL_SECONDS``) take it before the next batch does."""
+(polling for the lock every ``db.waiting.POLL_SECONDS``) take it before the next batch does; and when
+writers are still waiting after it (``db.waiting``: a slow machine may not have run them yet), the next
+batch waits for them, up to a batch's own time, so an append waits for one batch, not two."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from activitylog.db.base import Database
 
 BATCH_SECONDS = 0.1
 """How long one batch of background work holds its transaction on SQLite: what a request may wait for it."""
@@ -25,12 +32,21 @@ SMALL_BATCH = 100
 purge piece of 1,000 held the write lock 524 ms at 2M entries), and the size at most doubles a batch."""
 
 
-def for_engine(dialect: str, batch: int | None = None) -> Pacer:
-    """Batches sized by time on SQLite, ``LARGE_BATCH`` seqs each on PostgreSQL; ``batch``: a fixed size."""
+def for_engine(
+    dialect: str, batch: int | None = None, waiting: Callable[[float], float] | None = None
+) -> Pacer:
+    """Batches sized by time on SQLite, ``LARGE_BATCH`` seqs each on PostgreSQL; ``batch``: a fixed size;
+    ``waiting``: the database's ``WaitingWriters.let_go_first`` (SQLite)."""
     if batch is None and dialect != "sqlite":
         batch = LARGE_BATCH
     rest = REST_SECONDS if dialect == "sqlite" else 0.0
-    return Pacer(first=SMALL_BATCH, most=LARGE_BATCH, fixed=batch, rest=rest)
+    return Pacer(first=SMALL_BATCH, most=LARGE_BATCH, fixed=batch, rest=rest, let_go_first=waiting)
+
+
+def for_database(db: Database, batch: int | None = None) -> Pacer:
+    """:func:`for_engine` for this database, letting the writers waiting for its lock go first."""
+    waiters = db.waiting_writers
+    return for_engine(db.dialect, batch, waiters.let_go_first if waiters is not None else None)
 
 
 class Pacer:
@@ -38,7 +54,8 @@ class Pacer:
     a batch holds its transaction (on SQLite, the database's write lock) about that long on any machine and
     engine; the size at most doubles or halves from one batch to the next, within ``least``..``most``.
     ``fixed`` keeps one size throughout (tests cut batches exactly where they want them); ``rest``: the
-    pause after each batch, its transaction ended, in which others take the lock."""
+    pause after each batch, its transaction ended, in which others take the lock; ``let_go_first``, given
+    at most ``seconds``, returns once no other writer waits for the lock (or that time is up)."""
 
     def __init__(
         self,
@@ -49,8 +66,10 @@ class Pacer:
         most: int = 20_000,
         fixed: int | None = None,
         rest: float = 0.0,
+        let_go_first: Callable[[float], float] | None = None,
     ) -> None:
         self.seconds, self.least, self.most, self.rest = seconds, least, most, rest
+        self.let_go_first = let_go_first
         self.size = fixed or first
         self.fixed = fixed is not None
 
@@ -58,6 +77,8 @@ class Pacer:
         """A batch of ``seqs`` seqs took ``seconds`` and has committed: rest, and size the next one."""
         if self.rest:
             time.sleep(self.rest)
+        if self.let_go_first is not None:
+            self.let_go_first(self.seconds)
         if self.fixed or seqs < self.size:  # a short last batch says little of the rate
             return
         wanted = seqs * self.seconds / max(seconds, 1e-6)

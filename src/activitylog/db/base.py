@@ -17,7 +17,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +28,7 @@ from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction, sessionmaker
 
 from activitylog.db.limits import check_flush
+from activitylog.db.waiting import POLL_SECONDS, WaitingWriters
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -84,14 +85,9 @@ a write that touches thousands of rows (a purge piece ran 1.3x slower at 2M entr
 SQLITE_BUSY_MS = 30_000
 """How long SQLite waits for a lock before "database is locked": its busy handler in any statement, and a
 writer's ``BEGIN IMMEDIATE`` polling for the write lock."""
-SQLITE_POLL_SECONDS = 0.002
-"""How often a writer waiting for SQLite's write lock tries again. SQLite's busy handler backs off to 100 ms
-between tries, so a writer behind a run of short transactions (a purge's pieces) missed the gaps between
-them and waited seconds; trying every 2 ms it takes the lock in any gap that long (``pacing`` leaves one
-after each piece)."""
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, waiters: WaitingWriters | None) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves, below
@@ -109,29 +105,39 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(conn: Any) -> None:
         mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
         if mode == "IMMEDIATE":
-            _begin_immediate(conn)
+            _begin_immediate(conn, waiters)
         else:
             conn.exec_driver_sql(f"BEGIN {mode}")
 
 
-def _begin_immediate(conn: Any) -> None:
-    """``BEGIN IMMEDIATE``, retried every ``SQLITE_POLL_SECONDS`` while another writer holds the lock (the
-    busy handler is off meanwhile), for up to ``SQLITE_BUSY_MS``; then "database is locked" as before."""
+def _begin_immediate(conn: Any, waiters: WaitingWriters | None) -> None:
+    """``BEGIN IMMEDIATE``; while another writer holds the lock, counted among the ``waiters`` (so batches
+    let it go first) and retried every ``waiting.POLL_SECONDS`` (the busy handler off meanwhile), for up to
+    ``SQLITE_BUSY_MS``; then "database is locked" as before."""
     raw = conn.connection.dbapi_connection
     deadline = time.monotonic() + SQLITE_BUSY_MS / 1000
     raw.execute("PRAGMA busy_timeout=0")
     try:
-        while True:
-            try:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-                return
-            except OperationalError as exc:
-                code = getattr(exc.orig, "sqlite_errorcode", None)
-                if code is None or code & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
-                    raise
-            time.sleep(SQLITE_POLL_SECONDS)
+        if _try_begin(conn):
+            return
+        with waiters.waiting() if waiters is not None else nullcontext():
+            while not _try_begin(conn, give_up=time.monotonic() >= deadline):
+                time.sleep(POLL_SECONDS)
     finally:
         raw.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+
+
+def _try_begin(conn: Any, give_up: bool = False) -> bool:
+    """One ``BEGIN IMMEDIATE`` without waiting: false if another writer holds the lock (unless ``give_up``:
+    then "database is locked" is raised)."""
+    try:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    except OperationalError as exc:
+        code = getattr(exc.orig, "sqlite_errorcode", None)
+        if code is None or code & 0xFF != sqlite3.SQLITE_BUSY or give_up:
+            raise
+        return False
+    return True
 
 
 def sqlite_checkpoint(engine: Engine, mode: str = "PASSIVE") -> None:
@@ -215,6 +221,9 @@ class Database:
     write_sessions: sessionmaker[Session]
     read_sessions: sessionmaker[Session]
     scope: Scope = field(default_factory=Scope)
+    waiting_writers: WaitingWriters | None = None
+    """On SQLite (a file), the writers waiting for its write lock: batches of background work let them go
+    first (``pacing``)."""
 
     @property
     def dialect(self) -> str:
@@ -263,9 +272,11 @@ def connect(url: str, **engine_kwargs: Any) -> Database:
         waits = SQLITE_BUSY_MS / 1000
         engine_kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": waits})
         engine = create_engine(url, **engine_kwargs)
-        _configure_sqlite(engine)
+        waiters = WaitingWriters.beside(engine.url.database)
+        _configure_sqlite(engine, waiters)
         read_engine: Engine = engine.execution_options(sqlite_begin="DEFERRED")
     else:
+        waiters = None
         engine_kwargs.setdefault("pool_size", 10)
         engine_kwargs.setdefault("max_overflow", 20)
         # Last in, first out: a request's second transaction gets the connection its first just returned
@@ -292,5 +303,10 @@ def connect(url: str, **engine_kwargs: Any) -> Database:
         for factory in (writer, reader):
             event.listen(factory, "after_begin", _on_session_begin)
     return Database(
-        url=url, engine=engine, read_engine=read_engine, write_sessions=writer, read_sessions=reader
+        url=url,
+        engine=engine,
+        read_engine=read_engine,
+        write_sessions=writer,
+        read_sessions=reader,
+        waiting_writers=waiters,
     )

@@ -286,7 +286,7 @@ def catch_up(db: Database, account_id: str, batch: int | None = None, stop: Even
     transaction, sized as ``pacing.for_engine`` sizes them: on PostgreSQL a large batch upserts each
     hour's rows once where small batches would upsert them again and again (0.1 s batches rebuilt 2M
     entries in 358 s, 20,000-entry ones in 154 s). ``batch``: a fixed size."""
-    pacer = pacing.for_engine(db.dialect, batch)
+    pacer = pacing.for_database(db, batch)
     total = 0
     while stop is None or not stop.is_set():
         began = time.perf_counter()

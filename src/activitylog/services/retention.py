@@ -146,7 +146,7 @@ def purge_account(
         uow.commit()
     scoped = db.for_account(account_id)
     going = purge.still_purgeable(account_id, planned.older_than)
-    pacer = pacing.for_engine(db.dialect, batch)
+    pacer = pacing.for_database(db, batch)
     for lo, hi in purge.batches(planned.ranges, pacer):  # each piece short, so appends interleave
         began = time.perf_counter()
         with scoped.writer() as session:
