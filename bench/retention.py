@@ -83,14 +83,18 @@ class Latencies:
         )
 
 
+PHASES = ("lock", "counts", "delete", "commit")
+
+
 @dataclass
 class Piece:
     """One piece of the purge, from its debug log line: when it ended and what it took."""
 
     ended: float  # wall clock, when the line was written (after the checkpoint)
-    ms: float
+    ms: float  # from the write lock taken to the commit
     checkpoint_ms: float
     purged: int
+    phases: dict[str, float]  # the piece's ms by part: counts, delete, commit (and the wait for the lock)
 
     @property
     def began(self) -> float:
@@ -104,7 +108,8 @@ class Piece:
                 continue
             fields = json.loads(line)
             ended = datetime.fromisoformat(fields["time"].replace("Z", "+00:00")).timestamp()
-            pieces.append(cls(ended, fields["ms"], fields["checkpoint_ms"], fields["purged"]))
+            phases = {part: fields[f"{part}_ms"] for part in PHASES if f"{part}_ms" in fields}
+            pieces.append(cls(ended, fields["ms"], fields["checkpoint_ms"], fields["purged"], phases))
         return pieces
 
 
@@ -351,16 +356,33 @@ def pieces_report(runs: list[EngineRun]) -> list[str]:
             f"{copy:.0f} | {size:,.0f} |"
         )
     for r in runs:
+        parts = [
+            f"{part} {_spread([p.phases[part] for p in r.pieces if part in p.phases])}"
+            for part in PHASES
+            if any(part in p.phases for p in r.pieces)
+        ]
+        if parts:
+            lines.append(f"- {r.engine}: the pieces by part, ms (median / p99 / max): {'; '.join(parts)}")
+    for r in runs:
         for started, took in r.during.slow():
             ended = started + took / 1000
             overlapping = [p for p in r.pieces if p.began < ended and p.ended > started]
             said = "; ".join(
-                f"piece {r.pieces.index(p) + 1}: {p.ms:.0f} ms + checkpoint {p.checkpoint_ms:.0f} ms, "
-                f"{p.purged:,} entries"
+                f"piece {r.pieces.index(p) + 1}: {p.ms:.0f} ms ({_phases(p)}) + checkpoint "
+                f"{p.checkpoint_ms:.0f} ms, {p.purged:,} entries"
                 for p in overlapping
             )
             lines.append(f"- {r.engine}: an append of {took:.0f} ms overlapped {said or 'no piece'}")
     return lines
+
+
+def _spread(ms: list[float]) -> str:
+    ms = sorted(ms)
+    return f"{statistics.median(ms):.0f} / {ms[min(len(ms) - 1, int(0.99 * len(ms)))]:.0f} / {ms[-1]:.0f}"
+
+
+def _phases(piece: Piece) -> str:
+    return ", ".join(f"{part} {ms:.0f}" for part, ms in piece.phases.items()) or "no parts logged"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

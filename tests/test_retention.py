@@ -671,6 +671,10 @@ def test_each_purge_piece_is_a_debug_line_with_its_duration(
     assert len(pieces) >= 2
     assert sum(p["purged"] for p in pieces) == result.plan.count
     assert all(p["account_id"] == aged.tenant.account_id and p["ms"] >= 0 for p in pieces)
+    for p in pieces:  # the transaction's parts make up its time (each rounded to 0.1 ms)
+        parts = p["counts_ms"] + p["delete_ms"] + p["commit_ms"]
+        assert p["lock_ms"] >= 0 and min(p["counts_ms"], p["delete_ms"], p["commit_ms"]) >= 0
+        assert abs(parts - p["ms"]) <= 0.3
     covered = {seq for p in pieces for seq in range(p["from_seq"], p["to_seq"] + 1)}
     assert covered == {seq for lo, hi in result.plan.ranges for seq in range(lo, hi + 1)}
 

@@ -148,18 +148,30 @@ def purge_account(
     going = purge.still_purgeable(account_id, planned.older_than)
     pacer = pacing.for_database(db, batch)
     for lo, hi in purge.batches(planned.ranges, pacer):  # each piece short, so appends interleave
-        began = time.perf_counter()
+        asked = time.perf_counter()
         with scoped.writer() as session:
+            session.connection()  # the transaction begins: on SQLite, with the write lock
+            began = time.perf_counter()
             leaving = counts.leaving(session, account_id, lo, hi, going)  # the counts stay exact
+            counted = time.perf_counter()
             n = purge.execute_range(session, planned, lo, hi, purge_seq)
+            deleted = time.perf_counter()
             leaving.gone(session, n)
+            committing = time.perf_counter()
             session.commit()
         took = time.perf_counter() - began
         if db.dialect == "sqlite":
             sqlite_checkpoint(db.engine)
-        copied = time.perf_counter() - began - took
+        seconds = {
+            "ms": took,  # the piece's transaction, from the write lock taken to the commit
+            "lock_ms": began - asked,
+            "counts_ms": counted - began + committing - deleted,
+            "delete_ms": deleted - counted,
+            "commit_ms": began + took - committing,
+            "checkpoint_ms": time.perf_counter() - began - took,
+        }
         fields = {"account_id": account_id, "from_seq": lo, "to_seq": hi, "purged": n}
-        fields |= {"ms": round(took * 1000, 1), "checkpoint_ms": round(copied * 1000, 1)}
+        fields |= {name: round(value * 1000, 1) for name, value in seconds.items()}
         log.debug("purge piece", extra={"fields": fields})  # what an append may have waited for
         pacer.took(hi - lo + 1, took)
         if progress is not None:
