@@ -24,12 +24,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -119,6 +122,7 @@ class EngineRun:
     versions: dict[str, str]
     seeded: int = 0
     seed_s: float = 0.0
+    reused_seed: str = ""  # when the seeded file was made, if this run copied it (--reuse-seed)
     purge_s: float = 0.0
     purged: int = 0
     purge_output: str = ""
@@ -200,15 +204,10 @@ def bench_erasure(store: Store, account_id: str, entries: int, run: EngineRun) -
     run.erase_verified, _, run.erase_verify_said = _verify(store, account_id)
 
 
-def bench_engine(store: Store, args: argparse.Namespace) -> EngineRun:
-    run = EngineRun(store.engine, describe(store))
-    began = time.perf_counter()
-
-    def log(message: str) -> None:
-        run.load.append(os.getloadavg()[0])
-        print(f"[{store.engine} +{time.perf_counter() - began:6.1f}s] {message}", flush=True)
-
-    workdir = Path(tempfile.mkdtemp(prefix=f"activitylog-retention-{store.engine}-"))
+def seed_and_count(
+    store: Store, args: argparse.Namespace, run: EngineRun, log: Callable[[str], None]
+) -> tuple[str, str]:
+    """The seeded log, its derived counts at the head: (the account under test, its API key)."""
     total = int(args.entries / BIG_SHARE)
     log(f"seeding {total:,} entries, {args.entries:,} in the account under test, {HISTORY_DAYS} days")
     phase = time.perf_counter()
@@ -221,17 +220,81 @@ def bench_engine(store: Store, args: argparse.Namespace) -> EngineRun:
         ends_days_ago=ENDS_DAYS_AGO,
     )
     run.seed_s = time.perf_counter() - phase
-    account = seeded.account_id
-    run.seeded = _count(store, account, ActivityEntry)
+    run.seeded = _count(store, seeded.account_id, ActivityEntry)
     detectors_at_head(store)  # the served worker follows new entries only, as it would have all along
     phase = time.perf_counter()
     counted = counts_at_head(store)
     settle(store)  # what autovacuum would soon do: the planner then knows the counts it holds
     log(f"counted {counted:,} entries into the derived counts ({time.perf_counter() - phase:.0f} s)")
+    return seeded.account_id, seeded.api_key
+
+
+@dataclass
+class SeedCache:
+    """``--reuse-seed`` (SQLite): the seeded, counted file kept under bench/data/ and copied back on later
+    runs of the same size and schema, instead of 20-25 minutes of seeding and counting on this machine."""
+
+    path: Path
+    made: str = ""
+    account_id: str = ""
+    api_key: str = ""
+
+    @classmethod
+    def of(cls, store: Store, args: argparse.Namespace) -> SeedCache | None:
+        if not args.reuse_seed or not store.is_sqlite:
+            return None
+        return cls(Path(store.raw_target).with_name(f"retention-seed-{args.entries}-{_schema(store)}.db"))
+
+    @property
+    def about(self) -> Path:
+        return self.path.with_suffix(".json")
+
+    def restore(self, store: Store, run: EngineRun) -> bool:
+        if not self.path.exists() or not self.about.exists():
+            return False
+        said = json.loads(self.about.read_text())
+        self.made, self.account_id, self.api_key = said["made"], said["account_id"], said["api_key"]
+        run.seeded, run.seed_s, run.reused_seed = said["seeded"], said["seed_s"], self.made
+        for suffix in ("-wal", "-shm"):
+            Path(store.raw_target + suffix).unlink(missing_ok=True)
+        shutil.copyfile(self.path, store.raw_target)
+        return True
+
+    def save(self, store: Store, run: EngineRun, account_id: str, api_key: str) -> None:
+        with sqlite3.connect(store.raw_target) as conn:  # everything in the main file, nothing in the WAL
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        shutil.copyfile(store.raw_target, self.path)
+        made = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+        said = {"made": made, "account_id": account_id, "api_key": api_key}
+        self.about.write_text(json.dumps(said | {"seeded": run.seeded, "seed_s": run.seed_s}))
+
+
+def _schema(store: Store) -> str:
+    with sqlite3.connect(store.raw_target) as conn:
+        return str(conn.execute("SELECT version_num FROM alembic_version").fetchone()[0])
+
+
+def bench_engine(store: Store, args: argparse.Namespace) -> EngineRun:
+    run = EngineRun(store.engine, describe(store))
+    began = time.perf_counter()
+
+    def log(message: str) -> None:
+        run.load.append(os.getloadavg()[0])
+        print(f"[{store.engine} +{time.perf_counter() - began:6.1f}s] {message}", flush=True)
+
+    workdir = Path(tempfile.mkdtemp(prefix=f"activitylog-retention-{store.engine}-"))
+    cache = SeedCache.of(store, args)
+    if cache is not None and cache.restore(store, run):
+        account, api_key = cache.account_id, cache.api_key
+        log(f"reused the seed of {cache.made} ({run.seeded:,} entries in the account under test)")
+    else:
+        account, api_key = seed_and_count(store, args, run, log)
+        if cache is not None:
+            cache.save(store, run, account, api_key)
     env = {**os.environ, **app_env(store, workdir), "ACTIVITYLOG_PURGE_INTERVAL_SECONDS": "0"}
     env["ACTIVITYLOG_LOG_LEVEL"] = "debug"  # a line per piece: what each took
     os.environ["ACTIVITYLOG_PURGE_INTERVAL_SECONDS"] = "0"  # the served worker: no purge of its own
-    headers = {"Authorization": f"Bearer {seeded.api_key}", "User-Agent": "activitylog-bench"}
+    headers = {"Authorization": f"Bearer {api_key}", "User-Agent": "activitylog-bench"}
     with (
         server(store, workdir) as (url, _pid),
         httpx.Client(base_url=url, headers=headers, timeout=60) as client,
@@ -330,7 +393,10 @@ def render(runs: list[EngineRun], args: argparse.Namespace, started: datetime) -
     lines += ["", *pieces_report(runs)]
     lines += ["", "Seeding and versions:", ""]
     for r in runs:
-        lines.append(f"- {r.engine}: seeded in {r.seed_s:.0f} s; {r.versions}; purge said {r.purge_output}")
+        reused = f" (its file reused, made {r.reused_seed})" if r.reused_seed else ""
+        lines.append(
+            f"- {r.engine}: seeded in {r.seed_s:.0f} s{reused}; {r.versions}; purge said {r.purge_output}"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -396,6 +462,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--erase-entries", type=int, default=1000, help="entries holding the erased address")
     parser.add_argument("--engines", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql")
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument(
+        "--reuse-seed",
+        action="store_true",
+        help="SQLite: keep the seeded, counted file under bench/data/ and reuse it on later runs",
+    )
     args = parser.parse_args(argv)
     if args.entries is None:
         args.entries = 50_000 if args.quick else 2_000_000

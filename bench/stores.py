@@ -99,7 +99,7 @@ def sqlite_store(*, keep: bool = False, name: str = "bench.db") -> Iterator[Stor
 
 
 def _remove_sqlite(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm", "-journal"):
+    for suffix in ("", "-wal", "-shm", "-journal", "-writers"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
