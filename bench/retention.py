@@ -39,7 +39,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 
 from activitylog.db.models import ActivityEntry, PurgedEntry
 from activitylog.log.record import RequestContext
@@ -53,7 +55,7 @@ from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
 from bulk import settle
 from proofs import ACTIVITYLOG, _open, app_env, server
 from seeding import seed
-from stores import Store, counts_at_head, describe, detectors_at_head
+from stores import DATA_DIR, Store, counts_at_head, describe, detectors_at_head
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS-retention.md"
 BIG_SHARE = 0.95
@@ -231,47 +233,85 @@ def seed_and_count(
 
 @dataclass
 class SeedCache:
-    """``--reuse-seed`` (SQLite): the seeded, counted file kept under bench/data/ and copied back on later
-    runs of the same size and schema, instead of 20-25 minutes of seeding and counting on this machine."""
+    """``--reuse-seed``: the seeded, counted database kept (SQLite: a copy of the file under bench/data/;
+    PostgreSQL: a template database) and copied back on later runs of the same size and schema, instead of
+    20-25 minutes of seeding and counting on this machine. What the seed was is in a JSON file beside."""
 
-    path: Path
+    store: Store
+    name: str  # retention-seed-<entries>-<schema>
     made: str = ""
     account_id: str = ""
     api_key: str = ""
 
     @classmethod
     def of(cls, store: Store, args: argparse.Namespace) -> SeedCache | None:
-        if not args.reuse_seed or not store.is_sqlite:
+        if not args.reuse_seed:
             return None
-        return cls(Path(store.raw_target).with_name(f"retention-seed-{args.entries}-{_schema(store)}.db"))
+        conn = store.raw_connect()
+        try:
+            schema = conn.execute("SELECT version_num FROM alembic_version").fetchone()[0]
+        finally:
+            conn.close()
+        return cls(store, f"retention-seed-{args.entries}-{schema}")
 
     @property
     def about(self) -> Path:
-        return self.path.with_suffix(".json")
+        return DATA_DIR / f"{self.name}-{self.store.engine}.json"
 
-    def restore(self, store: Store, run: EngineRun) -> bool:
-        if not self.path.exists() or not self.about.exists():
+    @property
+    def copy(self) -> Path:
+        return DATA_DIR / f"{self.name}.db"
+
+    @property
+    def template(self) -> str:
+        return self.name.replace("-", "_")
+
+    def restore(self, run: EngineRun) -> bool:
+        if not self.about.exists():
             return False
         said = json.loads(self.about.read_text())
+        if self.store.is_sqlite:
+            if not self.copy.exists():
+                return False
+            for suffix in ("-wal", "-shm"):
+                Path(self.store.raw_target + suffix).unlink(missing_ok=True)
+            shutil.copyfile(self.copy, self.store.raw_target)
+        else:
+            with self._admin() as admin:
+                if not admin.execute(
+                    "SELECT 1 FROM pg_database WHERE datname = %s", (self.template,)
+                ).fetchone():
+                    return False
+                target = self._database()
+                admin.execute(f'DROP DATABASE "{target}" WITH (FORCE)')
+                admin.execute(f'CREATE DATABASE "{target}" TEMPLATE "{self.template}"')
         self.made, self.account_id, self.api_key = said["made"], said["account_id"], said["api_key"]
         run.seeded, run.seed_s, run.reused_seed = said["seeded"], said["seed_s"], self.made
-        for suffix in ("-wal", "-shm"):
-            Path(store.raw_target + suffix).unlink(missing_ok=True)
-        shutil.copyfile(self.path, store.raw_target)
         return True
 
-    def save(self, store: Store, run: EngineRun, account_id: str, api_key: str) -> None:
-        with sqlite3.connect(store.raw_target) as conn:  # everything in the main file, nothing in the WAL
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        shutil.copyfile(store.raw_target, self.path)
+    def save(self, run: EngineRun, account_id: str, api_key: str) -> None:
+        if self.store.is_sqlite:
+            with sqlite3.connect(self.store.raw_target) as conn:  # all in the main file, none in the WAL
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            shutil.copyfile(self.store.raw_target, self.copy)
+        else:
+            with self._admin() as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{self.template}"')
+                admin.execute(  # a template is copied only while no one is connected to it
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                    (self._database(),),
+                )
+                admin.execute(f'CREATE DATABASE "{self.template}" TEMPLATE "{self._database()}"')
         made = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
         said = {"made": made, "account_id": account_id, "api_key": api_key}
         self.about.write_text(json.dumps(said | {"seeded": run.seeded, "seed_s": run.seed_s}))
 
+    def _database(self) -> str:
+        return str(make_url(self.store.raw_target).database)
 
-def _schema(store: Store) -> str:
-    with sqlite3.connect(store.raw_target) as conn:
-        return str(conn.execute("SELECT version_num FROM alembic_version").fetchone()[0])
+    def _admin(self) -> psycopg.Connection[Any]:
+        url = make_url(self.store.raw_target).set(database="postgres")
+        return psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
 
 
 def bench_engine(store: Store, args: argparse.Namespace) -> EngineRun:
@@ -284,13 +324,13 @@ def bench_engine(store: Store, args: argparse.Namespace) -> EngineRun:
 
     workdir = Path(tempfile.mkdtemp(prefix=f"activitylog-retention-{store.engine}-"))
     cache = SeedCache.of(store, args)
-    if cache is not None and cache.restore(store, run):
+    if cache is not None and cache.restore(run):
         account, api_key = cache.account_id, cache.api_key
         log(f"reused the seed of {cache.made} ({run.seeded:,} entries in the account under test)")
     else:
         account, api_key = seed_and_count(store, args, run, log)
         if cache is not None:
-            cache.save(store, run, account, api_key)
+            cache.save(run, account, api_key)
     env = {**os.environ, **app_env(store, workdir), "ACTIVITYLOG_PURGE_INTERVAL_SECONDS": "0"}
     env["ACTIVITYLOG_LOG_LEVEL"] = "debug"  # a line per piece: what each took
     os.environ["ACTIVITYLOG_PURGE_INTERVAL_SECONDS"] = "0"  # the served worker: no purge of its own
@@ -465,7 +505,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--reuse-seed",
         action="store_true",
-        help="SQLite: keep the seeded, counted file under bench/data/ and reuse it on later runs",
+        help="keep the seeded, counted database (a file under bench/data/; a PostgreSQL template) and "
+        "reuse it on later runs of the same size and schema",
     )
     args = parser.parse_args(argv)
     if args.entries is None:
