@@ -5,18 +5,13 @@ an untouched log raises no alarm. The drills edit the database behind the applic
 from __future__ import annotations
 
 import json
-import threading
-import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
 
-from activitylog import pacing
 from activitylog.config import Settings
-from activitylog.db import base
 from activitylog.db.base import Database, connect
 from activitylog.db.migrate import alembic_config, upgrade
 from activitylog.errors import InvalidInput
@@ -207,50 +202,6 @@ def test_sqlite_durability_settings(tmp_path: Path) -> None:
         session.execute(text("SELECT 1"))
     assert statements[:2] == ["BEGIN IMMEDIATE", "SELECT 1"]  # writers take the write lock at BEGIN
     assert "BEGIN DEFERRED" in statements  # readers do not
-    db.dispose()
-
-
-def _writes_back_to_back(db: Database, pieces: int, hold: float, done: list[float]) -> None:
-    """A purge's shape: short write transactions one after another, each followed by pacing's rest."""
-    pacer = pacing.for_engine("sqlite", 1)
-    for _ in range(pieces):
-        with db.writer() as session:
-            session.execute(text("INSERT INTO pieces (at) VALUES (1)"))
-            time.sleep(hold)
-            session.commit()
-        done.append(time.monotonic())
-        pacer.took(1, hold)
-
-
-def test_a_waiting_sqlite_writer_takes_the_first_gap_between_transactions(tmp_path: Path) -> None:
-    """SQLite's busy handler backs off to 100 ms between tries, so a writer behind a run of short
-    transactions missed the 10 ms gaps between them; polling for the lock, it takes the first."""
-    db = connect(f"sqlite:///{tmp_path / 'gaps.db'}")
-    with db.engine.begin() as conn:
-        conn.exec_driver_sql("CREATE TABLE pieces (at INTEGER)")
-    done: list[float] = []
-    writer = threading.Thread(target=_writes_back_to_back, args=(db, 20, 0.2, done))
-    writer.start()
-    while not done:
-        time.sleep(0.001)
-    time.sleep(0.02)  # now waiting behind the second piece
-    with db.writer() as session:
-        session.execute(text("INSERT INTO pieces (at) VALUES (2)"))
-        session.commit()
-    passed = len(done)
-    writer.join()
-    assert passed <= 3, f"{passed} pieces went before the waiting writer"  # 5 with the busy handler
-    assert len(done) == 20
-
-    with db.writer() as holder:  # past SQLITE_BUSY_MS, still "database is locked"
-        holder.execute(text("INSERT INTO pieces (at) VALUES (3)"))
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(base, "SQLITE_BUSY_MS", 50)
-            with pytest.raises(OperationalError, match="database is locked"), db.writer() as other:
-                other.execute(text("SELECT 1"))
-        holder.commit()
-    with db.writer() as session:  # the refused connection's busy handler is back for its next use
-        assert session.execute(text("PRAGMA busy_timeout")).scalar_one() == base.SQLITE_BUSY_MS
     db.dispose()
 
 

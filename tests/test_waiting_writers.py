@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from activitylog import pacing
 from activitylog.db import base, waiting
@@ -34,6 +35,7 @@ def _until(condition: Callable[[], object], seconds: float = 10.0) -> None:
 WRITER = """
 import sys
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 from activitylog.db.base import connect
 db = connect(sys.argv[1])
 with db.writer() as session:
@@ -62,9 +64,8 @@ def test_a_writer_waiting_in_another_process_is_seen_until_it_has_the_lock(tmp_p
     db.dispose()
 
 
-def _pieces(db: Database, pieces: int, hold: float, done: list[float]) -> None:
-    """A purge's shape: write transactions one after another, each followed by the database's pacing."""
-    pacer = pacing.for_database(db, 1)
+def _pieces(db: Database, pieces: int, hold: float, done: list[float], pacer: pacing.Pacer) -> None:
+    """A purge's shape: write transactions one after another, each followed by ``pacer``'s rest."""
     for _ in range(pieces):
         with db.writer() as session:
             session.execute(text("INSERT INTO pieces (who) VALUES ('piece')"))
@@ -74,6 +75,36 @@ def _pieces(db: Database, pieces: int, hold: float, done: list[float]) -> None:
         pacer.took(1, hold)
 
 
+def test_a_waiting_sqlite_writer_takes_the_first_gap_between_transactions(tmp_path: Path) -> None:
+    """SQLite's busy handler backs off to 100 ms between tries, so a writer behind a run of short
+    transactions missed the 10 ms gaps between them; polling for the lock, it takes the first (even
+    behind batches that do not look for waiting writers)."""
+    db = _sqlite(tmp_path)
+    done: list[float] = []
+    writer = threading.Thread(target=_pieces, args=(db, 20, 0.2, done, pacing.for_engine("sqlite", 1)))
+    writer.start()
+    _until(lambda: done)
+    time.sleep(0.02)  # now waiting behind the second piece
+    with db.writer() as session:
+        session.execute(text("INSERT INTO pieces (who) VALUES ('request')"))
+        session.commit()
+    passed = len(done)
+    writer.join()
+    assert passed <= 3, f"{passed} pieces went before the waiting writer"  # 5 with the busy handler
+    assert len(done) == 20
+
+    with db.writer() as holder:  # past SQLITE_BUSY_MS, still "database is locked"
+        holder.execute(text("INSERT INTO pieces (who) VALUES ('holder')"))
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(base, "SQLITE_BUSY_MS", 50)
+            with pytest.raises(OperationalError, match="database is locked"), db.writer() as other:
+                other.execute(text("SELECT 1"))
+        holder.commit()
+    with db.writer() as session:  # the refused connection's busy handler is back for its next use
+        assert session.execute(text("PRAGMA busy_timeout")).scalar_one() == base.SQLITE_BUSY_MS
+    db.dispose()
+
+
 def test_a_slow_waiting_writer_goes_before_the_next_batch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -81,7 +112,7 @@ def test_a_slow_waiting_writer_goes_before_the_next_batch(
     misses the 10 ms rest after a batch; seen waiting, it still goes before the next batch."""
     db = _sqlite(tmp_path)
     done: list[float] = []
-    batches = threading.Thread(target=_pieces, args=(db, 8, 0.15, done))
+    batches = threading.Thread(target=_pieces, args=(db, 8, 0.15, done, pacing.for_database(db, 1)))
     batches.start()
     _until(lambda: done)
     time.sleep(0.02)  # inside the second batch now
