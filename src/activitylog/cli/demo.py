@@ -48,7 +48,7 @@ from activitylog.db.base import Database, connect
 from activitylog.db.migrate import upgrade
 from activitylog.db.models import ActivityEntry, ApiKey, Broadcast, BroadcastStatus, User
 from activitylog.errors import Conflict
-from activitylog.log.record import Actor, RequestContext
+from activitylog.log.record import Actor, RequestContext, batched
 from activitylog.services import (
     accounts,
     api_keys,
@@ -59,10 +59,10 @@ from activitylog.services import (
     refusals,
     reputation_rules,
     retention,
+    seeding,
     segments,
     sending_domains,
     streams,
-    suppressions,
     users,
 )
 from activitylog.services.auth import Principal, Refused
@@ -401,7 +401,7 @@ def _add_contact(h: History) -> bool:
     list_id = h.lists.pick(h.rng)
     if list_id is None:
         return False
-    contact = lists.create_contact(h.integration(keys=0.6), list_id, h.person())
+    contact = seeding.create_contact(h.integration(keys=0.6), list_id, h.person())
     h.add_contacts(list_id, [contact.id])
     return True
 
@@ -414,7 +414,7 @@ def _edit_contact(h: History) -> bool:
     change = h.rng.choice(
         ({"status": "unsubscribed"}, {"status": "subscribed"}, {"first_name": first}, {"last_name": last})
     )
-    lists.update_contact(h.integration(keys=0.6), contact_id, change)
+    seeding.update_contact(h.integration(keys=0.6), contact_id, change)
     return True
 
 
@@ -422,7 +422,7 @@ def _remove_contact(h: History) -> bool:
     contact_id = h.contacts.pick(h.rng)
     if contact_id is None:
         return False
-    lists.delete_contact(h.integration(keys=0.35), contact_id)
+    seeding.delete_contact(h.integration(keys=0.35), contact_id)
     h.drop_contact(contact_id)
     return True
 
@@ -434,8 +434,7 @@ def _import(h: History) -> bool:
         return False
     rows = [h.person() for _ in range(h.rng.randint(5, 40))]
     rows += h.rng.sample(rows, h.rng.randint(0, 3))
-    result = lists.import_contacts(h.integration(keys=0.8), list_id, rows)
-    h.add_contacts(list_id, result["contact_ids"])
+    h.add_contacts(list_id, seeding.import_contacts(h.integration(keys=0.8), list_id, rows))
     return True
 
 
@@ -608,7 +607,7 @@ def _due(h: History, broadcast_id: str) -> None:
 
 def _suppress(h: History) -> bool:
     reason = h.rng.choice(["requested by recipient", "spam complaint", "hard bounce", None])
-    row = suppressions.suppress(h.integration(keys=0.5), h.email(), reason)
+    row = seeding.suppress(h.integration(keys=0.5), h.email(), reason)
     h.add_suppressed(row.email)
     return True
 
@@ -617,7 +616,7 @@ def _unsuppress(h: History) -> bool:
     email = h.suppressed.pick(h.rng)
     if email is None:
         return False
-    suppressions.unsuppress(h.integration(keys=0.2), email)
+    seeding.unsuppress(h.integration(keys=0.2), email)
     h.suppressed.discard(email)
     return True
 
@@ -628,7 +627,7 @@ def _rule_suppresses(h: History) -> bool:
     if rule is None or not h.by_status[BroadcastStatus.SENDING]:
         return False
     reason = "hard bounce" if "bounce" in (rule.name or "") else "spam complaint"
-    row = suppressions.suppress(h.act_as(rule), h.email(), reason)
+    row = seeding.suppress(h.act_as(rule), h.email(), reason)
     h.add_suppressed(row.email)
     return True
 
@@ -1050,7 +1049,7 @@ def seed(
         # below, so stopping one short of the target leaves room for one filler entry at most.
         room = 0 if leave_work else 1
         while h.done < target and (leave_work or h.done + _unfinished(h) < target - room):
-            with h.uow:
+            with h.uow, batched(h.uow.session):
                 stop = min(target, h.done + BATCH)
                 while h.done < stop and (leave_work or h.done + _unfinished(h) < target - room):
                     _advance(h, timeline)

@@ -12,6 +12,7 @@ the process imported, and sessions that are not the product's are left alone.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -43,12 +44,19 @@ def json_value(value: Any) -> Any:
     return value
 
 
-def _audited_columns(obj: Audited, *, identity: bool) -> list[str]:
-    """The columns a change of ``obj`` must be logged for: every one but its bookkeeping, and but its
-    identity for a create or delete, where the entry's resource, account and time already show it."""
-    model = type(obj)
-    skip = model.__audit_bookkeeping__ if identity else model.__audit_bookkeeping__ | model.__audit_identity__
-    return [attr.key for attr in inspect(model).column_attrs if attr.key not in skip]
+_COLUMNS: dict[tuple[type[Audited], bool], tuple[str, ...]] = {}
+
+
+def _audited_columns(model: type[Audited], *, identity: bool = False) -> tuple[str, ...]:
+    """The columns a change of a ``model`` row must be logged for: every one but its bookkeeping, and but
+    its identity for a create or delete, where the entry's resource, account and time already show it."""
+    found = _COLUMNS.get((model, identity))
+    if found is None:
+        skip = model.__audit_bookkeeping__ | (frozenset() if identity else model.__audit_identity__)
+        found = _COLUMNS[(model, identity)] = tuple(
+            attr.key for attr in inspect(model).column_attrs if attr.key not in skip
+        )
+    return found
 
 
 def _shown(obj: Audited, key: str, value: Any) -> Any:
@@ -57,26 +65,43 @@ def _shown(obj: Audited, key: str, value: Any) -> Any:
     return json_value(value)
 
 
-def _row_change(session: Session, obj: Audited) -> RowChange | None:
-    state = inspect(obj)
-    keys = _audited_columns(obj, identity=False)
-    if obj in session.new:
-        fields = {k: {"from": None, "to": _shown(obj, k, getattr(obj, k))} for k in keys}
-        return RowChange(obj, "create", {k: v for k, v in fields.items() if v["to"] is not None})
-    if obj in session.deleted:
-        fields = {k: {"from": _shown(obj, k, state.dict.get(k)), "to": None} for k in keys}
-        return RowChange(obj, "delete", {k: v for k, v in fields.items() if v["from"] is not None})
+def created(obj: Audited) -> RowChange:
+    """The change a new row makes: each of its logged fields that has a value, from nothing."""
+    fields = {k: {"from": None, "to": _shown(obj, k, getattr(obj, k))} for k in _audited_columns(type(obj))}
+    return RowChange(obj, "create", {k: v for k, v in fields.items() if v["to"] is not None})
+
+
+def deleted(obj: Audited, values: Mapping[str, Any]) -> RowChange:
+    """The change deleting the row ``obj`` whose last values were ``values``."""
+    fields = {k: {"from": _shown(obj, k, values.get(k)), "to": None} for k in _audited_columns(type(obj))}
+    return RowChange(obj, "delete", {k: v for k, v in fields.items() if v["from"] is not None})
+
+
+def updated(obj: Audited, old: Mapping[str, Any], new: Mapping[str, Any]) -> RowChange | None:
+    """The change from ``old`` to ``new`` values of the row ``obj`` (a key missing from ``new`` kept its
+    value), or None if nothing logged changed."""
     fields = {}
-    for key in _audited_columns(obj, identity=True):
-        history = state.attrs[key].history
-        if not history.has_changes():
+    for key in _audited_columns(type(obj), identity=True):
+        if key not in new or old.get(key) == new[key]:
             continue
-        old = history.deleted[0] if history.deleted else None
-        new = history.added[0] if history.added else None
-        if old == new:
-            continue
-        fields[key] = {"from": _shown(obj, key, old), "to": _shown(obj, key, new)}
+        fields[key] = {"from": _shown(obj, key, old.get(key)), "to": _shown(obj, key, new[key])}
     return RowChange(obj, "update", fields) if fields else None
+
+
+def _row_change(session: Session, obj: Audited) -> RowChange | None:
+    if obj in session.new:
+        return created(obj)
+    state = inspect(obj)
+    if obj in session.deleted:
+        return deleted(obj, state.dict)
+    old: dict[str, Any] = {}
+    new: dict[str, Any] = {}
+    for key in _audited_columns(type(obj), identity=True):
+        history = state.attrs[key].history
+        if history.has_changes():
+            old[key] = history.deleted[0] if history.deleted else None
+            new[key] = history.added[0] if history.added else None
+    return updated(obj, old, new)
 
 
 def _collect(session: Session, _ctx: UOWTransaction) -> None:

@@ -4,18 +4,24 @@ Appends are serialised per account, never globally: PostgreSQL locks the account
 ``activity_heads`` (created on the first append, so there is always a row to lock); SQLite write
 transactions already hold the database's write lock from ``BEGIN IMMEDIATE``. The timestamp is taken under
 that lock, so ``occurred_at`` never decreases along ``seq``.
+
+An append writes its rows at once, or, inside :func:`batched`, with the transaction's other appends in one
+statement per table and the head moved once: what seeding a long history needs. Either way the rows are
+written before anything else the transaction asks of the database, so nothing can read around them.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, bindparam, event, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, UOWTransaction, sessionmaker
 
 from activitylog.db.models import ActivityEntry, AffectedResource, Audited, ChainHead, TreeNodes
 from activitylog.log import affected, guard, personal, tree
@@ -141,19 +147,95 @@ def _head(session: Session, conn: Connection, account_id: str) -> Head:
     return head
 
 
+@dataclass
+class _Batch:
+    """Appends made inside :func:`batched` and not yet written: rows per table, the last head per account."""
+
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+    affected: list[dict[str, Any]] = field(default_factory=list)
+    heads: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+_BATCH = "activitylog.batch"
+
+
+def _write(conn: Connection, batch: _Batch) -> None:
+    if batch.entries:
+        conn.execute(_INSERT_ENTRY, batch.entries)
+    if batch.nodes:
+        conn.execute(_INSERT_NODES, batch.nodes)
+    if batch.affected:
+        conn.execute(_INSERT_AFFECTED, batch.affected)
+    for params in batch.heads.values():
+        conn.execute(_ADVANCE_HEAD, params)
+
+
+def _write_batch(session: Session) -> None:
+    """Write what the open batch holds (the head last, as an append does)."""
+    batch: _Batch | None = session.info.get(_BATCH)
+    if batch is not None and (batch.entries or batch.heads):
+        _write(session.connection(), batch)
+        session.info[_BATCH] = _Batch()
+
+
+@contextmanager
+def batched(session: Session) -> Iterator[None]:
+    """Write the appends made in this block together: one statement per table, the head moved once.
+
+    The rows are written when the block ends, and before that whenever the session flushes, executes an
+    ORM statement or commits, so the transaction never reads the log without them. A savepoint inside the
+    block is refused: its rollback could not take back appends it never wrote."""
+    if _BATCH in session.info:
+        raise RuntimeError("batched() blocks do not nest")
+    session.info[_BATCH] = _Batch()
+    try:
+        yield
+        _write_batch(session)
+    except BaseException:
+        # The rows written so far must not commit without their entries: write them, or give up the lot.
+        try:
+            _write_batch(session)
+        except Exception:
+            session.rollback()
+        raise
+    finally:
+        session.info.pop(_BATCH, None)
+
+
+def _write_before_orm(state: ORMExecuteState) -> None:
+    _write_batch(state.session)
+
+
+def _write_before_flush(session: Session, _flush: UOWTransaction, _instances: object) -> None:
+    _write_batch(session)
+
+
+def _refuse_savepoint(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.nested and _BATCH in session.info:
+        raise RuntimeError("no savepoints inside a batched() block")
+
+
 def _forget_heads(session: Session, transaction: SessionTransaction) -> None:
     """What a transaction read goes with it; a savepoint's end counts too (a rolled-back savepoint takes its
     appends with it), and the next append simply reads the head again. A flush's own inner transaction
-    does not count: it ends with every flush, and a failed flush fails the whole transaction anyway."""
+    does not count: it ends with every flush, and a failed flush fails the whole transaction anyway.
+    A batch's unwritten appends go with their transaction too (a commit has written them)."""
     if transaction.nested or transaction.parent is None:
         session.info.pop(_HEADS, None)
+        if _BATCH in session.info:
+            session.info[_BATCH] = _Batch()
 
 
 def install(factory: sessionmaker[Session]) -> None:
-    """The log's hooks on a session factory: the guard (no audited change commits without its entry), and
-    the heads a transaction read forgotten when it ends."""
+    """The log's hooks on a session factory: the guard (no audited change commits without its entry), the
+    heads a transaction read forgotten when it ends, and a batch's rows written before anything else."""
     guard.install(factory)
     event.listen(factory, "after_transaction_end", _forget_heads)
+    event.listen(factory, "after_transaction_create", _refuse_savepoint)
+    event.listen(factory, "do_orm_execute", _write_before_orm)
+    event.listen(factory, "before_flush", _write_before_flush)
+    event.listen(factory, "before_commit", _write_batch)
 
 
 def _changes_for(resource: Resource, claimed: list[RowChange]) -> dict[str, Any]:
@@ -179,16 +261,18 @@ def record(
     changes: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
     now: datetime | None = None,
+    rows: Sequence[RowChange] = (),
 ) -> dict[str, Any] | None:
     """Write one entry for ``action`` on ``resource`` covering every row change since the last entry.
 
     ``changes`` defaults to the field diff of ``resource``'s row; ``extra`` adds to it (e.g. the figures a
-    rule acted on, or the rows that went with a delete). Returns the entry as the API shows it,
+    rule acted on, or the rows that went with a delete); ``rows`` are changes the caller made with Core
+    statements, which the guard cannot see (``services.bulk``). Returns the entry as the API shows it,
     or None when nothing changed (an update to the same values is not a change, so it is not logged).
     """
     if action not in ALL_ACTIONS:
         raise ValueError(f"unknown action {action!r}")
-    claimed = claim_changes(session)
+    claimed = [*claim_changes(session), *rows]
     for change in claimed:
         owner = getattr(change.obj, "account_id", None) or change.obj.audit_id
         if owner != account_id:
@@ -243,24 +327,21 @@ def record(
         "csv_escapes": csv_escapes([cells[name] for name in CSV_COLUMNS]),
     }
     frontier, completed = tree.append(head.frontier, head.seq, digest)
-    conn.execute(_INSERT_ENTRY, row)
+    batch: _Batch | None = session.info.get(_BATCH)
+    writes = batch if batch is not None else _Batch()
+    writes.entries.append(row)
     if completed:
-        conn.execute(_INSERT_NODES, {"account_id": account_id, "seq": seq, "hashes": completed})
-    touched = affected.affected(changes, (resource_type, resource_id))
-    if touched:
-        rows = [
-            {"account_id": account_id, "resource_id": i, "seq": seq, "resource_type": t} for t, i in touched
-        ]
-        conn.execute(_INSERT_AFFECTED, rows)
-    conn.execute(
-        _ADVANCE_HEAD,
-        {
-            "account": account_id,
-            "new_seq": seq,
-            "new_hash": digest,
-            "new_at": occurred_at,
-            "new_tree": b"".join(frontier),
-        },
-    )
+        writes.nodes.append({"account_id": account_id, "seq": seq, "hashes": completed})
+    for t, i in affected.affected(changes, (resource_type, resource_id)):
+        writes.affected.append({"account_id": account_id, "resource_id": i, "seq": seq, "resource_type": t})
+    writes.heads[account_id] = {
+        "account": account_id,
+        "new_seq": seq,
+        "new_hash": digest,
+        "new_at": occurred_at,
+        "new_tree": b"".join(frontier),
+    }
+    if batch is None:
+        _write(conn, writes)
     session.info[_HEADS][account_id] = Head(seq, digest, occurred_at, frontier)
     return {**fields, "summary": summary, "prev_hash": prev_hash, "hash": digest, "salts": salts}

@@ -17,7 +17,7 @@ view), it narrows it to ``account_id``, so on PostgreSQL row-level security back
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from activitylog import metrics
 from activitylog.db.base import Database
 from activitylog.errors import Conflict, NotFound
+from activitylog.log.guard import RowChange
 from activitylog.log.record import Actor, RequestContext, Resource, record
 
 T = TypeVar("T")
@@ -147,8 +148,10 @@ class UnitOfWork:
         *,
         extra: dict[str, Any] | None = None,
         actor: Actor | None = None,
+        rows: Sequence[RowChange] = (),
     ) -> dict[str, Any] | None:
-        """Log ``action`` on ``resource``, covering every change made since the previous entry."""
+        """Log ``action`` on ``resource``, covering every change made since the previous entry (and
+        ``rows``, the changes ``services.bulk`` made with Core statements)."""
         started = time.perf_counter()
         try:
             entry = record(
@@ -161,6 +164,7 @@ class UnitOfWork:
                 changes=changes,
                 extra=extra,
                 now=self.clock(),
+                rows=rows,
             )
         except IntegrityError as exc:
             raise Conflict(_conflict_message(exc)) from None
