@@ -22,7 +22,7 @@ from activitylog.services import lists, seeding, suppressions
 from activitylog.services.uow import UnitOfWork
 from factories import cli_uow, new_account
 
-PEOPLE = [
+PEOPLE: list[dict[str, Any]] = [
     {"email": " Ada.Lovelace@Example.com", "first_name": "Ada", "last_name": "Lovelace"},
     {"email": "grace@example.org", "first_name": "Grace", "last_name": None},
 ]
