@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from activitylog.db.base import Database
@@ -148,6 +148,38 @@ def test_batched_appends_are_written_before_the_session_reads_and_at_commit(db: 
             seeding.suppress(uow, f"s{i}@example.com", None)
         uow.commit()
     assert _entries(db, account_id) == before + 43
+    _verified(db, account_id)
+
+
+def test_a_batch_grows_through_statements_that_leave_the_log_alone(db: Database) -> None:
+    """Lookups and writes of other tables (ORM statements, flushes) do not write the batch; SQL text might
+    read the log, so it does."""
+    account_id = new_account(db).account.id
+    before = _entries(db, account_id)
+    writes: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        if statement.startswith("INSERT INTO activity_entries"):
+            writes.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        uow = cli_uow(db, account_id, clock=_clock())
+        with uow, batched(uow.session):
+            lst = lists.create_list(uow, "Leads")  # an ORM insert and flush
+            for person in PEOPLE:
+                seeding.create_contact(uow, lst.id, person)
+                uow.session.scalars(select(Contact).where(Contact.list_id == lst.id)).all()
+            lists.update_list(uow, lst.id, {"name": "Warm leads"})
+            assert writes == []
+            assert uow.session.execute(text("SELECT 1")).scalar() == 1
+            assert len(writes) == 1
+            seeding.suppress(uow, "late@example.com", None)
+            uow.commit()
+        assert len(writes) == 2
+    finally:
+        event.remove(db.engine, "before_cursor_execute", seen)
+    assert _entries(db, account_id) == before + 5  # the list, two contacts, its rename, the address
     _verified(db, account_id)
 
 

@@ -22,6 +22,8 @@ from typing import Any, cast
 from sqlalchemy import Connection, Table, bindparam, event, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, UOWTransaction, sessionmaker
+from sqlalchemy.sql import visitors
+from sqlalchemy.sql.expression import TableClause, TextClause
 
 from activitylog.db.models import ActivityEntry, AffectedResource, Audited, ChainHead, TreeNodes
 from activitylog.log import affected, guard, personal, tree
@@ -99,6 +101,11 @@ _CREATE_HEAD = {
     for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
 }
 _INSERT_ENTRY = insert(_entries)
+# Many entries at once: with RETURNING, SQLAlchemy sends them as multi-row INSERTs ("insertmanyvalues") on
+# both engines, not one statement per row. On SQLite that is what makes a batch cheap: the search index's
+# FTS5 tables write out their pending terms at every statement, so one row per statement costs 2.5 times
+# as much.
+_INSERT_ENTRIES = insert(_entries).returning(_entries.c.seq)
 _INSERT_NODES = insert(_tree)
 _INSERT_AFFECTED = insert(_affected)
 _ADVANCE_HEAD = (
@@ -161,8 +168,10 @@ _BATCH = "activitylog.batch"
 
 
 def _write(conn: Connection, batch: _Batch) -> None:
-    if batch.entries:
-        conn.execute(_INSERT_ENTRY, batch.entries)
+    if len(batch.entries) > 1:
+        conn.execute(_INSERT_ENTRIES, batch.entries).all()
+    elif batch.entries:
+        conn.execute(_INSERT_ENTRY, batch.entries[0])
     if batch.nodes:
         conn.execute(_INSERT_NODES, batch.nodes)
     if batch.affected:
@@ -183,9 +192,11 @@ def _write_batch(session: Session) -> None:
 def batched(session: Session) -> Iterator[None]:
     """Write the appends made in this block together: one statement per table, the head moved once.
 
-    The rows are written when the block ends, and before that whenever the session flushes, executes an
-    ORM statement or commits, so the transaction never reads the log without them. A savepoint inside the
-    block is refused: its rollback could not take back appends it never wrote."""
+    The rows are written when the block ends, and before that whenever the session is about to touch the
+    log's tables (an ORM statement or a flush that reads or writes any of them) or commits, so the
+    transaction never reads the log without them; statements about other tables (the services' own
+    lookups and writes) leave the batch growing. A savepoint inside the block is refused: its rollback
+    could not take back appends it never wrote."""
     if _BATCH in session.info:
         raise RuntimeError("batched() blocks do not nest")
     session.info[_BATCH] = _Batch()
@@ -203,12 +214,30 @@ def batched(session: Session) -> Iterator[None]:
         session.info.pop(_BATCH, None)
 
 
+LOG_TABLES = "activity_"  # every table of the log starts so: entries, heads, tree, search index, counts
+
+
+def _touches_the_log(statement: object) -> bool:
+    """Whether a statement may read or write one of the log's tables. SQL text counts: it cannot be read."""
+    for element in visitors.iterate(cast(visitors.ExternallyTraversible, statement)):
+        if isinstance(element, TextClause):
+            return True
+        if isinstance(element, TableClause) and element.name.startswith(LOG_TABLES):
+            return True
+    return False
+
+
 def _write_before_orm(state: ORMExecuteState) -> None:
-    _write_batch(state.session)
+    if _BATCH in state.session.info and _touches_the_log(state.statement):
+        _write_batch(state.session)
 
 
 def _write_before_flush(session: Session, _flush: UOWTransaction, _instances: object) -> None:
-    _write_batch(session)
+    pending = (*session.new, *session.dirty, *session.deleted)
+    if _BATCH in session.info and any(
+        cast(Table, type(obj).__table__).name.startswith(LOG_TABLES) for obj in pending
+    ):
+        _write_batch(session)
 
 
 def _refuse_savepoint(session: Session, transaction: SessionTransaction) -> None:
