@@ -101,11 +101,14 @@ _CREATE_HEAD = {
     for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
 }
 _INSERT_ENTRY = insert(_entries)
-# Many entries at once: with RETURNING, SQLAlchemy sends them as multi-row INSERTs ("insertmanyvalues") on
-# both engines, not one statement per row. On SQLite that is what makes a batch cheap: the search index's
-# FTS5 tables write out their pending terms at every statement, so one row per statement costs 2.5 times
-# as much.
-_INSERT_ENTRIES = insert(_entries).returning(_entries.c.seq)
+# Many entries at once on SQLite: with RETURNING, SQLAlchemy sends them as multi-row INSERTs
+# ("insertmanyvalues"), not one statement per row, and the search index's FTS5 tables write out their
+# pending terms once per statement. On PostgreSQL plain executemany is quicker (psycopg pipelines the
+# rows; a multi-row statement is too long for its query cache and is parsed again in Python each time).
+_INSERT_ENTRIES = {
+    "sqlite": insert(_entries).returning(_entries.c.seq),
+    "postgresql": _INSERT_ENTRY,
+}
 _INSERT_NODES = insert(_tree)
 _INSERT_AFFECTED = insert(_affected)
 _ADVANCE_HEAD = (
@@ -169,7 +172,7 @@ _BATCH = "activitylog.batch"
 
 def _write(conn: Connection, batch: _Batch) -> None:
     if len(batch.entries) > 1:
-        conn.execute(_INSERT_ENTRIES, batch.entries).all()
+        conn.execute(_INSERT_ENTRIES[conn.dialect.name], batch.entries)
     elif batch.entries:
         conn.execute(_INSERT_ENTRY, batch.entries[0])
     if batch.nodes:
