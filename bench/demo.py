@@ -9,7 +9,7 @@ and triggers, in durable transactions of the demo's batch size, moving the head 
 as multi-row INSERTs and once with the driver's ``executemany`` (each into its own fresh store). The floor
 is the faster of the two, and the ratio is demo rate / floor rate.
 
-Writes bench/RESULTS-demo.md (or ``--output``).
+Adds its run at the top of bench/RESULTS-demo.md (or ``--output``), above the earlier ones.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ LOG_TABLES = ("activity_entries", "activity_tree", "activity_affected")
 ROWS_PER_STATEMENT = 500  # 500 entries x 22 columns stays under both engines' bind-parameter limits
 Rows = list[Sequence[Any]]
 Log = dict[str, tuple[list[str], Rows]]  # table -> (column names, rows)
+TITLE = "# `activitylog demo`: seeding rate against the raw engine\n\n"
 METHODS = ("multi-row", "executemany")
 
 
@@ -209,7 +210,7 @@ def measure(engine: str, entries: int, floor_rows: int, pg_url: str) -> Run:
 
 def render(runs: list[Run], info: dict[str, str]) -> str:
     lines = [
-        "# `activitylog demo`: seeding rate against the raw engine",
+        f"## {info['when']}",
         "",
         f"`.venv/bin/python bench/demo.py {info['args']}` on {info['host']} ({info['nproc']} CPUs, "
         f"{info['CPU']}), {info['when']}, load average {info['load']}. "
@@ -262,7 +263,10 @@ def main(argv: list[str] | None = None) -> None:
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "load": f"{load_before} before, {_load()} after",
     }
-    options.output.write_text(render(runs, info))
+    earlier = options.output.read_text().removeprefix(TITLE) if options.output.exists() else ""
+    options.output.write_text(
+        TITLE + render(runs, info) + ("\n" + earlier if earlier else "")
+    )  # newest first
     print(options.output, file=sys.stderr)
 
 
