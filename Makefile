@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint format bench screenshots clean
+.PHONY: run test lint format bench bench-demo screenshots clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 bench-pages: $(STAMP) ; $(BIN)/python bench/pages.py
 bench-proofs: $(STAMP) ; $(BIN)/python bench/proofs.py
+bench-demo: $(STAMP) ; $(BIN)/python bench/demo.py
 
 # The README's pictures, taken by the browser test itself.
 screenshots: $(STAMP)
