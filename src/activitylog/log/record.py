@@ -217,7 +217,7 @@ def batched(session: Session) -> Iterator[None]:
         session.info.pop(_BATCH, None)
 
 
-LOG_TABLES = "activity_"  # every table of the log starts so: entries, heads, tree, search index, counts
+_LOG_TABLES = "activity_"  # every table of the log starts so: entries, heads, tree, search index, counts
 
 
 def _touches_the_log(statement: object) -> bool:
@@ -225,7 +225,7 @@ def _touches_the_log(statement: object) -> bool:
     for element in visitors.iterate(cast(visitors.ExternallyTraversible, statement)):
         if isinstance(element, TextClause):
             return True
-        if isinstance(element, TableClause) and element.name.startswith(LOG_TABLES):
+        if isinstance(element, TableClause) and element.name.startswith(_LOG_TABLES):
             return True
     return False
 
@@ -236,10 +236,10 @@ def _write_before_orm(state: ORMExecuteState) -> None:
 
 
 def _write_before_flush(session: Session, _flush: UOWTransaction, _instances: object) -> None:
+    if _BATCH not in session.info:  # every request's flush passes here: no batch, nothing to look at
+        return
     pending = (*session.new, *session.dirty, *session.deleted)
-    if _BATCH in session.info and any(
-        cast(Table, type(obj).__table__).name.startswith(LOG_TABLES) for obj in pending
-    ):
+    if any(cast(Table, type(obj).__table__).name.startswith(_LOG_TABLES) for obj in pending):
         _write_batch(session)
 
 
