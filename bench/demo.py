@@ -31,7 +31,7 @@ from activitylog.cli.demo import BATCH, DEMO_EMAIL
 
 # isort: split
 from harness import ACTIVITYLOG, fresh_store
-from report import machine
+from report import load_average, machine
 from stores import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,10 +62,6 @@ class Run:
 
     def method_rate(self, method: str) -> float:
         return self.floor_rows / self.floor_seconds[method]
-
-
-def _load() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def _seed(store: Store, entries: int, workdir: Path) -> float:
@@ -247,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS-demo.md")
     options = parser.parse_args(argv)
-    load_before = _load()
+    load_before = load_average()
     runs = []
     for engine in options.engines.split(","):
         run = measure(engine, options.entries, min(options.floor_rows, options.entries), options.pg_url)
@@ -261,7 +257,7 @@ def main(argv: list[str] | None = None) -> None:
         "args": " ".join(argv if argv is not None else sys.argv[1:]),
         "host": os.uname().nodename,
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "load": f"{load_before} before, {_load()} after",
+        "load": f"{load_before} before, {load_average()} after",
     }
     earlier = options.output.read_text().removeprefix(TITLE) if options.output.exists() else ""
     options.output.write_text(

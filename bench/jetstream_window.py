@@ -38,12 +38,11 @@ from activitylog.relay.relay import StreamRelay
 from activitylog.services import accounts, lists, streams
 from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
 
+# isort: split
+from report import load_average
+
 ROOT = Path(__file__).resolve().parent.parent
 NATS_URL = os.environ.get("ACTIVITYLOG_NATS_URL", "nats://127.0.0.1:4222")
-
-
-def _load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 async def _drop(subjects: list[str]) -> None:
@@ -74,7 +73,7 @@ def run(options: argparse.Namespace) -> tuple[list[tuple[int, float]], str, str]
             lists.create_list(
                 UnitOfWork(db, account_id=account, actor=SYSTEM_CLI, context=RequestContext()), f"L{i}"
             )
-        before = _load()
+        before = load_average()
         trials: list[tuple[int, float]] = []
         for _ in range(options.rounds):
             for window in (1, relay_module.NATS_WINDOW):
@@ -98,7 +97,7 @@ def run(options: argparse.Namespace) -> tuple[list[tuple[int, float]], str, str]
                     relay_module.NATS_WINDOW = saved
                 trials.append((window, head / seconds))
                 print(f"window {window}: {head / seconds:,.0f} events/s")
-        return trials, before, _load()
+        return trials, before, load_average()
     finally:
         asyncio.run(_drop(subjects))
         shutil.rmtree(work, ignore_errors=True)

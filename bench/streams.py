@@ -48,7 +48,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from workers import _load, _run, served  # noqa: E402  (bench/workers.py starts serve as make run does)
+from report import load_average  # noqa: E402
+from workers import _run, served  # noqa: E402  (bench/workers.py starts serve as make run does)
 
 BIN = Path(sys.executable).parent
 NATS_URL = os.environ.get("ACTIVITYLOG_NATS_URL", "nats://127.0.0.1:4222")
@@ -327,7 +328,7 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
         "ACTIVITYLOG_STREAM_TIMEOUT_SECONDS": "5",
     }
     env.pop("ACTIVITYLOG_SIGNING_KEY_FILE", None)
-    results: dict[str, Any] = {"engine": url.split(":", 1)[0], "load_before": " ".join(_load())}
+    results: dict[str, Any] = {"engine": url.split(":", 1)[0], "load_before": load_average()}
     subject = f"bench{uuid.uuid4().hex[:6]}"
     try:
         _run([str(BIN / "activitylog"), "migrate"], env, work)
@@ -382,7 +383,7 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
             results["rounds"] = rounds
             writer.close()
             api.close()
-        results["load_after"] = " ".join(_load())
+        results["load_after"] = load_average()
         return results
     finally:
         _drop_jetstream(subject)

@@ -32,6 +32,9 @@ from pathlib import Path
 
 import httpx
 
+# isort: split
+from report import load_average
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 FILTERS: tuple[dict[str, str], ...] = (
@@ -105,10 +108,6 @@ def served(env: dict[str, str], cwd: Path, port: int) -> Iterator[subprocess.Pop
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
-
-
-def _load() -> list[str]:
-    return Path("/proc/loadavg").read_text().split()[:3]
 
 
 def _outbox_count(folder: Path) -> int:
@@ -188,7 +187,7 @@ def run(options: argparse.Namespace) -> tuple[list[Round], dict[str, object]]:
     env.pop("ACTIVITYLOG_SIGNING_KEY_FILE", None)
     if options.worker_nice is not None:
         env["ACTIVITYLOG_WORKER_NICE"] = str(options.worker_nice)
-    load_before = _load()
+    load_before = load_average()
     try:
         _run([str(BIN / "activitylog"), "migrate"], env, work)
         started = time.perf_counter()
@@ -226,7 +225,7 @@ def run(options: argparse.Namespace) -> tuple[list[Round], dict[str, object]]:
             "broadcasts": options.broadcasts,
             "pages": options.pages,
             "nice": env.get("ACTIVITYLOG_WORKER_NICE", "10 (default)"),
-            "load": f"{' '.join(load_before)} before, {' '.join(_load())} after",
+            "load": f"{load_before} before, {load_average()} after",
         }
         return rounds, info
     finally:
