@@ -11,11 +11,10 @@ the canonical object only as ``SHA-256(salt || value)``. The form is declared on
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import UTC, datetime
 from typing import Any
 
-from activitylog.log.verify_export import committed
+from activitylog.log.verify_export import canonical_text, committed
 
 GENESIS = "0" * 64
 
@@ -38,13 +37,7 @@ CHAINED_FIELDS = (
 )
 
 
-# What ``json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`` does, with its
-# encoder built once instead of on every call.
-_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
-
-
-def canonical_json(value: Any) -> str:
-    return _ENCODE(value)
+canonical_json = canonical_text  # the one canonical JSON text: the stdlib verifier's
 
 
 def format_instant(instant: datetime) -> str:

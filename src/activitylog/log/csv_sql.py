@@ -11,6 +11,7 @@ tests hold them to it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from functools import reduce
 from typing import Any
@@ -40,8 +41,7 @@ def safe_cell(value: Any) -> str:
     return "'" + text if text.startswith(TRIGGERS) else text
 
 
-def _needs_quotes(text: str) -> bool:
-    return any(mark in text for mark in QUOTE_MARKS)
+_needs_quotes = re.compile("[" + "".join(QUOTE_MARKS) + "]").search  # one scan of the text, not four
 
 
 def quote(cell: str) -> str:

@@ -102,8 +102,9 @@ def summarize(action: str, resource_name: str | None) -> str:
     return f"{_PAST[verb]} {noun}{name}"
 
 
-def canonical_text(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+# ``json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``, its encoder built once
+# instead of on every call (every entry is encoded several times on its way into the chain).
+canonical_text = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
 
 
 def entry_hash(prev_hash: str, fields: dict[str, Any], salts: dict[str, Any] | None = None) -> str:
@@ -125,8 +126,11 @@ def commitment(salt_hex: str, value: Any) -> str:
     return hashlib.sha256(bytes.fromhex(salt_hex) + canonical_text(value).encode("utf-8")).hexdigest()
 
 
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
+
 def _is_hex(text: Any, length: int) -> bool:
-    return isinstance(text, str) and len(text) == length and all(c in "0123456789abcdef" for c in text)
+    return isinstance(text, str) and len(text) == length and _HEX_DIGITS.issuperset(text)
 
 
 def pointer_parts(path: str) -> list[str]:

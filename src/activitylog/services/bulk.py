@@ -14,6 +14,7 @@ is new. Requests go through the services, which check.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
@@ -32,21 +33,39 @@ def _table(model: type[Audited]) -> Table:
     return cast(Table, cast(Any, model).__table__)
 
 
-def _with_defaults(obj: Audited) -> dict[str, Any]:
-    """Every column's value, with the column's Python default where ``obj`` has none: what an ORM flush
-    would insert (and what the guard would see after it)."""
-    values = {}
-    for column in _table(type(obj)).columns:
-        value = getattr(obj, column.key)
-        default = column.default
-        if value is None and default is not None and getattr(default, "is_scalar", False):
-            value = cast(Any, default).arg
-        elif value is None and default is not None and getattr(default, "is_callable", False):
-            value = cast(Any, default).arg(None)
-        if value is not None:
-            setattr(obj, column.key, value)
-        values[column.key] = value
-    return values
+@cache
+def _defaults(table: Table) -> tuple[tuple[str, Any, bool], ...]:
+    """Each column with a Python default: its key, the default, and whether the default is to be called."""
+    found = []
+    for column in table.columns:
+        default = cast(Any, column.default)
+        if default is not None and (default.is_scalar or default.is_callable):
+            found.append((column.key, default.arg, default.is_callable))
+    return tuple(found)
+
+
+def new(model: type[M], **values: Any) -> M:
+    """A ``model`` row holding ``values`` and the columns' Python defaults, as an ORM flush would insert it,
+    but a plain instance (no ORM state: it is read, never added to a session, and building it costs a dict,
+    not the unit of work's bookkeeping)."""
+    table = _table(model)
+    row = dict.fromkeys(table.columns.keys())
+    row.update(values)
+    for key, default, call in _defaults(table):
+        if row[key] is None:
+            row[key] = default(None) if call else default
+    obj = model.__new__(model)
+    obj.__dict__.update(row)
+    return obj
+
+
+def _values(obj: Audited) -> dict[str, Any]:
+    return {key: obj.__dict__[key] for key in _table(type(obj)).columns.keys()}  # noqa: SIM118 (keys, not columns)
+
+
+@cache
+def _insert(table: Table) -> sa.Insert:
+    return sa.insert(table)
 
 
 def create(
@@ -56,11 +75,10 @@ def create(
     resource: Resource | None = None,
     changes: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
-    """Insert ``objs`` (new rows of one table) and log them in one entry: ``action`` on ``resource``
-    (by default ``<type>.create`` on the one row)."""
+    """Insert ``objs`` (new rows of one table, made by :func:`new`) and log them in one entry: ``action`` on
+    ``resource`` (by default ``<type>.create`` on the one row)."""
     model = type(objs[0])
-    rows = [_with_defaults(obj) for obj in objs]
-    uow.session.connection().execute(sa.insert(_table(model)), rows)
+    uow.session.connection().execute(_insert(_table(model)), [_values(obj) for obj in objs])
     target = resource if resource is not None else objs[0]
     return uow.record(
         action or f"{model.__audit_type__}.create",
@@ -70,20 +88,42 @@ def create(
     )
 
 
-def _where(uow: UnitOfWork, model: type[Audited], key: dict[str, Any]) -> Any:
-    table = _table(model)
-    return sa.and_(table.c.account_id == uow.account_id, *(table.c[k] == v for k, v in key.items()))
+# The key's columns are bound as ``key_<name>``, apart from the values an update sets.
+def _where(table: Table, key: tuple[str, ...]) -> Any:
+    return sa.and_(
+        table.c.account_id == sa.bindparam("key_account_id"),
+        *(table.c[k] == sa.bindparam(f"key_{k}") for k in key),
+    )
+
+
+def _params(uow: UnitOfWork, key: dict[str, Any]) -> dict[str, Any]:
+    return {"key_account_id": uow.account_id, **{f"key_{k}": v for k, v in key.items()}}
+
+
+@cache
+def _select(table: Table, key: tuple[str, ...]) -> sa.Select[Any]:
+    return sa.select(table).where(_where(table, key))
+
+
+@cache
+def _update(table: Table, key: tuple[str, ...]) -> sa.Update:
+    return sa.update(table).where(_where(table, key))
+
+
+@cache
+def _delete(table: Table, key: tuple[str, ...]) -> sa.Delete:
+    return sa.delete(table).where(_where(table, key))
 
 
 def get(uow: UnitOfWork, model: type[M], key: dict[str, Any]) -> tuple[M, dict[str, Any]]:
-    """The row of this account with ``key`` (its primary key but the account), read with Core: a detached
-    object and its values; 404 if there is none."""
-    statement = sa.select(_table(model)).where(_where(uow, model, key))
-    row = uow.session.connection().execute(statement).mappings().one_or_none()
+    """The row of this account with ``key`` (its primary key but the account), read with Core: a plain
+    instance (see :func:`new`) and its values; 404 if there is none."""
+    statement = _select(_table(model), tuple(key))
+    row = uow.session.connection().execute(statement, _params(uow, key)).mappings().one_or_none()
     if row is None:
         raise NotFound(f"{model.__audit_type__} {', '.join(map(str, key.values()))} not found")
     values = dict(row)
-    return cast(Any, model)(**values), values
+    return new(model, **values), values
 
 
 def update(
@@ -92,10 +132,9 @@ def update(
     """Set ``values`` on the row with ``key`` and log the fields that really changed (no entry if none
     did)."""
     obj, old = get(uow, model, key)
-    uow.session.connection().execute(sa.update(_table(model)).where(_where(uow, model, key)).values(values))
+    uow.session.connection().execute(_update(_table(model), tuple(key)), {**_params(uow, key), **values})
     change = guard.updated(obj, old, values)
-    for name, value in values.items():
-        setattr(obj, name, value)
+    obj.__dict__.update(values)
     if change is None:
         return None
     return uow.record(action or f"{model.__audit_type__}.update", obj, rows=[change])
@@ -106,5 +145,5 @@ def delete(
 ) -> dict[str, Any] | None:
     """Delete the row with ``key`` and log it with its last values."""
     obj, old = get(uow, model, key)
-    uow.session.connection().execute(sa.delete(_table(model)).where(_where(uow, model, key)))
+    uow.session.connection().execute(_delete(_table(model), tuple(key)), _params(uow, key))
     return uow.record(action or f"{model.__audit_type__}.delete", obj, rows=[guard.deleted(obj, old)])

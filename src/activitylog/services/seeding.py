@@ -18,8 +18,13 @@ from activitylog.services.uow import UnitOfWork
 
 def _contact(uow: UnitOfWork, list_id: str, values: dict[str, Any], **more: Any) -> Contact:
     email = values["email"].strip().lower()
-    return Contact(
-        id=new_id("con"), account_id=uow.account_id, list_id=list_id, **{**values, "email": email}, **more
+    return bulk.new(
+        Contact,
+        id=new_id("con"),
+        account_id=uow.account_id,
+        list_id=list_id,
+        **{**values, "email": email},
+        **more,
     )
 
 
@@ -63,7 +68,7 @@ def import_contacts(uow: UnitOfWork, list_id: str, rows: list[dict[str, Any]]) -
 
 
 def suppress(uow: UnitOfWork, email: str, reason: str | None) -> Suppression:
-    row = Suppression(account_id=uow.account_id, email=email.strip().lower(), reason=reason)
+    row = bulk.new(Suppression, account_id=uow.account_id, email=email.strip().lower(), reason=reason)
     bulk.create(uow, [row], "address.suppress")
     return row
 
