@@ -48,6 +48,7 @@ from activitylog.db.base import Database, connect
 from activitylog.db.migrate import upgrade
 from activitylog.db.models import ActivityEntry, ApiKey, Broadcast, BroadcastStatus, User
 from activitylog.errors import Conflict
+from activitylog.ids import ulid_text
 from activitylog.log.record import Actor, RequestContext, batched
 from activitylog.services import (
     accounts,
@@ -111,7 +112,6 @@ RULES = (
         RuleActionType.PAUSE_SENDING,
     ),
 )
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
 class Pool:
@@ -227,8 +227,7 @@ class History:
 
     def request_id(self) -> str:
         """A ULID at the simulated time, as the web layer stamps its requests."""
-        value = (int(self.now.timestamp() * 1000) << 80) | self.rng.getrandbits(80)
-        return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
+        return ulid_text(int(self.now.timestamp() * 1000), self.rng.getrandbits(80))
 
     # -- actors ----------------------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, bindparam, event, insert, select, update
@@ -73,6 +74,9 @@ class ResourceRef:
 Resource = Audited | ResourceRef
 
 
+@lru_cache(
+    maxsize=4096
+)  # an account's requests come from a few addresses; parsing one costs more than its entry
 def ip_key(ip: str | None) -> str | None:
     """The address as its family digit plus fixed-width hex, so a CIDR block is one index range scan on
     both engines, and an IPv6 block never matches an IPv4 address (``4c0000201`` vs ``62001…``)."""
