@@ -12,7 +12,7 @@ the process imported, and sessions that are not the product's are left alone.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -88,11 +88,11 @@ def updated(obj: Audited, old: Mapping[str, Any], new: Mapping[str, Any]) -> Row
     return RowChange(obj, "update", fields) if fields else None
 
 
-def _row_change(session: Session, obj: Audited) -> RowChange | None:
-    if obj in session.new:
+def _row_change(obj: Audited, added: Collection[object], gone: Collection[object]) -> RowChange | None:
+    if obj in added:
         return created(obj)
     state = inspect(obj)
-    if obj in session.deleted:
+    if obj in gone:
         return deleted(obj, state.dict)
     old: dict[str, Any] = {}
     new: dict[str, Any] = {}
@@ -106,9 +106,12 @@ def _row_change(session: Session, obj: Audited) -> RowChange | None:
 
 def _collect(session: Session, _ctx: UOWTransaction) -> None:
     pending = session.info.setdefault(_UNLOGGED, [])
-    for obj in [*session.new, *session.dirty, *session.deleted]:
+    # Each of these builds a new set: taken once per flush, not once per row (a list deleted with its
+    # thousands of contacts would cost their square).
+    new, dirty, gone = session.new, session.dirty, session.deleted
+    for obj in [*new, *dirty, *gone]:
         if isinstance(obj, Audited):
-            change = _row_change(session, obj)
+            change = _row_change(obj, new, gone)
             if change is not None:
                 pending.append(change)
 

@@ -19,6 +19,7 @@ from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy import Table
+from sqlalchemy.sql.dml import ReturningDelete
 
 from activitylog.db.models import Audited
 from activitylog.errors import NotFound
@@ -111,19 +112,23 @@ def _update(table: Table, key: tuple[str, ...]) -> sa.Update:
 
 
 @cache
-def _delete(table: Table, key: tuple[str, ...]) -> sa.Delete:
-    return sa.delete(table).where(_where(table, key))
+def _delete(table: Table, key: tuple[str, ...]) -> ReturningDelete[Any]:
+    return sa.delete(table).where(_where(table, key)).returning(*table.columns)
+
+
+def _found(model: type[M], key: dict[str, Any], result: sa.CursorResult[Any]) -> tuple[M, dict[str, Any]]:
+    row = result.mappings().one_or_none()
+    if row is None:
+        raise NotFound(f"{model.__audit_type__} {', '.join(map(str, key.values()))} not found")
+    values = dict(row)
+    return new(model, **values), values
 
 
 def get(uow: UnitOfWork, model: type[M], key: dict[str, Any]) -> tuple[M, dict[str, Any]]:
     """The row of this account with ``key`` (its primary key but the account), read with Core: a plain
     instance (see :func:`new`) and its values; 404 if there is none."""
     statement = _select(_table(model), tuple(key))
-    row = uow.session.connection().execute(statement, _params(uow, key)).mappings().one_or_none()
-    if row is None:
-        raise NotFound(f"{model.__audit_type__} {', '.join(map(str, key.values()))} not found")
-    values = dict(row)
-    return new(model, **values), values
+    return _found(model, key, uow.session.connection().execute(statement, _params(uow, key)))
 
 
 def update(
@@ -143,7 +148,7 @@ def update(
 def delete(
     uow: UnitOfWork, model: type[M], key: dict[str, Any], action: str | None = None
 ) -> dict[str, Any] | None:
-    """Delete the row with ``key`` and log it with its last values."""
-    obj, old = get(uow, model, key)
-    uow.session.connection().execute(_delete(_table(model), tuple(key)), _params(uow, key))
+    """Delete the row with ``key`` and log it with its last values (the statement returns them)."""
+    result = uow.session.connection().execute(_delete(_table(model), tuple(key)), _params(uow, key))
+    obj, old = _found(model, key, result)
     return uow.record(action or f"{model.__audit_type__}.delete", obj, rows=[guard.deleted(obj, old)])
