@@ -82,3 +82,23 @@ def test_a_request_on_a_connection_that_died_unnoticed_is_told_to_retry(
             assert refused.headers["Retry-After"] == "1"
             assert refused.json()["error"]["code"] == "unavailable"
             assert client.get("/api/v1/activity").status_code == 200
+
+
+_KEY_LOOKUP = text("SELECT id FROM accounts WHERE id = :id")
+_PREPARED = text("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE 'SELECT id FROM accounts%'")
+
+
+def test_write_transactions_prepare_what_they_repeat_and_reads_never_do(pg: Database) -> None:
+    """A writer's repeated statement is prepared on its connection (one pooled connection: the reads below
+    run on the same one); a reader's never is, so a filter query always gets a plan for its own values."""
+    with pg.reader() as session:
+        for _ in range(base.WRITE_PREPARE_THRESHOLD + 2):
+            session.execute(_KEY_LOOKUP, {"id": "acc_nobody"})
+        assert session.execute(_PREPARED).scalar_one() == 0
+    with pg.writer() as session:
+        for _ in range(base.WRITE_PREPARE_THRESHOLD + 2):
+            session.execute(_KEY_LOOKUP, {"id": "acc_nobody"})
+        assert session.execute(_PREPARED).scalar_one() == 1
+        session.rollback()
+    with pg.read_connection() as conn:  # the same connection, checked out again: preparing is off again
+        assert conn.connection.driver_connection.prepare_threshold is None

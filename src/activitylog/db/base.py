@@ -177,6 +177,23 @@ def _ping_after_idle(engine: Engine) -> None:
             raise DisconnectionError("stale pooled connection") from exc  # the pool connects afresh
 
 
+WRITE_PREPARE_THRESHOLD = 5  # psycopg's default: a statement run this often on a connection is prepared
+
+
+def _unprepared(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Every checkout starts with preparing off: reads plan each query for its own parameters."""
+    dbapi_connection.prepare_threshold = None
+
+
+def _prepare_writes(_session: Session, _transaction: SessionTransaction, connection: Connection) -> None:
+    """A write transaction's statements are prepared once they repeat: the recorder's, the services' key
+    lookups and inserts, whose plan never depends on the values (a row by its key, a row appended). On
+    this machine a prepared insert or key lookup is 70-80 µs faster of about 280 (a round trip is ~150)."""
+    driver = connection.connection.driver_connection
+    if driver is not None:
+        driver.prepare_threshold = WRITE_PREPARE_THRESHOLD
+
+
 TENANT_SETTING = "activitylog.account_id"
 SYSTEM_SETTING = "activitylog.system"
 _SCOPE_KEY = "activitylog.scope"
@@ -282,13 +299,15 @@ def connect(url: str, **engine_kwargs: Any) -> Database:
         # Last in, first out: a request's second transaction gets the connection its first just returned
         # (no idle check needed), and connections a quiet spell leaves spare are the ones that idle.
         engine_kwargs.setdefault("pool_use_lifo", True)
-        # No server-side prepared statements: after a few runs PostgreSQL may switch a prepared filter query
-        # to a generic plan that sorts every matching row (hundreds of times slower for CIDR and text
-        # filters); planning each query afresh costs a fraction of a millisecond.
+        # No server-side prepared statements by default: after a few runs PostgreSQL may switch a prepared
+        # filter query to a generic plan that sorts every matching row (hundreds of times slower for CIDR and
+        # text filters); planning each query afresh costs a fraction of a millisecond. Write transactions
+        # prepare theirs (see _prepare_writes).
         engine_kwargs.setdefault("connect_args", {"prepare_threshold": None})
         engine = create_engine(url, **engine_kwargs)
         if not engine_kwargs.get("pool_pre_ping"):
             _ping_after_idle(engine)
+        event.listen(engine, "checkout", _unprepared)
         read_engine = engine
     writer = sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
     reader = sessionmaker(bind=read_engine, expire_on_commit=False)
@@ -302,6 +321,7 @@ def connect(url: str, **engine_kwargs: Any) -> Database:
     if engine.dialect.name == "postgresql":
         for factory in (writer, reader):
             event.listen(factory, "after_begin", _on_session_begin)
+        event.listen(writer, "after_begin", _prepare_writes)
     return Database(
         url=url,
         engine=engine,
