@@ -85,7 +85,9 @@ def test_a_request_on_a_connection_that_died_unnoticed_is_told_to_retry(
 
 
 _KEY_LOOKUP = text("SELECT id FROM accounts WHERE id = :id")
-_PREPARED = text("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE 'SELECT id FROM accounts%'")
+_PREPARED = text(
+    "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE 'SELECT id FROM accounts%'"
+)
 
 
 def test_write_transactions_prepare_what_they_repeat_and_reads_never_do(pg: Database) -> None:
