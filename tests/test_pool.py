@@ -103,4 +103,5 @@ def test_write_transactions_prepare_what_they_repeat_and_reads_never_do(pg: Data
         assert session.execute(_PREPARED).scalar_one() == 1
         session.rollback()
     with pg.read_connection() as conn:  # the same connection, checked out again: preparing is off again
-        assert conn.connection.driver_connection.prepare_threshold is None
+        driver = conn.connection.driver_connection
+        assert driver is not None and driver.prepare_threshold is None
