@@ -74,9 +74,8 @@ class ResourceRef:
 Resource = Audited | ResourceRef
 
 
-@lru_cache(
-    maxsize=4096
-)  # an account's requests come from a few addresses; parsing one costs more than its entry
+# An account's requests come from a few addresses, and parsing one costs more than the rest of its key.
+@lru_cache(maxsize=4096)
 def ip_key(ip: str | None) -> str | None:
     """The address as its family digit plus fixed-width hex, so a CIDR block is one index range scan on
     both engines, and an IPv6 block never matches an IPv4 address (``4c0000201`` vs ``62001…``)."""

@@ -35,6 +35,11 @@ def _table(model: type[Audited]) -> Table:
 
 
 @cache
+def _keys(table: Table) -> tuple[str, ...]:
+    return tuple(column.key for column in table.columns)
+
+
+@cache
 def _defaults(table: Table) -> tuple[tuple[str, Any, bool], ...]:
     """Each column with a Python default: its key, the default, and whether the default is to be called."""
     found = []
@@ -50,7 +55,7 @@ def new(model: type[M], **values: Any) -> M:
     but a plain instance (no ORM state: it is read, never added to a session, and building it costs a dict,
     not the unit of work's bookkeeping)."""
     table = _table(model)
-    row = dict.fromkeys(table.columns.keys())
+    row = dict.fromkeys(_keys(table))
     row.update(values)
     for key, default, call in _defaults(table):
         if row[key] is None:
@@ -61,7 +66,7 @@ def new(model: type[M], **values: Any) -> M:
 
 
 def _values(obj: Audited) -> dict[str, Any]:
-    return {key: obj.__dict__[key] for key in _table(type(obj)).columns.keys()}  # noqa: SIM118 (keys, not columns)
+    return {key: obj.__dict__[key] for key in _keys(_table(type(obj)))}
 
 
 @cache
