@@ -1,7 +1,7 @@
 """CSV export: ``GET /api/v1/activity/export`` beside the raw engine's own CSV export of the same slice.
 
 API: the real server process streams the slice to an httpx client that counts bytes and lines and throws
-them away; the server's peak RSS over the export is read from ``/proc`` (``server.MemoryProbe``). Raw:
+them away; the peak RSS of the web process serving it is read from ``/proc`` (``server.MemoryProbe``). Raw:
 PostgreSQL's ``COPY (SELECT …) TO STDOUT WITH (FORMAT csv, HEADER)`` read through psycopg (peak RSS of the
 backend process, which counts the shared buffers it touched); SQLite's ``sqlite3`` command-line shell in
 ``.mode csv`` with ``.headers on``, its output piped to the benchmark (peak RSS from ``wait4``). The raw
@@ -107,7 +107,7 @@ def slices(store: Store, seeded: Seeded) -> list[tuple[str, dict[str, str], str]
 
 
 def _api(client: httpx.Client, server: Server, params: dict[str, str]) -> tuple[Sample, str]:
-    probe = MemoryProbe(server.pid)
+    probe = MemoryProbe(server.web_pids())
     probe.start()
     began = time.perf_counter()
     size = lines = 0
@@ -131,7 +131,7 @@ def _select(where: str) -> str:
 def _raw_postgres(store: Store, where: str) -> Sample:
     with psycopg.connect(store.raw_target, autocommit=True) as conn:
         conn.execute("SET TimeZone = 'UTC'")
-        probe = MemoryProbe(conn.info.backend_pid)
+        probe = MemoryProbe([conn.info.backend_pid])
         probe.start()
         began = time.perf_counter()
         size = lines = 0
@@ -159,7 +159,7 @@ def _raw_sqlite(store: Store, where: str) -> Sample:
     )
     assert proc.stdin is not None and proc.stdout is not None
     stdout = cast(io.BufferedReader, proc.stdout)  # what Popen gives for a pipe: read1 answers at once
-    probe = MemoryProbe(proc.pid)
+    probe = MemoryProbe([proc.pid])
     probe.start()
     proc.stdin.write(script.encode())
     proc.stdin.flush()

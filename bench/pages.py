@@ -530,7 +530,9 @@ def bench_engine(
             sign_in(client, login["email"], login["password"])
             pages = plan_pages(client, facts, run.fixtures)
             for label, url in pages:
-                timing = time_page(client, label, url, args.reps, lambda: [server.pid, *facts.backend_pids()])
+                timing = time_page(
+                    client, label, url, args.reps, lambda: [*server.web_pids(), *facts.backend_pids()]
+                )
                 run.pages.append(timing)
                 flag = "  OVER" if timing.p95 > args.budget else ""
                 log(

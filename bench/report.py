@@ -40,9 +40,12 @@ NOTES = (
     "its execution time (EXPLAIN ANALYZE EXECUTE under `plan_cache_mode = force_generic_plan`) is shown "
     "beside the custom plan's. On SQLite the raw side has SQLite's built-in `lower()`, not the "
     "application's Python one.",
-    "- The server runs in its own process (uvicorn, one worker); its peak RSS during an export is the "
-    "kernel's high-water mark (VmHWM, reset through `/proc/<pid>/clear_refs`) cross-checked by 20 ms VmRSS "
-    "sampling. The raw PostgreSQL backend's peak RSS includes the shared buffers it touched.",
+    "- The server is `activitylog serve --no-migrate`, started as `make run` starts it: one web process per "
+    "CPU, the worker process beside them (derived counts, alert detectors and checkpoints; the counts and "
+    "detectors start at the seeded head), one JSON log line per request. The export's peak RSS is that "
+    "of the web process serving it: the kernel's high-water mark (VmHWM, reset through "
+    "`/proc/<pid>/clear_refs`) cross-checked by 20 ms VmRSS sampling. The raw PostgreSQL backend's peak "
+    "RSS includes the shared buffers it touched.",
     "- Raw exports select the contract's columns as stored (no formula safety, the engine's own timestamp "
     "text), so they are the ceiling an export can approach; the sqlite3 shell's output is piped to the "
     "benchmark like the other two streams. Every API export also appends its own `activity_log.export` "

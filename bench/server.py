@@ -1,12 +1,14 @@
-"""The application under test in its own process: uvicorn serving ``create_app`` on a loopback port.
+"""The application under test as users run it: ``activitylog serve --no-migrate --port P``, the command
+``make run`` ends with (one web process per CPU, the worker process beside them), on a free loopback port.
 
-Run as a script it is the server (``python bench/server.py DATABASE_URL PORT``); imported, :func:`serve`
-starts it as a subprocess and yields a :class:`Server` whose memory can be read from ``/proc``. A separate
-process means the server's peak RSS is its own, not the benchmark's, and the client never shares its GIL.
+Its processes are found in ``/proc`` as ``serve``'s children: the worker runs ``-m activitylog worker``, the
+web processes are uvicorn's spawned children (with one process, ``serve`` answers requests itself). One web
+process serves each request, so a memory figure is the highest peak of any one of them; CPU adds them up.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -21,6 +23,8 @@ from pathlib import Path
 import httpx
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
+ACTIVITYLOG = Path(sys.executable).with_name("activitylog")
+STARTED = "Application startup complete."  # uvicorn's line once a process answers requests
 
 
 def _free_port() -> int:
@@ -40,100 +44,145 @@ def status_kb(pid: int, field_name: str) -> int | None:
     return None
 
 
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            found += [int(child) for child in (task / "children").read_text().split()]
+    except OSError:
+        pass
+    return found
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 @dataclass
 class MemoryProbe:
-    """Peak RSS of one process over a stretch of work: the kernel's high-water mark (VmHWM), reset at the
-    start through ``/proc/<pid>/clear_refs`` when allowed, and a 20 ms VmRSS sampler as a cross-check."""
+    """Peak RSS of processes over a stretch of work, the highest of any one: the kernel's high-water mark
+    (VmHWM), reset at the start through ``/proc/<pid>/clear_refs`` when allowed, and a 20 ms VmRSS sampler
+    as a cross-check."""
 
-    pid: int
+    pids: list[int]
     baseline_kb: int = 0
-    sampled_peak_kb: int = 0
+    sampled_peak_kb: dict[int, int] = field(default_factory=dict)
     hwm_reset: bool = False
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
     def start(self) -> None:
         try:
-            Path(f"/proc/{self.pid}/clear_refs").write_text("5")
+            for pid in self.pids:
+                Path(f"/proc/{pid}/clear_refs").write_text("5")
             self.hwm_reset = True
         except OSError:
             self.hwm_reset = False
-        self.baseline_kb = status_kb(self.pid, "VmRSS") or 0
-        self.sampled_peak_kb = self.baseline_kb
+        self.sampled_peak_kb = {pid: status_kb(pid, "VmRSS") or 0 for pid in self.pids}
+        self.baseline_kb = max(self.sampled_peak_kb.values(), default=0)
         self._stop.clear()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
 
     def _sample(self) -> None:
         while not self._stop.wait(0.02):
-            rss = status_kb(self.pid, "VmRSS")
-            if rss is not None:
-                self.sampled_peak_kb = max(self.sampled_peak_kb, rss)
+            for pid in self.pids:
+                rss = status_kb(pid, "VmRSS")
+                if rss is not None:
+                    self.sampled_peak_kb[pid] = max(self.sampled_peak_kb.get(pid, 0), rss)
 
     def stop(self) -> int:
-        """The peak RSS in kB since :meth:`start`."""
+        """The highest peak RSS of any one process in kB since :meth:`start`."""
         self._stop.set()
         if self._thread:
             self._thread.join()
-        hwm = status_kb(self.pid, "VmHWM") if self.hwm_reset else None
-        return max(hwm or 0, self.sampled_peak_kb)
+        peaks = [
+            max((status_kb(pid, "VmHWM") or 0) if self.hwm_reset else 0, self.sampled_peak_kb.get(pid, 0))
+            for pid in self.pids
+        ]
+        return max(peaks, default=0)
 
 
 @dataclass
 class Server:
     url: str
-    pid: int
+    pid: int  # serve's own process
+    processes: int  # web processes, as serve chose them
+
+    def worker_pids(self) -> list[int]:
+        return [pid for pid in children(self.pid) if " activitylog worker" in command_line(pid)]
+
+    def web_pids(self) -> list[int]:
+        """The processes answering requests: uvicorn's spawned children, or serve itself with one."""
+        if self.processes == 1:
+            return [self.pid]
+        return [pid for pid in children(self.pid) if "multiprocessing.spawn" in command_line(pid)]
 
     def rss_kb(self) -> int:
-        return status_kb(self.pid, "VmRSS") or 0
+        """The largest web process's RSS now."""
+        return max((status_kb(pid, "VmRSS") or 0 for pid in self.web_pids()), default=0)
 
 
 @contextmanager
-def serve(database_url: str) -> Iterator[Server]:
-    """The real application under a real uvicorn, in a child process, on a free loopback port."""
+def serve(database_url: str, env: dict[str, str] | None = None) -> Iterator[Server]:
+    """``activitylog serve`` with the defaults ``make run`` uses, its JSON log lines written to
+    ``bench/data/serve.log``; yields once every web process has started."""
     DATA_DIR.mkdir(exist_ok=True)
     port = _free_port()
     env = {
         **os.environ,
         "ACTIVITYLOG_DATABASE_URL": database_url,
         "ACTIVITYLOG_SIGNING_KEY_FILE": str(DATA_DIR / "bench-signing.key"),
+        **(env or {}),
     }
-    proc = subprocess.Popen([sys.executable, __file__, database_url, str(port)], env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(proc, url)
-        yield Server(url, proc.pid)
-    finally:
-        proc.terminate()
+    processes = int(env.get("ACTIVITYLOG_WEB_PROCESSES") or 0) or os.cpu_count() or 1
+    log_path = DATA_DIR / "serve.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [str(ACTIVITYLOG), "serve", "--no-migrate", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
         try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            _wait_started(proc, url, log_path, processes)
+            yield Server(url, proc.pid, processes)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], url: str) -> None:
-    deadline = time.monotonic() + 60
+def _wait_started(proc: subprocess.Popen[bytes], url: str, log_path: Path, processes: int) -> None:
+    """Ready, and each web process past its start-up (a busy 2-core machine starts them slowly)."""
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with {proc.returncode} before serving")
+            raise RuntimeError(f"serve exited with {proc.returncode}; see {log_path}")
         try:
-            httpx.get(url + "/openapi.json", timeout=2).raise_for_status()
-            return
+            ready = httpx.get(url + "/readyz", timeout=2).status_code == 200
         except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError("the server did not start within 60 s")
+            ready = False
+        if ready and len(_started_pids(log_path)) >= processes:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"serve did not start its {processes} web processes within 180 s; see {log_path}")
 
 
-def main(database_url: str, port: int) -> None:
-    import uvicorn  # noqa: PLC0415  (only the server process needs the web stack)
-
-    from activitylog.config import Settings  # noqa: PLC0415
-    from activitylog.web.app import create_app  # noqa: PLC0415
-
-    app = create_app(Settings(database_url=database_url))
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
-
-
-if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]))
+def _started_pids(log_path: Path) -> set[int]:
+    started = set()
+    for line in log_path.read_text(errors="replace").splitlines():
+        try:
+            fields = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(fields, dict) and fields.get("message") == STARTED:
+            started.add(int(fields["pid"]))
+    return started
