@@ -26,7 +26,7 @@ from sqlalchemy import create_engine, event, select, text
 from sqlalchemy.exc import DBAPIError
 
 from activitylog import pacing
-from activitylog.db.base import Database, connect
+from activitylog.db.base import SQLITE_WIDE_CACHE_KIB, Database, connect
 from activitylog.db.models import ActivityEntry, PurgedEntry
 from activitylog.errors import InvalidInput
 from activitylog.log import purge, search_index
@@ -637,6 +637,38 @@ def test_a_sqlite_purge_merges_the_text_index_in_bounded_steps(server: Server) -
     assert kept.plan.count == 0
     with db.for_account(aged.tenant.account_id).reader() as session:
         assert verify_account(session, aged.tenant.account_id).ok
+
+
+def test_only_a_purge_piece_widens_its_sqlite_page_cache(server: Server) -> None:
+    """A purge piece's connection gets the large page cache before its first statement; the connections
+    that serve reads keep SQLite's default, so a web process's pool does not grow a large cache each."""
+    db = server.db
+    if db.dialect != "sqlite":
+        pytest.skip("a SQLite case: PostgreSQL has no per-connection page cache to size")
+    fresh = connect(db.engine.url.render_as_string(hide_password=False))  # a pool no purge has used
+    try:
+        with fresh.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA cache_size").scalar_one() == -2000  # SQLite's default
+    finally:
+        fresh.dispose()
+    aged = aged_tenant(server)
+    seen: list[str] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", capture)
+    try:
+        result = retention.purge_account(db, aged.tenant.account_id, batch=4)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", capture)
+    assert result.plan.count > 0
+    widened = [
+        i for i, statement in enumerate(seen) if statement == f"PRAGMA cache_size=-{SQLITE_WIDE_CACHE_KIB}"
+    ]
+    deletes = [i for i, statement in enumerate(seen) if statement.startswith("DELETE FROM activity_entries")]
+    assert len(widened) == len(deletes) >= 2  # once per piece, before the piece deletes
+    assert all(w < d for w, d in zip(widened, deletes, strict=True))
 
 
 def test_a_failed_piece_leaves_the_text_index_merging_as_before(server: Server) -> None:

@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from activitylog import pacing
-from activitylog.db.base import Database, sqlite_checkpoint
+from activitylog.db.base import Database, sqlite_checkpoint, widen_page_cache
 from activitylog.db.models import MIN_RETENTION_DAYS, Account, LegalHold
 from activitylog.errors import Conflict, InvalidInput, NotFound
 from activitylog.log import counts, purge
@@ -150,7 +150,8 @@ def purge_account(
     for lo, hi in purge.batches(planned.ranges, pacer):  # each piece short, so appends interleave
         asked = time.perf_counter()
         with scoped.writer() as session:
-            session.connection()  # the transaction begins: on SQLite, with the write lock
+            # the transaction begins (on SQLite, with the write lock), with room for the indexes it rewrites
+            widen_page_cache(session.connection())
             began = time.perf_counter()
             leaving = counts.leaving(session, account_id, lo, hi, going)  # the counts stay exact
             counted = time.perf_counter()
