@@ -290,12 +290,23 @@ def fetch(client: httpx.Client, url: str) -> httpx.Response:
 
 
 def attribute_href(page: str, attribute: str) -> str | None:
-    """The href of the first element carrying ``attribute`` (``data-load-more``, ``data-export``)."""
+    """The href of the first link carrying ``attribute`` (``data-load-more``)."""
     for tag in re.findall(r"<a\b[^>]*>", page):
         if re.search(rf"\s{attribute}(?=[\s>=])", tag):
             found = re.search(r'href="([^"]*)"', tag)
             if found:
                 return html.unescape(found.group(1))
+    return None
+
+
+def export_action(page: str, view: dict[str, str]) -> str | None:
+    """Where the Export CSV button (``data-export``) sends the filter form of the view it is on: its
+    ``formaction`` with the view's filters (the route drops the form's empty fields itself)."""
+    for tag in re.findall(r"<button\b[^>]*>", page):
+        if re.search(r"\sdata-export(?=[\s>=])", tag):
+            found = re.search(r'formaction="([^"]*)"', tag)
+            if found:
+                return html.unescape(found.group(1)) + "?" + urlencode(view)
     return None
 
 
@@ -434,7 +445,7 @@ def time_export(client: httpx.Client, url: str, runs: int) -> Export:
     rows = size = 0
     for _ in range(runs):
         began = time.perf_counter()
-        with client.stream("GET", url) as response:
+        with client.stream("GET", url, follow_redirects=True) as response:  # as the browser, to the API's
             if response.status_code != 200:
                 raise RuntimeError(f"GET {url}: {response.status_code}")
             body = response.read()
@@ -539,9 +550,9 @@ def bench_engine(
                     f"{label:38} p50 {timing.p50:6.1f}  p95 {timing.p95:6.1f}  max {timing.max:6.1f}  "
                     f"cpu {timing.cpu_ms:5.1f} ms{flag}"
                 )
-            export = attribute_href(fetch(client, activity(window="30d")).text, "data-export")
+            export = export_action(fetch(client, activity(window="30d")).text, {"window": "30d"})
             if export is None:
-                raise RuntimeError("the filtered activity page has no data-export link")
+                raise RuntimeError("the filtered activity page has no data-export button")
             run.fixtures["export"] = "the Export CSV link of `/activity?window=30d`"
             run.export = time_export(client, export, args.export_runs)
             log(f"export: {run.export.rows:,} rows, {run.export.rows_per_second:,.0f} rows/s")
