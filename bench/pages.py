@@ -4,7 +4,7 @@ The dashboard must answer each page in under 300 ms at that size. For each engin
 database with the real migrations (a SQLite file under bench/data/, a ``CREATE DATABASE
 activitylog_bench_<random>`` on PostgreSQL, dropped afterwards), seeds it with ``activitylog demo --entries
 N`` (the real services, so the account has lists, contacts, broadcasts, domains, keys, rules and users as well
-as the log), starts the real server in its own process, signs in through the form and times every page kind
+as the log), starts the server as ``make run`` does, signs in through the form and times every page kind
 with httpx: wall time until the whole body has arrived, ``--reps`` times after one warm-up. The Export CSV
 link of a filtered view is timed separately, as rows per second. Results: bench/PAGES.md.
 
@@ -625,7 +625,8 @@ def render(runs: list[EngineRun], args: argparse.Namespace, started: datetime, l
         "",
         "Written by `make bench-pages` (`bench/pages.py`); do not edit by hand. Every dashboard page is asked"
         f" for by a signed-in browser session (a cookie from `POST /sign-in`), {args.reps} times after one "
-        "warm-up, one request at a time over loopback HTTP/1.1 to a real uvicorn server process; the time is"
+        "warm-up, one request at a time over loopback HTTP/1.1 to `activitylog serve` started as `make run` "
+        "starts it (a web process per CPU, the worker beside them); the time is"
         " the client's wall time until the whole body has arrived. The budget is "
         f"**{args.budget:.0f} ms per page**; a cell in bold with ✗ has its p95 over it.",
         "",
