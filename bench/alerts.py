@@ -39,9 +39,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 from report import load_average  # noqa: E402
 from seeding import seed  # noqa: E402
+from server import serve  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 from stores import postgres_store, sqlite_store  # noqa: E402
-from workers import served  # noqa: E402  (bench/workers.py starts serve as make run does)
 
 from activitylog.alerts.follower import AlertFollower  # noqa: E402
 from activitylog.config import Settings  # noqa: E402
@@ -128,7 +128,7 @@ def latency(url: str, work: Path, reader: str, secrets: list[str]) -> dict[str, 
     port = _port()
     base = f"http://127.0.0.1:{port}"
     raised, seen = [], []
-    with served(_env(url, work, "0.2"), work, port):
+    with serve(url, _env(url, work, "0.2"), workdir=work, port=port):
         owner = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {reader}"}, timeout=30)
         for i, secret in enumerate(secrets):
             headers = {
@@ -166,7 +166,7 @@ def appends(url: str, work: Path, secret: str, count: int, rounds: int) -> dict[
     for _ in range(rounds):
         for mode, interval in (("off", "0"), ("on", "0.2")):
             port = _port()
-            with served(_env(url, work, interval), work, port):
+            with serve(url, _env(url, work, interval), workdir=work, port=port):
                 client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
                 times = []
                 for i in range(count + 20):

@@ -26,22 +26,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 # isort: split
 # Sibling modules of bench/ (run as a script, so they import as top-level modules).
 import appsql
 from appends import RawWriter
 from bulk import settle
-from harness import ACTIVITYLOG, free_port, server_env
+from harness import server_env
 from seeding import seed
+from server import serve
 from stores import Store, counts_at_head, describe, detectors_at_head, postgres_store, sqlite_store
 
 HERE = Path(__file__).resolve().parent
@@ -114,37 +111,6 @@ def wrk(what: str, url: str, key: str, connections: int, seconds: int, script: P
     )
 
 
-@contextmanager
-def served(store: Store, workdir: Path) -> Iterator[str]:
-    """``activitylog serve`` with the defaults ``make run`` uses (workers on, one web process per CPU)."""
-    port = free_port()
-    env = {k: v for k, v in server_env(store, workdir).items() if k != "ACTIVITYLOG_WEB_PROCESSES"}
-    env.pop("ACTIVITYLOG_CHECKPOINT_INTERVAL_SECONDS", None)  # make run signs checkpoints as usual
-    log = (workdir / "serve.log").open("wb")
-    process = subprocess.Popen(
-        [str(ACTIVITYLOG), "serve", "--no-migrate", "--port", str(port)], env=env, stdout=log, stderr=log
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                tail = (workdir / "serve.log").read_text()[-3000:]
-                raise RuntimeError(f"serve did not start:\n{tail}")
-            time.sleep(0.2)
-        time.sleep(3)  # every web process up, not just the first
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
-        log.close()
-
-
 _ready: Any = None
 
 
@@ -209,7 +175,10 @@ def run_engine(store: Store, entries: int, seconds: int, workdir: Path) -> Engin
     script = workdir / "mutation.lua"
     script.write_text(MUTATION_LUA)
     results: list[WrkResult] = []
-    with served(store, workdir) as url:
+    unset = ("ACTIVITYLOG_WEB_PROCESSES", "ACTIVITYLOG_CHECKPOINT_INTERVAL_SECONDS")  # make run's defaults
+    env = {k: v for k, v in server_env(store, workdir).items() if k not in unset}
+    with serve(store.url, env, workdir=workdir) as server:
+        url = server.url
         page_url = f"{url}/api/v1/activity?" + "&".join(f"{k}={v}" for k, v in PAGE.items())
         for connections in CONNECTIONS:
             print(f"[{store.engine}] wrk page, {connections} connections", flush=True)

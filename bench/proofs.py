@@ -35,14 +35,13 @@ import math
 import os
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -69,6 +68,7 @@ from activitylog.log.verify_export import (
 # Sibling modules of bench/ (this runs as a script, so they import as top-level modules).
 from appends import RecorderWriter, _make_accounts
 from seeding import Seeded, seed
+from server import serve
 from stores import Store, describe, detectors_at_head, postgres_store, row_counts, sqlite_store
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -134,15 +134,6 @@ class EngineRun:
     load: list[float] = field(default_factory=list)
 
 
-# --- the server, as ``make run`` starts it ---------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def app_env(store: Store, workdir: Path) -> dict[str, str]:
     """The key directory (signing key and the signer's memory) and data key in the run's own directory."""
     return {
@@ -150,39 +141,6 @@ def app_env(store: Store, workdir: Path) -> dict[str, str]:
         "ACTIVITYLOG_KEY_DIR": str(workdir / "keys"),
         "ACTIVITYLOG_DATA_KEY_FILE": str(workdir / "data.key"),
     }
-
-
-@contextmanager
-def server(store: Store, workdir: Path) -> Iterator[tuple[str, int]]:
-    """``activitylog serve --no-migrate`` (the migrations already ran), workers on: yields (url, pid)."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = (workdir / "server.log").open("ab")
-    command = [str(ACTIVITYLOG), "serve", "--no-migrate", "--host", "127.0.0.1", "--port", str(port)]
-    proc = subprocess.Popen(
-        command, env={**os.environ, **app_env(store, workdir)}, stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the server exited with {proc.returncode}; see {workdir / 'server.log'}")
-            try:
-                httpx.get(url + "/openapi.json", timeout=5).raise_for_status()
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the server did not start within 120 s") from None
-                time.sleep(0.2)
-        yield url, proc.pid
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def local_signer(store: Store, workdir: Path) -> CheckpointSigner:
@@ -526,8 +484,8 @@ def bench_engine(store: Store, args: argparse.Namespace) -> EngineRun:
         headers = {"Authorization": f"Bearer {seeded.api_key}", "User-Agent": "activitylog-bench"}
         detectors_at_head(store)  # the served worker follows new entries only, as it would have all along
         with (
-            server(store, workdir) as (url, _pid),
-            httpx.Client(base_url=url, headers=headers, timeout=3600) as client,
+            serve(store.url, {**os.environ, **app_env(store, workdir)}, workdir=workdir) as server,
+            httpx.Client(base_url=server.url, headers=headers, timeout=3600) as client,
         ):
             log("checking proofs with the auditor's code")
             run.checks += check_proofs(client, account, store, rng, args.checks)

@@ -53,8 +53,9 @@ from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
 # isort: split
 # Sibling modules of bench/ (this runs as a script, so they import as top-level modules).
 from bulk import settle
-from proofs import ACTIVITYLOG, _open, app_env, server
+from proofs import ACTIVITYLOG, _open, app_env
 from seeding import seed
+from server import serve
 from stores import DATA_DIR, Store, counts_at_head, describe, detectors_at_head
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS-retention.md"
@@ -336,8 +337,8 @@ def bench_engine(store: Store, args: argparse.Namespace) -> EngineRun:
     os.environ["ACTIVITYLOG_PURGE_INTERVAL_SECONDS"] = "0"  # the served worker: no purge of its own
     headers = {"Authorization": f"Bearer {api_key}", "User-Agent": "activitylog-bench"}
     with (
-        server(store, workdir) as (url, _pid),
-        httpx.Client(base_url=url, headers=headers, timeout=60) as client,
+        serve(store.url, {**os.environ, **app_env(store, workdir)}, workdir=workdir) as server,
+        httpx.Client(base_url=server.url, headers=headers, timeout=60) as client,
     ):
         log(f"appends alone for {args.baseline_seconds:g} s")
         appender = Appender(client, run.baseline)

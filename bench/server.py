@@ -127,23 +127,29 @@ class Server:
 
 
 @contextmanager
-def serve(database_url: str, env: dict[str, str] | None = None) -> Iterator[Server]:
-    """``activitylog serve`` with the defaults ``make run`` uses, its JSON log lines written to
-    ``bench/data/serve.log``; yields once every web process has started."""
-    DATA_DIR.mkdir(exist_ok=True)
-    port = _free_port()
-    env = {
-        **os.environ,
-        "ACTIVITYLOG_DATABASE_URL": database_url,
-        "ACTIVITYLOG_SIGNING_KEY_FILE": str(DATA_DIR / "bench-signing.key"),
-        **(env or {}),
-    }
+def serve(
+    database_url: str,
+    env: dict[str, str] | None = None,
+    *,
+    workdir: Path = DATA_DIR,
+    port: int | None = None,
+) -> Iterator[Server]:
+    """``activitylog serve`` with the defaults ``make run`` uses, in ``workdir`` (its outbox lands there), its
+    JSON log lines written to ``workdir/serve.log``; yields once every web process has started. ``env`` is
+    the whole environment the server gets (the database's URL is added); without it, this process's own
+    with a signing key file in ``workdir``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = port or _free_port()
+    if env is None:
+        env = {**os.environ, "ACTIVITYLOG_SIGNING_KEY_FILE": str(workdir / "signing.key")}
+    env = {**env, "ACTIVITYLOG_DATABASE_URL": database_url}
     processes = int(env.get("ACTIVITYLOG_WEB_PROCESSES") or 0) or os.cpu_count() or 1
-    log_path = DATA_DIR / "serve.log"
+    log_path = workdir / "serve.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [str(ACTIVITYLOG), "serve", "--no-migrate", "--port", str(port)],
             env=env,
+            cwd=workdir,
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -49,7 +49,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 from report import load_average  # noqa: E402
-from workers import _run, served  # noqa: E402  (bench/workers.py starts serve as make run does)
+from server import serve  # noqa: E402
+from workers import _run  # noqa: E402
 
 BIN = Path(sys.executable).parent
 NATS_URL = os.environ.get("ACTIVITYLOG_NATS_URL", "nats://127.0.0.1:4222")
@@ -341,7 +342,7 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
         hook_port, fail_port, hang_port = _free_port(), _free_port(), _free_port()
         hook_file, nats_file = work / "webhook.tsv", work / "nats.tsv"
         with (
-            served(env, work, port),
+            serve(env["ACTIVITYLOG_DATABASE_URL"], env, workdir=work, port=port),
             helper("--receiver", str(hook_port), str(hook_file), "ok"),
             helper("--receiver", str(fail_port), str(work / "fail.tsv"), "fail"),
             helper("--receiver", str(hang_port), str(work / "hang.tsv"), "hang"),

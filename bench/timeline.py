@@ -40,7 +40,7 @@ from activitylog.log import counts
 # isort: split
 # Sibling modules of bench/ (this runs as a script, so they import as top-level modules).
 import seeding
-from harness import ACTIVITYLOG, free_port
+from server import serve
 from stores import DATA_DIR, Store, describe, detectors_at_head, postgres_store
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS-timeline.md"
@@ -88,45 +88,6 @@ def store_for(engine: str, args: argparse.Namespace) -> Iterator[tuple[Store, bo
         return
     with postgres_store(args.pg_url) as store:
         yield store, True
-
-
-@contextmanager
-def serving(store: Store, workdir: Path) -> Iterator[str]:
-    """``activitylog serve`` as ``make run`` starts it (workers included), on a free loopback port."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "ACTIVITYLOG_DATABASE_URL": store.url,
-        "ACTIVITYLOG_SIGNING_KEY_FILE": str(workdir / "signing.key"),
-    }
-    log = (workdir / "server.log").open("ab")
-    proc = subprocess.Popen(
-        [str(ACTIVITYLOG), "serve", "--no-migrate", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(url + "/healthz", timeout=2).status_code < 500:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("the server did not start; see server.log")
-            time.sleep(0.3)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def raw_queries(
@@ -230,7 +191,10 @@ def bench_engine(engine: str, args: argparse.Namespace, out: list[str], log: Cal
         workdir.mkdir(parents=True, exist_ok=True)
         lines = []
         detectors_at_head(store)  # the served worker follows new entries only, as it would have all along
-        with serving(store, workdir) as url, httpx.Client(base_url=url, timeout=300) as client:
+        with (
+            serve(store.url, workdir=workdir) as server,
+            httpx.Client(base_url=server.url, timeout=300) as client,
+        ):
             r = client.post("/sign-in", data={"email": email, "password": PASSWORD, "next": "/activity"})
             assert r.status_code == 303, r.text[:300]
             key_facets = client.get("/api/v1/activity/facets").json()

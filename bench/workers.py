@@ -25,8 +25,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +32,7 @@ import httpx
 
 # isort: split
 from report import load_average
+from server import serve
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -76,38 +75,6 @@ def _run(args: list[str], env: dict[str, str], cwd: Path) -> str:
     if done.returncode:
         raise SystemExit(f"{' '.join(args)} failed:\n{done.stderr[-2000:]}")
     return done.stdout
-
-
-@contextmanager
-def served(env: dict[str, str], cwd: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    """``activitylog serve --no-migrate --port P``: make run's last line, workers and all."""
-    log = (cwd / "serve.err").open("wb")
-    process = subprocess.Popen(
-        [str(BIN / "activitylog"), "serve", "--no-migrate", "--port", str(port)],
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-    )
-    try:
-        deadline = time.monotonic() + 180  # a busy 2-core machine starts serve's processes slowly
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"serve did not start: {(cwd / 'serve.err').read_text()[-2000:]}")
-            time.sleep(0.2)
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
 def _outbox_count(folder: Path) -> int:
@@ -199,7 +166,7 @@ def run(options: argparse.Namespace) -> tuple[list[Round], dict[str, object]]:
         port = options.port
         outbox = work / "outbox"
         rounds: list[Round] = []
-        with served(env, work, port):
+        with serve(env["ACTIVITYLOG_DATABASE_URL"], env, workdir=work, port=port):
             headers = {"Authorization": f"Bearer {demo['api_key']}"}
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=120) as client:
                 broadcasts = setup(client, options.recipients, options.broadcasts)
