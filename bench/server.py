@@ -1,8 +1,8 @@
 """The application under test as users run it: ``activitylog serve --no-migrate --port P``, the command
 ``make run`` ends with (one web process per CPU, the worker process beside them), on a free loopback port.
 
-Its processes are found in ``/proc`` as ``serve``'s children: the worker runs ``-m activitylog worker``, the
-web processes are uvicorn's spawned children (with one process, ``serve`` answers requests itself). One web
+Its web processes are found in ``/proc`` among ``serve``'s children: uvicorn's spawned ones, not the worker's
+``-m activitylog worker`` (with one process, ``serve`` answers requests itself). One web
 process serves each request, so a memory figure is the highest peak of any one of them; CPU adds them up.
 """
 
@@ -68,7 +68,6 @@ class MemoryProbe:
     as a cross-check."""
 
     pids: list[int]
-    baseline_kb: int = 0
     sampled_peak_kb: dict[int, int] = field(default_factory=dict)
     hwm_reset: bool = False
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -82,7 +81,6 @@ class MemoryProbe:
         except OSError:
             self.hwm_reset = False
         self.sampled_peak_kb = {pid: status_kb(pid, "VmRSS") or 0 for pid in self.pids}
-        self.baseline_kb = max(self.sampled_peak_kb.values(), default=0)
         self._stop.clear()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -111,9 +109,6 @@ class Server:
     url: str
     pid: int  # serve's own process
     processes: int  # web processes, as serve chose them
-
-    def worker_pids(self) -> list[int]:
-        return [pid for pid in children(self.pid) if " activitylog worker" in command_line(pid)]
 
     def web_pids(self) -> list[int]:
         """The processes answering requests: uvicorn's spawned children, or serve itself with one."""
