@@ -11,6 +11,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from activitylog.db.base import Base, Database, connect
+from activitylog.db.models import Audited
 from activitylog.db.migrate import known_to_models, upgrade
 from activitylog.db.roles import ERASE_FUNCTION, grant_app_role
 from conftest import PG_ENV, fresh_postgres_database
@@ -23,6 +24,20 @@ def test_migrated_schema_matches_the_models(db: Database) -> None:
         )
         diff = compare_metadata(context, Base.metadata)
     assert diff == []
+
+
+def test_the_database_deletes_no_audited_row_by_itself(db: Database) -> None:
+    """An ON DELETE CASCADE (or SET NULL) into an audited table would change its rows where the guard
+    cannot see them: a change with no entry. The migrated schema has none."""
+    audited = {m.class_.__tablename__ for m in Base.registry.mappers if issubclass(m.class_, Audited)}
+    schema = inspect(db.engine)
+    acting = [
+        (table, key["name"], key["options"].get("ondelete"))
+        for table in sorted(audited)
+        for key in schema.get_foreign_keys(table)
+        if (key["options"].get("ondelete") or "NO ACTION").upper() not in ("NO ACTION", "RESTRICT")
+    ]
+    assert acting == []
 
 
 def test_every_activity_filter_has_an_index_led_by_account_and_ended_by_seq(db: Database) -> None:

@@ -148,6 +148,20 @@ def test_only_the_owning_user_sees_or_changes_a_view(server: Server) -> None:
     assert tenant.session_client(email=email).get(V1).status_code == 403
 
 
+def test_deleting_a_user_deletes_their_views_in_its_entry(tenant: Tenant) -> None:
+    owner = tenant.session_client()
+    email = f"leaver-{uuid.uuid4().hex[:8]}@example.com"
+    made = owner.post("/api/v1/users", json={"email": email, "password": PASSWORD, "role": "admin"})
+    leaver = tenant.session_client(email=email)
+    views = [leaver.post(V1, json={"name": n, "filter": {"action": "list.*"}}).json()["id"] for n in "ab"]
+    assert owner.delete(f"/api/v1/users/{made.json()['id']}").status_code == 204
+    gone = entries(owner, action="user.delete")[0]
+    assert sorted(gone["changes"]["saved_view_ids"]["from"]) == sorted(views)
+    assert gone["changes"]["saved_view_ids"]["to"] is None
+    for view in views:  # each view's history ends with the entry that took it
+        assert [e["action"] for e in entries(owner, resource_id=view)] == ["user.delete", "saved_view.create"]
+
+
 def test_saved_view_round_trip_through_the_dashboard_forms(tenant: Tenant) -> None:
     owner = tenant.session_client()
     owner.headers.pop("X-CSRF-Token")  # a browser's form sends the field, not the header

@@ -344,7 +344,8 @@ class LegalHold(Audited, Base):
 
 class SavedView(Audited, Base):
     """A user's named activity filter (the activity page's saved views): the filters of ``log/filters.py``
-    as given, seen and changed by that user only. Removed with its user."""
+    as given, seen and changed by that user only. Deleted with its user, in the user's entry (no cascade:
+    the database would remove them where the guard cannot see)."""
 
     __tablename__ = "saved_views"
     __audit_type__ = "saved_view"
@@ -355,7 +356,7 @@ class SavedView(Audited, Base):
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
-    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
     name: Mapped[str] = mapped_column(String(200))
     filter: Mapped[dict[str, str]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

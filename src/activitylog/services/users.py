@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select
 
-from activitylog.db.models import Account, AuthSession, User
+from activitylog.db.models import Account, AuthSession, SavedView, User
 from activitylog.errors import Conflict
 from activitylog.ids import new_id
 from activitylog.services import credentials
@@ -69,6 +69,11 @@ def delete_user(uow: UnitOfWork, user_id: str) -> None:
             raise Conflict("you cannot delete yourself")
         if user.role == "owner":
             _keep_an_owner(uow, user)
+        views = uow.session.scalars(
+            select(SavedView).where(SavedView.account_id == uow.account_id, SavedView.user_id == user.id)
+        ).all()
+        for view in views:  # audited rows: they go in the user's entry (saved_view_ids), not by a cascade
+            uow.delete(view)
         uow.delete(user)
         uow.record("user.delete", user)
         uow.commit()
