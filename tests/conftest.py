@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +24,7 @@ import httpx
 import pytest
 import uvicorn
 from argon2 import PasswordHasher
+from fastapi import FastAPI
 from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -137,13 +138,19 @@ class Server:
 
 
 @contextmanager
-def serving(db: Database, **overrides: Any) -> Iterator[Server]:
+def serving(
+    db: Database, extend: Callable[[FastAPI], None] | None = None, **overrides: Any
+) -> Iterator[Server]:
     """The app over ``db`` on a real uvicorn on loopback, trusting X-Forwarded-For from 127.0.0.1 only;
-    ``overrides`` are other settings (e.g. another signing key)."""
+    ``extend`` adds to the app (a route of the test's own), ``overrides`` are other settings (e.g. another
+    signing key)."""
     settings = Settings(database_url=db.url, trusted_proxies=TRUSTED_PROXY, **overrides)
     port = free_port()
+    app = create_app(settings, db)
+    if extend is not None:
+        extend(app)
     config = uvicorn.Config(
-        create_app(settings, db),
+        app,
         host="127.0.0.1",
         port=port,
         log_level="warning",
@@ -256,6 +263,19 @@ def app_role_on(db: Database) -> Iterator[str]:
             conn.execute(
                 text(f"REASSIGN OWNED BY {role} TO CURRENT_USER; DROP OWNED BY {role}; DROP ROLE {role}")
             )
+
+
+@contextmanager
+def unguarded(db: Database) -> Iterator[Connection]:
+    """One transaction through a plain engine on ``db``'s database, without the product's guard (which
+    refuses Core writes to audited tables): for state the product itself cannot make, such as an account
+    from before the log existed, or rows seeded for a query plan."""
+    engine = create_engine(db.url)
+    try:
+        with engine.begin() as conn:
+            yield conn
+    finally:
+        engine.dispose()
 
 
 @contextmanager

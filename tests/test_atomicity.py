@@ -5,9 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 from datetime import UTC, datetime
+from typing import cast
 
 import pytest
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Table, delete, func, insert, select, text, update
 
 from activitylog.db.base import Base, Database
 from activitylog.db.models import ActivityEntry, Audited, Broadcast, ChainHead, MailingList
@@ -140,6 +141,28 @@ def test_orm_bulk_statements_on_audited_tables_are_refused(db: Database, tenant:
         uow.session.execute(
             update(MailingList).where(MailingList.account_id == tenant.account_id).values(name="x")
         )
+
+
+@pytest.mark.parametrize("through", ["session", "connection"])
+def test_core_writes_to_audited_tables_are_refused(db: Database, tenant: Tenant, through: str) -> None:
+    """A Core statement writes rows no flush sees, through the session or straight through its connection:
+    refused before it runs, unless ``services.bulk`` (which logs its rows in the same call) marks it."""
+    lst = lists.create_list(_uow(db, tenant), "Core")
+    before = _state(db, tenant)
+    table = cast(Table, MailingList.__table__)
+    for statement in (
+        update(table).where(table.c.account_id == tenant.account_id).values(name="renamed unlogged"),
+        delete(table).where(table.c.id == lst.id),
+        insert(table).values(id="lst_core", account_id=tenant.account_id, name="Inserted unlogged"),
+    ):
+        with pytest.raises(UnloggedChangeError, match="outside a flush"), _uow(db, tenant) as uow:
+            run = uow.session.execute if through == "session" else uow.session.connection().execute
+            run(statement)
+            uow.commit()
+    assert _state(db, tenant) == before
+    with db.reader() as s:
+        kept = s.get(MailingList, lst.id)
+        assert kept is not None and kept.name == "Core"
 
 
 def test_an_entry_for_another_account_cannot_cover_a_change(db: Database, tenant: Tenant) -> None:

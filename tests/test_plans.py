@@ -25,7 +25,7 @@ from activitylog.db.models import Account, ActivityEntry
 from activitylog.log.filters import NAMES, parse_filter
 from activitylog.log.query import entries_page
 from activitylog.log.record import ip_key
-from conftest import PG_ENV, fresh_postgres_database
+from conftest import PG_ENV, fresh_postgres_database, unguarded
 
 ACCOUNT = "acc_plans"
 ENTRIES = 4000
@@ -110,7 +110,7 @@ def planned(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     for url in urls:
         db = connect(url)
         upgrade(db)
-        with db.engine.begin() as conn:
+        with unguarded(db) as conn:
             conn.execute(
                 insert(cast(Table, Account.__table__)), {"id": ACCOUNT, "name": "Plans", "created_at": START}
             )

@@ -315,15 +315,19 @@ def connect(url: str, **engine_kwargs: Any) -> Database:
             _ping_after_idle(engine)
         event.listen(engine, "checkout", _unprepared)
         read_engine = engine
-    writer = sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
-    reader = sessionmaker(bind=read_engine, expire_on_commit=False)
-    event.listen(writer, "before_flush", check_flush)  # both engines store the same text (db/limits.py)
-    # The choke point's guard, on this database's own factories: no session it makes can commit an audited
-    # change without its entry, whatever the process imported first. (The one import of the log from here.)
-    from activitylog.log.record import install  # noqa: PLC0415  (log imports db: resolved at call time)
+    # The choke point's guard, on this database's own factories and engine: no session it makes can commit
+    # an audited change without its entry, whatever the process imported first. (The one import of the log
+    # from here: log imports db, so it is resolved at call time.)
+    from activitylog.log.guard import GuardedSession, guard_engine  # noqa: PLC0415
+    from activitylog.log.record import install  # noqa: PLC0415
 
+    guarded: type[Session] = GuardedSession
+    writer = sessionmaker(bind=engine, class_=guarded, expire_on_commit=False, autoflush=True)
+    reader = sessionmaker(bind=read_engine, class_=guarded, expire_on_commit=False)
+    event.listen(writer, "before_flush", check_flush)  # both engines store the same text (db/limits.py)
     for factory in (writer, reader):
         install(factory)
+    guard_engine(engine)
     if engine.dialect.name == "postgresql":
         for factory in (writer, reader):
             event.listen(factory, "after_begin", _on_session_begin)

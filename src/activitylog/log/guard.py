@@ -1,25 +1,32 @@
 """The choke point's enforcement: no audited row changes without an activity entry in the same transaction.
 
 Every flush collects the field-level changes of :class:`~activitylog.db.models.Audited` rows into the
-session; ``record()`` claims them for an entry; a commit with unclaimed changes is refused. ORM bulk
-statements on audited tables are refused outright because they bypass per-row change tracking. So a new code
-path that forgets to log cannot commit, whoever wrote it.
+session; ``record()`` claims them for an entry; a commit with unclaimed changes is refused. Statements that
+write audited tables outside a flush bypass per-row change tracking, so they are refused outright: ORM bulk
+statements, and Core ``INSERT``/``UPDATE``/``DELETE`` on an audited table through a session or its
+connection, unless marked :data:`LOGGED_BY_CALLER` (``services.bulk``, whose every write hands its rows to
+``record()`` in the same call). So a new code path that forgets to log cannot commit, whoever wrote it.
+(SQL text is not read: the product writes no audited table with it.)
 
-The listeners go on each :class:`~activitylog.db.base.Database`'s own session factories, installed by
-``db.base.connect`` (through ``log.record.install``): every session the product opens is guarded whatever
-the process imported, and sessions that are not the product's are left alone.
+The listeners go on each :class:`~activitylog.db.base.Database`'s own session factories and engine,
+installed by ``db.base.connect`` (through ``log.record.install``): every session the product opens is
+guarded whatever the process imported, and sessions that are not the product's are left alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import event, inspect
+from sqlalchemy import Connection, Engine, event, inspect
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction, sessionmaker
+from sqlalchemy.sql.dml import UpdateBase
 
+from activitylog.db.base import Base
 from activitylog.db.models import Audited
 from activitylog.log.chain import format_instant
 
@@ -138,12 +145,52 @@ def _refuse_bulk(state: ORMExecuteState) -> None:
         )
 
 
+LOGGED_BY_CALLER = "activitylog_logged_by_caller"
+"""The execution option of a Core write to an audited table whose rows its caller hands to ``record()``."""
+
+_FLUSHING = ContextVar("activitylog.flushing", default=False)
+
+
+class GuardedSession(Session):
+    """A session whose flushes the statement guard knows: the writes a flush emits are the rows the guard
+    collects, so they are the only unmarked writes to audited tables it lets through."""
+
+    def flush(self, objects: Sequence[Any] | None = None) -> None:
+        token = _FLUSHING.set(True)
+        try:
+            super().flush(objects)
+        finally:
+            _FLUSHING.reset(token)
+
+
+@cache
+def audited_tables() -> frozenset[str]:
+    return frozenset(t.name for m in Base.registry.mappers if issubclass(m.class_, Audited) for t in m.tables)
+
+
+def _refuse_core_writes(
+    _conn: Connection, statement: Any, _multi: Any, _params: Any, options: Mapping[str, Any]
+) -> None:
+    if not isinstance(statement, UpdateBase) or _FLUSHING.get() or options.get(LOGGED_BY_CALLER):
+        return
+    table = getattr(getattr(statement, "table", None), "name", None)
+    if table in audited_tables():
+        raise UnloggedChangeError(
+            f"{type(statement).__name__} on audited table {table} outside a flush bypasses the log"
+        )
+
+
 def install(factory: sessionmaker[Session]) -> None:
     """Guard every session ``factory`` makes."""
     event.listen(factory, "after_flush", _collect)
     event.listen(factory, "before_commit", _refuse_unlogged)
     event.listen(factory, "after_soft_rollback", _forget)
     event.listen(factory, "do_orm_execute", _refuse_bulk)
+
+
+def guard_engine(engine: Engine) -> None:
+    """Refuse the Core writes to audited tables that no flush emits and no caller logs, on ``engine``."""
+    event.listen(engine, "before_execute", _refuse_core_writes)
 
 
 def claim_changes(session: Session) -> list[RowChange]:

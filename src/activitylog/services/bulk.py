@@ -28,6 +28,7 @@ from activitylog.log.record import Resource
 from activitylog.services.uow import UnitOfWork
 
 M = TypeVar("M", bound=Audited)
+_LOGGED = {guard.LOGGED_BY_CALLER: True}  # each write below hands its rows to record() in the same call
 
 
 def _table(model: type[Audited]) -> Table:
@@ -71,7 +72,7 @@ def _values(obj: Audited) -> dict[str, Any]:
 
 @cache
 def _insert(table: Table) -> sa.Insert:
-    return sa.insert(table)
+    return sa.insert(table).execution_options(**_LOGGED)
 
 
 def create(
@@ -113,12 +114,12 @@ def _select(table: Table, key: tuple[str, ...]) -> sa.Select[Any]:
 
 @cache
 def _update(table: Table, key: tuple[str, ...]) -> sa.Update:
-    return sa.update(table).where(_where(table, key))
+    return sa.update(table).where(_where(table, key)).execution_options(**_LOGGED)
 
 
 @cache
 def _delete(table: Table, key: tuple[str, ...]) -> ReturningDelete[Any]:
-    return sa.delete(table).where(_where(table, key)).returning(*table.columns)
+    return sa.delete(table).where(_where(table, key)).returning(*table.columns).execution_options(**_LOGGED)
 
 
 def _found(model: type[M], key: dict[str, Any], result: sa.CursorResult[Any]) -> tuple[M, dict[str, Any]]:
