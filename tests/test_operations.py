@@ -5,6 +5,7 @@ stopped with it, restarted when it dies, doing the sending the web process no lo
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import signal
@@ -21,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
@@ -344,6 +346,27 @@ def test_serve_logs_one_json_line_per_request_without_query_strings(db: Database
     missing = [line for line in requests if line["route"] == "/api/v1/lists/{list_id}"]
     assert [line["status"] for line in missing] == [404]
     assert all(line["request_id"] for line in requests)  # a generated id when the caller sent none
+
+
+def test_an_unexpected_error_is_logged_by_its_route_and_without_the_statements_values(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 500's log line names the route's template, not the path (``/suppressions/{email}`` holds an
+    address), and a failed statement's error carries no bound values (an address, a name) into it."""
+    address = f"someone-{secrets.token_hex(4)}@subscriber.example"
+
+    def failing_route(app: FastAPI) -> None:
+        @app.get("/api/v1/boom/{email}")
+        def boom(email: str) -> None:
+            with db.engine.connect() as connection:
+                connection.execute(text("SELECT * FROM no_such_table WHERE email = :email"), {"email": email})
+
+    with serving(db, failing_route) as running, caplog.at_level(logging.ERROR):
+        answer = httpx.get(f"{running.url}/api/v1/boom/{address}", timeout=30)
+    assert answer.status_code == 500 and address not in answer.text
+    logged = "\n".join(record.getMessage() + (record.exc_text or "") for record in caplog.records)
+    assert "unhandled error on GET /api/v1/boom/{email}" in logged and "no_such_table" in logged
+    assert address not in logged
 
 
 @pytest.mark.slow

@@ -291,6 +291,9 @@ class Database:
 
 def connect(url: str, **engine_kwargs: Any) -> Database:
     url = normalize_url(url)
+    # A failed statement's error (and so a 500's logged traceback) shows its SQL, not its values: they are
+    # subscribers' addresses and names, tokens' hashes.
+    engine_kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         waits = SQLITE_BUSY_MS / 1000
         engine_kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": waits})

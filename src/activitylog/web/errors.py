@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from activitylog.errors import DomainError
 from activitylog.services.auth import Refused, RevokedApiKey, log_revoked_key_use
 from activitylog.web.deps import get_context, get_db
+from activitylog.web.observe import route_template
 from activitylog.web.refusals import log_refused
 
 log = logging.getLogger("activitylog")
@@ -146,11 +147,13 @@ def install(app: FastAPI) -> None:
             return await _unexpected(request, exc)
         # The database went away (a restart, a failover); the pool has dropped its connections and the
         # next request connects afresh, so the caller may simply retry.
-        log.warning("database connection lost on %s %s: %s", request.method, request.url.path, exc.orig)
+        route = route_template(request.scope)
+        log.warning("database connection lost on %s %s: %s", request.method, route, exc.orig)
         body = error_body("unavailable", "the database connection was lost; retry the request")
         return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        # The route's template, never the path: a path can hold an address (``/suppressions/{email}``).
+        log.exception("unhandled error on %s %s", request.method, route_template(request.scope))
         return JSONResponse(error_body("internal", "internal error; it has been logged"), status_code=500)
