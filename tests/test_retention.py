@@ -469,6 +469,14 @@ def test_legal_holds_are_created_listed_released_and_logged(tenant: Tenant) -> N
             ).status_code
             == 422
         )
+        for field, edge in (  # valid where given, past the years 1-9999 in UTC
+            ("since", "9999-12-31T23:59:59-05:00"),
+            ("until", "9999-12-31T23:00:00-05:00"),
+            ("since", "0001-01-01T00:00:00+05:00"),
+        ):
+            answer = client.post("/api/v1/legal-holds", json={"reason": "x", field: edge})
+            assert answer.status_code == 422 and answer.json()["error"]["field"] == field, answer.text
+            assert "years 1-9999" in answer.json()["error"]["message"]
         made = client.post("/api/v1/legal-holds", json={"reason": "Case 42", "since": _ago(30)})
         assert made.status_code == 201, made.text
         hold = made.json()

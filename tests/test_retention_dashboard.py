@@ -84,6 +84,9 @@ def test_retention_holds_and_the_purge_history_from_the_page(server: Server) -> 
     backwards = {"reason": "audit", "since": "2026-03-02T00:00", "until": "2026-03-01T00:00", "tz": "UTC"}
     response = client.post("/retention/holds", data={**backwards, "csrf_token": token})
     assert response.status_code == 422 and "until" in response.text and 'value="audit"' in response.text
+    late = {"reason": "audit", "since": "9999-12-31T23:59", "tz": "America/New_York", "csrf_token": token}
+    response = client.post("/retention/holds", data=late)  # past year 9999 once in UTC
+    assert response.status_code == 422 and "years 1-9999" in response.text, response.text
     blank = client.post("/retention/holds", data={"reason": "  ", "csrf_token": token})
     assert blank.status_code == 422 and "reason" in blank.text
     held = {"reason": "Case 42 <b>", "since": "2026-03-01T09:30", "tz": "Europe/Paris", "csrf_token": token}

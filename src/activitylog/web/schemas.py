@@ -8,6 +8,7 @@ from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -26,6 +27,19 @@ from activitylog.services.retention import MAX_RETENTION_DAYS
 T = TypeVar("T")
 
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))+$")
+
+
+def _in_utc(value: datetime) -> datetime:
+    """An aware instant in UTC, where the database keeps it: one that leaves years 1-9999 there (late on
+    9999-12-31 west of Greenwich) is refused here, not a 500 when it is bound."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("outside years 1-9999 in UTC") from None
+
+
+UtcInstant = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+"""An instant given with its time zone (Z or an offset), kept in UTC."""
 
 
 def _hostname(value: str) -> str:
@@ -300,9 +314,9 @@ class ScheduleIn(Input):
         if self.send_at.tzinfo is None:
             raise ValueError("send_at: give a time zone (Z or an offset)")
         try:
-            self.send_at = self.send_at.astimezone(UTC)
-        except OverflowError:
-            raise ValueError("send_at: outside years 1-9999 in UTC") from None
+            self.send_at = _in_utc(self.send_at)
+        except ValueError as exc:
+            raise ValueError(f"send_at: {exc}") from None
         return self
 
 

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from activitylog.db.models import LegalHold
 from activitylog.services import retention
@@ -15,7 +15,7 @@ from activitylog.services.listing import page
 from activitylog.services.uow import UnitOfWork
 from activitylog.web.api import ERROR_RESPONSES, Cursor, Limit
 from activitylog.web.deps import Db, allowed, uow_for
-from activitylog.web.schemas import Input, Page
+from activitylog.web.schemas import Input, Page, UtcInstant
 
 router = APIRouter(prefix="/api/v1/legal-holds", tags=["retention"], responses=ERROR_RESPONSES)
 
@@ -38,10 +38,10 @@ Reason = Annotated[
 
 class LegalHoldIn(Input):
     reason: Reason
-    since: AwareDatetime | None = Field(
+    since: UtcInstant | None = Field(
         default=None, description="the first instant held (default: the log's beginning); with a time zone"
     )
-    until: AwareDatetime | None = Field(
+    until: UtcInstant | None = Field(
         default=None, description="the last instant held (default: open, every later entry too)"
     )
 
