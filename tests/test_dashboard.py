@@ -122,6 +122,9 @@ def test_bad_form_input_is_shown_on_the_form_and_not_logged(tenant: Tenant) -> N
         "/segments", data={"name": "S", "list_id": "lst_x", "conditions": "[", "csrf_token": token}
     )
     assert response.status_code == 422 and "conditions: not valid JSON" in response.text
+    deep = {"name": "S", "list_id": "lst_x", "conditions": "[" * 100_000, "csrf_token": token}
+    response = client.post("/segments", data=deep)  # nested past the parser's depth: no 500
+    assert response.status_code == 422 and "conditions: not valid JSON" in response.text
     assert len(entries(tenant)) == before
 
 

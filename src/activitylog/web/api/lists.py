@@ -122,7 +122,7 @@ def _import_rows(content_type: str, raw: bytes) -> list[Any]:
     if content_type.startswith("application/json"):
         try:
             rows = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested past the parser's depth is no contact list either
             raise InvalidInput("body", "not valid JSON") from None
         if not isinstance(rows, list):
             raise InvalidInput("body", "expected a JSON array of contacts")

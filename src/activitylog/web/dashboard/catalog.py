@@ -200,7 +200,7 @@ def cleaned(fields: tuple[FormField, ...], values: dict[str, Any], editing: bool
         if f.kind == "json":
             try:
                 out[f.name] = json.loads(value)
-            except ValueError:
+            except (ValueError, RecursionError):  # nested past the parser's depth
                 raise InvalidInput(f.name, "not valid JSON") from None
         elif f.kind == "datetime":
             zone = _zone(values)
