@@ -101,6 +101,7 @@ def test_bad_filters_and_names_are_refused_naming_the_field(tenant: Tenant) -> N
         ),
         ({"name": "x", "filter": {"resource": "dom_1"}}, "filter"),
         ({"name": "x", "filter": {"actor": 7}}, "filter"),
+        ({"name": "x", "filter": {"action": " "}}, "filter.action"),
         ({"name": "   ", "filter": {}}, "name"),
         ({"name": "x" * 201}, "name"),
         ({"filter": {}}, "name"),

@@ -22,8 +22,12 @@ def encode(field: str, value: Any) -> str:
 
 
 def decode(field: str, cursor: str) -> Any:
-    """The value of ``field`` in ``cursor``, unchecked beyond being there (the caller checks its type)."""
+    """The value of ``field`` in ``cursor``, which must be exactly what :func:`encode` makes of it (no other
+    field, no other spelling); its type is the caller's to check."""
     try:
-        return json.loads(base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()))[field]
-    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        value = json.loads(base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()))[field]
+    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
         raise InvalidInput("cursor", REFUSED) from None
+    if encode(field, value) != cursor:
+        raise InvalidInput("cursor", REFUSED)
+    return value

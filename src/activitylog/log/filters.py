@@ -267,15 +267,17 @@ def parse_filter_object(
 ) -> tuple[dict[str, str], ActivityFilter]:
     """The filters as a JSON object (a stream's or a saved view's ``filter``): the same names, values and
     errors as the query parameters, each error named ``<field>.<name>``; a list value is the comma's OR.
-    Returns the values as given (strings, empty ones dropped) and the parsed filter."""
+    An empty value is refused, as an empty query parameter is: a filter that was asked for and not
+    applied must not look like one that was. Returns the values as given (strings) and the parsed filter."""
     values: dict[str, str] = {}
     for name, value in (raw or {}).items():
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             value = ",".join(value)
         if not isinstance(value, str):
             raise InvalidInput(f"{field}.{name}", "must be a string (a comma means OR) or a list of strings")
-        if value.strip():
-            values[name] = value
+        if not value.strip():
+            raise InvalidInput(f"{field}.{name}", "empty; leave the filter out or give it a value")
+        values[name] = value
     unknown = sorted(set(values) - set(NAMES))
     if unknown:
         raise InvalidInput(field, f"unknown filter {', '.join(unknown)}; one of {', '.join(sorted(NAMES))}")

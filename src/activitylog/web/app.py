@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi_offline import FastAPIOffline
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -36,6 +36,7 @@ from activitylog.web.api import (
 from activitylog.web.context import request_id
 from activitylog.web.guards import EdgeGuards
 from activitylog.web.observe import ObservedRequests
+from activitylog.web.params import check_route_query
 
 
 class RequestIdMiddleware:
@@ -100,15 +101,17 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         proofs,
         timeline,  # before activity: its /{seq} would take /histogram
         activity,
-        ops,
+        streams,
+        legal_holds,
+        erasures,
+        saved_views,
+        alerts,
     ):
-        app.include_router(module.router)
-    app.include_router(streams.router)
+        # A query parameter the endpoint does not declare, given twice or empty is a 422 naming it, never
+        # silently dropped (web/params.py).
+        app.include_router(module.router, dependencies=[Depends(check_route_query)])
+    app.include_router(ops.router)
     streams.install_metrics(app.state.db)  # stream lag and failures on /metrics
-    app.include_router(legal_holds.router)
-    app.include_router(erasures.router)
-    app.include_router(saved_views.router)
-    app.include_router(alerts.router)
     dashboard.install(app)
     app.add_middleware(EdgeGuards)
     app.add_middleware(ObservedRequests)  # inside the request id, outside everything that answers

@@ -9,6 +9,7 @@ filter that was not applied must never look like one that was.
 from __future__ import annotations
 
 from collections.abc import Collection
+from urllib.parse import unquote_plus
 
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
@@ -20,6 +21,7 @@ from activitylog.errors import InvalidInput
 def check_query(request: Request, known: Collection[str], *, empty_ok: Collection[str] = ()) -> None:
     """Refuse unknown, repeated and empty parameters (every parameter here takes one value; a comma inside
     it means OR). ``empty_ok`` names those whose empty value means "not given"."""
+    _refuse_bytes_not_utf8(request)
     seen: set[str] = set()
     for name, value in request.query_params.multi_items():
         if name not in known:
@@ -29,6 +31,19 @@ def check_query(request: Request, known: Collection[str], *, empty_ok: Collectio
         seen.add(name)
         if not value.strip() and name not in empty_ok:
             raise InvalidInput(name, "empty; leave the parameter out or give it a value")
+
+
+def _refuse_bytes_not_utf8(request: Request) -> None:
+    """The query as parsed has each byte sequence that is not UTF-8 replaced (U+FFFD): a filter no entry
+    can hold, which would answer an empty page as if it were a real one. Refused, naming the parameter."""
+    raw = request.scope.get("query_string", b"").decode("latin-1")
+    for pair in raw.split("&"):
+        name, _, value = pair.partition("=")
+        for part in (name, value):
+            try:
+                unquote_plus(part, errors="strict")
+            except UnicodeDecodeError:
+                raise InvalidInput(unquote_plus(name), "not valid UTF-8") from None
 
 
 def check_route_query(request: Request) -> None:

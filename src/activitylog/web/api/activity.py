@@ -23,7 +23,6 @@ from activitylog.services.exports import log_export
 from activitylog.services.uow import UnitOfWork
 from activitylog.web.api import ERROR_RESPONSES, Cursor, Limit, json_page
 from activitylog.web.deps import Db, LogReader, get_context, get_signer, get_verify_runs
-from activitylog.web.params import check_route_query
 from activitylog.web.schemas import EntryOut, ManifestOut, Page, VerifyOut
 
 router = APIRouter(prefix="/api/v1/activity", tags=["activity log"], responses=ERROR_RESPONSES)
@@ -34,17 +33,14 @@ def _filter_dependency() -> Callable[..., Awaitable[ActivityFilter]]:
     """The filters of ``log/filters.py`` as query parameters, each with its declared description and
     length, so the OpenAPI schema and the parsing read the one table."""
 
-    async def activity_filter(request: Request, **values: str | None) -> ActivityFilter:
+    async def activity_filter(**values: str | None) -> ActivityFilter:
         """The contract's filters (comma = OR inside one, AND across them). Parsing only, no I/O: on the
-        event loop, not a worker thread. A parameter the endpoint does not take, or one given twice or
-        empty, is refused rather than dropped: a mistyped filter must not answer as if no filter had
-        been asked."""
-        check_route_query(request)
+        event loop, not a worker thread. (A parameter the endpoint does not take, or one given twice or
+        empty, was refused before: every API route checks its query, ``web/params.py``.)"""
         return parse_filter(**values)
 
     keyword = inspect.Parameter.KEYWORD_ONLY
-    parameters = [inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request)]
-    parameters += [
+    parameters = [
         inspect.Parameter(
             spec.name,
             keyword,
