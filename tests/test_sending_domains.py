@@ -276,6 +276,18 @@ def test_verify_asks_dns_and_verifies_only_when_every_record_holds(tenant: Tenan
         assert all(c["ok"] for c in entry["changes"]["dns"]["to"].values())
         assert entry["changes"]["dns"]["to"]["return_path"]["detail"] == f"bounces go to mx.{domain}"
 
+        # The tracking domain is no record the checks read: changing it keeps the domain verified.
+        r = client.patch(f"/api/v1/sending-domains/{domain_id}", json={"tracking_domain": f"t.{domain}"})
+        assert r.status_code == 200 and r.json()["status"] == "verified", r.text
+        changed = client.get("/api/v1/activity", params={"action": "sending_domain.update", "limit": 1})
+        assert changed.json()["data"][0]["changes"] == {
+            "tracking_domain": {"from": None, "to": f"t.{domain}"}
+        }
+        # A DNS-facing one sends it back to pending.
+        r = client.patch(f"/api/v1/sending-domains/{domain_id}", json={"dkim_selector": "s2"})
+        assert r.json()["status"] == "pending" and r.json()["verified_at"] is None
+        client.patch(f"/api/v1/sending-domains/{domain_id}", json={"dkim_selector": "activitylog"})
+
         # Two SPF policies are an error for every receiver: verifying again now fails.
         zone.publish(f"bounce.{domain}", "TXT", "v=spf1 -all")
         r = client.post(f"/api/v1/sending-domains/{domain_id}/verify")

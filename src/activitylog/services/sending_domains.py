@@ -48,7 +48,7 @@ def update_domain(uow: UnitOfWork, domain_id: str, values: dict[str, Any]) -> Se
     with uow:
         row = uow.get(SendingDomain, domain_id, what="sending domain")
         values = _sealed_key(row, values)
-        changes_dns = any(getattr(row, k) != v for k, v in values.items())
+        changes_dns = any(getattr(row, k) != v for k, v in values.items() if k in DNS_FIELDS)
         if changes_dns and row.status != "pending":
             values = {**values, "status": "pending", "verified_at": None}
         crud.update(uow, row, values)
