@@ -273,11 +273,8 @@ def test_a_complaint_suppresses_the_address_and_a_disabled_rule_does_nothing(ten
     with tenant.key_client() as client:
         rule_id = _rule(client, "Suppress complainers", {"event": "complaint"}, "suppress_address")
         event = {"id": "evt-1", "type": "complaint", "email": "Angry@Example.com"}
-        assert client.post("/api/v1/delivery-events", json=[event]).json() == {
-            "accepted": 1,
-            "duplicates": 0,
-            "actions": 1,
-        }
+        posted = client.post("/api/v1/delivery-events", json=[event], headers={"X-Request-ID": "mta-batch-1"})
+        assert posted.json() == {"accepted": 1, "duplicates": 0, "actions": 1}
         again = client.post("/api/v1/delivery-events", json=[event]).json()
         assert again == {"accepted": 0, "duplicates": 1, "actions": 0}  # idempotent by id
         suppressed = [s["email"] for s in client.get("/api/v1/suppressions").json()["data"]]
@@ -294,6 +291,8 @@ def test_a_complaint_suppresses_the_address_and_a_disabled_rule_does_nothing(ten
     assert entry[0]["action"] == "address.suppress"
     assert entry[0]["actor"] == {"type": "rule", "id": rule_id, "name": "Suppress complainers"}
     assert entry[0]["changes"]["trigger"]["to"]["event_id"] == "evt-1"
+    # What set the rule off: the request that posted the event, its id and address.
+    assert entry[0]["request_id"] == "mta-batch-1" and entry[0]["ip"] == "127.0.0.1"
 
 
 def _suppressions(client: httpx.Client) -> dict[str, dict[str, Any]]:

@@ -205,9 +205,12 @@ def apply_rules(uow: UnitOfWork, events: list[DeliveryEvent], now: datetime) -> 
     return actions
 
 
-def ingest(db: Database, account_id: str, events: list[dict[str, Any]], poster: Actor) -> Ingested:
-    """Store a batch from the agent (``poster``, whose credential sent it) and act on it, all or nothing."""
-    with UnitOfWork(db, account_id=account_id, actor=poster, context=RequestContext()) as uow:
+def ingest(
+    db: Database, account_id: str, events: list[dict[str, Any]], poster: Actor, context: RequestContext
+) -> Ingested:
+    """Store a batch from the agent (``poster``, whose credential sent it, in the request ``context``) and act
+    on it, all or nothing. A rule's entries carry that request's address and id: what set the rule off."""
+    with UnitOfWork(db, account_id=account_id, actor=poster, context=context) as uow:
         stored = _store(uow, events)
         actions = apply_rules(uow, stored, datetime.now(UTC)) if stored else 0
         uow.commit()

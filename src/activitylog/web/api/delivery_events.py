@@ -9,7 +9,7 @@ from pydantic import BaseModel, EmailStr, Field, model_validator
 
 from activitylog.services.feedback import ingest
 from activitylog.web.api import ERROR_RESPONSES
-from activitylog.web.deps import Db, Writer
+from activitylog.web.deps import Context, Db, Writer
 from activitylog.web.schemas import Input
 
 router = APIRouter(prefix="/api/v1/delivery-events", tags=["delivery events"], responses=ERROR_RESPONSES)
@@ -37,7 +37,11 @@ class IngestedOut(BaseModel):
 
 @router.post("", response_model=IngestedOut)
 def post_events(
-    events: Annotated[list[DeliveryEventIn], Field(min_length=1, max_length=1000)], caller: Writer, db: Db
+    events: Annotated[list[DeliveryEventIn], Field(min_length=1, max_length=1000)],
+    caller: Writer,
+    db: Db,
+    context: Context,
 ) -> dict[str, Any]:
-    result = ingest(db, caller.account_id, [e.model_dump(mode="python") for e in events], caller.actor)
+    rows = [e.model_dump(mode="python") for e in events]
+    result = ingest(db, caller.account_id, rows, caller.actor, context)
     return {"accepted": result.accepted, "duplicates": result.duplicates, "actions": result.actions}
