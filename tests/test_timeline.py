@@ -11,12 +11,13 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import Table, delete, event, insert, text
 
+from activitylog.db.models import ActivityCount
 from activitylog.log import counts
 from activitylog.log.buckets import floor
 from activitylog.log.query import parse_filter
@@ -447,6 +448,34 @@ def test_verify_finds_counts_that_disagree_with_the_log(history: History) -> Non
     assert rebuilt.returncode == 0, rebuilt.stderr
     with db.reader() as session:
         assert verify_account(session, history.account_id).ok
+
+
+@pytest.mark.parametrize("tamper", ["an hour of the last day lost", "an hour counted that has no entries"])
+def test_verify_names_the_first_hour_whose_counts_are_wrong(history: History, tamper: str) -> None:
+    """The counts are compared a day at a time: a wrong hour on a later day, or a day the entries never
+    reach, is found all the same, and named."""
+    db = history.server.db
+    counts.catch_up(db, history.account_id)
+    table = cast(Table, ActivityCount.__table__)
+    c = table.c
+    hour = history.start + timedelta(hours=70)  # the last day's only busy hour
+    with db.engine.begin() as conn:
+        if tamper.startswith("an hour of the last day"):
+            conn.execute(delete(table).where(c.account_id == history.account_id, c.start == hour))
+        else:
+            hour = history.start + timedelta(days=9, hours=3)
+            conn.execute(
+                insert(table).values(
+                    account_id=history.account_id, grain="type", unit="hour", start=hour,
+                    actor_type="system", actor_id="", action="", resource_type="", entries=1,
+                )
+            )  # fmt: skip
+    with db.reader() as session:
+        verdict = verify_account(session, history.account_id)
+    assert not verdict.ok and f"hour from {hour.isoformat().replace('+00:00', 'Z')}" in (verdict.reason or "")
+    if tamper.startswith("an hour of the last day"):
+        first_then = [e["seq"] for e in history.entries() if e["occurred_at"] >= hour.strftime("%Y-%m-%dT%H")]
+        assert verdict.first_bad_seq == min(first_then)
 
 
 def test_openapi_documents_both_endpoints() -> None:
