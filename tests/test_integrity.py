@@ -74,6 +74,7 @@ TENANT_TABLES = (
 
 
 PROTECTIONS: dict[str, dict[str, set[str]]] = {
+    "0027": {"sqlite": set(), "postgresql": set()},  # a key's cascade dropped (saved views)
     "0026": {"sqlite": set(), "postgresql": set()},  # a key dropped; the rebuilt table keeps its guards
     "0025": {  # PostgreSQL: the log's deletes checked once per statement (the row guard lets them through)
         "sqlite": set(),
