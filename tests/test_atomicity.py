@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import cast
 
 import pytest
-from sqlalchemy import Table, delete, func, insert, select, text, update
+from sqlalchemy import Table, alias, delete, func, insert, select, text, update
 
 from activitylog.db.base import Base, Database
 from activitylog.db.models import ActivityEntry, Audited, Broadcast, ChainHead, MailingList
@@ -154,6 +154,7 @@ def test_core_writes_to_audited_tables_are_refused(db: Database, tenant: Tenant,
         update(table).where(table.c.account_id == tenant.account_id).values(name="renamed unlogged"),
         delete(table).where(table.c.id == lst.id),
         insert(table).values(id="lst_core", account_id=tenant.account_id, name="Inserted unlogged"),
+        update(other := alias(table, "other_name")).where(other.c.id == lst.id).values(name="aliased"),
     ):
         with pytest.raises(UnloggedChangeError, match="outside a flush"), _uow(db, tenant) as uow:
             run = uow.session.execute if through == "session" else uow.session.connection().execute

@@ -173,7 +173,9 @@ def _refuse_core_writes(
 ) -> None:
     if not isinstance(statement, UpdateBase) or _FLUSHING.get() or options.get(LOGGED_BY_CALLER):
         return
-    table = getattr(getattr(statement, "table", None), "name", None)
+    target = getattr(statement, "table", None)
+    target = getattr(target, "original", target)  # an alias writes its table's rows
+    table = getattr(target, "name", None)
     if table in audited_tables():
         raise UnloggedChangeError(
             f"{type(statement).__name__} on audited table {table} outside a flush bypasses the log"
