@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from datetime import UTC, datetime
-from typing import cast
+from typing import Any, cast
 
 import pytest
 from sqlalchemy import Table, alias, delete, func, insert, select, text, update
@@ -150,11 +150,12 @@ def test_core_writes_to_audited_tables_are_refused(db: Database, tenant: Tenant,
     lst = lists.create_list(_uow(db, tenant), "Core")
     before = _state(db, tenant)
     table = cast(Table, MailingList.__table__)
+    other: Any = alias(table, "other_name")  # the same table by another name
     for statement in (
         update(table).where(table.c.account_id == tenant.account_id).values(name="renamed unlogged"),
         delete(table).where(table.c.id == lst.id),
         insert(table).values(id="lst_core", account_id=tenant.account_id, name="Inserted unlogged"),
-        update(other := alias(table, "other_name")).where(other.c.id == lst.id).values(name="aliased"),
+        update(other).where(other.c.id == lst.id).values(name="aliased"),
     ):
         with pytest.raises(UnloggedChangeError, match="outside a flush"), _uow(db, tenant) as uow:
             run = uow.session.execute if through == "session" else uow.session.connection().execute
