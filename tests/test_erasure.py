@@ -14,6 +14,7 @@ import json
 import secrets
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from activitylog.log.verify_export import (
 )
 from activitylog.services import accounts, erasure, lists, suppressions
 from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
-from conftest import Server, Tenant, app_role_on, make_tenant, run_auditor_tool, run_cli
+from conftest import Server, Tenant, app_role_on, make_tenant, run_auditor_tool, run_cli, serving
 from test_go_checker import Checker, checkpointcheck  # noqa: F401  (the Go checker's fixture)
 from test_secrets import database_dump
 
@@ -210,6 +211,68 @@ def _bytes_of(path: str) -> bytes:
         "sys.stdout.buffer.write(p.read_bytes() if p.exists() else b'')"
     )
     return subprocess.run([sys.executable, "-c", reader, path], capture_output=True, check=True).stdout
+
+
+@pytest.fixture(scope="module")
+def open_server(db: Database) -> Iterator[Server]:
+    """A server that lets streams deliver to loopback (the stream below never sends)."""
+    with serving(db, stream_allow_private=True) as running:
+        yield running
+
+
+def test_an_erasure_takes_the_address_out_of_what_people_typed(open_server: Server) -> None:
+    """A segment's condition, a saved view's and a stream's filter that name the address (in any case) are
+    personal values too: v2 in their entries, and the erasure replaces them in the rows (by the pseudonym:
+    the segment then matches no one, the view and the stream find nothing) and in the log."""
+    tenant = make_tenant(open_server, "Typed")
+    address = f"typed-{secrets.token_hex(6)}@subscriber.example"
+    owner = tenant.session_client()
+    with tenant.key_client() as client:
+        lst = _ok(client.post("/api/v1/lists", json={"name": "Typed"}), 201)["id"]
+        _ok(client.post(f"/api/v1/lists/{lst}/contacts", json={"email": address}), 201)
+        conditions = [
+            {"field": "email", "op": "equals", "value": f" {address.upper()} "},
+            {"field": "status", "op": "equals", "value": "subscribed"},
+        ]
+        segment = _ok(
+            client.post("/api/v1/segments", json={"name": "Them", "list_id": lst, "conditions": conditions}),
+            201,
+        )
+        stream = _ok(
+            client.post(
+                "/api/v1/streams",
+                json={
+                    "name": "Theirs",
+                    "type": "webhook",
+                    "url": "http://127.0.0.1:9/",
+                    "filter": {"resource_id": address},
+                },
+            ),
+            201,
+        )
+        view = _ok(owner.post("/api/v1/saved-views", json={"name": "Them", "filter": {"q": address}}), 201)
+        typed = [
+            e
+            for e in entries(client)
+            if e["action"] in ("segment.create", "stream.create", "saved_view.create")
+        ]
+        assert len(typed) == 3 and all(e.get("chain_version") == 2 for e in typed)
+
+        erased = _ok(client.post("/api/v1/erasures", json={"email": address}), 201)
+        pseudonym = erased["id"]
+        kept = _ok(client.get(f"/api/v1/segments/{segment['id']}"))["conditions"]
+        assert kept == [{**conditions[0], "value": pseudonym}, conditions[1]]
+        assert _ok(client.get(f"/api/v1/streams/{stream['id']}"))["filter"] == {"resource_id": pseudonym}
+        assert _ok(owner.get(f"/api/v1/saved-views/{view['id']}"))["filter"] == {"q": pseudonym}
+        after = entries(client)
+        assert address not in json.dumps(after).lower()
+        request = next(e for e in after if e["action"] == "contact.erase")
+        for rtype, rid in (("segment", segment["id"]), ("stream", stream["id"]), ("saved_view", view["id"])):
+            assert request["changes"][f"{rtype}_ids"] == {"from": [rid], "to": [rid]}
+        assert all(by["erased"] is True for by in after if by["seq"] in {e["seq"] for e in typed})
+        assert _ok(client.get("/api/v1/activity/verify"))["ok"] is True
+    dump = database_dump(open_server.db)
+    assert address not in dump.lower()
 
 
 def test_the_stdlib_verifier_catches_a_tampered_v2_entry(tenant: Tenant, tmp_path: Path) -> None:

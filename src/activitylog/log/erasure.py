@@ -50,18 +50,24 @@ class Scrub:
 
 
 def _like_anywhere(value: str) -> str:
-    """A LIKE pattern matching ``value``'s JSON text anywhere in ``changes`` (``\\`` escapes)."""
-    literal = canonical_json(value).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    """A LIKE pattern matching ``value``'s JSON text anywhere in ``changes``, inside a string too (a typed
+    value may hold spaces around it; ``\\`` escapes)."""
+    literal = canonical_json(value)[1:-1].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{literal}%"
 
 
 def _candidates(session: Session, account_id: str, email: str, contact_ids: set[str]) -> list[Row[Any]]:
     """The account's v2 entries that may hold the address or belong to one of the contacts."""
     e = _entries.c
+    anywhere = _like_anywhere(email)
     holds_it = [
         e.resource_id == email,
         e.resource_name == email,
-        e.changes.like(_like_anywhere(email), escape="\\"),
+        # A typed value (a segment's condition, a filter) may hold it in capitals; SQLite's LIKE ignores
+        # ASCII case already, PostgreSQL's does not.
+        e.changes.ilike(anywhere, escape="\\")
+        if session.get_bind().dialect.name == "postgresql"
+        else e.changes.like(anywhere, escape="\\"),
     ]
     if contact_ids:
         holds_it.append(and_(e.resource_type == "contact", e.resource_id.in_(sorted(contact_ids))))
@@ -110,7 +116,7 @@ def plan(
         fields, salts = _fields(row), json.loads(row.salts)
         live = personal.live_values(fields, salts)
         whole = _whole(fields, email, ids)
-        paths = [p for p, v in live.items() if whole or v == email]
+        paths = [p for p, v in live.items() if whole or personal.names(v, email)]
         if not paths:
             continue
         fields, salts = personal.erase(fields, salts, paths, pseudonym)

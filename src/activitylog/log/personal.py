@@ -10,7 +10,10 @@ The personal values, named by JSON Pointer into the chained fields:
 - a contact's address and names (``changes`` of ``email``, ``first_name``, ``last_name``, both sides) and
   the contact entry's ``resource_name`` (the address);
 - a suppressed address: an ``address`` entry's ``resource_id`` and ``resource_name``, its ``email`` change;
-- every address listed under ``changes.address_ids`` (a bulk entry's affected addresses).
+- every address listed under ``changes.address_ids`` (a bulk entry's affected addresses);
+- what a person typed that may name a subscriber: a segment condition's ``value`` on a contact's address or
+  names (``changes.conditions``), and the ``q`` and ``resource_id`` of a stream's or a saved view's activity
+  filter (``changes.filter``; an address's resource id is the address).
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ PERSONAL_FIELDS: dict[str, tuple[str, ...]] = {
 ADDRESS_ID_TYPES = frozenset({"address"})  # resource types whose id is the address itself
 ADDRESS_LISTS = ("address_ids",)
 SIDES = ("from", "to")
+CONDITION_FIELDS = frozenset(PERSONAL_FIELDS["contact"])  # a segment condition on these holds their value
+FILTERED_TYPES = frozenset({"saved_view", "stream"})  # resources holding an activity filter
+FILTER_KEYS = ("q", "resource_id")  # the filters whose value may name a subscriber
 
 
 def pointer(*tokens: str) -> str:
@@ -55,6 +61,44 @@ def personal_paths(fields: dict[str, Any]) -> list[str]:
                 paths.extend(
                     pointer("changes", key, side, str(i)) for i, v in enumerate(values) if isinstance(v, str)
                 )
+    if rtype == "segment":
+        paths.extend(_condition_paths(changes, "conditions"))
+    if rtype in FILTERED_TYPES:
+        paths.extend(_filter_paths(changes, "filter"))
+    return paths
+
+
+def _condition_paths(changes: dict[str, Any], key: str) -> list[str]:
+    """The values of the segment conditions, on either side of ``changes[key]``, that hold a contact's
+    address or names."""
+    paths: list[str] = []
+    diff = changes.get(key)
+    if not isinstance(diff, dict):
+        return paths
+    for side in SIDES:
+        conditions = diff.get(side)
+        for i, condition in enumerate(conditions if isinstance(conditions, list) else ()):
+            if (
+                isinstance(condition, dict)
+                and condition.get("field") in CONDITION_FIELDS
+                and isinstance(condition.get("value"), str)
+            ):
+                paths.append(pointer("changes", key, side, str(i), "value"))
+    return paths
+
+
+def _filter_paths(changes: dict[str, Any], key: str) -> list[str]:
+    """The filter values, on either side of ``changes[key]``, that may name a subscriber."""
+    paths: list[str] = []
+    diff = changes.get(key)
+    if not isinstance(diff, dict):
+        return paths
+    for side in SIDES:
+        shown = diff.get(side)
+        if isinstance(shown, dict):
+            paths.extend(
+                pointer("changes", key, side, f) for f in FILTER_KEYS if isinstance(shown.get(f), str)
+            )
     return paths
 
 
@@ -70,6 +114,12 @@ def new_salts(fields: dict[str, Any]) -> dict[str, Any] | None:
 def value_at(fields: dict[str, Any], path: str) -> Any:
     node, key = locate(fields, path)
     return node[key]
+
+
+def names(value: Any, address: str) -> bool:
+    """Whether a personal value is the (normalized) ``address``: typed values (a segment's condition, a
+    filter's ``q``) may differ from it in case and spaces."""
+    return isinstance(value, str) and value.strip().lower() == address
 
 
 def live_values(fields: dict[str, Any], salts: dict[str, Any]) -> dict[str, Any]:

@@ -10,15 +10,15 @@ pseudonym. An active legal hold covering any of the entries refuses the whole er
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select, update
 
 from activitylog.db.base import sqlite_checkpoint
-from activitylog.db.models import Contact, Delivery, DeliveryEvent, Suppression
+from activitylog.db.models import Contact, Delivery, DeliveryEvent, SavedView, Segment, Stream, Suppression
 from activitylog.errors import Conflict, InvalidInput, NotFound
 from activitylog.ids import new_id
-from activitylog.log import erasure, purge
+from activitylog.log import erasure, personal, purge
 from activitylog.log.guard import claim_changes
 from activitylog.log.record import ResourceRef
 from activitylog.services.uow import UnitOfWork
@@ -70,7 +70,8 @@ def erase_subscriber(uow: UnitOfWork, email: str) -> Erasure:
         suppression = session.get(Suppression, (account_id, address), with_for_update=True)
         scrubs, contact_ids = erasure.plan(session, account_id, address, {c.id for c in contacts}, pseudonym)
         deliveries = _count(uow, Delivery, address) + _count(uow, DeliveryEvent, address)
-        if not (contacts or suppression or scrubs or deliveries):
+        typed = _naming(uow, address)
+        if not (contacts or suppression or scrubs or deliveries or typed):
             raise NotFound("no contact, suppression, delivery or entry of this account holds that address")
         hold = erasure.covering_hold(session, account_id, scrubs)
         if hold is not None:
@@ -80,6 +81,8 @@ def erase_subscriber(uow: UnitOfWork, email: str) -> Erasure:
             uow.delete(contact)
         if suppression is not None:
             uow.delete(suppression)
+        for row in typed:
+            _renamed(row, address, pseudonym)
         for model in (Delivery, DeliveryEvent):  # bookkeeping rows: counts stay, under the pseudonym
             session.execute(
                 update(model.__table__)  # type: ignore[arg-type]
@@ -96,12 +99,56 @@ def erase_subscriber(uow: UnitOfWork, email: str) -> Erasure:
         }
         if contact_ids:
             changes["contact_ids"] = {"from": sorted(contact_ids), "to": None}
+        for rtype in sorted({row.__audit_type__ for row in typed}):  # each still there, the address gone
+            ids = sorted(row.id for row in typed if row.__audit_type__ == rtype)
+            changes[f"{rtype}_ids"] = {"from": ids, "to": ids}
         entry = uow.record("contact.erase", ResourceRef("contact", pseudonym), changes)
         assert entry is not None and entry["seq"] == erase_seq, "the erasure's entry must take the locked seq"
         uow.commit()
     if uow.db.dialect == "sqlite":  # the pages as they were before are still in the write-ahead log
         sqlite_checkpoint(uow.db.engine, "TRUNCATE")
     return Erasure(pseudonym, len(scrubs), len(contacts), suppression is not None, erase_seq)
+
+
+def _naming(uow: UnitOfWork, address: str) -> list[Segment | SavedView | Stream]:
+    """The account's segments whose conditions, and saved views and streams whose filters, hold the address
+    where ``log.personal`` counts a typed value as personal (a condition on a contact's address or names; a
+    filter's ``q`` or ``resource_id``). Few rows an account: read whole and looked at here, locked."""
+    rows: list[Segment | SavedView | Stream] = [*_locked(uow, Segment), *_locked(uow, SavedView)]
+    rows += _locked(uow, Stream)
+    return [row for row in rows if _typed_values(row, address)]
+
+
+Typed = TypeVar("Typed", Segment, SavedView, Stream)
+
+
+def _locked(uow: UnitOfWork, model: type[Typed]) -> list[Typed]:
+    statement = select(model).where(model.account_id == uow.account_id).order_by(model.id)
+    return list(uow.session.scalars(statement.with_for_update()))
+
+
+def _typed_values(row: Segment | SavedView | Stream, address: str) -> list[str]:
+    """Where in the row a typed value names the address: condition indexes, or filter keys."""
+    if isinstance(row, Segment):
+        return [
+            str(i)
+            for i, condition in enumerate(row.conditions or [])
+            if condition.get("field") in personal.CONDITION_FIELDS
+            and personal.names(condition.get("value"), address)
+        ]
+    return [key for key in personal.FILTER_KEYS if personal.names((row.filter or {}).get(key), address)]
+
+
+def _renamed(row: Segment | SavedView | Stream, address: str, pseudonym: str) -> None:
+    """The row with each typed value naming the address replaced by the pseudonym: the segment then matches
+    no one, the view and the stream find nothing (widening them to everyone would be worse)."""
+    places = set(_typed_values(row, address))
+    if isinstance(row, Segment):
+        row.conditions = [
+            {**c, "value": pseudonym} if str(i) in places else c for i, c in enumerate(row.conditions)
+        ]
+    else:
+        row.filter = {k: pseudonym if k in places else v for k, v in row.filter.items()}
 
 
 def _count(uow: UnitOfWork, model: Any, address: str) -> int:
