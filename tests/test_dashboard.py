@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -109,6 +110,37 @@ def test_a_dashboard_edit_and_an_api_edit_are_told_apart(tenant: Tenant) -> None
     assert by_page["user_agent"] == "dashboard-tests/1.0" and by_page["ip"] == "127.0.0.1"
     assert by_page["changes"] == {"return_path": {"from": None, "to": "bounce.example.com"}}
     assert created["actor"]["type"] == "session"
+
+
+def test_an_edit_form_changes_only_the_fields_it_sends(tenant: Tenant) -> None:
+    """A field left out of the post keeps its value (only one sent empty is cleared), and one sent twice is
+    refused: neither is a guess."""
+    client, token = signed_in(tenant)
+    with tenant.key_client() as api:
+        lst = api.post("/api/v1/lists", json={"name": "Edits"}).json()["id"]
+        contact = api.post(
+            f"/api/v1/lists/{lst}/contacts",
+            json={"email": "ed@example.com", "first_name": "Ed", "last_name": "Do"},
+        ).json()["id"]
+    sent = client.post(f"/contacts/{contact}", data={"status": "unsubscribed", "csrf_token": token})
+    assert sent.status_code == 303, sent.text
+    with tenant.key_client() as api:
+        kept = api.get(f"/api/v1/contacts/{contact}").json()
+    assert (kept["first_name"], kept["last_name"], kept["status"]) == ("Ed", "Do", "unsubscribed")
+    assert entries(tenant, resource_id=contact)[0]["changes"] == {
+        "status": {"from": "subscribed", "to": "unsubscribed"}
+    }
+    cleared = client.post(f"/contacts/{contact}", data={"last_name": "", "csrf_token": token})
+    assert cleared.status_code == 303
+    twice = client.post(
+        "/lists",
+        content=urlencode([("name", "A"), ("name", "B"), ("csrf_token", token)]),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert twice.status_code == 422 and "name: given more than once" in twice.text
+    with tenant.key_client() as api:
+        assert api.get(f"/api/v1/contacts/{contact}").json()["last_name"] is None
+        assert [row["name"] for row in api.get("/api/v1/lists").json()["data"]] == ["Edits"]
 
 
 def test_bad_form_input_is_shown_on_the_form_and_not_logged(tenant: Tenant) -> None:

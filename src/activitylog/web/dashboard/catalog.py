@@ -182,13 +182,19 @@ def _zone(values: dict[str, Any]) -> ZoneInfo | None:
 
 def cleaned(fields: tuple[FormField, ...], values: dict[str, Any], editing: bool) -> dict[str, Any]:
     """Form strings as the API's JSON would carry them: empty means absent (or cleared, when editing a
-    field that may be empty), JSON fields parsed, local date-times given the viewer's time zone."""
+    field that may be empty), JSON fields parsed, local date-times given the viewer's time zone. Editing, a
+    field the form did not send is left as it is (a browser sends every text field, empty or not, but
+    leaves out a multiselect with nothing chosen: that one is cleared); a field sent twice is refused."""
     out: dict[str, Any] = {}
     for f in fields:
+        if editing and f.kind != "multiselect" and f.name not in values:
+            continue
         raw = values.get(f.name, [] if f.kind == "multiselect" else "")
         if f.kind == "multiselect":
             out[f.name] = raw if isinstance(raw, list) else [raw] if raw else []
             continue
+        if isinstance(raw, list) and len(raw) > 1:
+            raise InvalidInput(f.name, "given more than once; give it once")
         value = raw[0] if isinstance(raw, list) else raw
         value = value.strip() if f.kind not in (*SECRET_KINDS, "textarea") else value
         if value == "":
