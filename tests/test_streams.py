@@ -11,6 +11,7 @@ import pytest
 
 from activitylog.db.base import Database
 from conftest import Server, Tenant, make_tenant, serving
+from test_dashboard import signed_in
 
 
 @pytest.fixture(scope="module")
@@ -158,3 +159,24 @@ def test_who_may_manage_streams(tenant: Tenant) -> None:
         assert client.get("/api/v1/streams").status_code == 403
         assert client.post("/api/v1/streams", json=body).status_code == 403
     assert tenant.session_client(member["email"]).get("/api/v1/streams").status_code == 403
+
+
+def test_the_dashboard_form_refuses_what_it_does_not_offer(open_tenant: Tenant) -> None:
+    """A format or signing the form does not offer, or a filter named twice, is a 422 naming it: not the
+    default in its place, not the last value kept."""
+    client, token = signed_in(open_tenant)
+    form = {"name": "Form", "type": "webhook", "url": "http://127.0.0.1:9/hook", "csrf_token": token}
+    for bad, field in (
+        ({"format": "xml"}, "format: one of json, ocsf"),
+        ({"signing": "rsa"}, "signing: one of hmac, ed25519"),
+        ({"filter": "action=list.*&action=broadcast.*"}, "filter: action given more than once"),
+    ):
+        answer = client.post("/streams", data={**form, **bad})
+        assert answer.status_code == 422 and field in answer.text, (bad, answer.text)
+    with open_tenant.key_client() as api:
+        assert api.get("/api/v1/streams").json()["data"] == []
+    made = client.post("/streams", data={**form, "format": "", "filter": "action=list.*,broadcast.*"})
+    assert made.status_code == 201 and "Your new stream" in made.text, made.status_code
+    with open_tenant.key_client() as api:
+        (stream,) = api.get("/api/v1/streams").json()["data"]
+    assert stream["format"] == "json" and stream["filter"] == {"action": "list.*,broadcast.*"}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 
 import jinja2
 from fastapi import Depends, Request, Response
@@ -184,6 +184,24 @@ def as_invalid(exc: ValidationError) -> InvalidInput:
     """A form's first validation problem, named by its field, like the API's 422 messages."""
     field, message = validation_error(exc.errors()[0])
     return InvalidInput(field or "form", message.removeprefix(f"{field}: ") if field else message)
+
+
+def typed_filter(form: dict[str, Any]) -> dict[str, str]:
+    """The ``filter`` field of a stream's or a saved view's form: the activity page's query string, as
+    given. A filter named twice is refused, as the API refuses a parameter given twice (a comma is OR)."""
+    text = str(form.get("filter") or "").strip().lstrip("?")
+    try:
+        pairs = parse_qsl(text, keep_blank_values=False, strict_parsing=bool(text))
+    except ValueError:
+        raise InvalidInput(
+            "filter", "write it as the activity page's query, e.g. action=broadcast.*"
+        ) from None
+    values: dict[str, str] = {}
+    for name, value in pairs:
+        if name in values:
+            raise InvalidInput("filter", f"{name} given more than once; separate its values with commas")
+        values[name] = value
+    return values
 
 
 def whole_number(text: str, field: str, message: str) -> int:

@@ -6,14 +6,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Annotated, Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Path, Request, Response
 
-from activitylog.errors import InvalidInput
 from activitylog.services import saved_views
 from activitylog.web.dashboard.activity import PAGE_EXTRAS
-from activitylog.web.dashboard.render import FormDep, PageRoute, Viewer, current_viewer, redirect
+from activitylog.web.dashboard.render import (
+    FormDep,
+    PageRoute,
+    Viewer,
+    current_viewer,
+    redirect,
+    typed_filter,
+)
 from activitylog.web.deps import get_db
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -43,22 +49,11 @@ def listed(request: Request, viewer: Viewer, applied: dict[str, str]) -> list[Sh
     return [Shown(v.id, v.name, activity_url(v.filter), v.filter == applied) for v in views]
 
 
-def _filter_from_form(form: dict[str, Any]) -> dict[str, str]:
-    """The save form carries the applied filter as the page's query string."""
-    text = str(form.get("filter") or "").strip().lstrip("?")
-    try:
-        return dict(parse_qsl(text, keep_blank_values=False, strict_parsing=bool(text)))
-    except ValueError:
-        raise InvalidInput(
-            "filter", "write it as the activity page's query, e.g. action=broadcast.*"
-        ) from None
-
-
 @router.post("/activity/saved-views")
 def save_view(request: Request, form: FormDep) -> Response:
     viewer = current_viewer(request)
     viewer.require(PERMISSION)
-    view = saved_views.create_view(viewer.uow(request), form.get("name"), _filter_from_form(form))
+    view = saved_views.create_view(viewer.uow(request), form.get("name"), typed_filter(form))
     return redirect(activity_url(view.filter))
 
 

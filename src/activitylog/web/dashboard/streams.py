@@ -6,7 +6,7 @@ work, so it is logged with the session as its actor, exactly like the API's."""
 from __future__ import annotations
 
 from typing import Annotated, Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from sqlalchemy import select
@@ -24,6 +24,7 @@ from activitylog.web.dashboard.render import (
     current_viewer,
     page,
     redirect,
+    typed_filter,
     whole_number,
 )
 from activitylog.web.deps import get_db, get_settings
@@ -55,14 +56,10 @@ def _filter_text(values: dict[str, str]) -> str:
 
 
 def _values(form: dict[str, Any]) -> dict[str, Any]:
-    """The create form as the service takes it; the filter is written as a query string."""
-    text = str(form.get("filter") or "").strip().lstrip("?")
-    try:
-        pairs = parse_qsl(text, keep_blank_values=False, strict_parsing=bool(text))
-    except ValueError:
-        raise InvalidInput(
-            "filter", "write it as the activity page's query, e.g. action=broadcast.*"
-        ) from None
+    """The create form as the service takes it; the filter is written as a query string. A format or a
+    signing the form does not offer is refused, not replaced by the default (only an empty one is); the
+    fields of the other type (the webhook's URL and signing for NATS) are the form's, hidden, not the
+    stream's."""
     kind = str(form.get("type") or "")
     from_seq = str(form.get("from_seq") or "").strip()
     return {
@@ -70,13 +67,18 @@ def _values(form: dict[str, Any]) -> dict[str, Any]:
         "type": kind if kind in streams.TYPES else _missing("type"),
         "url": (str(form.get("url") or "").strip() or None) if kind == "webhook" else None,
         "subject": (str(form.get("subject") or "").strip() or None) if kind == "nats" else None,
-        "format": form.get("format") if form.get("format") in streams.FORMATS else "json",
-        "filter": dict(pairs),
-        "signing": (form.get("signing") if form.get("signing") in streams.SIGNINGS else None)
-        if kind == "webhook"
-        else None,
+        "format": _offered(form, "format", streams.FORMATS) or "json",
+        "filter": typed_filter(form),
+        "signing": _offered(form, "signing", streams.SIGNINGS) if kind == "webhook" else None,
         "from_seq": whole_number(from_seq, "from_seq", A_SEQ) if from_seq else None,
     }
+
+
+def _offered(form: dict[str, Any], field: str, choices: tuple[str, ...]) -> str | None:
+    given = str(form.get(field) or "").strip()
+    if given and given not in choices:
+        raise InvalidInput(field, f"one of {', '.join(choices)}")
+    return given or None
 
 
 def _missing(field: str) -> Any:
