@@ -34,6 +34,7 @@ from activitylog.log.record import Actor, RequestContext
 from activitylog.services import accounts, api_keys, broadcasts, lists, users
 from activitylog.services.uow import SYSTEM_CLI, UnitOfWork
 from conftest import PASSWORD, free_port
+from test_saved_views import csrf_of
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -355,3 +356,30 @@ def test_the_alert_policy_page_changes_the_policy(served: Served, db: Database, 
     policy = owner.get("/api/v1/alert-policy").json()
     assert policy["burst.export"]["count"] == 20 and policy["credential.new_ip"]["enabled"] is False
     assert policy["burst.delete"]["count"] == 25
+
+
+def test_the_alert_policy_form_takes_only_what_a_browser_sends(served: Served, db: Database) -> None:
+    """A checkbox is ticked (``on``) or left out; a number is ASCII digits (``int`` and ``float`` would also
+    take ``١٢``, ``1_0`` and ``nan``). Anything else is a 422 naming the field, and nothing changes."""
+    story = stale_key_history(db)
+    owner = sign_in(served.url, story.owner_email)
+    token = csrf_of(owner.get("/alert-policy").text)
+    before = owner.get("/api/v1/alert-policy").json()
+    form = {"csrf_token": token, "email": "on" if before["email"] else ""}
+    for kind, settings in before.items():
+        for name, value in settings.items() if isinstance(settings, dict) else ():
+            form[f"{kind}.{name}"] = ("on" if value else "") if name == "enabled" else str(value)
+    for named, bad in (
+        ("burst.delete.count", "\u0661\u0662"),
+        ("burst.delete.count", "1_0"),
+        ("burst.delete.count", "12.5"),
+        ("burst.delete.ratio", "nan"),
+        ("burst.delete.enabled", "true"),
+        ("email", "yes"),
+    ):
+        answer = owner.post("/alert-policy", data={**form, named: bad})
+        assert answer.status_code == 422 and named in answer.text, (named, bad, answer.status_code)
+    assert owner.get("/api/v1/alert-policy").json() == before
+    saved = owner.post("/alert-policy", data={**form, "burst.delete.count": "30"})
+    assert saved.status_code == 303
+    assert owner.get("/api/v1/alert-policy").json()["burst.delete"]["count"] == 30

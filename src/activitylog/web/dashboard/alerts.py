@@ -4,6 +4,7 @@ services as the API, in the viewer's unit of work, so they are logged with the s
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -22,6 +23,7 @@ from activitylog.web.dashboard.render import (
     environment,
     page,
     redirect,
+    whole_number,
 )
 from activitylog.web.deps import get_db
 
@@ -123,21 +125,35 @@ def show_policy(
 
 def _patch(form: dict[str, Any]) -> dict[str, Any]:
     """The form's fields (``burst.delete.count``, a checkbox per ``….enabled``) as a policy patch, typed
-    as the API takes them; a number that is not one is refused naming its field."""
+    as the API takes them; a number that is not one (in ASCII digits: ``int`` and ``float`` also take other
+    scripts' digits, underscores, ``nan``) or a checkbox that is neither ticked nor left out is refused,
+    naming its field."""
     defaults = Policy().as_api()
-    patch: dict[str, Any] = {"email": form.get("email") == "on"}
+    patch: dict[str, Any] = {"email": _ticked(form, "email")}
     for kind in KINDS:
-        settings: dict[str, Any] = {"enabled": form.get(f"{kind}.enabled") == "on"}
+        settings: dict[str, Any] = {"enabled": _ticked(form, f"{kind}.enabled")}
         for name, default in defaults[kind].items():
             if name == "enabled":
                 continue
-            text = str(form.get(f"{kind}.{name}") or "").strip()
-            try:
-                settings[name] = float(text) if isinstance(default, float) else int(text)
-            except ValueError:
-                raise InvalidInput(f"{kind}.{name}", "must be a number") from None
+            field = f"{kind}.{name}"
+            text = str(form.get(field) or "").strip()
+            if not _NUMBER.fullmatch(text) or (not isinstance(default, float) and "." in text):
+                raise InvalidInput(field, "must be a number" if isinstance(default, float) else A_COUNT)
+            settings[name] = float(text) if isinstance(default, float) else whole_number(text, field, A_COUNT)
         patch[kind] = settings
     return patch
+
+
+_NUMBER = re.compile(r"[0-9]{1,19}(\.[0-9]{1,19})?", re.ASCII)
+A_COUNT = "must be a whole number"
+
+
+def _ticked(form: dict[str, Any], field: str) -> bool:
+    """A checkbox: a browser sends ``on`` when it is ticked and nothing when it is not."""
+    value = form.get(field) or ""
+    if value not in ("", "on"):
+        raise InvalidInput(field, "a checkbox: ticked (on) or left out")
+    return value == "on"
 
 
 @router.post("/alert-policy")
