@@ -52,11 +52,7 @@ def personal_paths(fields: dict[str, Any]) -> list[str]:
         if isinstance(diff, dict):
             paths.extend(pointer("changes", key, side) for side in SIDES if diff.get(side) is not None)
     for key in ADDRESS_LISTS:
-        diff = changes.get(key)
-        if not isinstance(diff, dict):
-            continue
-        for side in SIDES:
-            values = diff.get(side)
+        for side, values in _sides(changes, key):
             if isinstance(values, list):
                 paths.extend(
                     pointer("changes", key, side, str(i)) for i, v in enumerate(values) if isinstance(v, str)
@@ -68,38 +64,33 @@ def personal_paths(fields: dict[str, Any]) -> list[str]:
     return paths
 
 
+def _sides(changes: dict[str, Any], key: str) -> list[tuple[str, Any]]:
+    """``(side, value)`` of the diff ``changes[key]``, both sides (none when it is not a diff)."""
+    diff = changes.get(key)
+    return [(side, diff.get(side)) for side in SIDES] if isinstance(diff, dict) else []
+
+
 def _condition_paths(changes: dict[str, Any], key: str) -> list[str]:
     """The values of the segment conditions, on either side of ``changes[key]``, that hold a contact's
     address or names."""
-    paths: list[str] = []
-    diff = changes.get(key)
-    if not isinstance(diff, dict):
-        return paths
-    for side in SIDES:
-        conditions = diff.get(side)
-        for i, condition in enumerate(conditions if isinstance(conditions, list) else ()):
-            if (
-                isinstance(condition, dict)
-                and condition.get("field") in CONDITION_FIELDS
-                and isinstance(condition.get("value"), str)
-            ):
-                paths.append(pointer("changes", key, side, str(i), "value"))
-    return paths
+    return [
+        pointer("changes", key, side, str(i), "value")
+        for side, conditions in _sides(changes, key)
+        if isinstance(conditions, list)
+        for i, c in enumerate(conditions)
+        if isinstance(c, dict) and c.get("field") in CONDITION_FIELDS and isinstance(c.get("value"), str)
+    ]
 
 
 def _filter_paths(changes: dict[str, Any], key: str) -> list[str]:
     """The filter values, on either side of ``changes[key]``, that may name a subscriber."""
-    paths: list[str] = []
-    diff = changes.get(key)
-    if not isinstance(diff, dict):
-        return paths
-    for side in SIDES:
-        shown = diff.get(side)
-        if isinstance(shown, dict):
-            paths.extend(
-                pointer("changes", key, side, f) for f in FILTER_KEYS if isinstance(shown.get(f), str)
-            )
-    return paths
+    return [
+        pointer("changes", key, side, f)
+        for side, shown in _sides(changes, key)
+        if isinstance(shown, dict)
+        for f in FILTER_KEYS
+        if isinstance(shown.get(f), str)
+    ]
 
 
 def new_salts(fields: dict[str, Any]) -> dict[str, Any] | None:
