@@ -46,9 +46,10 @@ def _refuse_bytes_not_utf8(request: Request) -> None:
                 raise InvalidInput(unquote_plus(name), "not valid UTF-8") from None
 
 
-def check_route_query(request: Request) -> None:
+async def check_route_query(request: Request) -> None:
     """:func:`check_query` against the query parameters the matched route declares, its dependencies'
-    included, so the set can never drift from the endpoint's signature."""
+    included, so the set can never drift from the endpoint's signature. Async, as it does no I/O: run on
+    the event loop, not handed to a worker thread on every request."""
     route = request.scope.get("route")
     if isinstance(route, APIRoute):
         check_query(request, declared_query(route))
