@@ -356,6 +356,12 @@ def _start_after(session: Session, account_id: str, anchor: Checkpoint) -> _Star
     return _Start(size + 1, last, tuple(frontier))
 
 
+WALK_BATCH = 1_000
+"""Rows a walk's cursors fetch at a time on PostgreSQL, and how often it reports progress: a fetch of 5,000
+entries held ~26 MB more of a web process's memory (the rows and libpq's copy of them) for a walk ~8%
+quicker (50k entries, 5.3 against 4.9 s); SQLite's cursors step row by row whatever it is."""
+
+
 def verify_account(
     session: Session,
     account_id: str,
@@ -363,7 +369,7 @@ def verify_account(
     *,
     incremental: bool = False,
     progress: Callable[[int], None] | None = None,
-    batch: int = 5000,
+    batch: int = WALK_BATCH,
 ) -> Verdict:
     """Walk the chain and the tree from seq 1 (or, ``incremental``, from the anchor on); check the tree
     against ``anchor`` (the signer's last checkpoint, read from outside the database); name the first bad
