@@ -165,6 +165,7 @@ class GuardedSession(Session):
 
 @cache
 def audited_tables() -> frozenset[str]:
+    """The tables of the audited models (read once, at the first write: every model is imported by then)."""
     return frozenset(t.name for m in Base.registry.mappers if issubclass(m.class_, Audited) for t in m.tables)
 
 
