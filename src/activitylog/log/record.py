@@ -85,6 +85,11 @@ def ip_key(ip: str | None) -> str | None:
     return f"{addr.version}{addr.packed.hex()}"
 
 
+def _resource_ref(resource: Resource) -> str:
+    rtype, rid, _name = _resource_parts(resource)
+    return f"{rtype} {rid}"
+
+
 def _resource_parts(resource: Resource) -> tuple[str, str, str | None]:
     if isinstance(resource, ResourceRef):
         return resource.type, resource.id, resource.name
@@ -312,8 +317,13 @@ def record(
         owner = getattr(change.obj, "account_id", None) or change.obj.audit_id
         if owner != account_id:
             raise PermissionError(f"change to another account's {change.obj.__audit_type__} in this entry")
+    own = _changes_for(resource, claimed)
     if changes is None:
-        changes = _changes_for(resource, claimed)
+        changes = own
+    elif dropped := sorted(set(own) - set(changes)):
+        raise guard.UnloggedChangeError(
+            f"{action}: the changes given leave out what changed on {_resource_ref(resource)}: {dropped}"
+        )
     if extra:
         changes = {**changes, **extra}
     if not changes and not claimed and action not in EVENT_ACTIONS:
