@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import pytest
-from sqlalchemy import Table, alias, delete, func, insert, select, text, update
+from sqlalchemy import Table, alias, delete, event, func, insert, select, text, update
 
 from activitylog.db.base import Base, Database
 from activitylog.db.models import ActivityEntry, Audited, Broadcast, ChainHead, MailingList
@@ -299,3 +299,29 @@ def test_a_failure_in_an_inner_unit_of_work_rolls_the_whole_batch_back(db: Datab
         with outer.acting_as(Actor("session", "usr_x", "x@example.com"), RequestContext()):
             raise RuntimeError("boom")
     assert _state(db, tenant) == before
+
+
+def test_an_append_on_postgresql_writes_the_log_in_one_statement(db: Database, tenant: Tenant) -> None:
+    """A mutation's entry, its tree nodes and the head's move go to PostgreSQL as one statement (one round
+    trip, not three), and the rows are those a separate insert and update would have written: the chain and
+    tree verify across appends that complete tree nodes and appends that do not."""
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite has no data-modifying CTEs; its statements cost no round trip")
+    sent: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "activity_" in statement:
+            sent.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", note)
+    try:
+        for i in range(4):  # every other append completes tree nodes
+            lists.create_list(_uow(db, tenant), f"one statement {i}")
+    finally:
+        event.remove(db.engine, "before_cursor_execute", note)
+    writes = [s for s in sent if not s.lstrip().startswith("SELECT")]
+    assert len(writes) == 4, writes  # one per append: no separate entry insert, tree insert or head update
+    assert all("INSERT INTO activity_entries" in s and "UPDATE activity_heads" in s for s in writes)
+    assert sum("INSERT INTO activity_tree" in s for s in writes) == 2
+    with db.reader() as session:
+        assert verify_account(session, tenant.account_id).ok

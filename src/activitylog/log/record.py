@@ -5,9 +5,10 @@ Appends are serialised per account, never globally: PostgreSQL locks the account
 transactions already hold the database's write lock from ``BEGIN IMMEDIATE``. The timestamp is taken under
 that lock, so ``occurred_at`` never decreases along ``seq``.
 
-An append writes its rows at once, or, inside :func:`batched`, with the transaction's other appends in one
-statement per table and the head moved once: what seeding a long history needs. Either way the rows are
-written before anything else the transaction asks of the database, so nothing can read around them.
+An append writes its rows at once (on PostgreSQL in one statement: one round trip), or, inside
+:func:`batched`, with the transaction's other appends in one statement per table and the head moved once:
+what seeding a long history needs. Either way the rows are written before anything else the transaction
+asks of the database, so nothing can read around them.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, event, insert, select, update
+from sqlalchemy import Connection, Table, Update, bindparam, event, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, UOWTransaction, sessionmaker
 from sqlalchemy.sql import visitors
@@ -178,7 +179,46 @@ class _Batch:
 _BATCH = "activitylog.batch"
 
 
+_ONE_APPEND: dict[tuple[tuple[str, ...], bool], Update] = {}
+
+
+def _one_append(columns: tuple[str, ...], with_nodes: bool) -> Update:
+    """One append on PostgreSQL as one statement: the entry (and its tree nodes) inserted by data-modifying
+    CTEs of the head's update, so a mutation's log costs one round trip, not two or three. Built once per
+    shape: every entry has the same columns; every other one completes tree nodes."""
+    key = (columns, with_nodes)
+    statement = _ONE_APPEND.get(key)
+    if statement is None:
+        # bound as ``e_<column>``: a column's own name is reserved for the VALUES SQLAlchemy builds itself
+        values = {name: bindparam(f"e_{name}", type_=_entries.c[name].type) for name in columns}
+        statement = _ADVANCE_HEAD.add_cte(insert(_entries).values(values).cte("appended_entry"))
+        if with_nodes:
+            nodes: dict[str, Any] = {
+                "account_id": bindparam("e_account_id"),
+                "seq": bindparam("e_seq"),
+                "hashes": bindparam("nodes"),
+            }
+            statement = statement.add_cte(insert(_tree).values(nodes).cte("appended_nodes"))
+        statement = _ONE_APPEND[key] = statement
+    return statement
+
+
+def _write_one(conn: Connection, batch: _Batch) -> None:
+    """A single append's rows on PostgreSQL (see :func:`_one_append`)."""
+    (row,) = batch.entries
+    (head,) = batch.heads.values()
+    params = {f"e_{name}": value for name, value in row.items()} | head
+    if batch.nodes:
+        params["nodes"] = batch.nodes[0]["hashes"]
+    conn.execute(_one_append(tuple(row), bool(batch.nodes)), params)
+    if batch.affected:
+        conn.execute(_INSERT_AFFECTED, batch.affected)
+
+
 def _write(conn: Connection, batch: _Batch) -> None:
+    if len(batch.entries) == 1 and len(batch.heads) == 1 and conn.dialect.name == "postgresql":
+        _write_one(conn, batch)
+        return
     if len(batch.entries) > 1:
         conn.execute(_INSERT_ENTRIES[conn.dialect.name], batch.entries)
     elif batch.entries:
