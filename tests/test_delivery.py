@@ -200,6 +200,44 @@ def test_two_workers_never_double_send(db: Database, tenant: Tenant, smtp: tuple
     assert len(finished) == 1
 
 
+def test_a_resumed_send_claims_only_the_recipients_left(
+    db: Database, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A send stopped part way (a pause, a worker restart) resumes with the recipients nobody claimed: it
+    does not walk the claimed ones again a batch at a time (a big list took minutes to get going again)."""
+    with tenant.key_client() as client:
+        bid = _broadcast(client, _audience(client, 4 * dispatcher.BATCH))
+        assert client.post(f"/api/v1/broadcasts/{bid}/send").status_code == 200
+    with db.reader() as session:
+        broadcast = session.get(Broadcast, bid)
+    assert broadcast is not None
+    stop, delivered = threading.Event(), []
+
+    class Recorded:
+        def send(self, message: EmailMessage) -> None:
+            delivered.append(message["To"])
+            if len(delivered) == dispatcher.BATCH:
+                stop.set()  # the worker shutting down: seen before the next batch
+
+        def close(self) -> None: ...
+
+    assert dispatcher.dispatch(db, broadcast, Recorded(), datetime.now(UTC), stop) == dispatcher.BATCH
+    claims: list[list[str]] = []
+    claim = dispatcher._claim
+
+    def counted(db: Database, broadcast: Broadcast, emails: list[str], now: datetime) -> list[str]:
+        claims.append(emails)
+        return claim(db, broadcast, emails, now)
+
+    monkeypatch.setattr(dispatcher, "_claim", counted)
+    assert dispatcher.dispatch(db, broadcast, Recorded(), datetime.now(UTC)) == 3 * dispatcher.BATCH
+    assert len(claims) == 3 and not set(delivered[: dispatcher.BATCH]) & {e for c in claims for e in c}
+    assert sorted(delivered) == sorted(set(delivered)) and len(delivered) == 4 * dispatcher.BATCH
+    with tenant.key_client() as client:
+        done = client.get(f"/api/v1/broadcasts/{bid}").json()
+    assert (done["status"], done["recipients"], done["delivered"]) == ("sent", 40, 40)
+
+
 class BouncingMailer(SmtpMailer):
     """Sends for real, and after ``after`` messages the MTA reports a burst of hard bounces."""
 

@@ -131,6 +131,18 @@ def _settle(db: Database, broadcast: Broadcast, results: dict[str, str | None]) 
         session.commit()
 
 
+def _claimed(db: Database, broadcast: Broadcast) -> set[str]:
+    """The recipients claimed before this run (sent, failed, or being sent by another dispatcher)."""
+    with db.reader() as session:
+        return set(
+            session.scalars(
+                select(Delivery.email).where(
+                    Delivery.account_id == broadcast.account_id, Delivery.broadcast_id == broadcast.id
+                )
+            )
+        )
+
+
 def _status(db: Database, broadcast_id: str) -> str | None:
     with db.reader() as session:
         return session.execute(
@@ -147,17 +159,21 @@ def dispatch(
     transaction open, one transaction settles it, and the dispatcher pauses ``YIELD_SECONDS`` before the
     next — so it holds the database (SQLite's one write lock above all) for two short commits per batch,
     not two per message, and the API's own writes get their turn in between. A pause or a delete is seen
-    before each batch, and so is ``stop`` (the worker shutting down): the next run resumes from the claims."""
+    before each batch, and so is ``stop`` (the worker shutting down): the next run resumes from the claims,
+    with the recipients left (a resumed send of a big list does not walk the claimed ones again, ten at a
+    time; a claim made meanwhile by another dispatcher is still refused by the claim itself)."""
     db = db.for_account(broadcast.account_id)
     targets, suppressed = audience(db, broadcast, now)
+    claimed = _claimed(db, broadcast)
+    left = [email for email in targets if email not in claimed]
     sent = 0
-    for start in range(0, len(targets), BATCH):
+    for start in range(0, len(left), BATCH):
         if stop is not None and stop.is_set():
             return sent
         if _status(db, broadcast.id) != BroadcastStatus.SENDING:
             return sent  # paused (or deleted) meanwhile
         results: dict[str, str | None] = {}
-        for email in _claim(db, broadcast, targets[start : start + BATCH], datetime.now(UTC)):
+        for email in _claim(db, broadcast, left[start : start + BATCH], datetime.now(UTC)):
             try:
                 mailer.send(compose(broadcast, email))
             except Exception as exc:  # a refused recipient or a relay error: recorded, the rest goes on
