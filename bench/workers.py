@@ -253,7 +253,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--entries", type=int, default=20_000)
-    parser.add_argument("--recipients", type=int, default=5_000)
+    parser.add_argument("--recipients", type=int, default=20_000)  # enough to keep every busy round busy
     parser.add_argument("--broadcasts", type=int, default=8)
     parser.add_argument("--pages", type=int, default=140)
     parser.add_argument("--rounds", type=int, default=3)
