@@ -199,7 +199,7 @@ def _one_append(columns: tuple[str, ...], with_nodes: bool) -> Update:
                 "hashes": bindparam("nodes"),
             }
             statement = statement.add_cte(insert(_tree).values(nodes).cte("appended_nodes"))
-        statement = _ONE_APPEND[key] = statement
+        _ONE_APPEND[key] = statement
     return statement
 
 
