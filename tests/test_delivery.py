@@ -172,6 +172,48 @@ def test_rescheduling_from_another_key_is_logged_and_the_send_is_done_for_it(
     assert send["on_behalf_of"] == f"{last_schedule['actor']['type']}:{last_schedule['actor']['id']}"
 
 
+def test_a_segment_broadcast_goes_to_the_contacts_its_conditions_match(
+    db: Database, tenant: Tenant, smtp: tuple[Inbox, str]
+) -> None:
+    """Every condition must hold, on the contact's address, names and status, case-insensitively; the
+    suppression list and unsubscribed contacts still leave the audience."""
+    inbox, url = smtp
+    people = [
+        ("ada@example.com", "Ada", "Lovelace"),
+        ("ADA.B@Example.org", "ada", "Byron"),
+        ("ada.c@example.com", "Ada", None),
+        ("grace@example.com", "Grace", "Hopper"),
+        ("ada.s@example.com", "Ada", "Suppressed"),
+        ("ada.u@example.com", "Ada", "Unsubscribed"),
+    ]
+    with tenant.key_client() as client:
+        list_id = client.post("/api/v1/lists", json={"name": "Customers"}).json()["id"]
+        rows = [{"email": e, "first_name": f, "last_name": last} for e, f, last in people]
+        assert client.post(f"/api/v1/lists/{list_id}/contacts/import", json=rows).status_code == 200
+        contacts = client.get(f"/api/v1/lists/{list_id}/contacts").json()["data"]
+        leaving = next(c["id"] for c in contacts if c["email"] == "ada.u@example.com")
+        client.patch(f"/api/v1/contacts/{leaving}", json={"status": "unsubscribed"})
+        client.post("/api/v1/suppressions", json={"email": "ada.s@example.com"})
+        conditions = [
+            {"field": "first_name", "op": "equals", "value": "ADA"},
+            {"field": "last_name", "op": "not_equals", "value": "byron"},
+            {"field": "email", "op": "contains", "value": "@example."},
+        ]
+        segment = client.post(
+            "/api/v1/segments", json={"name": "Adas", "list_id": list_id, "conditions": conditions}
+        )
+        assert segment.status_code == 201, segment.text
+        body = {"name": "Adas only", "subject": "Hi", "from_email": "news@example.com", "text": "Hi"}
+        bid = client.post("/api/v1/broadcasts", json={**body, "segment_id": segment.json()["id"]}).json()[
+            "id"
+        ]
+        assert client.post(f"/api/v1/broadcasts/{bid}/send").status_code == 200
+        BroadcastWorker(db, Settings(database_url=db.url, smtp_url=url)).run_once()
+        final = client.get(f"/api/v1/broadcasts/{bid}").json()
+    assert inbox.to(bid) == ["ada.c@example.com", "ada@example.com"]
+    assert (final["status"], final["recipients"], final["suppressed"]) == ("sent", 2, 1)
+
+
 def test_two_workers_never_double_send(db: Database, tenant: Tenant, smtp: tuple[Inbox, str]) -> None:
     inbox, url = smtp
     with tenant.key_client() as client:

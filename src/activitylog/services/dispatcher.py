@@ -13,7 +13,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Row, Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from activitylog.db.base import Database
@@ -36,9 +36,12 @@ STALE_CLAIM = timedelta(minutes=10)
 BATCH = 10  # recipients per claim; a pause is seen within this many messages
 YIELD_SECONDS = 0.01  # between batches: the API's writers take the write lock meanwhile
 _deliveries = cast(Table, Delivery.__table__)
+_CONDITION_COLUMNS = (Contact.email, Contact.first_name, Contact.last_name, Contact.status)
 
 
-def _matches(contact: Contact, condition: dict[str, object], engaged: set[str]) -> bool:
+def _matches(
+    contact: Row[str, str | None, str | None, str], condition: dict[str, object], engaged: set[str]
+) -> bool:
     field, op, value = condition["field"], condition["op"], condition["value"]
     if field == "engaged_within_days":
         return contact.email in engaged
@@ -63,8 +66,10 @@ def audience(db: Database, broadcast: Broadcast, now: datetime) -> tuple[list[st
             if segment is None:
                 return [], 0
             list_id, conditions = segment.list_id, segment.conditions
-        contacts = session.scalars(
-            select(Contact).where(
+        # The columns a condition can test, not ORM objects: every dispatch (a resumed send too) reads the
+        # whole audience, and 20,000 instances cost ~280-300 ms of CPU against 50-60 for these rows.
+        contacts = session.execute(
+            select(*_CONDITION_COLUMNS).where(
                 Contact.account_id == broadcast.account_id,
                 Contact.list_id == list_id,
                 Contact.status == "subscribed",
