@@ -16,10 +16,11 @@ from typing import Any
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
+from sqlalchemy import select
 
 from activitylog.config import Settings
 from activitylog.db.base import Database
-from activitylog.db.models import Broadcast
+from activitylog.db.models import Broadcast, Delivery
 from activitylog.services import dispatcher, feedback, scheduler
 from activitylog.services.mailer import SmtpMailer
 from activitylog.workers import BroadcastWorker
@@ -267,7 +268,7 @@ def test_a_resumed_send_claims_only_the_recipients_left(
     claims: list[list[str]] = []
     claim = dispatcher._claim
 
-    def counted(db: Database, broadcast: Broadcast, emails: list[str], now: datetime) -> list[str]:
+    def counted(db: Database, broadcast: Broadcast, emails: list[str], now: datetime) -> list[str] | None:
         claims.append(emails)
         return claim(db, broadcast, emails, now)
 
@@ -471,3 +472,34 @@ def test_a_complaint_rate_over_threshold_pauses_all_sending(db: Database, tenant
     assert statuses == {first: "sent", second: "paused"}  # every broadcast still sending is paused
     assert [e["resource"]["id"] for e in paused] == [second]
     assert paused[0]["changes"]["trigger"]["to"]["metric"] == "complaint_rate"
+
+
+def test_a_refused_recipient_is_settled_failed_with_its_error_and_the_rest_sent(
+    db: Database, tenant: Tenant
+) -> None:
+    with tenant.key_client() as client:
+        bid = _broadcast(client, _audience(client, 2 * dispatcher.BATCH + 3))
+        client.post(f"/api/v1/broadcasts/{bid}/send")
+        with db.reader() as session:
+            broadcast = session.get(Broadcast, bid)
+        assert broadcast is not None
+
+        class Picky:  # refuses two addresses, one in each of the first two batches
+            def send(self, message: EmailMessage) -> None:
+                if message["To"] in ("reader3@example.com", "reader14@example.com"):
+                    raise ValueError(f"mailbox {message['To']} unavailable " + "x" * 600)
+
+            def close(self) -> None: ...
+
+        sent = dispatcher.dispatch(db, broadcast, Picky(), datetime.now(UTC))
+        final = client.get(f"/api/v1/broadcasts/{bid}").json()
+    with db.for_account(tenant.account_id).reader() as session:
+        rows = session.execute(
+            select(Delivery.email, Delivery.status, Delivery.error).where(Delivery.broadcast_id == bid)
+        ).all()
+    failed = {email: error or "" for email, status, error in rows if status == "failed"}
+    assert sent == 2 * dispatcher.BATCH + 1
+    assert sorted(failed) == ["reader14@example.com", "reader3@example.com"]
+    assert all(e.startswith("ValueError: mailbox reader") and len(e) == 500 for e in failed.values())
+    assert sorted(status for _, status, _ in rows if status != "failed") == ["sent"] * sent
+    assert (final["status"], final["delivered"], final["failed"]) == ("sent", sent, 2)

@@ -13,7 +13,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Row, Table, func, select
+from sqlalchemy import Row, Table, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from activitylog.db.base import Database
@@ -37,6 +37,12 @@ BATCH = 10  # recipients per claim; a pause is seen within this many messages
 YIELD_SECONDS = 0.01  # between batches: the API's writers take the write lock meanwhile
 _deliveries = cast(Table, Delivery.__table__)
 _CONDITION_COLUMNS = (Contact.email, Contact.first_name, Contact.last_name, Contact.status)
+_STATUS = select(Broadcast.status).where(Broadcast.id == bindparam("id"))
+# A batch's outcomes, by broadcast (``a``, ``b``) and, for a failure, address (``e``).
+_SETTLE = update(_deliveries).where(
+    _deliveries.c.account_id == bindparam("a"), _deliveries.c.broadcast_id == bindparam("b")
+)
+_FAIL = _SETTLE.where(_deliveries.c.email == bindparam("e")).values(status="failed", error=bindparam("error"))
 
 
 def _matches(
@@ -95,9 +101,10 @@ def audience(db: Database, broadcast: Broadcast, now: datetime) -> tuple[list[st
     return kept, len(wanted) - len(kept)
 
 
-def _claim(db: Database, broadcast: Broadcast, emails: list[str], now: datetime) -> list[str]:
+def _claim(db: Database, broadcast: Broadcast, emails: list[str], now: datetime) -> list[str] | None:
     """Claim a batch of recipients in one short transaction; returns those nobody had claimed yet (the rest
-    were sent before, or are being sent by another dispatcher)."""
+    were sent before, or are being sent by another dispatcher), or None if the broadcast is no longer
+    sending (paused or deleted meanwhile: the transaction that would claim reads it first)."""
     rows = [
         {
             "account_id": broadcast.account_id,
@@ -111,6 +118,9 @@ def _claim(db: Database, broadcast: Broadcast, emails: list[str], now: datetime)
     dialect = postgresql if db.dialect == "postgresql" else sqlite
     statement = dialect.insert(_deliveries).on_conflict_do_nothing().returning(_deliveries.c.email)
     with db.writer() as session:
+        status = session.execute(_STATUS, {"id": broadcast.id}).scalar_one_or_none()
+        if status != BroadcastStatus.SENDING:
+            return None
         claimed = {email for (email,) in session.execute(statement, rows)} if rows else set()
         session.commit()
     return [email for email in emails if email in claimed]
@@ -120,19 +130,15 @@ def _settle(db: Database, broadcast: Broadcast, results: dict[str, str | None]) 
     """Record a batch's outcomes (``None``: sent; else the error) in one short transaction."""
     if not results:
         return
-    now = datetime.now(UTC)
-    with db.writer() as session:
-        for row in session.scalars(
-            select(Delivery).where(
-                Delivery.account_id == broadcast.account_id,
-                Delivery.broadcast_id == broadcast.id,
-                Delivery.email.in_(list(results)),
-            )
-        ):
-            error = results[row.email]
-            row.status, row.error = ("failed", error[:500]) if error else ("sent", None)
-            if not error:
-                row.sent_at = now
+    key = {"a": broadcast.account_id, "b": broadcast.id}
+    sent = [email for email, error in results.items() if error is None]
+    failed = [{**key, "e": email, "error": error[:500]} for email, error in results.items() if error]
+    with db.writer() as session:  # two statements, not a row read and written back per recipient
+        if sent:
+            values = {"status": "sent", "error": None, "sent_at": datetime.now(UTC)}
+            session.execute(_SETTLE.where(_deliveries.c.email.in_(sent)).values(values), key)
+        if failed:
+            session.execute(_FAIL, failed)
         session.commit()
 
 
@@ -146,13 +152,6 @@ def _claimed(db: Database, broadcast: Broadcast) -> set[str]:
                 )
             )
         )
-
-
-def _status(db: Database, broadcast_id: str) -> str | None:
-    with db.reader() as session:
-        return session.execute(
-            select(Broadcast.status).where(Broadcast.id == broadcast_id)
-        ).scalar_one_or_none()
 
 
 def dispatch(
@@ -175,10 +174,11 @@ def dispatch(
     for start in range(0, len(left), BATCH):
         if stop is not None and stop.is_set():
             return sent
-        if _status(db, broadcast.id) != BroadcastStatus.SENDING:
+        batch = _claim(db, broadcast, left[start : start + BATCH], datetime.now(UTC))
+        if batch is None:
             return sent  # paused (or deleted) meanwhile
         results: dict[str, str | None] = {}
-        for email in _claim(db, broadcast, left[start : start + BATCH], datetime.now(UTC)):
+        for email in batch:
             try:
                 mailer.send(compose(broadcast, email))
             except Exception as exc:  # a refused recipient or a relay error: recorded, the rest goes on
