@@ -37,17 +37,19 @@ BATCH = 10  # recipients per claim; a pause is seen within this many messages
 YIELD_SECONDS = 0.01  # between batches: the API's writers take the write lock meanwhile
 _deliveries = cast(Table, Delivery.__table__)
 _CONDITION_COLUMNS = (Contact.email, Contact.first_name, Contact.last_name, Contact.status)
+_ContactRow = Row[str, str | None, str | None, str]  # what a condition tests: _CONDITION_COLUMNS
 _STATUS = select(Broadcast.status).where(Broadcast.id == bindparam("id"))
-# A batch's outcomes, by broadcast (``a``, ``b``) and, for a failure, address (``e``).
+# A batch's outcomes, by broadcast (``a``, ``b``): the sent ones at once, each failure with its error.
 _SETTLE = update(_deliveries).where(
     _deliveries.c.account_id == bindparam("a"), _deliveries.c.broadcast_id == bindparam("b")
+)
+_SENT = _SETTLE.where(_deliveries.c.email.in_(bindparam("emails", expanding=True))).values(
+    status="sent", error=None, sent_at=bindparam("at")
 )
 _FAIL = _SETTLE.where(_deliveries.c.email == bindparam("e")).values(status="failed", error=bindparam("error"))
 
 
-def _matches(
-    contact: Row[str, str | None, str | None, str], condition: dict[str, object], engaged: set[str]
-) -> bool:
+def _matches(contact: _ContactRow, condition: dict[str, object], engaged: set[str]) -> bool:
     field, op, value = condition["field"], condition["op"], condition["value"]
     if field == "engaged_within_days":
         return contact.email in engaged
@@ -135,8 +137,7 @@ def _settle(db: Database, broadcast: Broadcast, results: dict[str, str | None]) 
     failed = [{**key, "e": email, "error": error[:500]} for email, error in results.items() if error]
     with db.writer() as session:  # two statements, not a row read and written back per recipient
         if sent:
-            values = {"status": "sent", "error": None, "sent_at": datetime.now(UTC)}
-            session.execute(_SETTLE.where(_deliveries.c.email.in_(sent)).values(values), key)
+            session.execute(_SENT, {**key, "emails": sent, "at": datetime.now(UTC)})
         if failed:
             session.execute(_FAIL, failed)
         session.commit()
