@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint format bench bench-demo screenshots clean
+.PHONY: run test lint format bench bench-demo bench-recorder screenshots clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -37,6 +37,7 @@ bench: $(STAMP)
 bench-pages: $(STAMP) ; $(BIN)/python bench/pages.py
 bench-proofs: $(STAMP) ; $(BIN)/python bench/proofs.py
 bench-demo: $(STAMP) ; $(BIN)/python bench/demo.py
+bench-recorder: $(STAMP) ; $(BIN)/python bench/recorder.py
 
 # The README's pictures, taken by the browser test itself.
 screenshots: $(STAMP)
