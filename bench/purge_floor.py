@@ -5,14 +5,17 @@ this says whether the engine alone can meet it on this machine.
 
 The store is seeded as ``bench/retention.py`` seeds it (the same history: 800 days ending 30 days ago, so
 about half is past the default 400-day retention; a few small tenants beside), with the migrations' schema,
-indexes and triggers. Then, by ``sqlite3`` / ``psycopg`` alone, in pieces of ``--piece`` seqs, each a
+indexes and triggers. Then, by ``sqlite3`` / ``psycopg`` alone, in pieces of ``--pieces`` seqs, each a
 durable transaction of its own: the tombstones (seq, hash, prev_hash and the policy) copied from the
 entries, the affected-resource rows deleted, on SQLite the text-search index's copies deleted, and the
 entries deleted (the triggers let a delete through only once its tombstone exists). What the product adds
 on top — the derived counts kept exact, the holds re-checked, FTS merges bounded, pieces sized by time,
-pauses for waiting writers — is not here: this is the floor, not the product.
+pauses for waiting writers — is not here: this is the floor, not the product. On SQLite every piece size
+is timed on the same seeded file (copied back before each); on PostgreSQL, whose product pieces are
+``pacing.LARGE_BATCH`` seqs, the first size alone.
 
-    .venv/bin/python bench/purge_floor.py [--entries 2000000] [--engines sqlite,postgresql] [--piece 20000]
+    .venv/bin/python bench/purge_floor.py [--entries 2000000] [--engines sqlite,postgresql] \
+        [--pieces 20000,4000]
 
 Writes bench/RESULTS-purge-floor.md (or ``--output``).
 """
@@ -20,6 +23,7 @@ Writes bench/RESULTS-purge-floor.md (or ``--output``).
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -59,6 +63,7 @@ _ENTRIES = "DELETE FROM activity_entries WHERE account_id = ? AND seq BETWEEN ? 
 @dataclass
 class FloorRun:
     engine: str
+    piece: int
     entries: int = 0  # in the account
     seed_s: float = 0.0
     purged: int = 0
@@ -114,8 +119,8 @@ def purge_floor(store: Store, account_id: str, piece: int, run: FloorRun) -> Non
         conn.close()
 
 
-def bench_engine(store: Store, entries: int, piece: int) -> FloorRun:
-    run = FloorRun(store.engine)
+def bench_engine(store: Store, entries: int, pieces: list[int]) -> list[FloorRun]:
+    """Seed, then time the floor's purge in pieces of each size (SQLite) or of the first (PostgreSQL)."""
     started = time.perf_counter()
     seeded = seed(
         store,
@@ -125,29 +130,44 @@ def bench_engine(store: Store, entries: int, piece: int) -> FloorRun:
         days=HISTORY_DAYS,
         ends_days_ago=ENDS_DAYS_AGO,
     )
-    settle(store)
-    run.seed_s = time.perf_counter() - started
+    settle(store)  # on SQLite the WAL is now in the file, so the file alone is the seeded store
+    seed_s = time.perf_counter() - started
     conn = store.raw_connect()
     try:
-        run.entries = conn.execute(
+        entries = conn.execute(
             store.sql("SELECT count(*) FROM activity_entries WHERE account_id = ?"), (seeded.account_id,)
         ).fetchone()[0]
     finally:
         conn.close()
-    print(f"[{store.engine}] seeded {run.entries:,} entries in {run.seed_s:.0f} s; purging", flush=True)
-    purge_floor(store, seeded.account_id, piece, run)
-    print(f"[{store.engine}] {run.purged:,} purged in {run.seconds:.1f} s ({run.rate:,.0f}/s)", flush=True)
-    return run
+    print(f"[{store.engine}] seeded {entries:,} entries in {seed_s:.0f} s", flush=True)
+    seeded_copy = Path(store.raw_target + ".seeded")
+    if store.is_sqlite:
+        shutil.copyfile(store.raw_target, seeded_copy)
+    runs = []
+    for i, piece in enumerate(pieces if store.is_sqlite else pieces[:1]):
+        if i:
+            for suffix in ("-wal", "-shm"):
+                Path(store.raw_target + suffix).unlink(missing_ok=True)
+            shutil.copyfile(seeded_copy, store.raw_target)
+        run = FloorRun(store.engine, piece, entries, seed_s)
+        purge_floor(store, seeded.account_id, piece, run)
+        print(
+            f"[{store.engine}] pieces of {piece:,}: {run.purged:,} purged in {run.seconds:.1f} s "
+            f"({run.rate:,.0f}/s)",
+            flush=True,
+        )
+        runs.append(run)
+    return runs
 
 
-def report(runs: list[FloorRun], piece: int, load: str) -> str:
+def report(runs: list[FloorRun], load: str) -> str:
     info = machine()
     lines = [
         "# The engine's floor for a purge",
         "",
         f"Written by `bench/purge_floor.py` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} "
         f"({info['nproc']} CPUs, {info['CPU']}; load average {load} before, {load_average()} after); one "
-        f"run, nothing else of the product running. Pieces of {piece:,} seqs, each a durable transaction "
+        f"run, nothing else of the product running. Pieces of the seqs shown, each a durable transaction "
         "through the bare driver: tombstones copied from the entries, affected rows deleted, on SQLite the "
         "text-search copies deleted, the entries deleted, under the migrations' indexes and triggers (SQLite "
         f"with the {SQLITE_WIDE_CACHE_KIB // 1024} MiB page cache the product's pieces get). The product's "
@@ -155,19 +175,21 @@ def report(runs: list[FloorRun], piece: int, load: str) -> str:
         "(bench/retention.py). "
         "Do not edit by hand.",
         "",
-        "| engine | entries in the account | purged | wall time | entries/s | piece p50 / max ms "
-        "| 1M at this rate | target: 1M in 60 s |",
-        "|---|---:|---:|---:|---:|---|---:|---|",
+        "| engine | seqs a piece | entries in the account | purged | wall time | entries/s "
+        "| piece p50 / max ms | 1M at this rate | target: 1M in 60 s |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---|",
     ]
     for run in runs:
         million = TARGET_ENTRIES / run.rate if run.rate else float("inf")
         verdict = "within the engine's reach" if million < TARGET_SECONDS else "**beyond the engine here**"
         lines.append(
-            f"| {run.engine} {run.version} | {run.entries:,} | {run.purged:,} | {run.seconds:.1f} s | "
+            f"| {run.engine} {run.version} | {run.piece:,} | {run.entries:,} | {run.purged:,} | "
+            f"{run.seconds:.1f} s | "
             f"{run.rate:,.0f} | {statistics.median(run.piece_ms):,.0f} / {max(run.piece_ms):,.0f} | "
             f"{million:.0f} s | {verdict} |"
         )
-    lines += ["", *(f"- {run.engine}: seeded in {run.seed_s:.0f} s." for run in runs)]
+    seeded = {run.engine: run.seed_s for run in runs}
+    lines += ["", *(f"- {engine}: seeded in {seconds:.0f} s." for engine, seconds in seeded.items())]
     return "\n".join(lines) + "\n"
 
 
@@ -176,7 +198,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--entries", type=int, default=2_000_000, help="entries of the account purged")
-    parser.add_argument("--piece", type=int, default=20_000, help="seqs a transaction")
+    parser.add_argument("--pieces", default="20000,4000", help="seqs a transaction, comma-separated")
     parser.add_argument("--engines", default="sqlite,postgresql")
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS-purge-floor.md")
@@ -188,8 +210,8 @@ def main() -> None:
             TemporaryDirectory(prefix="activitylog-bench-floor-") as work,
             fresh_store(engine, options.pg_url, Path(work)) as store,
         ):
-            runs.append(bench_engine(store, options.entries, options.piece))
-    text = report(runs, options.piece, load)
+            runs += bench_engine(store, options.entries, [int(n) for n in options.pieces.split(",")])
+    text = report(runs, load)
     options.output.write_text(text)
     print(text)
 
