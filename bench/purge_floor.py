@@ -15,7 +15,7 @@ is timed on the same seeded file (copied back before each); on PostgreSQL, whose
 ``pacing.LARGE_BATCH`` seqs, the first size alone.
 
     .venv/bin/python bench/purge_floor.py [--entries 2000000] [--engines sqlite,postgresql] \
-        [--pieces 20000,4000]
+        [--pieces 20000,4000,2000,1000]
 
 Writes bench/RESULTS-purge-floor.md (or ``--output``).
 """
@@ -198,7 +198,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--entries", type=int, default=2_000_000, help="entries of the account purged")
-    parser.add_argument("--pieces", default="20000,4000", help="seqs a transaction, comma-separated")
+    parser.add_argument(
+        "--pieces", default="20000,4000,2000,1000", help="seqs a transaction, comma-separated"
+    )
     parser.add_argument("--engines", default="sqlite,postgresql")
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS-purge-floor.md")
