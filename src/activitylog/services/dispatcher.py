@@ -38,7 +38,9 @@ YIELD_SECONDS = 0.01  # between batches: the API's writers take the write lock m
 _deliveries = cast(Table, Delivery.__table__)
 _CONDITION_COLUMNS = (Contact.email, Contact.first_name, Contact.last_name, Contact.status)
 _ContactRow = Row[str, str | None, str | None, str]  # what a condition tests: _CONDITION_COLUMNS
-_STATUS = select(Broadcast.status).where(Broadcast.id == bindparam("id"))
+_STATUS = select(Broadcast.status).where(
+    Broadcast.account_id == bindparam("a"), Broadcast.id == bindparam("id")
+)
 # A batch's outcomes, by broadcast (``a``, ``b``): the sent ones at once, each failure with its error.
 _SETTLE = update(_deliveries).where(
     _deliveries.c.account_id == bindparam("a"), _deliveries.c.broadcast_id == bindparam("b")
@@ -120,7 +122,9 @@ def _claim(db: Database, broadcast: Broadcast, emails: list[str], now: datetime)
     dialect = postgresql if db.dialect == "postgresql" else sqlite
     statement = dialect.insert(_deliveries).on_conflict_do_nothing().returning(_deliveries.c.email)
     with db.writer() as session:
-        status = session.execute(_STATUS, {"id": broadcast.id}).scalar_one_or_none()
+        status = session.execute(
+            _STATUS, {"a": broadcast.account_id, "id": broadcast.id}
+        ).scalar_one_or_none()
         if status != BroadcastStatus.SENDING:
             return None
         claimed = {email for (email,) in session.execute(statement, rows)} if rows else set()
